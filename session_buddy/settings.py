@@ -1,0 +1,257 @@
+"""One typed settings model, layered.
+
+Order, lowest first (a later layer wins):
+
+1. defaults in this module;
+2. the package's settings folder (``settings/`` of a checkout, ``session_buddy/_defaults`` of
+   an installed wheel): ``session-buddy.yaml``, ``adapters.yaml``, ``<mode>.yaml``,
+   ``local.yaml`` (git-ignored);
+3. the user's config folder (``$XDG_CONFIG_HOME/session-buddy`` or
+   ``~/.config/session-buddy``): ``session-buddy.yaml``, ``local.yaml``;
+4. an explicit folder or file: ``--config PATH`` or ``SESSION_BUDDY_CONFIG``;
+5. environment variables ``SESSION_BUDDY_*`` (nested with ``__``, e.g.
+   ``SESSION_BUDDY_ADAPTERS__STORAGE=memory``);
+6. keyword overrides given to :func:`load_settings` (library use, tests).
+
+None of this depends on the current directory, and no settings file is ever written.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+
+from session_buddy.errors import ConfigurationError
+
+ENV_PREFIX = "SESSION_BUDDY_"
+CONFIG_ENV = "SESSION_BUDDY_CONFIG"
+SECRET_WORDS = ("secret", "password", "token", "api_key")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AdaptersSettings(_Section):
+    """Which implementation runs for each capability (a module name under `adapters/`)."""
+
+    storage: Literal["duckdb", "memory"] = "duckdb"
+    embeddings: Literal["onnx", "http", "none"] = "onnx"
+    http: Literal["httpx"] = "httpx"
+    health: Literal["default"] = "default"
+    shutdown: Literal["default"] = "default"
+
+
+class StorageSettings(_Section):
+    path: Path | None = Field(
+        default=None, description="DuckDB file; default <data_dir>/memory.duckdb"
+    )
+    max_content_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1, description="Largest item accepted (UTF-8 bytes)"
+    )
+    checkpoint_on_close: bool = True
+
+
+class EmbeddingsSettings(_Section):
+    model_path: Path | None = Field(default=None, description="ONNX file; default: packaged")
+    tokenizer_path: Path | None = Field(default=None, description="tokenizer.json; default: packaged")
+    model_name: str = "all-MiniLM-L6-v2"
+    dimension: int = 384
+    max_tokens: int = Field(default=256, ge=8, le=512)
+    batch_size: int = Field(default=32, ge=1, le=1024)
+    cache_size: int = Field(default=2048, ge=0)
+    threads: int = Field(default=0, ge=0, description="onnxruntime intra-op threads; 0 = auto")
+    preload: bool = Field(default=True, description="Load the model in the background at start")
+    url: str = Field(default="http://127.0.0.1:11434", description="http adapter: server URL")
+    api: Literal["ollama", "openai"] = "ollama"
+    remote_model: str = "all-minilm"
+
+
+class HttpSettings(_Section):
+    timeout_s: float = 10.0
+    connect_timeout_s: float = 5.0
+    retries: int = Field(default=3, ge=0, le=10)
+    backoff_s: float = 0.25
+    max_connections: int = 20
+
+
+class SearchSettings(_Section):
+    rrf_k: int = Field(default=60, ge=1)
+    candidates: int = Field(default=100, ge=10, description="Hits taken from each ranker")
+    decay_half_life_days: float = Field(
+        default=0.0, ge=0.0, description="Time decay of scores; 0 turns it off"
+    )
+    snippet_chars: int = Field(default=2000, ge=80)
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = 8678
+    allow_remote: bool = False
+
+
+class SessionBuddySettings(BaseSettings):
+    """The effective settings of one session-buddy process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    mode: Literal["lite", "standard"] = Field(
+        default="standard", description="lite: in-memory storage, nothing persisted"
+    )
+    data_dir: Path | None = Field(default=None, description="default ~/.claude/data/session-buddy")
+    log_level: str = "WARNING"
+    log_file: Path | None = None
+    user: str | None = Field(default=None, description="Who stores memories (default: $USER)")
+    adapters: AdaptersSettings = Field(default_factory=AdaptersSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    embeddings: EmbeddingsSettings = Field(default_factory=EmbeddingsSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    search: SearchSettings = Field(default_factory=SearchSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+        # Layering is done by load_settings(); the model itself only takes its arguments.
+        return (init_settings,)
+
+
+@dataclass
+class LoadedSettings:
+    settings: SessionBuddySettings
+    #: dotted key -> where its value came from
+    sources: dict[str, str] = field(default_factory=dict)
+    #: the settings files that were read, in order
+    files: list[Path] = field(default_factory=list)
+
+
+def package_settings_dir() -> Path | None:
+    """The settings folder that ships with the code (independent of the current directory)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_defaults", here.parent / "settings"):
+        if (candidate / "session-buddy.yaml").is_file():
+            return candidate
+    return None
+
+
+def user_config_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "session-buddy"
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigurationError(f"Cannot read settings file {path}: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"Settings file {path} must hold a mapping, not {type(data).__name__}")
+    return data
+
+
+def _merge(target: dict[str, Any], layer: dict[str, Any], label: str, sources: dict[str, str], prefix: str = "") -> None:
+    for key, value in layer.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value, label, sources, dotted + ".")
+        elif isinstance(value, dict):
+            target[key] = {}
+            _merge(target[key], value, label, sources, dotted + ".")
+        else:
+            target[key] = value
+            sources[dotted] = label
+
+
+def _env_layer() -> dict[str, Any]:
+    source = EnvSettingsSource(
+        SessionBuddySettings, env_prefix=ENV_PREFIX, env_nested_delimiter="__", case_sensitive=False
+    )
+    data = source()
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def _folder_layers(folder: Path, names: list[str], origin: str) -> list[tuple[str, Path]]:
+    return [(f"{origin}:{folder / n}", folder / n) for n in names if (folder / n).is_file()]
+
+
+def load_settings(config: Path | str | None = None, **overrides: Any) -> LoadedSettings:
+    """Read every layer and return the validated settings with the source of each value."""
+    explicit = Path(config) if config else (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
+    if explicit is not None and not explicit.exists():
+        raise ConfigurationError(f"Settings path {explicit} does not exist (from --config or {CONFIG_ENV})")
+    env = _env_layer()
+
+    def file_layers(mode: str) -> list[tuple[str, Path]]:
+        layers: list[tuple[str, Path]] = []
+        pkg = package_settings_dir()
+        if pkg is not None:
+            layers += _folder_layers(pkg, ["session-buddy.yaml", "adapters.yaml", f"{mode}.yaml", "local.yaml"], "package")
+        layers += _folder_layers(user_config_dir(), ["session-buddy.yaml", "local.yaml"], "user")
+        if explicit is not None:
+            if explicit.is_dir():
+                layers += _folder_layers(explicit, ["session-buddy.yaml", "local.yaml"], "config")
+            else:
+                layers.append((f"config:{explicit}", explicit))
+        return layers
+
+    # The mode decides which <mode>.yaml is read, so find it first from every other layer.
+    mode = "standard"
+    for _, path in file_layers("standard"):
+        mode = _read_yaml(path).get("mode", mode)
+    mode = env.get("mode", overrides.get("mode", mode))
+    if mode not in ("lite", "standard"):
+        raise ConfigurationError(f"mode must be 'lite' or 'standard', not {mode!r}")
+
+    merged: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    files: list[Path] = []
+    for label, path in file_layers(mode):
+        _merge(merged, _read_yaml(path), label, sources)
+        files.append(path)
+    _merge(merged, env, "env", sources)
+    _merge(merged, overrides, "override", sources)
+    try:
+        settings = SessionBuddySettings(**merged)
+    except PydanticValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (from {sources.get('.'.join(str(p) for p in err['loc']), 'default')})"
+            for err in exc.errors()
+        )
+        raise ConfigurationError(f"Invalid settings: {problems}") from exc
+    return LoadedSettings(settings=settings, sources=sources, files=files)
+
+
+def _is_secret(key: str) -> bool:
+    return any(word in key.lower() for word in SECRET_WORDS)
+
+
+def explain(loaded: LoadedSettings) -> list[dict[str, str]]:
+    """Every effective value, its source, with secrets masked (for `session-buddy config`)."""
+    rows: list[dict[str, str]] = []
+
+    def walk(obj: Any, prefix: str) -> None:
+        for key, value in obj.items():
+            dotted = f"{prefix}{key}"
+            if isinstance(value, dict):
+                walk(value, dotted + ".")
+                continue
+            shown = "********" if (_is_secret(dotted) and value) else ("" if value is None else str(value))
+            if dotted.endswith("dsn") and value and "@" in str(value):
+                scheme, _, rest = str(value).partition("://")
+                creds, _, host = rest.rpartition("@")
+                user = creds.split(":", 1)[0]
+                shown = f"{scheme}://{user}:********@{host}"
+            rows.append({"key": dotted, "value": shown, "source": loaded.sources.get(dotted, "default")})
+
+    walk(loaded.settings.model_dump(mode="json"), "")
+    return rows
