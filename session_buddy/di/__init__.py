@@ -12,6 +12,7 @@ load; the ShutdownManager closes everything.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -23,7 +24,16 @@ if TYPE_CHECKING:
 
     from session_buddy.settings import SessionBuddySettings
 
-__all__ = ["SessionPaths", "configure", "get", "is_configured", "reset", "shutdown", "startup"]
+__all__ = [
+    "SessionPaths",
+    "configure",
+    "get",
+    "is_configured",
+    "ready",
+    "reset",
+    "shutdown",
+    "startup",
+]
 
 T = TypeVar("T")
 
@@ -31,10 +41,7 @@ _lock = threading.Lock()
 _container: Container | None = None
 _registered: list[type] = []
 _started = False
-
-
-def _container_or_none() -> Container | None:
-    return _container
+_startup_task: asyncio.Task[None] | None = None
 
 
 def configure(
@@ -113,8 +120,34 @@ def get(key: type[T]) -> T:
         ) from None
 
 
+def start_background() -> asyncio.Task[None]:
+    """Start :func:`startup` as a task (the server does this so the MCP handshake is not
+    delayed); :func:`ready` awaits it."""
+    global _startup_task
+    failed = (
+        _startup_task is not None
+        and _startup_task.done()
+        and not _startup_task.cancelled()
+        and _startup_task.exception() is not None
+    )
+    if failed or _startup_task is None or _startup_task.get_loop() is not asyncio.get_running_loop():
+        _startup_task = asyncio.get_running_loop().create_task(_startup(), name="session-buddy-startup")
+    return _startup_task
+
+
+async def ready() -> None:
+    """Wait until startup has finished (starting it if needed); re-raises its error."""
+    if _started:
+        return
+    await asyncio.shield(start_background())
+
+
 async def startup() -> None:
     """Open what needs I/O (storage), start background loads, register cleanup. Idempotent."""
+    await ready()
+
+
+async def _startup() -> None:
     global _started
     if _started:
         return
@@ -154,8 +187,9 @@ async def shutdown() -> Any:
 def reset() -> None:
     """Forget the configuration (tests, or an app that reconfigures). Does not close anything:
     run :func:`shutdown` first."""
-    global _container, _started
+    global _container, _started, _startup_task
     with _lock:
+        _startup_task = None
         if _container is not None:
             for key in _registered:
                 _container.instances.pop(key, None)

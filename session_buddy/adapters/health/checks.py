@@ -1,0 +1,136 @@
+"""Default health checks: python env, data dir, storage, embeddings, http.
+
+Uses mcp-common's ``ComponentHealth``/``HealthStatus``/``HealthCheckResponse``; mcp-common
+takes seconds to import, so it is imported on the first check, never at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+from session_buddy import __version__
+from session_buddy._acb import AdapterCapability, AdapterMetadata, AdapterStatus
+from session_buddy.adapters.embeddings._base import EmbeddingsBase
+from session_buddy.adapters.health._base import HealthBase
+from session_buddy.adapters.http._base import HttpBase
+from session_buddy.adapters.storage._base import StorageBase
+from session_buddy.di.paths import SessionPaths
+from session_buddy.settings import SessionBuddySettings
+
+MODULE_METADATA = AdapterMetadata(
+    module_id="7a9f3c1e-2b4d-4e6f-8a0b-1c2d3e4f5a03",
+    name="default",
+    category="health",
+    provider="session-buddy",
+    version="1.0.0",
+    status=AdapterStatus.STABLE,
+    description="Component health in mcp-common's HealthStatus/ComponentHealth shape",
+    capabilities=[AdapterCapability.HEALTH_CHECKS],
+    required_packages=["mcp-common"],
+)
+
+STORAGE_SLOW_MS = 500.0
+
+
+class Health(HealthBase):
+    name = "default"
+
+    def __init__(self, resolve: Callable[[type], Any]) -> None:
+        self._resolve = resolve
+        self._started = time.time()
+
+    @classmethod
+    def from_settings(cls, settings: SessionBuddySettings, paths: SessionPaths, resolve: Any) -> Health:
+        return cls(resolve)
+
+    async def check(self) -> dict[str, Any]:
+        from mcp_common.health import ComponentHealth, HealthCheckResponse, HealthStatus
+
+        settings: SessionBuddySettings = self._resolve(SessionBuddySettings)
+        paths: SessionPaths = self._resolve(SessionPaths)
+        components = [
+            ComponentHealth(
+                name="python",
+                status=HealthStatus.HEALTHY if sys.version_info >= (3, 13) else HealthStatus.DEGRADED,
+                message=f"Python {sys.version.split()[0]}",
+                metadata={"executable": sys.executable},
+            ),
+            await asyncio.to_thread(self._data_dir, paths, settings, ComponentHealth, HealthStatus),
+            await self._storage(settings, ComponentHealth, HealthStatus),
+            self._embeddings(ComponentHealth, HealthStatus),
+            self._http(ComponentHealth, HealthStatus),
+        ]
+        response = HealthCheckResponse.create(
+            components=components,
+            version=__version__,
+            start_time=self._started,
+            metadata={"mode": settings.mode, "adapters": settings.adapters.model_dump()},
+        )
+        return response.to_dict()
+
+    def _data_dir(self, paths: SessionPaths, settings: SessionBuddySettings, CH: Any, HS: Any) -> Any:
+        if settings.adapters.storage == "memory":
+            return CH(name="data_dir", status=HS.HEALTHY, message="not used (in-memory storage)",
+                      metadata={"path": str(paths.data)})
+        try:
+            paths.data.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=paths.data, prefix=".health-", delete=True) as fh:
+                fh.write(b"ok")
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            return CH(name="data_dir", status=HS.UNHEALTHY,
+                      message=f"{paths.data} is not writable: {exc}. Set SESSION_BUDDY_DATA_DIR to a writable folder.",
+                      metadata={"path": str(paths.data)})
+        return CH(name="data_dir", status=HS.HEALTHY, message="writable", metadata={"path": str(paths.data)})
+
+    async def _storage(self, settings: SessionBuddySettings, CH: Any, HS: Any) -> Any:
+        from session_buddy import di
+
+        storage: StorageBase = self._resolve(StorageBase)
+        try:
+            await di.ready()
+            latency = await storage.ping()
+            stats = await storage.stats()
+        except Exception as exc:
+            return CH(name="storage", status=HS.UNHEALTHY, message=f"{storage.name}: {exc}",
+                      metadata={"backend": storage.name})
+        status = HS.HEALTHY if latency < STORAGE_SLOW_MS else HS.DEGRADED
+        return CH(
+            name="storage",
+            status=status,
+            message=f"{storage.name}: {stats.items} items",
+            latency_ms=latency,
+            metadata={
+                "backend": storage.name,
+                "items": stats.items,
+                "by_kind": stats.by_kind,
+                "embedded": stats.embedded,
+                "persistent": storage.name != "memory",
+            },
+        )
+
+    def _embeddings(self, CH: Any, HS: Any) -> Any:
+        emb: EmbeddingsBase = self._resolve(EmbeddingsBase)
+        state = emb.state
+        meta = {"adapter": emb.name, "state": state, "model": emb.model_id, "dimension": emb.dimension}
+        if state == "ready":
+            return CH(name="embeddings", status=HS.HEALTHY, message=f"{emb.model_id} loaded", metadata=meta)
+        if state in ("lazy", "loading"):
+            return CH(name="embeddings", status=HS.HEALTHY,
+                      message=f"{emb.model_id} {state} (loads on first use)", metadata=meta)
+        reason = emb.error or "embeddings are disabled (adapters.embeddings = none)"
+        return CH(name="embeddings", status=HS.DEGRADED,
+                  message=f"semantic search degraded, keyword search only: {reason}", metadata=meta)
+
+    def _http(self, CH: Any, HS: Any) -> Any:
+        http: HttpBase = self._resolve(HttpBase)
+        return CH(name="http", status=HS.HEALTHY,
+                  message="shared client open" if http.is_open else "shared client idle (opens on first use)",
+                  metadata={"adapter": http.name})

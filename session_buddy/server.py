@@ -1,0 +1,88 @@
+"""Builds the FastMCP application.
+
+Lifespan: the container is configured before serving (``create_server``); storage opens and
+the model loads in the background after the handshake; the ShutdownManager runs on exit.
+Tool modules are thin: each defines ``register(mcp)`` and looks its services up with
+``session_buddy.di.get(T)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastmcp import FastMCP
+from fastmcp.exceptions import ToolError
+from fastmcp.server.middleware import Middleware, MiddlewareContext
+
+from session_buddy import __version__, di
+from session_buddy.errors import SessionBuddyError
+from session_buddy.identity import INSTRUCTIONS, SERVER_NAME
+from session_buddy.settings import SessionBuddySettings
+
+log = logging.getLogger(__name__)
+
+#: Tool modules, each with ``register(mcp: FastMCP) -> None``.
+TOOL_MODULES = [
+    "session_buddy.tools.health",
+    "session_buddy.tools.memory",
+]
+
+#: Tools that answer before storage is open (they report on it instead).
+NO_WAIT_TOOLS = {"health"}
+
+
+
+class ErrorMiddleware(Middleware):
+    """Waits for startup, and turns session-buddy errors into MCP tool errors."""
+
+    async def on_call_tool(self, context: MiddlewareContext[Any], call_next: Any) -> Any:
+        try:
+            if context.message.name not in NO_WAIT_TOOLS:
+                await di.ready()
+            return await call_next(context)
+        except SessionBuddyError as exc:
+            raise ToolError(f"{exc} [{exc.code}]") from exc
+
+    async def on_read_resource(self, context: MiddlewareContext[Any], call_next: Any) -> Any:
+        try:
+            await di.ready()
+            return await call_next(context)
+        except SessionBuddyError as exc:
+            raise ToolError(f"{exc} [{exc.code}]") from exc
+
+
+@asynccontextmanager
+async def lifespan(app: FastMCP) -> AsyncIterator[dict[str, Any]]:
+    di.start_background()
+    try:
+        yield {}
+    finally:
+        stats = await di.shutdown()
+        if stats is not None:
+            log.info(
+                "shutdown: %d executed, %d failed, %d timed out in %.2fs",
+                stats.executed,
+                stats.failed,
+                stats.timed_out,
+                stats.duration_s,
+            )
+
+
+def create_server(settings: SessionBuddySettings | None = None) -> FastMCP:
+    """Configure the container (once per process) and build the MCP server."""
+    di.configure(settings)
+    mcp: FastMCP = FastMCP(
+        name=SERVER_NAME,
+        instructions=INSTRUCTIONS,
+        version=__version__,
+        lifespan=lifespan,
+        middleware=[ErrorMiddleware()],
+        mask_error_details=False,
+    )
+    for name in TOOL_MODULES:
+        importlib.import_module(name).register(mcp)
+    return mcp

@@ -1,0 +1,212 @@
+"""The stdio front: answers ``initialize`` at once, then hands the stream to the real server.
+
+Importing FastMCP, ACB and the rest takes 1.5-2.5 s on a 2-core machine; an MCP client waits
+for the ``initialize`` answer before anything else. So ``session-buddy serve`` (stdio) runs
+this front first, which imports nothing heavy:
+
+1. The real stdout is kept for JSON-RPC only: its file descriptor is duplicated for the
+   front, and fd 1 plus ``sys.stdout`` are pointed at stderr, so nothing any library prints
+   can corrupt the protocol.
+2. A loader thread imports the server and configures the container.
+3. The main thread reads stdin. It answers ``initialize`` itself (the answer is the one the
+   server gives, see :mod:`session_buddy.identity`) and queues every message.
+4. When the server is loaded it runs on pipes: the queued messages, starting with the same
+   ``initialize`` (whose duplicate answer is dropped), are written into it and its answers
+   are copied to the real stdout, line by line, JSON-RPC only.
+5. End of stdin, SIGTERM or SIGINT close the server's input; its lifespan runs the
+   ShutdownManager (database checkpointed and closed) before the process exits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import sys
+import threading
+from typing import IO, Any
+
+from session_buddy.identity import initialize_result
+
+SHUTDOWN_GRACE_S = 30.0
+
+
+class _Stop(Exception):
+    pass
+
+
+class StdioFront:
+    def __init__(self, config: str | None = None) -> None:
+        self.config = config
+        self._out_lock = threading.Lock()
+        self._inbox: queue.Queue[bytes | None] = queue.Queue()
+        self._init_id: Any = None
+        self._init_answered = False
+        self._drop_init_answer = False
+        self._load_error: BaseException | None = None
+        self._server: Any = None
+        self._stopping = False
+        self._out: IO[bytes] = sys.stdout.buffer
+
+    # -- output --------------------------------------------------------------------------------
+
+    def _claim_stdout(self) -> None:
+        """Keep the real stdout for JSON-RPC; send everything else written to fd 1 to stderr."""
+        sys.stdout.flush()
+        real = os.dup(1)
+        os.dup2(2, 1)
+        self._out = os.fdopen(real, "wb", buffering=0)
+        sys.stdout = sys.stderr
+
+    def _send(self, line: bytes) -> None:
+        with self._out_lock:
+            self._out.write(line if line.endswith(b"\n") else line + b"\n")
+
+    def _send_json(self, message: dict[str, Any]) -> None:
+        self._send(json.dumps(message, separators=(",", ":")).encode())
+
+    # -- loading -------------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        try:
+            from session_buddy.logs import route_logging_to_stderr
+
+            route_logging_to_stderr()
+            from session_buddy.server import create_server
+            from session_buddy.settings import load_settings
+
+            loaded = load_settings(self.config)
+            route_logging_to_stderr(loaded.settings.log_level)
+            self._server = create_server(loaded.settings)
+        except BaseException as exc:  # reported to the client as errors
+            self._load_error = exc
+
+    # -- the server on pipes -------------------------------------------------------------------
+
+    def _run_server(self) -> None:
+        """Run FastMCP's stdio transport with its stdin/stdout replaced by pipes."""
+        in_r, in_w = os.pipe()
+        out_r, out_w = os.pipe()
+        feeder = threading.Thread(target=self._feed, args=(in_w,), name="front-feed", daemon=True)
+        pump = threading.Thread(target=self._pump, args=(out_r,), name="front-pump", daemon=True)
+        saved_stdin, saved_stdout = sys.stdin, sys.stdout
+        sys.stdin = open(in_r, encoding="utf-8", closefd=True)  # noqa: SIM115
+        sys.stdout = open(out_w, "w", encoding="utf-8", closefd=True)  # noqa: SIM115
+        feeder.start()
+        pump.start()
+        try:
+            self._server.run(transport="stdio", show_banner=False)
+        finally:
+            sys.stdout.flush()
+            sys.stdout.close()
+            sys.stdin, sys.stdout = saved_stdin, saved_stdout
+            pump.join(timeout=5)
+
+    def _feed(self, fd: int) -> None:
+        with os.fdopen(fd, "wb", buffering=0) as pipe:
+            while True:
+                item = self._inbox.get()
+                if item is None:
+                    return
+                try:
+                    pipe.write(item if item.endswith(b"\n") else item + b"\n")
+                except (BrokenPipeError, OSError):
+                    return
+
+    def _pump(self, fd: int) -> None:
+        with os.fdopen(fd, "rb") as pipe:
+            for line in pipe:
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    sys.stderr.buffer.write(line)  # never let non-JSON-RPC reach stdout
+                    continue
+                if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+                    sys.stderr.buffer.write(line)
+                    continue
+                if self._drop_init_answer and "method" not in message and message.get("id") == self._init_id:
+                    self._drop_init_answer = False  # the server's answer to the replayed initialize
+                    continue
+                self._send(line)
+
+    # -- input ---------------------------------------------------------------------------------
+
+    def _answer_load_error(self, message: dict[str, Any]) -> None:
+        if "id" in message and "method" in message:
+            self._send_json(
+                {
+                    "jsonrpc": "2.0",
+                    "id": message["id"],
+                    "error": {
+                        "code": -32603,
+                        "message": f"session-buddy could not start: {self._load_error}. "
+                        "Run `session-buddy health` for details.",
+                    },
+                }
+            )
+
+    def _on_line(self, line: bytes) -> None:
+        if not line.strip():
+            return
+        try:
+            message = json.loads(line)
+        except ValueError:
+            message = None
+        if isinstance(message, dict) and message.get("method") == "initialize" and not self._init_answered:
+            self._init_answered = True
+            self._init_id = message.get("id")
+            self._drop_init_answer = True
+            params = message.get("params") or {}
+            self._send_json(
+                {"jsonrpc": "2.0", "id": self._init_id, "result": initialize_result(params.get("protocolVersion"))}
+            )
+        self._inbox.put(line)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._stopping = True
+        raise _Stop
+
+    def _load_and_serve(self) -> None:
+        self._load()
+        if self._load_error is None:
+            self._run_server()
+            return
+        while True:  # answer every request with the reason until input ends
+            item = self._inbox.get()
+            if item is None:
+                return
+            try:
+                message = json.loads(item)
+            except ValueError:
+                continue
+            if isinstance(message, dict) and not (
+                message.get("method") == "initialize" and message.get("id") == self._init_id
+            ):
+                self._answer_load_error(message)
+
+    def run(self) -> int:
+        self._claim_stdout()
+        worker = threading.Thread(target=self._load_and_serve, name="front-server")
+        worker.start()
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        stdin = sys.stdin.buffer
+        try:
+            while True:
+                line = stdin.readline()
+                if not line:
+                    break
+                self._on_line(line)
+        except _Stop:
+            pass
+        # End of input or a signal: close the server's input; its lifespan shuts down cleanly.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        self._inbox.put(None)
+        worker.join(timeout=SHUTDOWN_GRACE_S * 2)
+        return 0 if self._load_error is None else 1
+
+
+def main(config: str | None = None) -> int:
+    return StdioFront(config).run()
