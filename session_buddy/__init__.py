@@ -25,6 +25,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from session_buddy.core.memory import ItemInput, MemoryService, SearchResponse
     from session_buddy.di import configure, get, reset, shutdown, startup
+    from session_buddy.di.paths import SessionPaths
     from session_buddy.errors import (
         ConfigurationError,
         NotFound,
@@ -53,7 +54,25 @@ _LAZY = {
     "NotFound": "session_buddy.errors",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = [
+    "ConfigurationError",
+    "ItemInput",
+    "MemoryService",
+    "NotFound",
+    "SearchResponse",
+    "SessionBuddyError",
+    "SessionBuddySettings",
+    "SessionPaths",
+    "StorageError",
+    "ValidationError",
+    "__version__",
+    "configure",
+    "get",
+    "load_settings",
+    "reset",
+    "shutdown",
+    "startup",
+]
 
 
 def __getattr__(name: str) -> Any:

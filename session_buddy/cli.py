@@ -55,7 +55,8 @@ def _app():  # type: ignore[no-untyped-def]
     err = Console(stderr=True)
     out = Console()
     ConfigOpt = Annotated[
-        Path | None, typer.Option("--config", "-c", help="Settings file or folder (also SESSION_BUDDY_CONFIG)")
+        Path | None,
+        typer.Option("--config", "-c", help="Settings file or folder (also SESSION_BUDDY_CONFIG)"),
     ]
 
     def load(config: Path | None):  # type: ignore[no-untyped-def]
@@ -69,14 +70,18 @@ def _app():  # type: ignore[no-untyped-def]
 
     @app.command()
     def serve(
-        http: Annotated[bool, typer.Option("--http", help="Streamable HTTP instead of stdio")] = False,
+        http: Annotated[
+            bool, typer.Option("--http", help="Streamable HTTP instead of stdio")
+        ] = False,
         host: Annotated[str | None, typer.Option(help="HTTP host (default 127.0.0.1)")] = None,
         port: Annotated[int | None, typer.Option(help="HTTP port (default 8678)")] = None,
         config: ConfigOpt = None,
     ) -> None:
         """Run the MCP server (stdio by default, for Claude Code)."""
         if not http:
-            raise typer.Exit(_fast_stdio(["serve"] + (["--config", str(config)] if config else [])) or 0)
+            raise typer.Exit(
+                _fast_stdio(["serve"] + (["--config", str(config)] if config else [])) or 0
+            )
         loaded = load(config)
         settings = loaded.settings
         route_logging_to_stderr(settings.log_level, settings.log_file)
@@ -90,7 +95,9 @@ def _app():  # type: ignore[no-untyped-def]
         from session_buddy.server import create_server
 
         server = create_server(settings)
-        server.run(transport="http", host=bind, port=port or settings.server.port, show_banner=False)
+        server.run(
+            transport="http", host=bind, port=port or settings.server.port, show_banner=False
+        )
 
     @app.command()
     def health(
@@ -115,7 +122,9 @@ def _app():  # type: ignore[no-untyped-def]
             out.print_json(json.dumps(report))
         else:
             colour = {"healthy": "green", "degraded": "yellow", "unhealthy": "red"}
-            out.print(f"session-buddy {report['version']}: [{colour[report['status']]}]{report['status']}[/]")
+            out.print(
+                f"session-buddy {report['version']}: [{colour[report['status']]}]{report['status']}[/]"
+            )
             table = Table("component", "status", "message", "latency ms")
             for c in report["components"]:
                 table.add_row(
@@ -147,6 +156,29 @@ def _app():  # type: ignore[no-untyped-def]
             table.add_row(row["key"], row["value"], row["source"])
         out.print(table)
         out.print("files read: " + (", ".join(str(f) for f in loaded.files) or "(none)"))
+
+    @app.command()
+    def docs(
+        write: Annotated[
+            bool, typer.Option("--write", help="Write docs/tools.md and docs/configuration.md")
+        ] = False,
+    ) -> None:
+        """Generate the tool and settings reference from the code (docs/ of a checkout)."""
+        from session_buddy.reference import settings_markdown, tools_markdown
+
+        route_logging_to_stderr("WARNING")
+        pages = {"tools.md": asyncio.run(tools_markdown()), "configuration.md": settings_markdown()}
+        if not write:
+            for text in pages.values():
+                out.print(text, markup=False, highlight=False, soft_wrap=True)
+            return
+        folder = Path(__file__).resolve().parent.parent / "docs"
+        if not folder.is_dir():
+            err.print(f"[red]error:[/red] {folder} is not a docs folder (run from a checkout)")
+            raise typer.Exit(2)
+        for name, text in pages.items():
+            (folder / name).write_text(text, encoding="utf-8")
+            err.print(f"wrote {folder / name}")
 
     @app.command()
     def version() -> None:

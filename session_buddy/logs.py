@@ -12,10 +12,10 @@ LOGGER_NAME = "session_buddy"
 def route_logging_to_stderr(level: int | str | None = None, log_file: Path | None = None) -> None:
     """Point stdlib logging (and structlog, if loaded) at stderr or a file, never stdout."""
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        stream = getattr(handler, "stream", None)
+    for existing in list(root.handlers):
+        stream = getattr(existing, "stream", None)
         if stream is sys.stdout or stream is sys.__stdout__:
-            root.removeHandler(handler)
+            root.removeHandler(existing)
     handler: logging.Handler
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)

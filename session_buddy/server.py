@@ -35,7 +35,6 @@ TOOL_MODULES = [
 NO_WAIT_TOOLS = {"health"}
 
 
-
 class ErrorMiddleware(Middleware):
     """Waits for startup, and turns session-buddy errors into MCP tool errors."""
 

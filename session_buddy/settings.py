@@ -42,59 +42,97 @@ class _Section(BaseModel):
 class AdaptersSettings(_Section):
     """Which implementation runs for each capability (a module name under `adapters/`)."""
 
-    storage: Literal["duckdb", "memory"] = "duckdb"
-    embeddings: Literal["onnx", "http", "none"] = "onnx"
-    http: Literal["httpx"] = "httpx"
-    health: Literal["default"] = "default"
-    shutdown: Literal["default"] = "default"
+    storage: Literal["duckdb", "memory"] = Field(
+        default="duckdb", description="Where memories live (memory: nothing persisted)."
+    )
+    embeddings: Literal["onnx", "http", "none"] = Field(
+        default="onnx", description="Vectors for semantic search (none: keyword search only)."
+    )
+    http: Literal["httpx"] = Field(default="httpx", description="The shared HTTP client.")
+    health: Literal["default"] = Field(default="default", description="Component health checks.")
+    shutdown: Literal["default"] = Field(default="default", description="Ordered cleanup.")
 
 
 class StorageSettings(_Section):
     path: Path | None = Field(
-        default=None, description="DuckDB file; default <data_dir>/memory.duckdb"
+        default=None, description="DuckDB file; default <data_dir>/memory.duckdb."
     )
     max_content_bytes: int = Field(
-        default=4 * 1024 * 1024, ge=1, description="Largest item accepted (UTF-8 bytes)"
+        default=4 * 1024 * 1024,
+        ge=1,
+        description="Largest item accepted, in UTF-8 bytes; larger ones are refused.",
     )
-    checkpoint_on_close: bool = True
+    checkpoint_on_close: bool = Field(
+        default=True, description="Checkpoint the database file when closing (empties the WAL)."
+    )
 
 
 class EmbeddingsSettings(_Section):
-    model_path: Path | None = Field(default=None, description="ONNX file; default: packaged")
-    tokenizer_path: Path | None = Field(default=None, description="tokenizer.json; default: packaged")
-    model_name: str = "all-MiniLM-L6-v2"
-    dimension: int = 384
-    max_tokens: int = Field(default=256, ge=8, le=512)
-    batch_size: int = Field(default=32, ge=1, le=1024)
-    cache_size: int = Field(default=2048, ge=0)
-    threads: int = Field(default=0, ge=0, description="onnxruntime intra-op threads; 0 = auto")
-    preload: bool = Field(default=True, description="Load the model in the background at start")
-    url: str = Field(default="http://127.0.0.1:11434", description="http adapter: server URL")
-    api: Literal["ollama", "openai"] = "ollama"
-    remote_model: str = "all-minilm"
+    model_path: Path | None = Field(
+        default=None, description="ONNX file; default: the packaged model."
+    )
+    tokenizer_path: Path | None = Field(
+        default=None, description="tokenizer.json; default: the packaged one."
+    )
+    model_name: str = Field(default="all-MiniLM-L6-v2", description="Name shown in health.")
+    dimension: int = Field(default=384, description="Vector size; stored vectors must match.")
+    max_tokens: int = Field(
+        default=256,
+        ge=8,
+        le=512,
+        description="Longer texts are truncated for embedding (stored whole).",
+    )
+    batch_size: int = Field(
+        default=32, ge=1, le=1024, description="Texts per model call in bulk work."
+    )
+    cache_size: int = Field(default=2048, ge=0, description="Query vectors kept in an LRU cache.")
+    threads: int = Field(
+        default=0, ge=0, description="onnxruntime intra-op threads; 0 = automatic."
+    )
+    preload: bool = Field(
+        default=True,
+        description="Load the model in the background after the handshake (else on first use).",
+    )
+    url: str = Field(default="http://127.0.0.1:11434", description="http adapter: server URL.")
+    api: Literal["ollama", "openai"] = Field(
+        default="ollama", description="http adapter: API style."
+    )
+    remote_model: str = Field(default="all-minilm", description="http adapter: model name.")
 
 
 class HttpSettings(_Section):
-    timeout_s: float = 10.0
-    connect_timeout_s: float = 5.0
-    retries: int = Field(default=3, ge=0, le=10)
-    backoff_s: float = 0.25
-    max_connections: int = 20
+    timeout_s: float = Field(default=10.0, gt=0, description="Read/write timeout of a request.")
+    connect_timeout_s: float = Field(default=5.0, gt=0, description="Connect timeout.")
+    retries: int = Field(
+        default=3, ge=0, le=10, description="Retries on connection errors, 429 and 5xx."
+    )
+    backoff_s: float = Field(
+        default=0.25, ge=0, description="First retry delay; doubles each retry."
+    )
+    max_connections: int = Field(default=20, ge=1, description="Connection pool size.")
 
 
 class SearchSettings(_Section):
-    rrf_k: int = Field(default=60, ge=1)
-    candidates: int = Field(default=100, ge=10, description="Hits taken from each ranker")
-    decay_half_life_days: float = Field(
-        default=0.0, ge=0.0, description="Time decay of scores; 0 turns it off"
+    rrf_k: int = Field(default=60, ge=1, description="Reciprocal rank fusion constant.")
+    candidates: int = Field(
+        default=100, ge=10, description="Hits taken from each ranker before fusion."
     )
-    snippet_chars: int = Field(default=2000, ge=80)
+    decay_half_life_days: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="Half-life of scores by age, in days; 0 turns time decay off.",
+    )
+    snippet_chars: int = Field(
+        default=2000,
+        ge=80,
+        description="Longer contents are returned as a snippet (full length given).",
+    )
 
 
 class ServerSettings(_Section):
-    host: str = "127.0.0.1"
-    port: int = 8678
-    allow_remote: bool = False
+    host: str = Field(default="127.0.0.1", description="HTTP mode: address to listen on.")
+    port: int = Field(default=8678, ge=1, le=65535, description="HTTP mode: port.")
+    allow_remote: bool = Field(default=False, description="Allow listening beyond loopback.")
 
 
 class SessionBuddySettings(BaseSettings):
@@ -105,12 +143,20 @@ class SessionBuddySettings(BaseSettings):
     )
 
     mode: Literal["lite", "standard"] = Field(
-        default="standard", description="lite: in-memory storage, nothing persisted"
+        default="standard", description="lite: in-memory storage, nothing persisted (tests, CI)."
     )
-    data_dir: Path | None = Field(default=None, description="default ~/.claude/data/session-buddy")
-    log_level: str = "WARNING"
-    log_file: Path | None = None
-    user: str | None = Field(default=None, description="Who stores memories (default: $USER)")
+    data_dir: Path | None = Field(
+        default=None, description="Data folder; default ~/.claude/data/session-buddy."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="WARNING", description="Log level (logs go to stderr or log_file, never stdout)."
+    )
+    log_file: Path | None = Field(
+        default=None, description="Write logs to this file instead of stderr."
+    )
+    user: str | None = Field(
+        default=None, description="Who stores memories; default: the login name."
+    )
     adapters: AdaptersSettings = Field(default_factory=AdaptersSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     embeddings: EmbeddingsSettings = Field(default_factory=EmbeddingsSettings)
@@ -155,11 +201,19 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigurationError(f"Settings file {path} must hold a mapping, not {type(data).__name__}")
+        raise ConfigurationError(
+            f"Settings file {path} must hold a mapping, not {type(data).__name__}"
+        )
     return data
 
 
-def _merge(target: dict[str, Any], layer: dict[str, Any], label: str, sources: dict[str, str], prefix: str = "") -> None:
+def _merge(
+    target: dict[str, Any],
+    layer: dict[str, Any],
+    label: str,
+    sources: dict[str, str],
+    prefix: str = "",
+) -> None:
     for key, value in layer.items():
         dotted = f"{prefix}{key}"
         if isinstance(value, dict) and isinstance(target.get(key), dict):
@@ -186,16 +240,26 @@ def _folder_layers(folder: Path, names: list[str], origin: str) -> list[tuple[st
 
 def load_settings(config: Path | str | None = None, **overrides: Any) -> LoadedSettings:
     """Read every layer and return the validated settings with the source of each value."""
-    explicit = Path(config) if config else (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
+    explicit = (
+        Path(config)
+        if config
+        else (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
+    )
     if explicit is not None and not explicit.exists():
-        raise ConfigurationError(f"Settings path {explicit} does not exist (from --config or {CONFIG_ENV})")
+        raise ConfigurationError(
+            f"Settings path {explicit} does not exist (from --config or {CONFIG_ENV})"
+        )
     env = _env_layer()
 
     def file_layers(mode: str) -> list[tuple[str, Path]]:
         layers: list[tuple[str, Path]] = []
         pkg = package_settings_dir()
         if pkg is not None:
-            layers += _folder_layers(pkg, ["session-buddy.yaml", "adapters.yaml", f"{mode}.yaml", "local.yaml"], "package")
+            layers += _folder_layers(
+                pkg,
+                ["session-buddy.yaml", "adapters.yaml", f"{mode}.yaml", "local.yaml"],
+                "package",
+            )
         layers += _folder_layers(user_config_dir(), ["session-buddy.yaml", "local.yaml"], "user")
         if explicit is not None:
             if explicit.is_dir():
@@ -245,13 +309,19 @@ def explain(loaded: LoadedSettings) -> list[dict[str, str]]:
             if isinstance(value, dict):
                 walk(value, dotted + ".")
                 continue
-            shown = "********" if (_is_secret(dotted) and value) else ("" if value is None else str(value))
+            shown = (
+                "********"
+                if (_is_secret(dotted) and value)
+                else ("" if value is None else str(value))
+            )
             if dotted.endswith("dsn") and value and "@" in str(value):
                 scheme, _, rest = str(value).partition("://")
                 creds, _, host = rest.rpartition("@")
                 user = creds.split(":", 1)[0]
                 shown = f"{scheme}://{user}:********@{host}"
-            rows.append({"key": dotted, "value": shown, "source": loaded.sources.get(dotted, "default")})
+            rows.append(
+                {"key": dotted, "value": shown, "source": loaded.sources.get(dotted, "default")}
+            )
 
     walk(loaded.settings.model_dump(mode="json"), "")
     return rows

@@ -125,7 +125,11 @@ class StdioFront:
                 if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
                     sys.stderr.buffer.write(line)
                     continue
-                if self._drop_init_answer and "method" not in message and message.get("id") == self._init_id:
+                if (
+                    self._drop_init_answer
+                    and "method" not in message
+                    and message.get("id") == self._init_id
+                ):
                     self._drop_init_answer = False  # the server's answer to the replayed initialize
                     continue
                 self._send(line)
@@ -153,13 +157,21 @@ class StdioFront:
             message = json.loads(line)
         except ValueError:
             message = None
-        if isinstance(message, dict) and message.get("method") == "initialize" and not self._init_answered:
+        if (
+            isinstance(message, dict)
+            and message.get("method") == "initialize"
+            and not self._init_answered
+        ):
             self._init_answered = True
             self._init_id = message.get("id")
             self._drop_init_answer = True
             params = message.get("params") or {}
             self._send_json(
-                {"jsonrpc": "2.0", "id": self._init_id, "result": initialize_result(params.get("protocolVersion"))}
+                {
+                    "jsonrpc": "2.0",
+                    "id": self._init_id,
+                    "result": initialize_result(params.get("protocolVersion")),
+                }
             )
         self._inbox.put(line)
 

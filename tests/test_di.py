@@ -22,8 +22,12 @@ def test_import_has_no_side_effects(tmp_path: Path) -> None:
         "print('clean')"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
-        env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}, timeout=60,
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "clean\n"

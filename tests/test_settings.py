@@ -10,7 +10,9 @@ from session_buddy.errors import ConfigurationError
 from session_buddy.settings import explain, load_settings, package_settings_dir
 
 
-def test_package_defaults_do_not_depend_on_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_package_defaults_do_not_depend_on_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     loaded = load_settings()
     assert package_settings_dir() is not None

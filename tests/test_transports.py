@@ -72,7 +72,11 @@ class StdioPeer:
     def initialize(self) -> dict[str, Any]:
         rid = self.request(
             "initialize",
-            {"protocolVersion": PROTOCOL, "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}},
+            {
+                "protocolVersion": PROTOCOL,
+                "capabilities": {},
+                "clientInfo": {"name": "test", "version": "1"},
+            },
         )
         answer = self.wait_for(rid, timeout=30)
         self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
@@ -129,7 +133,13 @@ def test_sigterm_mid_work_keeps_acknowledged_writes(tmp_path: Path) -> None:
     try:
         peer.initialize()
         for n in range(40):
-            peer.request("tools/call", {"name": "store_conversation", "arguments": {"content": f"turn number {n} about sigterm", "project": "kill"}})
+            peer.request(
+                "tools/call",
+                {
+                    "name": "store_conversation",
+                    "arguments": {"content": f"turn number {n} about sigterm", "project": "kill"},
+                },
+            )
         # read a part of the answers, then terminate while the rest are in flight
         while len(acknowledged) < 15:
             message = peer.read_message()
@@ -150,7 +160,10 @@ def test_sigterm_mid_work_keeps_acknowledged_writes(tmp_path: Path) -> None:
         peer2.initialize()
         stats = peer2.call("reflection_stats", {"project": "kill"})
         assert not stats.get("isError"), stats
-        listed = peer2.call("search", {"query": "turn number sigterm", "project": "kill", "limit": 100, "mode": "keyword"})
+        listed = peer2.call(
+            "search",
+            {"query": "turn number sigterm", "project": "kill", "limit": 100, "mode": "keyword"},
+        )
         ids = {h["id"] for h in listed["structuredContent"]["hits"]}
         assert set(acknowledged) <= ids
     finally:
@@ -186,7 +199,9 @@ async def test_http_transport(tmp_path: Path) -> None:
                 assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
                 time.sleep(0.2)
         async with Client(f"http://127.0.0.1:{port}/mcp") as client:
-            stored = await client.call_tool("store_reflection", {"content": "http transport works", "project": "h"})
+            stored = await client.call_tool(
+                "store_reflection", {"content": "http transport works", "project": "h"}
+            )
             assert stored.structured_content is not None
             found = await client.call_tool("search", {"query": "http transport", "project": "h"})
             assert found.structured_content["hits"][0]["content"] == "http transport works"
@@ -219,28 +234,46 @@ async def test_front_answers_exactly_like_the_server(lite_settings, version: str
     from session_buddy import identity
     from session_buddy.server import create_server
 
-    assert identity.SUPPORTED_PROTOCOL_VERSIONS == list(mcp.shared.version.SUPPORTED_PROTOCOL_VERSIONS)
+    assert (
+        list(mcp.shared.version.SUPPORTED_PROTOCOL_VERSIONS) == identity.SUPPORTED_PROTOCOL_VERSIONS
+    )
     async with Client(create_server(lite_settings)) as client:
         real = client.initialize_result.model_dump(mode="json", by_alias=True, exclude_none=True)
     front = identity.initialize_result(version)
     assert front["capabilities"] == real["capabilities"]
     assert front["serverInfo"] == {k: real["serverInfo"][k] for k in ("name", "version")}
     assert front["instructions"] == real["instructions"]
-    expected = version if version in identity.SUPPORTED_PROTOCOL_VERSIONS else identity.LATEST_PROTOCOL_VERSION
+    expected = (
+        version
+        if version in identity.SUPPORTED_PROTOCOL_VERSIONS
+        else identity.LATEST_PROTOCOL_VERSION
+    )
     assert front["protocolVersion"] == expected
 
 
 def test_cli_help_and_config(tmp_path: Path) -> None:
     env = server_env(tmp_path, SESSION_BUDDY_ADAPTERS__STORAGE="memory")
-    result = subprocess.run([*session_buddy_cmd(), "config", "--json"], env=env, capture_output=True, timeout=60)
+    result = subprocess.run(
+        [*session_buddy_cmd(), "config", "--json"], env=env, capture_output=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     rows = {r["key"]: r for r in json.loads(result.stdout)["settings"]}
-    assert rows["adapters.storage"] == {"key": "adapters.storage", "value": "memory", "source": "env"}
+    assert rows["adapters.storage"] == {
+        "key": "adapters.storage",
+        "value": "memory",
+        "source": "env",
+    }
 
 
 def test_cli_health_json(tmp_path: Path) -> None:
-    env = server_env(tmp_path, SESSION_BUDDY_ADAPTERS__STORAGE="memory", SESSION_BUDDY_ADAPTERS__EMBEDDINGS="none")
-    result = subprocess.run([*session_buddy_cmd(), "health", "--json"], env=env, capture_output=True, timeout=120)
+    env = server_env(
+        tmp_path,
+        SESSION_BUDDY_ADAPTERS__STORAGE="memory",
+        SESSION_BUDDY_ADAPTERS__EMBEDDINGS="none",
+    )
+    result = subprocess.run(
+        [*session_buddy_cmd(), "health", "--json"], env=env, capture_output=True, timeout=120
+    )
     report = json.loads(result.stdout)
     assert report["status"] == "degraded"  # no embeddings: semantic search degraded
     components = {c["name"]: c for c in report["components"]}
@@ -253,7 +286,9 @@ def test_cli_health_unhealthy_exit_code(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")
     env = server_env(tmp_path, SESSION_BUDDY_DATA_DIR=str(blocker / "data"))
-    result = subprocess.run([*session_buddy_cmd(), "health", "--json"], env=env, capture_output=True, timeout=120)
+    result = subprocess.run(
+        [*session_buddy_cmd(), "health", "--json"], env=env, capture_output=True, timeout=120
+    )
     assert result.returncode == 1, result.stdout
     assert json.loads(result.stdout)["status"] == "unhealthy"
 

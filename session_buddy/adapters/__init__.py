@@ -45,7 +45,9 @@ def adapter_class(category: str, name: str) -> type:
 
     choices = ADAPTERS.get(category)
     if choices is None:
-        raise ConfigurationError(f"Unknown adapter category {category!r}; known: {sorted(ADAPTERS)}")
+        raise ConfigurationError(
+            f"Unknown adapter category {category!r}; known: {sorted(ADAPTERS)}"
+        )
     ref = choices.get(name)
     if ref is None:
         raise ConfigurationError(

@@ -29,7 +29,14 @@ MONTHS = {
     )
     for name in names
 }
-UNITS = {"minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400, "month": 30 * 86400, "year": 365 * 86400}
+UNITS = {
+    "minute": 60,
+    "hour": 3600,
+    "day": 86400,
+    "week": 7 * 86400,
+    "month": 30 * 86400,
+    "year": 365 * 86400,
+}
 
 EXAMPLES = (
     "today, yesterday, this week, last week, this month, last month, last 3 days, "
@@ -119,7 +126,9 @@ def parse_expression(expression: str, now: datetime | None = None) -> TimeRange:
             first = today.replace(day=1)
             prev = (first - timedelta(days=1)).replace(day=1)
             return TimeRange(_start_of(prev), _start_of(first), "last month")
-        m = re.fullmatch(r"(?:last|past|previous)\s+(\d+)\s+(minute|hour|day|week|month|year)s?", text)
+        m = re.fullmatch(
+            r"(?:last|past|previous)\s+(\d+)\s+(minute|hour|day|week|month|year)s?", text
+        )
         if m:
             seconds = int(m.group(1)) * UNITS[m.group(2)]
             return TimeRange(now - timedelta(seconds=seconds), None, text)
@@ -154,4 +163,6 @@ def parse_expression(expression: str, now: datetime | None = None) -> TimeRange:
             return TimeRange(start, start + timedelta(days=1), text)
         return TimeRange(parse_datetime(text), None, f"since {text}")
     except ValidationError as exc:
-        raise ValidationError(f"Cannot read the time expression {expression!r}: {exc}. Understood: {EXAMPLES}") from None
+        raise ValidationError(
+            f"Cannot read the time expression {expression!r}: {exc}. Understood: {EXAMPLES}"
+        ) from None

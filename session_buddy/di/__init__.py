@@ -81,14 +81,20 @@ def configure(
                 found: T = target.instances[key]
                 return found
             except KeyError:
-                raise ConfigurationError(f"{key.__name__} is needed before it was registered") from None
+                raise ConfigurationError(
+                    f"{key.__name__} is needed before it was registered"
+                ) from None
 
         put(SessionBuddySettings, settings)
         put(SessionPaths, paths)
         for category in ("shutdown", "http", "embeddings", "storage", "health"):
             choice = getattr(settings.adapters, category)
             cls = adapter_class(category, choice)
-            instance = cls.from_settings(settings, paths, resolve) if hasattr(cls, "from_settings") else cls()
+            instance = (
+                cls.from_settings(settings, paths, resolve)
+                if hasattr(cls, "from_settings")
+                else cls()
+            )
             put(base_class(category), instance)
             if cls is not base_class(category):
                 put(cls, instance)
@@ -103,7 +109,7 @@ def is_configured() -> bool:
     return _container is not None
 
 
-def get(key: type[T]) -> T:
+def get[T](key: type[T]) -> T:
     """The instance registered for ``key``: a dict lookup, no event loop involved."""
     container = _container
     if container is None:
@@ -130,8 +136,14 @@ def start_background() -> asyncio.Task[None]:
         and not _startup_task.cancelled()
         and _startup_task.exception() is not None
     )
-    if failed or _startup_task is None or _startup_task.get_loop() is not asyncio.get_running_loop():
-        _startup_task = asyncio.get_running_loop().create_task(_startup(), name="session-buddy-startup")
+    if (
+        failed
+        or _startup_task is None
+        or _startup_task.get_loop() is not asyncio.get_running_loop()
+    ):
+        _startup_task = asyncio.get_running_loop().create_task(
+            _startup(), name="session-buddy-startup"
+        )
     return _startup_task
 
 

@@ -130,7 +130,9 @@ def _decode_cursor(cursor: str) -> dict[str, Any]:
         ) from None
 
 
-def _results(query: str, response: SearchResponse, next_params: dict[str, Any] | None) -> SearchResults:
+def _results(
+    query: str, response: SearchResponse, next_params: dict[str, Any] | None
+) -> SearchResults:
     hits = [
         Hit(
             id=h.id,
@@ -209,12 +211,23 @@ def register(mcp: FastMCP) -> None:
     )
     async def store_reflection(
         content: Annotated[str, Field(description="The text to remember, verbatim")],
-        tags: Annotated[list[str], Field(description="Topic tags, e.g. ['duckdb', 'locking']")] = [],  # noqa: B006
-        project: Annotated[str | None, Field(description="Project name; default: the session's")] = None,
+        tags: Annotated[
+            list[str], Field(description="Topic tags, e.g. ['duckdb', 'locking']")
+        ] = [],  # noqa: B006
+        project: Annotated[
+            str | None, Field(description="Project name; default: the session's")
+        ] = None,
     ) -> Stored:
         result = (
             await memory().store(
-                [ItemInput(content=content, kind="reflection", tags=list(tags), project=default_project(project))]
+                [
+                    ItemInput(
+                        content=content,
+                        kind="reflection",
+                        tags=list(tags),
+                        project=default_project(project),
+                    )
+                ]
             )
         )[0]
         return Stored(id=result.id, created=result.created, embedded=result.embedded)
@@ -260,7 +273,9 @@ def register(mcp: FastMCP) -> None:
         if not items:
             raise ValidationError("items is empty: give at least one conversation turn")
         if len(items) > MAX_BATCH:
-            raise ValidationError(f"at most {MAX_BATCH} items per call, got {len(items)}; split the batch")
+            raise ValidationError(
+                f"at most {MAX_BATCH} items per call, got {len(items)}; split the batch"
+            )
         inputs = [
             ItemInput(
                 content=i.content,
@@ -348,7 +363,13 @@ def register(mcp: FastMCP) -> None:
             "first": dates[0] if dates else None,
             "last": dates[-1] if dates else None,
             "top": [
-                {"id": h.id, "kind": h.kind, "project": h.project, "excerpt": h.content[:240], "confidence": h.confidence}
+                {
+                    "id": h.id,
+                    "kind": h.kind,
+                    "project": h.project,
+                    "excerpt": h.content[:240],
+                    "confidence": h.confidence,
+                }
                 for h in (relevant or results.hits)[:5]
             ],
             "degraded": results.degraded,
@@ -365,19 +386,27 @@ def register(mcp: FastMCP) -> None:
         annotations={"readOnlyHint": True},
         description="Find memories that mention a file path (whole path or its file name).",
     )
-    async def search_by_file(path: str, project: str | None = None, limit: int = 10) -> SearchResults:
+    async def search_by_file(
+        path: str, project: str | None = None, limit: int = 10
+    ) -> SearchResults:
         if not path.strip():
             raise ValidationError("path must not be empty")
         name = path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
         query = path if name == path else f"{path} {name}"
-        return await run_search({"query": query, "project": project, "mode": "keyword", "limit": limit})
+        return await run_search(
+            {"query": query, "project": project, "mode": "keyword", "limit": limit}
+        )
 
     @mcp.tool(
         annotations={"readOnlyHint": True},
         description="Find memories about a concept by meaning (semantic search), e.g. 'retry backoff'.",
     )
-    async def search_by_concept(concept: str, project: str | None = None, limit: int = 10) -> SearchResults:
-        return await run_search({"query": concept, "project": project, "mode": "semantic", "limit": limit})
+    async def search_by_concept(
+        concept: str, project: str | None = None, limit: int = 10
+    ) -> SearchResults:
+        return await run_search(
+            {"query": concept, "project": project, "mode": "semantic", "limit": limit}
+        )
 
     @mcp.tool(
         annotations={"readOnlyHint": True},
@@ -390,7 +419,9 @@ def register(mcp: FastMCP) -> None:
         annotations={"readOnlyHint": True},
         description="Hybrid search that ranks memories about errors (tracebacks, error codes, failures) first.",
     )
-    async def search_errors(query: str, project: str | None = None, limit: int = 10) -> SearchResults:
+    async def search_errors(
+        query: str, project: str | None = None, limit: int = 10
+    ) -> SearchResults:
         return await _rerank({"query": query, "project": project, "limit": limit}, ERROR_RE)
 
     @mcp.tool(
@@ -409,7 +440,13 @@ def register(mcp: FastMCP) -> None:
         before = span.before.isoformat() if span.before else None
         if query and query.strip():
             return await run_search(
-                {"query": query, "project": project, "after": after, "before": before, "limit": limit}
+                {
+                    "query": query,
+                    "project": project,
+                    "after": after,
+                    "before": before,
+                    "limit": limit,
+                }
             )
         items = await memory().list_recent(
             projects=[project] if project else None,
@@ -460,9 +497,16 @@ def register(mcp: FastMCP) -> None:
     @mcp.tool(
         description="Change a reflection's content and/or tags (new content is re-embedded).",
     )
-    async def update_reflection(id: str, content: str | None = None, tags: list[str] | None = None) -> dict[str, Any]:
+    async def update_reflection(
+        id: str, content: str | None = None, tags: list[str] | None = None
+    ) -> dict[str, Any]:
         if content is None and tags is None:
             raise ValidationError("give content, tags, or both to update")
         item = await memory().update(id, content=content, tags=tags)
-        return {"id": item.id, "kind": item.kind, "content": item.content, "tags": item.tags,
-                "updated_at": item.updated_at.isoformat()}
+        return {
+            "id": item.id,
+            "kind": item.kind,
+            "content": item.content,
+            "tags": item.tags,
+            "updated_at": item.updated_at.isoformat(),
+        }

@@ -32,9 +32,15 @@ async def run(data_dir: Path) -> dict[str, object]:
     try:
         memory = depends.get_sync(session_buddy.MemoryService)  # ACB's own lookup works too
         stored = await memory.store(
-            [session_buddy.ItemInput(content="Host apps can embed session-buddy.", kind="reflection", project="host")]
+            [
+                session_buddy.ItemInput(
+                    content="Host apps can embed session-buddy.", kind="reflection", project="host"
+                )
+            ]
         )
-        found = await session_buddy.get(session_buddy.MemoryService).search("embed session-buddy", projects=["host"])
+        found = await session_buddy.get(session_buddy.MemoryService).search(
+            "embed session-buddy", projects=["host"]
+        )
         return {
             "greeting": depends.get_sync(Greeter).hello(),
             "stored_id": stored[0].id,

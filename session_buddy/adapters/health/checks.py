@@ -46,7 +46,9 @@ class Health(HealthBase):
         self._started = time.time()
 
     @classmethod
-    def from_settings(cls, settings: SessionBuddySettings, paths: SessionPaths, resolve: Any) -> Health:
+    def from_settings(
+        cls, settings: SessionBuddySettings, paths: SessionPaths, resolve: Any
+    ) -> Health:
         return cls(resolve)
 
     async def check(self) -> dict[str, Any]:
@@ -57,7 +59,9 @@ class Health(HealthBase):
         components = [
             ComponentHealth(
                 name="python",
-                status=HealthStatus.HEALTHY if sys.version_info >= (3, 13) else HealthStatus.DEGRADED,
+                status=HealthStatus.HEALTHY
+                if sys.version_info >= (3, 13)
+                else HealthStatus.DEGRADED,
                 message=f"Python {sys.version.split()[0]}",
                 metadata={"executable": sys.executable},
             ),
@@ -74,10 +78,16 @@ class Health(HealthBase):
         )
         return response.to_dict()
 
-    def _data_dir(self, paths: SessionPaths, settings: SessionBuddySettings, CH: Any, HS: Any) -> Any:
+    def _data_dir(
+        self, paths: SessionPaths, settings: SessionBuddySettings, CH: Any, HS: Any
+    ) -> Any:
         if settings.adapters.storage == "memory":
-            return CH(name="data_dir", status=HS.HEALTHY, message="not used (in-memory storage)",
-                      metadata={"path": str(paths.data)})
+            return CH(
+                name="data_dir",
+                status=HS.HEALTHY,
+                message="not used (in-memory storage)",
+                metadata={"path": str(paths.data)},
+            )
         try:
             paths.data.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=paths.data, prefix=".health-", delete=True) as fh:
@@ -85,10 +95,18 @@ class Health(HealthBase):
                 fh.flush()
                 os.fsync(fh.fileno())
         except OSError as exc:
-            return CH(name="data_dir", status=HS.UNHEALTHY,
-                      message=f"{paths.data} is not writable: {exc}. Set SESSION_BUDDY_DATA_DIR to a writable folder.",
-                      metadata={"path": str(paths.data)})
-        return CH(name="data_dir", status=HS.HEALTHY, message="writable", metadata={"path": str(paths.data)})
+            return CH(
+                name="data_dir",
+                status=HS.UNHEALTHY,
+                message=f"{paths.data} is not writable: {exc}. Set SESSION_BUDDY_DATA_DIR to a writable folder.",
+                metadata={"path": str(paths.data)},
+            )
+        return CH(
+            name="data_dir",
+            status=HS.HEALTHY,
+            message="writable",
+            metadata={"path": str(paths.data)},
+        )
 
     async def _storage(self, settings: SessionBuddySettings, CH: Any, HS: Any) -> Any:
         from session_buddy import di
@@ -99,8 +117,12 @@ class Health(HealthBase):
             latency = await storage.ping()
             stats = await storage.stats()
         except Exception as exc:
-            return CH(name="storage", status=HS.UNHEALTHY, message=f"{storage.name}: {exc}",
-                      metadata={"backend": storage.name})
+            return CH(
+                name="storage",
+                status=HS.UNHEALTHY,
+                message=f"{storage.name}: {exc}",
+                metadata={"backend": storage.name},
+            )
         status = HS.HEALTHY if latency < STORAGE_SLOW_MS else HS.DEGRADED
         return CH(
             name="storage",
@@ -119,18 +141,41 @@ class Health(HealthBase):
     def _embeddings(self, CH: Any, HS: Any) -> Any:
         emb: EmbeddingsBase = self._resolve(EmbeddingsBase)
         state = emb.state
-        meta = {"adapter": emb.name, "state": state, "model": emb.model_id, "dimension": emb.dimension}
+        meta = {
+            "adapter": emb.name,
+            "state": state,
+            "model": emb.model_id,
+            "dimension": emb.dimension,
+        }
         if state == "ready":
-            return CH(name="embeddings", status=HS.HEALTHY, message=f"{emb.model_id} loaded", metadata=meta)
+            return CH(
+                name="embeddings",
+                status=HS.HEALTHY,
+                message=f"{emb.model_id} loaded",
+                metadata=meta,
+            )
         if state in ("lazy", "loading"):
-            return CH(name="embeddings", status=HS.HEALTHY,
-                      message=f"{emb.model_id} {state} (loads on first use)", metadata=meta)
+            return CH(
+                name="embeddings",
+                status=HS.HEALTHY,
+                message=f"{emb.model_id} {state} (loads on first use)",
+                metadata=meta,
+            )
         reason = emb.error or "embeddings are disabled (adapters.embeddings = none)"
-        return CH(name="embeddings", status=HS.DEGRADED,
-                  message=f"semantic search degraded, keyword search only: {reason}", metadata=meta)
+        return CH(
+            name="embeddings",
+            status=HS.DEGRADED,
+            message=f"semantic search degraded, keyword search only: {reason}",
+            metadata=meta,
+        )
 
     def _http(self, CH: Any, HS: Any) -> Any:
         http: HttpBase = self._resolve(HttpBase)
-        return CH(name="http", status=HS.HEALTHY,
-                  message="shared client open" if http.is_open else "shared client idle (opens on first use)",
-                  metadata={"adapter": http.name})
+        return CH(
+            name="http",
+            status=HS.HEALTHY,
+            message="shared client open"
+            if http.is_open
+            else "shared client idle (opens on first use)",
+            metadata={"adapter": http.name},
+        )

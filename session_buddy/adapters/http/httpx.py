@@ -64,14 +64,16 @@ class Http(HttpBase):
         for attempt in range(attempts):
             try:
                 response = await self.client.request(method, url, **kwargs)
-            except (httpx.TransportError,) as exc:
+            except httpx.TransportError as exc:
                 if attempt + 1 >= attempts:
                     raise
                 log.info("HTTP %s %s failed (%s); retry %d", method, url, exc, attempt + 1)
             else:
                 if response.status_code not in RETRY_STATUS or attempt + 1 >= attempts:
                     return response
-                log.info("HTTP %s %s -> %d; retry %d", method, url, response.status_code, attempt + 1)
+                log.info(
+                    "HTTP %s %s -> %d; retry %d", method, url, response.status_code, attempt + 1
+                )
             await asyncio.sleep(self.settings.backoff_s * (2**attempt))
         raise AssertionError("unreachable")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import signal
@@ -139,7 +140,5 @@ class ShutdownManager(ShutdownBase):
             loop.create_task(run())
 
         for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # non-main thread
                 loop.add_signal_handler(sig, handler, sig.name)
-            except (NotImplementedError, RuntimeError):  # pragma: no cover - non-main thread
-                pass

@@ -13,6 +13,7 @@ Every method is async; blocking backends run their work with ``asyncio.to_thread
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import unicodedata
 from abc import ABC, abstractmethod
@@ -41,6 +42,74 @@ def content_hash(text: str) -> str:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def check_text(text: object, max_bytes: int, *, what: str = "content") -> int:
+    """Refuse what cannot be stored exactly; returns the UTF-8 size in bytes.
+
+    Raises :class:`~session_buddy.errors.ValidationError` for a non-str, a lone surrogate
+    (not valid Unicode: it has no UTF-8 form) or more than ``max_bytes`` bytes."""
+    from session_buddy.errors import ValidationError
+
+    if not isinstance(text, str):
+        raise ValidationError(f"{what} must be text (str), not {type(text).__name__}")
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise ValidationError(
+            f"{what} contains an unpaired surrogate (U+{ord(text[exc.start]):04X} at character "
+            f"{exc.start}), which is not valid Unicode and cannot be stored exactly; decode the "
+            "source as UTF-8 (or replace the character) and store it again"
+        ) from None
+    if size > max_bytes:
+        raise ValidationError(
+            f"{what} is {size:,} bytes (UTF-8) but the limit is {max_bytes:,} bytes "
+            "(setting storage.max_content_bytes, env SESSION_BUDDY_STORAGE__MAX_CONTENT_BYTES); "
+            "split it into smaller items or raise the limit"
+        )
+    return size
+
+
+def metadata_json(metadata: object) -> str:
+    """``metadata`` as a JSON object string; refuses what JSON cannot round-trip."""
+    from session_buddy.errors import ValidationError
+
+    if not isinstance(metadata, dict):
+        raise ValidationError(
+            f"metadata must be a JSON object (dict), not {type(metadata).__name__}"
+        )
+    try:
+        text = json.dumps(metadata, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(
+            f"metadata must hold only JSON values (str, number, bool, null, list, dict): {exc}"
+        ) from None
+    check_text(text, 1 << 30, what="metadata")
+    return text
+
+
+def validate_item(item: NewItem, max_bytes: int) -> None:
+    """The checks every backend applies to an item before storing it."""
+    from session_buddy.errors import ValidationError
+
+    if item.kind not in KINDS:
+        raise ValidationError(f"kind must be one of {', '.join(KINDS)}, not {item.kind!r}")
+    if item.role is not None and item.role not in ROLES:
+        raise ValidationError(f"role must be one of {', '.join(ROLES)}, not {item.role!r}")
+    check_text(item.content, max_bytes)
+    if not item.content.strip():
+        raise ValidationError("content is empty; there is nothing to store")
+    if not isinstance(item.tags, list) or not all(isinstance(t, str) for t in item.tags):
+        raise ValidationError("tags must be a list of strings")
+    for tag in item.tags:
+        check_text(tag, 1024, what="a tag")
+    for name in ("project", "session_id", "author"):
+        value = getattr(item, name)
+        if value is not None:
+            check_text(value, 4096, what=name)
+    metadata_json(item.metadata)
+    if item.created_at.tzinfo is None:
+        item.created_at = item.created_at.replace(tzinfo=UTC)
 
 
 @dataclass(slots=True)
@@ -89,7 +158,8 @@ class AddResult:
 
 @dataclass(slots=True)
 class ItemFilter:
-    """Restricts listing and search. ``None`` means "any"."""
+    """Restricts listing and search. ``None`` means "any". Time bounds: ``after <= created_at
+    < before``."""
 
     projects: list[str] | None = None
     kinds: list[str] | None = None
