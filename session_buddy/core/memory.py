@@ -1,19 +1,55 @@
 """The memory service: store conversations and reflections, search them (hybrid).
 
 No MCP in here: tools call this, this calls the storage and embeddings adapters.
-(API contract; the implementation is being filled in.)
+
+**Search.** ``hybrid`` asks both rankers of the storage (keyword BM25 and vector cosine) for
+``settings.search.candidates`` hits each and fuses them with reciprocal rank fusion
+(:mod:`session_buddy.adapters.search.hybrid`, which also documents the 0..1 score, the time
+decay and the ``confidence`` rule). ``semantic`` and ``keyword`` use one ranker. When vectors
+cannot be used (embeddings adapter ``none`` or failed, or a model mismatch) ``semantic`` and
+``hybrid`` fall back to ``keyword`` and :attr:`SearchResponse.degraded` says why; a search
+never comes back empty merely because a component is missing. A model that is still loading
+is waited for (embedding the query loads it).
+
+**Vector space.** The first vectors stored record the embedding adapter's ``model_id`` and
+``dimension`` in the storage's meta table (``embedding_model``, ``embedding_dimension``).
+When the configured adapter later disagrees, vectors are never mixed: new items are stored
+without a vector (``StoreResult.embedded = False``, nothing is lost), semantic search is
+off (keyword fallback, ``degraded`` explains), ``stats()`` reports the mismatch, and
+:meth:`MemoryService.check_vector_space` raises :class:`DimensionMismatch` for health checks.
+The fix is to configure the recorded model again, or to re-embed the store with the new one
+(:meth:`MemoryService.reembed`).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+import numpy as np
+
 from session_buddy.adapters.embeddings._base import EmbeddingsBase
-from session_buddy.adapters.storage._base import MemoryItem, StorageBase
+from session_buddy.adapters.search import hybrid
+from session_buddy.adapters.storage._base import (
+    KINDS,
+    Hit,
+    ItemFilter,
+    MemoryItem,
+    NewItem,
+    StorageBase,
+    utcnow,
+    validate_item,
+)
+from session_buddy.errors import DimensionMismatch, EmbeddingError, NotFound, ValidationError
 from session_buddy.settings import SessionBuddySettings
+
+log = logging.getLogger(__name__)
+
+META_MODEL = "embedding_model"
+META_DIMENSION = "embedding_dimension"
 
 SearchMode = Literal["hybrid", "semantic", "keyword"]
 Confidence = Literal["high", "medium", "low", "none"]
@@ -76,13 +112,142 @@ class MemoryService:
         self.storage = storage
         self.embeddings = embeddings
         self.settings = settings
+        #: None: not checked yet; "": vectors usable; else why they are not
+        self._space_problem: str | None = None
 
     @classmethod
     def from_container(cls, resolve: Callable[[type], Any]) -> MemoryService:
         return cls(resolve(StorageBase), resolve(EmbeddingsBase), resolve(SessionBuddySettings))
 
+    # -- vector space -------------------------------------------------------------------
+
+    def _unavailable(self) -> str | None:
+        """Why the embeddings adapter cannot give vectors at all, or None."""
+        emb = self.embeddings
+        if emb.state == "disabled" or not emb.available:
+            if emb.state == "failed":
+                return f"embeddings failed to load ({emb.error or 'unknown error'})"
+            return f"embeddings adapter {emb.name or 'none'!r} gives no vectors"
+        return None
+
+    async def _vector_space(self) -> str:
+        """An empty string when the adapter's vectors may be stored and searched with the
+        stored ones, else the reason they may not. Records the model on first use."""
+        if self._space_problem is not None:
+            return self._space_problem
+        model = self.embeddings.model_id
+        dim = self.embeddings.dimension
+        stored_model = await self.storage.get_meta(META_MODEL)
+        stored_dim = await self.storage.get_meta(META_DIMENSION)
+        if stored_model is None and stored_dim is None:
+            await self.storage.set_meta(META_MODEL, model)
+            await self.storage.set_meta(META_DIMENSION, str(dim))
+            self._space_problem = ""
+        elif stored_model == model and stored_dim == str(dim):
+            self._space_problem = ""
+        else:
+            self._space_problem = (
+                f"the stored vectors come from {stored_model} ({stored_dim} dims) but the "
+                f"configured embeddings are {model} ({dim} dims); vectors are not mixed, so "
+                "semantic search is off and new items are stored without vectors. Configure "
+                f"{stored_model} again, or re-embed the store with the new model "
+                "(MemoryService.reembed)"
+            )
+            log.warning("Embedding model mismatch: %s", self._space_problem)
+        return self._space_problem
+
+    async def check_vector_space(self) -> None:
+        """Raise :class:`DimensionMismatch` when stored vectors and the configured model
+        disagree (for health checks)."""
+        if self._unavailable() is None:
+            problem = await self._vector_space()
+            if problem:
+                raise DimensionMismatch(problem)
+
+    # -- store --------------------------------------------------------------------------
+
+    def _new_item(self, given: ItemInput, position: int) -> NewItem:
+        if not isinstance(given, ItemInput):
+            raise ValidationError(
+                f"item {position}: expected an ItemInput, not {type(given).__name__}"
+            )
+        if given.kind not in KINDS:
+            raise ValidationError(
+                f"item {position}: kind must be one of {', '.join(KINDS)}, not {given.kind!r}"
+            )
+        if not isinstance(given.content, str) or not given.content.strip():
+            raise ValidationError(f"item {position}: content is empty; there is nothing to store")
+        if not isinstance(given.tags, list):
+            raise ValidationError(f"item {position}: tags must be a list of strings")
+        item = NewItem(
+            kind=given.kind,
+            content=given.content,
+            project=given.project or None,
+            session_id=given.session_id or None,
+            role=given.role,
+            tags=list(dict.fromkeys(given.tags)),
+            author=given.author,
+            metadata=dict(given.metadata or {}),
+            created_at=given.created_at or utcnow(),
+        )
+        try:
+            validate_item(item, self.settings.storage.max_content_bytes)
+        except ValidationError as exc:
+            raise ValidationError(f"item {position}: {exc}") from None
+        return item
+
     async def store(self, items: Sequence[ItemInput]) -> list[StoreResult]:
-        raise NotImplementedError
+        """Validate every item, embed them in batches, store each batch in one call."""
+        new = [self._new_item(given, i) for i, given in enumerate(items)]
+        results: list[StoreResult] = []
+        batch = max(1, self.settings.embeddings.batch_size) * 8
+        for start in range(0, len(new), batch):
+            chunk = new[start : start + batch]
+            embedded = await self._embed_items(chunk)
+            try:
+                added = await self.storage.add_items(chunk)
+            except DimensionMismatch as exc:
+                # the store's vectors have another dimension than the model's: keep the
+                # text, drop the vectors, and say so from now on
+                self._space_problem = f"{exc}"
+                log.warning("Storing %d items without vectors: %s", len(chunk), exc)
+                for item in chunk:
+                    item.embedding = None
+                embedded = False
+                added = await self.storage.add_items(chunk)
+            results.extend(
+                StoreResult(id=a.id, created=a.created, embedded=embedded) for a in added
+            )
+        return results
+
+    async def _embed_items(self, items: list[NewItem]) -> bool:
+        """Attach vectors to items; False when they must be stored without."""
+        if self._unavailable() is not None:
+            return False
+        try:
+            if await self._vector_space():
+                return False
+            vectors = await self.embeddings.embed([i.content for i in items])
+        except EmbeddingError as exc:
+            log.warning("Storing %d items without vectors: %s", len(items), exc)
+            return False
+        for item, vector in zip(items, vectors, strict=True):
+            item.embedding = np.asarray(vector, dtype=np.float32)
+        return True
+
+    # -- search -------------------------------------------------------------------------
+
+    async def _query_vector(self, query: str) -> tuple[np.ndarray | None, str | None]:
+        reason = self._unavailable()
+        if reason is not None:
+            return None, reason
+        try:
+            problem = await self._vector_space()
+            if problem:
+                return None, problem
+            return await self.embeddings.embed_query(query), None
+        except EmbeddingError as exc:
+            return None, f"embedding the query failed ({exc})"
 
     async def search(
         self,
@@ -99,18 +264,216 @@ class MemoryService:
         limit: int = 10,
         offset: int = 0,
     ) -> SearchResponse:
-        raise NotImplementedError
+        if not isinstance(query, str) or not query.strip():
+            raise ValidationError("query is empty; give words to search for")
+        if mode not in ("hybrid", "semantic", "keyword"):
+            raise ValidationError(f"mode must be hybrid, semantic or keyword, not {mode!r}")
+        if kinds is not None and any(k not in KINDS for k in kinds):
+            raise ValidationError(f"kinds must be among {', '.join(KINDS)}, not {kinds!r}")
+        if limit < 1:
+            raise ValidationError("limit must be at least 1")
+        offset = max(0, offset)
+        flt = ItemFilter(
+            projects=list(projects) if projects else None,
+            kinds=list(kinds) if kinds else None,
+            tags=list(tags) if tags else None,
+            role=role,
+            session_id=session_id,
+            after=after,
+            before=before,
+        )
+        wanted = offset + limit
+        depth = max(self.settings.search.candidates, wanted + 1)
+        used: SearchMode = mode
+        degraded: str | None = None
+        vector: np.ndarray | None = None
+        if mode != "keyword":
+            vector, degraded = await self._query_vector(query)
+            if vector is None:
+                used = "keyword"
+        rankings: list[list[Hit]] = []
+        names: list[str] = []
+        if used != "semantic":
+            rankings.append(await self.storage.keyword_search(query, flt, depth))
+            names.append("keyword")
+        if vector is not None:
+            try:
+                rankings.append(await self.storage.vector_search(vector, flt, depth))
+                names.append("semantic")
+            except DimensionMismatch as exc:
+                self._space_problem = degraded = f"{exc}"
+                vector = None
+                if used == "semantic":
+                    rankings.append(await self.storage.keyword_search(query, flt, depth))
+                    names.append("keyword")
+                used = "keyword"
+        fused = hybrid.fuse(rankings, self.settings.search.rrf_k, kinds=names)
+        half_life = self.settings.search.decay_half_life_days
+        items: dict[str, MemoryItem] = {}
+        if half_life > 0 and fused:
+            # decay can reorder: weigh every candidate, not just the page
+            items = {i.id: i for i in await self.storage.get_items([f.id for f in fused])}
+            now = utcnow()
+            for f in fused:
+                if f.id in items:
+                    f.score *= hybrid.decay(items[f.id].created_at, now, half_life)
+            fused.sort(key=lambda f: -f.score)
+        page = fused[offset:wanted]
+        missing = [f.id for f in page if f.id not in items]
+        if missing:
+            items.update({i.id: i for i in await self.storage.get_items(missing)})
+        groups = hybrid.query_groups(query)
+        snippet = self.settings.search.snippet_chars
+        hits: list[SearchHit] = []
+        for f in page:
+            item = items.get(f.id)
+            if item is None:  # deleted between ranking and fetching
+                continue
+            level = hybrid.best_level(
+                hybrid.semantic_level(f.semantic_score),
+                hybrid.keyword_level(groups, item.content) if groups else "none",
+            )
+            hits.append(
+                SearchHit(
+                    id=item.id,
+                    kind=item.kind,
+                    content=item.content[:snippet],
+                    content_length=len(item.content),
+                    truncated=len(item.content) > snippet,
+                    score=round(f.score, 6),
+                    confidence=level,
+                    semantic_score=f.semantic_score,
+                    keyword_score=f.keyword_score,
+                    project=item.project,
+                    session_id=item.session_id,
+                    role=item.role,
+                    created_at=item.created_at,
+                    tags=list(item.tags),
+                    metadata=dict(item.metadata),
+                )
+            )
+        confidence = hybrid.best_level(*(h.confidence for h in hits))
+        return SearchResponse(
+            hits=hits,
+            mode=used,
+            confidence=confidence,
+            degraded=degraded if mode != "keyword" else None,
+            has_more=len(fused) > wanted,
+        )
+
+    # -- single items -------------------------------------------------------------------
 
     async def get(self, item_id: str) -> MemoryItem:
-        raise NotImplementedError
+        found = await self.storage.get_items([item_id])
+        if not found:
+            raise NotFound(f"no memory item with id {item_id!r}")
+        return found[0]
 
     async def delete(self, item_id: str) -> None:
-        raise NotImplementedError
+        if not await self.storage.delete_items([item_id]):
+            raise NotFound(f"no memory item with id {item_id!r}")
 
     async def update(
         self, item_id: str, *, content: str | None = None, tags: list[str] | None = None
     ) -> MemoryItem:
-        raise NotImplementedError
+        if content is None and tags is None:
+            return await self.get(item_id)
+        if content is not None and (not isinstance(content, str) or not content.strip()):
+            raise ValidationError("content is empty; give the new text, or leave content out")
+        if tags is not None and (
+            not isinstance(tags, list) or not all(isinstance(t, str) for t in tags)
+        ):
+            raise ValidationError("tags must be a list of strings")
+        if content is None:
+            return await self.storage.update_item(item_id, tags=list(dict.fromkeys(tags or [])))
+        await self.get(item_id)  # NotFound before spending time on the model
+        probe = NewItem(kind="reflection", content=content)
+        validate_item(probe, self.settings.storage.max_content_bytes)
+        embedding: np.ndarray | None = None
+        if await self._embed_items([probe]):
+            embedding = probe.embedding
+        return await self.storage.update_item(
+            item_id,
+            content=content,
+            tags=list(dict.fromkeys(tags)) if tags is not None else None,
+            embedding=embedding,
+        )
+
+    async def list_recent(
+        self,
+        *,
+        projects: list[str] | None = None,
+        kinds: list[str] | None = None,
+        after: datetime | None = None,
+        before: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[MemoryItem]:
+        """Items in a time span (``after <= created_at < before``), newest first."""
+        if kinds is not None and any(k not in KINDS for k in kinds):
+            raise ValidationError(f"kinds must be among {', '.join(KINDS)}, not {kinds!r}")
+        flt = ItemFilter(
+            projects=list(projects) if projects else None,
+            kinds=list(kinds) if kinds else None,
+            after=after,
+            before=before,
+        )
+        return await self.storage.list_items(flt, limit=max(1, limit), offset=max(0, offset))
+
+    async def reembed(self, batch_size: int = 256) -> int:
+        """Give every item a vector from the configured model (after a change of model);
+        returns how many items were embedded. The new model is recorded in meta."""
+        if (reason := self._unavailable()) is not None:
+            raise EmbeddingError(f"cannot re-embed: {reason}")
+        total = await self.storage.count_items(None)
+        await self.storage.set_meta(META_MODEL, self.embeddings.model_id)
+        await self.storage.set_meta(META_DIMENSION, str(self.embeddings.dimension))
+        self._space_problem = None
+        done = 0
+        for offset in range(0, total, batch_size):
+            chunk = await self.storage.list_items(
+                ItemFilter(), limit=batch_size, offset=offset, newest_first=False
+            )
+            vectors = await self.embeddings.embed([i.content for i in chunk])
+            for item, vector in zip(chunk, vectors, strict=True):
+                await self.storage.update_item(item.id, embedding=vector)
+            done += len(chunk)
+        return done
 
     async def stats(self, project: str | None = None) -> dict[str, Any]:
-        raise NotImplementedError
+        """Counts by kind and project, embedded count, model, and any vector-space problem."""
+        if project is None:
+            s = await self.storage.stats()
+            total, by_kind, by_project, embedded = s.items, s.by_kind, s.by_project, s.embedded
+            stored_model, stored_dim = s.embedding_model, s.embedding_dimension
+        else:
+            flt = ItemFilter(projects=[project])
+            by_kind = {}
+            for kind in KINDS:
+                n = await self.storage.count_items(ItemFilter(projects=[project], kinds=[kind]))
+                if n:
+                    by_kind[kind] = n
+            total = await self.storage.count_items(flt)
+            by_project = {project: total} if total else {}
+            embedded = None
+            stored_model = await self.storage.get_meta(META_MODEL)
+            dim = await self.storage.get_meta(META_DIMENSION)
+            stored_dim = int(dim) if dim else None
+        problem = self._unavailable()
+        if problem is None:
+            try:
+                problem = await self._vector_space() or None
+            except EmbeddingError as exc:
+                problem = str(exc)
+        return {
+            "project": project,
+            "total": total,
+            "by_kind": by_kind,
+            "by_project": by_project,
+            "embedded": embedded,
+            "embedding_model": stored_model,
+            "embedding_dimension": stored_dim,
+            "configured_model": None if self._unavailable() else self.embeddings.model_id,
+            "semantic_search": problem is None,
+            "degraded": problem,
+        }

@@ -48,7 +48,8 @@ def check_text(text: object, max_bytes: int, *, what: str = "content") -> int:
     """Refuse what cannot be stored exactly; returns the UTF-8 size in bytes.
 
     Raises :class:`~session_buddy.errors.ValidationError` for a non-str, a lone surrogate
-    (not valid Unicode: it has no UTF-8 form) or more than ``max_bytes`` bytes."""
+    (not valid Unicode: it has no UTF-8 form), a NUL character (PostgreSQL cannot store it;
+    refused by every backend so they all behave alike) or more than ``max_bytes`` bytes."""
     from session_buddy.errors import ValidationError
 
     if not isinstance(text, str):
@@ -61,6 +62,13 @@ def check_text(text: object, max_bytes: int, *, what: str = "content") -> int:
             f"{exc.start}), which is not valid Unicode and cannot be stored exactly; decode the "
             "source as UTF-8 (or replace the character) and store it again"
         ) from None
+    nul = text.find("\x00")
+    if nul >= 0:
+        raise ValidationError(
+            f"{what} contains a NUL character (U+0000) at character {nul}; NUL cannot be "
+            "stored by every backend (PostgreSQL text refuses it), so it is refused "
+            "everywhere: remove it (or encode binary data, e.g. as base64) and store again"
+        )
     if size > max_bytes:
         raise ValidationError(
             f"{what} is {size:,} bytes (UTF-8) but the limit is {max_bytes:,} bytes "
@@ -85,7 +93,22 @@ def metadata_json(metadata: object) -> str:
             f"metadata must hold only JSON values (str, number, bool, null, list, dict): {exc}"
         ) from None
     check_text(text, 1 << 30, what="metadata")
+    if _has_nul(metadata):
+        raise ValidationError(
+            "metadata contains a NUL character (U+0000) in a key or value; it is refused "
+            "like in content (PostgreSQL cannot store it): remove it and store again"
+        )
     return text
+
+
+def _has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def validate_item(item: NewItem, max_bytes: int) -> None:

@@ -1,0 +1,313 @@
+"""The in-process search index shared by the memory and DuckDB storage backends.
+
+One *row* per stored item. Per-row metadata lives in numpy arrays (kind, project, role,
+session, time, alive) so a filter is a boolean mask computed in microseconds, and both
+rankers apply that mask *before* taking their top-k: a filtered search is exact, never a
+post-filtered top-N. The keyword ranker is incremental BM25 (:mod:`.keyword`), the vector
+ranker an exact dot product over a float32 matrix (:mod:`.vector`).
+
+Writes: :meth:`SearchIndex.add` (new rows), :meth:`remove`, :meth:`set_tags`. Changing an
+item's content is ``remove`` + ``add`` (a new row). Dead rows are reclaimed by compaction
+once they are a quarter of the rows. Every method takes the index's lock, so the index can
+be used from ``asyncio.to_thread`` workers; tokenising happens before the lock is taken.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+from session_buddy.adapters.search.keyword import KeywordIndex
+from session_buddy.adapters.search.tokens import query_terms, tokenize
+from session_buddy.adapters.storage._base import KINDS, ROLES, Hit, ItemFilter
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Compact when dead rows exceed this fraction of rows in use (and COMPACT_MIN rows).
+COMPACT_FRACTION = 0.25
+COMPACT_MIN = 1024
+#: Batches at least this large are indexed with the vectorised bulk path.
+BULK = 64
+
+
+def epoch_us(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+@dataclass(slots=True)
+class IndexEntry:
+    id: str
+    kind: str
+    content: str
+    created_at: datetime
+    project: str | None = None
+    session_id: str | None = None
+    role: str | None = None
+    tags: Sequence[str] = field(default_factory=tuple)
+    vector: np.ndarray | None = None
+
+
+class _Codes:
+    """Value <-> small int code (-1 = None) for a metadata column."""
+
+    def __init__(self, fixed: Sequence[str] = ()) -> None:
+        self.codes: dict[str, int] = {v: i for i, v in enumerate(fixed)}
+
+    def code(self, value: str | None) -> int:
+        if value is None:
+            return -1
+        found = self.codes.get(value)
+        if found is None:
+            found = self.codes[value] = len(self.codes)
+        return found
+
+    def lookup(self, values: Iterable[str]) -> list[int]:
+        return [c for v in values if (c := self.codes.get(v)) is not None]
+
+
+class SearchIndex:
+    def __init__(self, dimension: int) -> None:
+        from session_buddy.adapters.search.vector import VectorIndex
+
+        self.lock = threading.RLock()
+        self.keyword = KeywordIndex()
+        self.vectors = VectorIndex(dimension)
+        self._row_of: dict[str, int] = {}
+        self._id_of: list[str | None] = []
+        self._size = 0  # rows in use (live or dead)
+        self._dead = 0
+        self._projects = _Codes()
+        self._sessions = _Codes()
+        self._kinds = _Codes(KINDS)
+        self._roles = _Codes(ROLES)
+        self._tags: dict[str, set[int]] = {}
+        self._row_tags: dict[int, tuple[str, ...]] = {}
+        cap = 0
+        self.alive = np.zeros(cap, dtype=bool)
+        self.kind = np.zeros(cap, dtype=np.int16)
+        self.project = np.zeros(cap, dtype=np.int32)
+        self.session = np.zeros(cap, dtype=np.int32)
+        self.role = np.zeros(cap, dtype=np.int16)
+        self.created = np.zeros(cap, dtype=np.int64)
+
+    @property
+    def dimension(self) -> int:
+        return self.vectors.dimension
+
+    def __len__(self) -> int:
+        return len(self._row_of)
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._row_of
+
+    @property
+    def embedded(self) -> int:
+        return self.vectors.count
+
+    # -- capacity -------------------------------------------------------------------------
+
+    _COLUMNS = ("alive", "kind", "project", "session", "role", "created")
+
+    def _ensure_capacity(self, need: int) -> None:
+        cap = len(self.alive)
+        if need <= cap:
+            return
+        new_cap = max(need, int(cap * 1.5), 1024)
+        for name in self._COLUMNS:
+            old = getattr(self, name)
+            grown = np.zeros(new_cap, dtype=old.dtype)
+            grown[:cap] = old
+            setattr(self, name, grown)
+        self.keyword.ensure_capacity(new_cap)
+        self.vectors.ensure_capacity(new_cap)
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def add(self, entries: Sequence[IndexEntry]) -> None:
+        """Index new items (an id already present is replaced)."""
+        if not entries:
+            return
+        terms = [tokenize(e.content) for e in entries]
+        vectors = [self.vectors.check(e.vector) if e.vector is not None else None for e in entries]
+        with self.lock:
+            for e in entries:
+                if e.id in self._row_of:
+                    self._remove_locked(e.id)
+            start = self._size
+            # bulk loads leave headroom, so the next write does not copy the matrix
+            self._ensure_capacity(
+                start + len(entries) + (len(entries) // 4 if len(entries) > 1 else 0)
+            )
+            bulk = len(entries) >= BULK
+            if bulk:
+                self.keyword.add_many(start, terms)
+            vec_rows: list[int] = []
+            vec_list: list[np.ndarray] = []
+            for offset, (entry, entry_terms, vec) in enumerate(
+                zip(entries, terms, vectors, strict=True)
+            ):
+                row = start + offset
+                self._row_of[entry.id] = row
+                self._id_of.append(entry.id)
+                self.alive[row] = True
+                self.kind[row] = self._kinds.code(entry.kind)
+                self.project[row] = self._projects.code(entry.project)
+                self.session[row] = self._sessions.code(entry.session_id)
+                self.role[row] = self._roles.code(entry.role)
+                self.created[row] = epoch_us(entry.created_at)
+                self._set_tags_locked(row, entry.tags)
+                if not bulk:
+                    self.keyword.add(row, entry_terms)
+                if vec is not None:
+                    vec_rows.append(row)
+                    vec_list.append(vec)
+            self._size = start + len(entries)
+            if vec_rows:
+                self.vectors.set_many(np.asarray(vec_rows), np.vstack(vec_list))
+
+    def remove(self, ids: Iterable[str]) -> int:
+        with self.lock:
+            removed = sum(1 for item_id in ids if self._remove_locked(item_id))
+            self._maybe_compact()
+            return removed
+
+    def _remove_locked(self, item_id: str) -> bool:
+        row = self._row_of.pop(item_id, None)
+        if row is None:
+            return False
+        self.alive[row] = False
+        self._id_of[row] = None
+        self.keyword.remove(row)
+        self.vectors.clear(row)
+        self._set_tags_locked(row, ())
+        self._dead += 1
+        return True
+
+    def set_tags(self, item_id: str, tags: Sequence[str]) -> None:
+        with self.lock:
+            row = self._row_of.get(item_id)
+            if row is not None:
+                self._set_tags_locked(row, tags)
+
+    def set_vector(self, item_id: str, vector: np.ndarray | None) -> None:
+        with self.lock:
+            row = self._row_of.get(item_id)
+            if row is not None:
+                self.vectors.set(row, vector)
+
+    def _set_tags_locked(self, row: int, tags: Sequence[str]) -> None:
+        for tag in self._row_tags.pop(row, ()):
+            rows = self._tags.get(tag)
+            if rows is not None:
+                rows.discard(row)
+                if not rows:
+                    del self._tags[tag]
+        if tags:
+            unique = tuple(dict.fromkeys(tags))
+            self._row_tags[row] = unique
+            for tag in unique:
+                self._tags.setdefault(tag, set()).add(row)
+
+    def _maybe_compact(self) -> None:
+        if self._dead < COMPACT_MIN or self._dead < COMPACT_FRACTION * self._size:
+            return
+        size = self._size
+        alive = self.alive[:size].copy()
+        keep = np.flatnonzero(alive)
+        new_row = np.full(size, -1, dtype=np.int64)
+        new_row[keep] = np.arange(len(keep))
+        capacity = max(len(keep) + len(keep) // 2, 1024)
+        for name in self._COLUMNS:
+            old = getattr(self, name)
+            fresh = np.zeros(capacity, dtype=old.dtype)
+            fresh[: len(keep)] = old[keep]
+            setattr(self, name, fresh)
+        self.keyword.remap(new_row, alive, capacity)
+        self.vectors.remap(keep, capacity)
+        self._id_of = [self._id_of[r] for r in keep]
+        self._row_of = {item_id: i for i, item_id in enumerate(self._id_of) if item_id}
+        self._row_tags = {int(new_row[r]): t for r, t in self._row_tags.items() if alive[r]}
+        self._tags = {}
+        for row, tags in self._row_tags.items():
+            for tag in tags:
+                self._tags.setdefault(tag, set()).add(row)
+        self._size = len(keep)
+        self._dead = 0
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def _mask(self, flt: ItemFilter | None) -> np.ndarray:
+        size = self._size
+        mask = self.alive[:size].copy()
+        if flt is None:
+            return mask
+        if flt.ids is not None:
+            id_rows = [r for i in flt.ids if (r := self._row_of.get(i)) is not None]
+            chosen = np.zeros(size, dtype=bool)
+            chosen[id_rows] = True
+            mask &= chosen
+        if flt.projects is not None:
+            mask &= np.isin(self.project[:size], self._projects.lookup(flt.projects))
+        if flt.kinds is not None:
+            mask &= np.isin(self.kind[:size], self._kinds.lookup(flt.kinds))
+        if flt.role is not None:
+            mask &= self.role[:size] == self._roles.codes.get(flt.role, -2)
+        if flt.session_id is not None:
+            mask &= self.session[:size] == self._sessions.codes.get(flt.session_id, -2)
+        if flt.after is not None:
+            mask &= self.created[:size] >= epoch_us(flt.after)
+        if flt.before is not None:
+            mask &= self.created[:size] < epoch_us(flt.before)
+        if flt.tags:
+            for tag in dict.fromkeys(flt.tags):
+                rows = self._tags.get(tag)
+                chosen = np.zeros(size, dtype=bool)
+                if rows:
+                    chosen[list(rows)] = True
+                mask &= chosen
+        return mask
+
+    def filter_ids(self, flt: ItemFilter | None) -> list[tuple[str, int]]:
+        """(id, created epoch us) of every live item matching the filter."""
+        with self.lock:
+            rows = np.flatnonzero(self._mask(flt))
+            return [(self._id_of[r] or "", int(self.created[r])) for r in rows]
+
+    def count(self, flt: ItemFilter | None = None) -> int:
+        with self.lock:
+            if flt is None:
+                return len(self._row_of)
+            return int(self._mask(flt).sum())
+
+    def _top(self, rows: np.ndarray, scores: np.ndarray, limit: int) -> list[Hit]:
+        if len(rows) == 0 or limit <= 0:
+            return []
+        if len(rows) > limit:
+            part = np.argpartition(-scores, limit - 1)[:limit]
+            rows, scores = rows[part], scores[part]
+        order = np.lexsort((rows, -scores))  # score desc, then older row first (stable)
+        id_of = self._id_of
+        return [Hit(id=id_of[rows[i]] or "", score=float(scores[i])) for i in order]
+
+    def keyword_search(self, query: str, flt: ItemFilter | None, limit: int) -> list[Hit]:
+        terms = query_terms(query)
+        if not terms:
+            return []
+        with self.lock:
+            scores = self.keyword.scores(terms, self._size)
+            if scores is None:
+                return []
+            scores *= self._mask(flt)
+            rows = np.flatnonzero(scores > 0)
+            return self._top(rows, scores[rows], limit)
+
+    def vector_search(self, vector: np.ndarray, flt: ItemFilter | None, limit: int) -> list[Hit]:
+        with self.lock:
+            rows, sims = self.vectors.scores(vector, self._mask(flt))
+            return self._top(rows, sims, limit)

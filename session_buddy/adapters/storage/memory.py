@@ -1,0 +1,292 @@
+"""In-memory storage (``mode: lite`` and tests): nothing persisted, same behaviour as DuckDB.
+
+Items, records and meta live in dicts; search uses the shared in-process
+:class:`~session_buddy.adapters.search.SearchIndex`, exactly as the DuckDB backend does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from session_buddy._acb import AdapterCapability, AdapterMetadata, AdapterStatus
+from session_buddy.adapters.search import IndexEntry, SearchIndex
+from session_buddy.adapters.storage._base import (
+    AddResult,
+    Hit,
+    ItemFilter,
+    MemoryItem,
+    NewItem,
+    Record,
+    StorageBase,
+    StorageStats,
+    check_text,
+    content_hash,
+    metadata_json,
+    utcnow,
+    validate_item,
+)
+from session_buddy.errors import NotFound, ValidationError
+
+if TYPE_CHECKING:
+    from session_buddy.di.paths import SessionPaths
+    from session_buddy.settings import SessionBuddySettings
+
+MODULE_METADATA = AdapterMetadata(
+    module_id="0b9f6a7e-3c51-4d2e-8f0a-6e2d41c7b812",
+    name="memory",
+    category="storage",
+    provider="python",
+    version="1.0.0",
+    status=AdapterStatus.STABLE,
+    description="In-process storage for lite mode and tests (nothing persisted); BM25 + vector index",
+    capabilities=[AdapterCapability.ASYNC_OPERATIONS, AdapterCapability.TRANSACTIONS],
+    required_packages=["numpy", "PyStemmer"],
+)
+
+DedupKey = tuple[str, str | None, str]
+
+
+def dedup_key(item: NewItem) -> DedupKey:
+    return (item.kind, item.project, item.content_hash)
+
+
+class Storage(StorageBase):
+    name = "memory"
+
+    def __init__(self, *, dimension: int = 384, max_content_bytes: int = 4 * 1024 * 1024) -> None:
+        self.dimension = dimension
+        self.max_content_bytes = max_content_bytes
+        self._lock = threading.RLock()
+        self._items: dict[str, MemoryItem] = {}
+        self._dedup: dict[DedupKey, str] = {}
+        self._records: dict[tuple[str, str], Record] = {}
+        self._meta: dict[str, str] = {}
+        self.index = SearchIndex(dimension)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: SessionBuddySettings,
+        paths: SessionPaths | None = None,
+        resolve: Callable[[type], Any] | None = None,
+    ) -> Storage:
+        return cls(
+            dimension=settings.embeddings.dimension,
+            max_content_bytes=settings.storage.max_content_bytes,
+        )
+
+    async def initialize(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    # -- items ----------------------------------------------------------------------------
+
+    async def add_items(self, items: Sequence[NewItem]) -> list[AddResult]:
+        for item in items:
+            validate_item(item, self.max_content_bytes)
+            if item.embedding is not None:
+                self.index.vectors.check(item.embedding)
+        results: list[AddResult] = []
+        entries: list[IndexEntry] = []
+        with self._lock:
+            for item in items:
+                key = dedup_key(item)
+                existing = self._dedup.get(key)
+                if existing is not None:
+                    results.append(AddResult(id=existing, created=False))
+                    continue
+                item_id = str(uuid.uuid4())
+                stored = MemoryItem(
+                    id=item_id,
+                    kind=item.kind,
+                    content=item.content,
+                    project=item.project,
+                    session_id=item.session_id,
+                    role=item.role,
+                    tags=list(item.tags),
+                    author=item.author,
+                    metadata=copy.deepcopy(item.metadata),
+                    created_at=item.created_at,
+                    updated_at=utcnow(),
+                    content_hash=item.content_hash,
+                    has_embedding=item.embedding is not None,
+                )
+                self._items[item_id] = stored
+                self._dedup[key] = item_id
+                results.append(AddResult(id=item_id, created=True))
+                entries.append(_entry(stored, item.embedding))
+            self.index.add(entries)
+        return results
+
+    async def get_items(self, ids: Sequence[str]) -> list[MemoryItem]:
+        with self._lock:
+            return [_copy(self._items[i]) for i in ids if i in self._items]
+
+    async def update_item(
+        self,
+        item_id: str,
+        *,
+        content: str | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        embedding: np.ndarray | None = None,
+    ) -> MemoryItem:
+        with self._lock:
+            item = self._items.get(item_id)
+            if item is None:
+                raise NotFound(f"no memory item with id {item_id!r}")
+            if content is not None:
+                check_text(content, self.max_content_bytes)
+                if not content.strip():
+                    raise ValidationError("content is empty; there is nothing to store")
+            if tags is not None and not all(isinstance(t, str) for t in tags):
+                raise ValidationError("tags must be a list of strings")
+            if metadata is not None:
+                metadata_json(metadata)
+            if embedding is not None:
+                self.index.vectors.check(embedding)
+            updated = _copy(item)
+            if content is not None:
+                new_hash = content_hash(content)
+                key = (item.kind, item.project, new_hash)
+                other = self._dedup.get(key)
+                if other is not None and other != item_id:
+                    raise ValidationError(
+                        f"an identical {item.kind} already exists (id {other}); delete one of them"
+                    )
+                self._dedup.pop((item.kind, item.project, item.content_hash), None)
+                self._dedup[key] = item_id
+                updated.content = content
+                updated.content_hash = new_hash
+                updated.has_embedding = embedding is not None
+            elif embedding is not None:
+                updated.has_embedding = True
+            if tags is not None:
+                updated.tags = list(tags)
+            if metadata is not None:
+                updated.metadata = copy.deepcopy(metadata)
+            updated.updated_at = utcnow()
+            self._items[item_id] = updated
+            if content is not None:
+                self.index.add([_entry(updated, embedding)])  # replaces the old row
+            else:
+                if tags is not None:
+                    self.index.set_tags(item_id, updated.tags)
+                if embedding is not None:
+                    self.index.set_vector(item_id, embedding)
+            return _copy(updated)
+
+    async def delete_items(self, ids: Sequence[str]) -> int:
+        with self._lock:
+            gone = [self._items.pop(i) for i in dict.fromkeys(ids) if i in self._items]
+            for item in gone:
+                self._dedup.pop((item.kind, item.project, item.content_hash), None)
+            self.index.remove(item.id for item in gone)
+            return len(gone)
+
+    async def list_items(
+        self, flt: ItemFilter, *, limit: int = 50, offset: int = 0, newest_first: bool = True
+    ) -> list[MemoryItem]:
+        with self._lock:
+            rows = self.index.filter_ids(flt)
+            rows.sort(key=lambda r: (r[1], r[0]), reverse=newest_first)
+            return [_copy(self._items[i]) for i, _ in rows[offset : offset + max(0, limit)]]
+
+    async def count_items(self, flt: ItemFilter | None = None) -> int:
+        return self.index.count(flt)
+
+    async def keyword_search(self, query: str, flt: ItemFilter, limit: int) -> list[Hit]:
+        return await asyncio.to_thread(self.index.keyword_search, query, flt, limit)
+
+    async def vector_search(self, vector: np.ndarray, flt: ItemFilter, limit: int) -> list[Hit]:
+        return await asyncio.to_thread(self.index.vector_search, vector, flt, limit)
+
+    async def stats(self) -> StorageStats:
+        with self._lock:
+            items = list(self._items.values())
+            dim = self._meta.get("embedding_dimension")
+            return StorageStats(
+                items=len(items),
+                by_kind=dict(Counter(i.kind for i in items)),
+                by_project=dict(Counter(i.project or "" for i in items)),
+                embedded=self.index.embedded,
+                embedding_model=self._meta.get("embedding_model"),
+                embedding_dimension=int(dim) if dim else None,
+                size_bytes=None,
+            )
+
+    async def get_meta(self, key: str) -> str | None:
+        return self._meta.get(key)
+
+    async def set_meta(self, key: str, value: str) -> None:
+        self._meta[key] = value
+
+    # -- records --------------------------------------------------------------------------
+
+    async def put_record(self, record: Record) -> None:
+        metadata_json(record.data)
+        with self._lock:
+            self._records[(record.collection, record.id)] = _copy_record(record)
+
+    async def get_record(self, collection: str, record_id: str) -> Record | None:
+        with self._lock:
+            found = self._records.get((collection, record_id))
+            return _copy_record(found) if found else None
+
+    async def list_records(
+        self,
+        collection: str,
+        *,
+        project: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        newest_first: bool = True,
+    ) -> list[Record]:
+        with self._lock:
+            found = [
+                r
+                for (c, _), r in self._records.items()
+                if c == collection
+                and (project is None or r.project == project)
+                and (status is None or r.status == status)
+            ]
+        found.sort(key=lambda r: (r.created_at, r.id), reverse=newest_first)
+        return [_copy_record(r) for r in found[offset : offset + max(0, limit)]]
+
+    async def delete_record(self, collection: str, record_id: str) -> bool:
+        with self._lock:
+            return self._records.pop((collection, record_id), None) is not None
+
+
+def _entry(item: MemoryItem, vector: np.ndarray | None) -> IndexEntry:
+    return IndexEntry(
+        id=item.id,
+        kind=item.kind,
+        content=item.content,
+        created_at=item.created_at,
+        project=item.project,
+        session_id=item.session_id,
+        role=item.role,
+        tags=tuple(item.tags),
+        vector=vector,
+    )
+
+
+def _copy(item: MemoryItem) -> MemoryItem:
+    return replace(item, tags=list(item.tags), metadata=copy.deepcopy(item.metadata))
+
+
+def _copy_record(record: Record) -> Record:
+    return replace(record, data=copy.deepcopy(record.data))

@@ -1,0 +1,624 @@
+"""The storage protocol, run against every backend through one fixture (``storage``).
+
+A later backend (postgres) is added by extending ``BACKENDS`` and ``make_storage``; the
+tests themselves stay the same. Tests marked ``persistent`` need a backend whose data
+outlives the Storage object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from session_buddy.adapters.storage._base import ItemFilter, NewItem, Record, StorageBase
+from session_buddy.errors import DimensionMismatch, NotFound, StorageError, ValidationError
+
+BACKENDS = ["memory", "duckdb"]
+PERSISTENT = ["duckdb"]
+DIM = 8
+LIMIT = 64 * 1024
+
+
+def make_storage(backend: str, tmp_path: Path, *, max_bytes: int = LIMIT) -> StorageBase:
+    if backend == "memory":
+        from session_buddy.adapters.storage.memory import Storage as MemoryStorage
+
+        return MemoryStorage(dimension=DIM, max_content_bytes=max_bytes)
+    if backend == "duckdb":
+        from session_buddy.adapters.storage.duckdb import Storage as DuckStorage
+
+        return DuckStorage(
+            tmp_path / "db" / "memory.duckdb", dimension=DIM, max_content_bytes=max_bytes
+        )
+    raise AssertionError(backend)
+
+
+@pytest.fixture(params=BACKENDS)
+async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    store = make_storage(request.param, tmp_path)
+    await store.initialize()
+    yield store
+    await store.close()
+
+
+@pytest.fixture(params=PERSISTENT)
+def backend_path(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Path]:
+    return request.param, tmp_path
+
+
+def vec(*values: float) -> np.ndarray:
+    v = np.zeros(DIM, dtype=np.float32)
+    v[: len(values)] = values
+    return v / np.linalg.norm(v)
+
+
+def item(content: str, **kw: Any) -> NewItem:
+    kw.setdefault("kind", "reflection")
+    return NewItem(content=content, **kw)
+
+
+# -- dedup -----------------------------------------------------------------------------------
+
+
+async def test_exact_duplicates_return_the_existing_id(storage: StorageBase) -> None:
+    (first,) = await storage.add_items([item("Use  uv\tfor installs", project="p")])
+    assert first.created
+    (again,) = await storage.add_items([item("Use uv for installs ", project="p")])
+    assert again.id == first.id and not again.created
+    # another project, another kind, or no project: a different item
+    other = await storage.add_items(
+        [
+            item("Use uv for installs", project="q"),
+            item("Use uv for installs", project="p", kind="conversation", role="user"),
+            item("Use uv for installs"),
+        ]
+    )
+    assert all(r.created for r in other)
+    assert len({r.id for r in other} | {first.id}) == 4
+    # NULL project counts as a value for dedup
+    (none_again,) = await storage.add_items([item("Use uv for installs")])
+    assert none_again.id == other[2].id and not none_again.created
+    assert await storage.count_items() == 4
+
+
+async def test_duplicates_within_one_batch(storage: StorageBase) -> None:
+    results = await storage.add_items([item("same text"), item("other"), item("same  text")])
+    assert results[0].created and results[1].created and not results[2].created
+    assert results[2].id == results[0].id
+    assert await storage.count_items() == 2
+
+
+# -- content ---------------------------------------------------------------------------------
+
+TRICKY = [
+    "'; DROP TABLE reflections; --",
+    'Robert"); DELETE FROM items WHERE ("1"="1',
+    "emoji 😀🎉 and CJK 漢字 and RTL שלום",
+    "control \x01\x1b[31m and \t tabs \r\n crlf",
+    "  leading and trailing spaces kept  ",
+    "$1 ? %s :name {0} \\N \\x00",
+]
+
+
+async def test_tricky_content_round_trips_exactly(storage: StorageBase) -> None:
+    results = await storage.add_items([item(text) for text in TRICKY])
+    got = await storage.get_items([r.id for r in results])
+    assert [g.content for g in got] == TRICKY
+
+
+async def test_large_content_round_trips_and_limit_is_enforced(tmp_path: Path) -> None:
+    for backend in BACKENDS:
+        store = make_storage(backend, tmp_path / backend, max_bytes=2 * 1024 * 1024)
+        await store.initialize()
+        try:
+            big = ("a line of text with words 😀\n" * 40_000)[: 1024 * 1024]
+            (r,) = await store.add_items([item(big)])
+            (got,) = await store.get_items([r.id])
+            assert got.content == big
+            with pytest.raises(ValidationError, match=r"storage\.max_content_bytes"):
+                await store.add_items([item("x" * (2 * 1024 * 1024 + 1))])
+        finally:
+            await store.close()
+
+
+async def test_lone_surrogates_are_refused(storage: StorageBase) -> None:
+    with pytest.raises(ValidationError, match="surrogate"):
+        await storage.add_items([item("bad \ud800 text")])
+    assert await storage.count_items() == 0
+
+
+async def test_nul_is_refused_everywhere(storage: StorageBase) -> None:
+    with pytest.raises(ValidationError, match="NUL"):
+        await storage.add_items([item("a\x00b")])
+    with pytest.raises(ValidationError, match="NUL"):
+        await storage.add_items([item("ok", metadata={"k": "a\x00b"})])
+    assert await storage.count_items() == 0
+
+
+async def test_invalid_kind_role_and_metadata_are_refused(storage: StorageBase) -> None:
+    with pytest.raises(ValidationError, match="kind"):
+        await storage.add_items([item("x", kind="note")])
+    with pytest.raises(ValidationError, match="role"):
+        await storage.add_items([item("x", kind="conversation", role="robot")])
+    with pytest.raises(ValidationError, match="JSON"):
+        await storage.add_items([item("x", metadata={"when": datetime.now(UTC)})])
+
+
+async def test_metadata_tags_and_times_round_trip(storage: StorageBase) -> None:
+    when = datetime(2024, 3, 1, 12, 30, 15, 123456, tzinfo=UTC)
+    md = {"dia_id": "D1:3", "n": 1.5, "nested": {"list": [1, "two", None, True]}, "é": "ü"}
+    (r,) = await storage.add_items(
+        [
+            item(
+                "hello",
+                kind="conversation",
+                role="assistant",
+                project="proj",
+                session_id="s1",
+                metadata=md,
+                created_at=when,
+                tags=["a", "b"],
+                author="me",
+            )
+        ]
+    )
+    (got,) = await storage.get_items([r.id])
+    assert got.metadata == md
+    assert got.created_at == when
+    assert (got.kind, got.role, got.project, got.session_id, got.author) == (
+        "conversation",
+        "assistant",
+        "proj",
+        "s1",
+        "me",
+    )
+    assert got.tags == ["a", "b"]
+    assert not got.has_embedding
+
+
+async def test_wrong_vector_dimension_is_refused(storage: StorageBase) -> None:
+    with pytest.raises(DimensionMismatch):
+        await storage.add_items([item("x", embedding=np.ones(DIM + 1, dtype=np.float32))])
+
+
+# -- search and filters ----------------------------------------------------------------------
+
+
+async def _corpus(storage: StorageBase) -> dict[str, str]:
+    base = datetime(2024, 1, 1, tzinfo=UTC)
+    specs = [
+        (
+            "a",
+            "The login failed with ERR_CONN_4021 on the staging server",
+            "p1",
+            "conversation",
+            "user",
+            ["bug"],
+            0,
+            vec(1, 0),
+        ),
+        (
+            "b",
+            "We decided to use DuckDB for local storage",
+            "p1",
+            "reflection",
+            None,
+            ["decision"],
+            1,
+            vec(0, 1),
+        ),
+        (
+            "c",
+            "Connection errors come from the Redis pool",
+            "p2",
+            "reflection",
+            None,
+            ["bug", "redis"],
+            2,
+            vec(1, 0.2),
+        ),
+        (
+            "d",
+            "Deploy with kubernetes and helm charts",
+            "p2",
+            "conversation",
+            "assistant",
+            [],
+            3,
+            vec(0, 0, 1),
+        ),
+        (
+            "e",
+            "Insight: parse_errors in src/api/routes.py hides the HttpServerError",
+            None,
+            "insight",
+            None,
+            ["bug"],
+            4,
+            None,
+        ),
+    ]
+    ids: dict[str, str] = {}
+    for name, text, project, kind, role, tags, day, v in specs:
+        (r,) = await storage.add_items(
+            [
+                item(
+                    text,
+                    project=project,
+                    kind=kind,
+                    role=role,
+                    tags=tags,
+                    session_id="s-" + (project or "none"),
+                    created_at=base + timedelta(days=day),
+                    embedding=v,
+                )
+            ]
+        )
+        ids[name] = r.id
+    return ids
+
+
+async def test_keyword_search_sees_new_items_and_identifiers(storage: StorageBase) -> None:
+    ids = await _corpus(storage)
+    hits = await storage.keyword_search("ERR_CONN_4021", ItemFilter(), 10)
+    assert hits[0].id == ids["a"]
+    assert [h.id for h in await storage.keyword_search("conn", ItemFilter(), 10)] == [ids["a"]]
+    assert (await storage.keyword_search("routes.py", ItemFilter(), 10))[0].id == ids["e"]
+    assert (await storage.keyword_search("http server error", ItemFilter(), 10))[0].id == ids["e"]
+    assert (await storage.keyword_search("parse errors", ItemFilter(), 10))[0].id == ids["e"]
+    assert (await storage.keyword_search("deploying", ItemFilter(), 10))[0].id == ids["d"]
+    assert await storage.keyword_search("the and of", ItemFilter(), 10) == []
+    (r,) = await storage.add_items([item("brand new zanzibar fact")])
+    assert [h.id for h in await storage.keyword_search("zanzibar", ItemFilter(), 10)] == [r.id]
+
+
+async def test_filters_apply_inside_both_rankers(storage: StorageBase) -> None:
+    ids = await _corpus(storage)
+    q = vec(1, 0)
+
+    async def both(flt: ItemFilter) -> tuple[set[str], set[str]]:
+        kw = {h.id for h in await storage.keyword_search("errors bug connection login", flt, 50)}
+        vs = {h.id for h in await storage.vector_search(q, flt, 50)}
+        return kw, vs
+
+    kw, vs = await both(ItemFilter(projects=["p2"]))
+    assert kw == {ids["c"]} and vs == {ids["c"], ids["d"]}
+    kw, vs = await both(ItemFilter(kinds=["conversation"]))
+    assert vs == {ids["a"], ids["d"]}
+    _, vs = await both(ItemFilter(role="assistant"))
+    assert vs == {ids["d"]}
+    _, vs = await both(ItemFilter(session_id="s-p1"))
+    assert vs == {ids["a"], ids["b"]}
+    base = datetime(2024, 1, 1, tzinfo=UTC)
+    _, vs = await both(ItemFilter(after=base + timedelta(days=1), before=base + timedelta(days=3)))
+    assert vs == {ids["b"], ids["c"]}
+    _, vs = await both(ItemFilter(tags=["bug", "redis"]))
+    assert vs == {ids["c"]}
+    _, vs = await both(ItemFilter(ids={ids["a"], ids["b"]}))
+    assert vs == {ids["a"], ids["b"]}
+    _, vs = await both(ItemFilter(projects=["nope"]))
+    assert vs == set()
+    # exact under a filter: top-1 within the project, not a post-filtered global top-1
+    (top,) = await storage.vector_search(q, ItemFilter(projects=["p2"]), 1)
+    assert top.id == ids["c"]
+    # list/count agree with the filters
+    flt = ItemFilter(tags=["bug"])
+    listed = await storage.list_items(flt, limit=10)
+    assert [i.id for i in listed] == [ids["e"], ids["c"], ids["a"]]
+    assert [i.id for i in await storage.list_items(flt, newest_first=False, limit=2)] == [
+        ids["a"],
+        ids["c"],
+    ]
+    assert [i.id for i in await storage.list_items(flt, limit=1, offset=1)] == [ids["c"]]
+    assert await storage.count_items(flt) == 3
+    assert await storage.count_items(ItemFilter(kinds=["insight"])) == 1
+
+
+async def test_vector_search_ranks_by_cosine(storage: StorageBase) -> None:
+    ids = await _corpus(storage)
+    hits = await storage.vector_search(vec(1, 0), ItemFilter(), 3)
+    assert [h.id for h in hits[:2]] == [ids["a"], ids["c"]]
+    assert hits[0].score == pytest.approx(1.0, abs=1e-5)
+    # the item without a vector is never returned by the vector ranker
+    assert ids["e"] not in {h.id for h in await storage.vector_search(vec(1), ItemFilter(), 10)}
+
+
+async def test_update_and_delete_keep_both_indexes_consistent(storage: StorageBase) -> None:
+    ids = await _corpus(storage)
+    updated = await storage.update_item(
+        ids["a"], content="Completely rewritten about penguins", embedding=vec(0, 0, 0, 1)
+    )
+    assert updated.content == "Completely rewritten about penguins" and updated.has_embedding
+    assert await storage.keyword_search("ERR_CONN_4021", ItemFilter(), 10) == []
+    assert [h.id for h in await storage.keyword_search("penguins", ItemFilter(), 10)] == [ids["a"]]
+    assert (await storage.vector_search(vec(0, 0, 0, 1), ItemFilter(), 1))[0].id == ids["a"]
+    # tags only: filters follow
+    await storage.update_item(ids["b"], tags=["changed"])
+    assert {
+        h.id for h in await storage.vector_search(vec(0, 1), ItemFilter(tags=["changed"]), 5)
+    } == {ids["b"]}
+    assert await storage.vector_search(vec(0, 1), ItemFilter(tags=["decision"]), 5) == []
+    # content without a vector: the old vector is gone
+    await storage.update_item(ids["c"], content="Redis pool notes, no vector now")
+    assert ids["c"] not in {
+        h.id for h in await storage.vector_search(vec(1, 0.2), ItemFilter(), 10)
+    }
+    # delete
+    assert await storage.delete_items([ids["d"], "unknown"]) == 1
+    assert await storage.keyword_search("kubernetes", ItemFilter(), 10) == []
+    assert ids["d"] not in {
+        h.id for h in await storage.vector_search(vec(0, 0, 1), ItemFilter(), 10)
+    }
+    assert await storage.get_items([ids["d"]]) == []
+    assert await storage.count_items() == 4
+    # a deleted item's content can be stored again (dedup forgets it)
+    (again,) = await storage.add_items(
+        [
+            item(
+                "Deploy with kubernetes and helm charts",
+                project="p2",
+                kind="conversation",
+                role="assistant",
+            )
+        ]
+    )
+    assert again.created
+    with pytest.raises(NotFound):
+        await storage.update_item("missing", tags=[])
+    # an update may not create an exact duplicate
+    (temp,) = await storage.add_items([item("temporary", project="p1")])
+    with pytest.raises(ValidationError, match="identical"):
+        await storage.update_item(temp.id, content="We decided to use DuckDB for local storage")
+
+
+FRUIT = ["apple", "banana", "cherry", "grape", "lemon", "mango", "peach"]
+
+
+async def test_many_deletes_compact_the_index(storage: StorageBase) -> None:
+    rng = np.random.default_rng(1)
+    results = await storage.add_items(
+        [
+            item(
+                f"note number {i} about {FRUIT[i % 7]}",
+                embedding=rng.standard_normal(DIM).astype(np.float32),
+            )
+            for i in range(3000)
+        ]
+    )
+    keep = {r.id for r in results[::3]}
+    await storage.delete_items([r.id for r in results if r.id not in keep])
+    assert await storage.count_items() == len(keep)
+    hits = await storage.keyword_search("grapes", ItemFilter(), 5000)
+    assert hits and {h.id for h in hits} <= keep
+    assert len(hits) == sum(1 for i in range(0, 3000, 3) if i % 7 == 3)
+    vhits = await storage.vector_search(vec(1), ItemFilter(), 5000)
+    assert {h.id for h in vhits} == keep
+
+
+# -- meta, records, stats --------------------------------------------------------------------
+
+
+async def test_meta_and_stats(storage: StorageBase) -> None:
+    assert await storage.get_meta("embedding_model") is None
+    await storage.set_meta("embedding_model", "m1")
+    await storage.set_meta("embedding_model", "m2")
+    assert await storage.get_meta("embedding_model") == "m2"
+    await _corpus(storage)
+    stats = await storage.stats()
+    assert stats.items == 5 and stats.embedded == 4
+    assert stats.by_kind == {"conversation": 2, "reflection": 2, "insight": 1}
+    assert stats.by_project == {"p1": 2, "p2": 2, "": 1}
+    assert stats.embedding_model == "m2"
+
+
+async def test_records_api(storage: StorageBase) -> None:
+    t0 = datetime(2024, 5, 1, tzinfo=UTC)
+    for i in range(4):
+        await storage.put_record(
+            Record(
+                collection="sessions",
+                id=f"s{i}",
+                data={"n": i, "text": "'; DROP TABLE records; -- 😀"},
+                project="p" if i % 2 else "q",
+                status="open" if i < 2 else "closed",
+                created_at=t0 + timedelta(hours=i),
+                updated_at=t0 + timedelta(hours=i),
+            )
+        )
+    await storage.put_record(Record(collection="other", id="s0", data={"x": 1}))
+    got = await storage.get_record("sessions", "s1")
+    assert (
+        got is not None
+        and got.data["n"] == 1
+        and got.project == "p"
+        and got.created_at == t0 + timedelta(hours=1)
+    )
+    assert [r.id for r in await storage.list_records("sessions")] == ["s3", "s2", "s1", "s0"]
+    assert [r.id for r in await storage.list_records("sessions", newest_first=False, limit=2)] == [
+        "s0",
+        "s1",
+    ]
+    assert [r.id for r in await storage.list_records("sessions", project="p")] == ["s3", "s1"]
+    assert [r.id for r in await storage.list_records("sessions", status="open")] == ["s1", "s0"]
+    assert [r.id for r in await storage.list_records("sessions", limit=1, offset=1)] == ["s2"]
+    # replace
+    await storage.put_record(
+        Record(collection="sessions", id="s1", data={"n": 99}, status="closed", created_at=t0)
+    )
+    got = await storage.get_record("sessions", "s1")
+    assert got is not None and got.data == {"n": 99} and got.status == "closed"
+    assert await storage.delete_record("sessions", "s1")
+    assert not await storage.delete_record("sessions", "s1")
+    assert await storage.get_record("sessions", "s1") is None
+    assert (await storage.get_record("other", "s0")) is not None
+
+
+# -- persistence -----------------------------------------------------------------------------
+
+
+async def test_restart_keeps_items_vectors_and_keyword_index(
+    backend_path: tuple[str, Path],
+) -> None:
+    backend, tmp_path = backend_path
+    store = make_storage(backend, tmp_path)
+    await store.initialize()
+    ids = await _corpus(store)
+    await store.update_item(ids["b"], tags=["kept"])
+    await store.delete_items([ids["d"]])
+    await store.put_record(Record(collection="c", id="r", data={"a": 1}))
+    await store.set_meta("embedding_model", "m")
+    await store.close()
+    await store.close()  # idempotent
+
+    store = make_storage(backend, tmp_path)
+    await store.initialize()
+    try:
+        assert await store.count_items() == 4
+        assert (await store.keyword_search("ERR_CONN_4021", ItemFilter(), 5))[0].id == ids["a"]
+        assert await store.keyword_search("kubernetes", ItemFilter(), 5) == []
+        top = await store.vector_search(vec(1, 0), ItemFilter(), 2)
+        assert [h.id for h in top] == [ids["a"], ids["c"]]
+        assert [
+            h.id for h in await store.vector_search(vec(0, 1), ItemFilter(tags=["kept"]), 5)
+        ] == [ids["b"]]
+        assert (await store.get_record("c", "r")) is not None
+        assert await store.get_meta("embedding_model") == "m"
+        (dup,) = await store.add_items(
+            [item("We decided to use DuckDB for local storage", project="p1")]
+        )
+        assert dup.id == ids["b"] and not dup.created
+    finally:
+        await store.close()
+
+
+async def test_migration_from_empty_file_and_reopen(tmp_path: Path) -> None:
+    import duckdb
+
+    from session_buddy.adapters.storage.duckdb import SCHEMA_VERSION, Storage
+
+    empty = tmp_path / "empty.duckdb"
+    empty.touch()
+    store = Storage(empty, dimension=DIM)
+    await store.initialize()
+    await store.add_items([item("first")])
+    await store.close()
+    path = tmp_path / "nested" / "folder" / "m.duckdb"
+    store = Storage(path, dimension=DIM)
+    assert not path.parent.exists()  # nothing created at construction
+    await store.initialize()
+    await store.initialize()  # idempotent
+    await store.close()
+    for _ in range(2):
+        await store.initialize()
+        await store.close()
+    con = duckdb.connect(str(path))
+    versions = con.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
+    tables = {
+        r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+    }
+    con.close()
+    assert [v[0] for v in versions] == list(range(1, SCHEMA_VERSION + 1))
+    assert {"conversations", "reflections", "records", "meta", "schema_version", "items"} <= tables
+
+
+async def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    import duckdb
+
+    from session_buddy.adapters.storage.duckdb import Storage
+
+    path = tmp_path / "m.duckdb"
+    store = Storage(path, dimension=DIM)
+    await store.initialize()
+    await store.close()
+    con = duckdb.connect(str(path))
+    con.execute("INSERT INTO schema_version VALUES (999, 'future', now())")
+    con.close()
+    with pytest.raises(StorageError, match="schema version 999"):
+        await Storage(path, dimension=DIM).initialize()
+
+
+async def test_closed_storage_says_so(tmp_path: Path) -> None:
+    from session_buddy.adapters.storage.duckdb import Storage
+
+    store = Storage(tmp_path / "m.duckdb", dimension=DIM)
+    with pytest.raises(StorageError, match="initialize"):
+        await store.count_items()
+
+
+CHILD = textwrap.dedent(
+    """
+    import asyncio, sys
+    import numpy as np
+    from session_buddy.adapters.storage.duckdb import Storage
+    from session_buddy.adapters.storage._base import NewItem
+
+    async def main():
+        store = Storage(sys.argv[1], dimension=8)
+        await store.initialize()
+        i = 0
+        while True:
+            await store.add_items([NewItem(kind="conversation", content=f"durable item {i}",
+                                           embedding=np.ones(8, dtype=np.float32) / 8 ** 0.5)])
+            print(i, flush=True)  # acknowledged
+            i += 1
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_sigkill_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    from session_buddy.adapters.storage.duckdb import Storage
+
+    path = tmp_path / "k.duckdb"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    acknowledged = -1
+    try:
+        for line in proc.stdout:
+            acknowledged = int(line)
+            if acknowledged >= 40:
+                break
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert acknowledged >= 40
+    store = Storage(path, dimension=8)
+    await store.initialize()
+    try:
+        count = await store.count_items()
+        assert count >= acknowledged + 1
+        hits = await store.keyword_search(f"durable item {acknowledged}", ItemFilter(), 1)
+        assert hits
+        assert store.index.embedded == count
+    finally:
+        await store.close()
+
+
+async def test_concurrent_writes_and_searches(storage: StorageBase) -> None:
+    async def writer(n: int) -> None:
+        for i in range(20):
+            await storage.add_items([item(f"writer {n} wrote line {i}", embedding=vec(1, n, i))])
+
+    async def reader() -> None:
+        for _ in range(20):
+            await storage.keyword_search("writer line", ItemFilter(), 10)
+            await storage.vector_search(vec(1), ItemFilter(), 10)
+
+    await asyncio.gather(*(writer(n) for n in range(3)), reader(), reader())
+    assert await storage.count_items() == 60
