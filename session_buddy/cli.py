@@ -4,8 +4,8 @@
 anything else is imported, so the MCP handshake is answered quickly.
 """
 
-from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -95,8 +95,17 @@ def _app():  # type: ignore[no-untyped-def]
         from session_buddy.server import create_server
 
         server = create_server(settings)
+        # uvicorn handles SIGTERM/SIGINT (graceful shutdown, lifespan exit, ShutdownManager),
+        # then re-raises the signal with the previous handler: make that a clean exit.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
         server.run(
-            transport="http", host=bind, port=port or settings.server.port, show_banner=False
+            transport="http",
+            host=bind,
+            port=port or settings.server.port,
+            show_banner=False,
+            # uvicorn's own log config prints to stdout: use ours (stderr or log_file)
+            uvicorn_config={"log_config": None, "access_log": False},
         )
 
     @app.command()

@@ -135,6 +135,19 @@ class ServerSettings(_Section):
     allow_remote: bool = Field(default=False, description="Allow listening beyond loopback.")
 
 
+class SessionsSettings(_Section):
+    handoff_dir: str | None = Field(
+        default=None,
+        description="Handoff folder, relative to the project root (default .claude/handoff); "
+        "must stay inside the project or the data dir.",
+    )
+    git_commit: bool = Field(
+        default=False,
+        description="Make a git checkpoint commit at every checkpoint without being asked "
+        "(tracked files only).",
+    )
+
+
 class SessionBuddySettings(BaseSettings):
     """The effective settings of one session-buddy process."""
 
@@ -163,6 +176,7 @@ class SessionBuddySettings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    sessions: SessionsSettings = Field(default_factory=SessionsSettings)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, *args, **kwargs):  # type: ignore[no-untyped-def, override]

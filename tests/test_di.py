@@ -14,6 +14,8 @@ from session_buddy.errors import ConfigurationError
 
 
 def test_import_has_no_side_effects(tmp_path: Path) -> None:
+    tmp_path = tmp_path / "clean"
+    tmp_path.mkdir()
     code = (
         "import sys, os, session_buddy, session_buddy.settings, session_buddy.errors;"
         "assert 'acb' not in sys.modules, 'acb imported';"

@@ -184,7 +184,7 @@ async def test_http_transport(tmp_path: Path) -> None:
     port = _free_port()
     proc = subprocess.Popen(
         [*session_buddy_cmd(), "serve", "--http", "--port", str(port)],
-        env=server_env(tmp_path, SESSION_BUDDY_MODE="lite"),
+        env=server_env(tmp_path, SESSION_BUDDY_ADAPTERS__STORAGE="duckdb"),
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -213,6 +213,8 @@ async def test_http_transport(tmp_path: Path) -> None:
     assert code == 0
     assert proc.stdout is not None
     assert proc.stdout.read() == b""
+    db = tmp_path / "data" / "memory.duckdb"
+    assert db.exists() and not Path(f"{db}.wal").exists(), "shutdown did not checkpoint storage"
 
 
 def test_http_refuses_non_loopback_without_opt_in(tmp_path: Path) -> None:

@@ -1,0 +1,662 @@
+"""Project analysis: what a session is working on.
+
+Read-only: nothing in the project is changed. Git runs with ``GIT_OPTIONAL_LOCKS=0`` so even
+``git status`` does not refresh the index file. Only the standard library is used (the hook
+path imports this module's siblings and must stay fast).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import tomllib
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+GIT_TIMEOUT_S = 10.0
+
+#: file suffix -> language
+LANGUAGES: dict[str, str] = {
+    ".py": "Python",
+    ".pyi": "Python",
+    ".js": "JavaScript",
+    ".mjs": "JavaScript",
+    ".cjs": "JavaScript",
+    ".jsx": "JavaScript",
+    ".ts": "TypeScript",
+    ".tsx": "TypeScript",
+    ".go": "Go",
+    ".rs": "Rust",
+    ".java": "Java",
+    ".kt": "Kotlin",
+    ".kts": "Kotlin",
+    ".scala": "Scala",
+    ".rb": "Ruby",
+    ".php": "PHP",
+    ".cs": "C#",
+    ".c": "C",
+    ".h": "C",
+    ".cc": "C++",
+    ".cpp": "C++",
+    ".cxx": "C++",
+    ".hpp": "C++",
+    ".swift": "Swift",
+    ".m": "Objective-C",
+    ".ex": "Elixir",
+    ".exs": "Elixir",
+    ".erl": "Erlang",
+    ".hs": "Haskell",
+    ".lua": "Lua",
+    ".sh": "Shell",
+    ".bash": "Shell",
+    ".zig": "Zig",
+    ".dart": "Dart",
+    ".r": "R",
+    ".jl": "Julia",
+    ".sql": "SQL",
+}
+
+#: lockfile -> package manager
+LOCKFILES: dict[str, str] = {
+    "uv.lock": "uv",
+    "poetry.lock": "poetry",
+    "pdm.lock": "pdm",
+    "Pipfile.lock": "pipenv",
+    "pixi.lock": "pixi",
+    "package-lock.json": "npm",
+    "npm-shrinkwrap.json": "npm",
+    "yarn.lock": "yarn",
+    "pnpm-lock.yaml": "pnpm",
+    "bun.lockb": "bun",
+    "bun.lock": "bun",
+    "Cargo.lock": "cargo",
+    "go.sum": "go",
+    "Gemfile.lock": "bundler",
+    "composer.lock": "composer",
+    "mix.lock": "mix",
+    "Package.resolved": "swiftpm",
+    "gradle.lockfile": "gradle",
+    "conda-lock.yml": "conda",
+}
+
+#: manifest -> package manager (when there is no lockfile)
+MANIFESTS: dict[str, str] = {
+    "pyproject.toml": "pip",
+    "setup.py": "pip",
+    "requirements.txt": "pip",
+    "Pipfile": "pipenv",
+    "package.json": "npm",
+    "Cargo.toml": "cargo",
+    "go.mod": "go",
+    "Gemfile": "bundler",
+    "composer.json": "composer",
+    "mix.exs": "mix",
+    "pom.xml": "maven",
+    "build.gradle": "gradle",
+    "build.gradle.kts": "gradle",
+    "Package.swift": "swiftpm",
+    "environment.yml": "conda",
+}
+
+#: manifests whose ecosystem pins versions without a lockfile of its own
+_NO_LOCKFILE_NEEDED = {"pom.xml", "build.gradle", "build.gradle.kts"}
+
+CI_FILES = (
+    ".gitlab-ci.yml",
+    ".travis.yml",
+    "azure-pipelines.yml",
+    "Jenkinsfile",
+    "bitbucket-pipelines.yml",
+    ".circleci/config.yml",
+    ".drone.yml",
+    "appveyor.yml",
+)
+CI_DIRS = (
+    ".github/workflows",
+    ".buildkite",
+    ".woodpecker",
+    ".forgejo/workflows",
+    ".gitea/workflows",
+)
+
+LINT_FILES = {
+    "ruff.toml": "ruff",
+    ".ruff.toml": "ruff",
+    ".flake8": "flake8",
+    ".pylintrc": "pylint",
+    "pylintrc": "pylint",
+    ".eslintrc": "eslint",
+    ".eslintrc.js": "eslint",
+    ".eslintrc.cjs": "eslint",
+    ".eslintrc.json": "eslint",
+    ".eslintrc.yml": "eslint",
+    ".eslintrc.yaml": "eslint",
+    "eslint.config.js": "eslint",
+    "eslint.config.mjs": "eslint",
+    "eslint.config.cjs": "eslint",
+    "eslint.config.ts": "eslint",
+    "biome.json": "biome",
+    "biome.jsonc": "biome",
+    ".golangci.yml": "golangci-lint",
+    ".golangci.yaml": "golangci-lint",
+    ".rubocop.yml": "rubocop",
+    "clippy.toml": "clippy",
+    ".clippy.toml": "clippy",
+    ".pre-commit-config.yaml": "pre-commit",
+    ".prettierrc": "prettier",
+    ".prettierrc.json": "prettier",
+    "prettier.config.js": "prettier",
+    ".editorconfig": "editorconfig",
+}
+TYPE_FILES = {
+    "mypy.ini": "mypy",
+    ".mypy.ini": "mypy",
+    "pyrightconfig.json": "pyright",
+    "tsconfig.json": "typescript",
+    ".pyre_configuration": "pyre",
+}
+#: languages whose compiler checks types
+TYPED_LANGUAGES = {
+    "TypeScript",
+    "Go",
+    "Rust",
+    "Java",
+    "Kotlin",
+    "Scala",
+    "C#",
+    "Swift",
+    "Haskell",
+    "Dart",
+    "Zig",
+}
+
+TEST_DIRS = ("tests", "test", "spec", "__tests__", "testing")
+DOC_FILES = ("README.md", "README.rst", "README.txt", "README", "readme.md", "README.adoc")
+DOC_DIRS = ("docs", "doc", "documentation")
+DOC_CONFIGS = ("mkdocs.yml", "docs/conf.py", "docusaurus.config.js", "book.toml")
+
+_SKIP_DIRS = {
+    ".git",
+    "node_modules",
+    ".venv",
+    "venv",
+    "__pycache__",
+    "target",
+    "dist",
+    "build",
+    ".tox",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".pytest_cache",
+}
+_MAX_FILES = 20_000
+
+
+@dataclass
+class GitState:
+    """The repository as it stands (from ``git status --porcelain=v2``)."""
+
+    root: str
+    branch: str | None  # None when detached
+    head: str | None  # None on an unborn branch
+    detached: bool = False
+    upstream: str | None = None
+    ahead: int | None = None
+    behind: int | None = None
+    staged: list[str] = field(default_factory=list)
+    modified: list[str] = field(default_factory=list)  # tracked, changed, not staged
+    untracked: list[str] = field(default_factory=list)
+    conflicted: list[str] = field(default_factory=list)
+    merge_in_progress: bool = False
+    rebase_in_progress: bool = False
+    cherry_pick_in_progress: bool = False
+    revert_in_progress: bool = False
+    bisect_in_progress: bool = False
+    last_commit_at: float | None = None  # unix time of HEAD's committer date
+    last_commit_subject: str | None = None
+
+    @property
+    def tracked_changes(self) -> list[str]:
+        """Tracked files with changes (staged or not), each once."""
+        return sorted(set(self.staged) | set(self.modified) | set(self.conflicted))
+
+    @property
+    def operation(self) -> str | None:
+        """The operation in progress that blocks a checkpoint commit, if any."""
+        for flag, name in (
+            (self.merge_in_progress, "merge"),
+            (self.rebase_in_progress, "rebase"),
+            (self.cherry_pick_in_progress, "cherry-pick"),
+            (self.revert_in_progress, "revert"),
+        ):
+            if flag:
+                return name
+        return None
+
+    def seconds_since_last_commit(self, now: float | None = None) -> float | None:
+        if self.last_commit_at is None:
+            return None
+        return max(0.0, (now if now is not None else time.time()) - self.last_commit_at)
+
+
+@dataclass
+class TestResult:
+    """The last recorded test run found in the project (pytest cache or a JUnit report)."""
+
+    source: str
+    passed: bool
+    failures: int
+    total: int | None
+    recorded_at: float | None  # unix time
+
+
+@dataclass
+class ProjectInfo:
+    path: str  # the folder analysed (the git root when there is one)
+    name: str
+    languages: dict[str, int] = field(default_factory=dict)  # language -> file count
+    package_manager: str | None = None
+    manifests: list[str] = field(default_factory=list)
+    lockfiles: list[str] = field(default_factory=list)
+    tests: list[str] = field(default_factory=list)  # evidence: test folders/files/frameworks
+    test_result: TestResult | None = None
+    ci: list[str] = field(default_factory=list)
+    lint: list[str] = field(default_factory=list)
+    type_check: list[str] = field(default_factory=list)
+    docs: list[str] = field(default_factory=list)
+    git: GitState | None = None
+    git_error: str | None = None  # why git state is missing, when inside a repo
+
+    @property
+    def primary_language(self) -> str | None:
+        return next(iter(self.languages), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        if self.git is not None:
+            data["git"]["tracked_changes"] = len(self.git.tracked_changes)
+            data["git"]["operation"] = self.git.operation
+            since = self.git.seconds_since_last_commit()
+            data["git"]["seconds_since_last_commit"] = None if since is None else round(since)
+        return data
+
+
+# -- git helpers --------------------------------------------------------------------------
+
+
+def git_env() -> dict[str, str]:
+    """Environment for git: never prompt, never take optional locks, plain output."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "GIT_OPTIONAL_LOCKS": "0",
+            "GIT_TERMINAL_PROMPT": "0",
+            "LC_ALL": "C",
+            "GIT_PAGER": "cat",
+        }
+    )
+    return env
+
+
+def run_git(
+    args: list[str], cwd: Path | str, *, timeout: float = GIT_TIMEOUT_S, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run git; raises FileNotFoundError when git is not installed."""
+    result = subprocess.run(
+        ["git", *args],
+        cwd=str(cwd),
+        env=git_env(),
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        errors="surrogateescape",
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    if check and result.returncode != 0:
+        raise subprocess.CalledProcessError(
+            result.returncode, result.args, result.stdout, result.stderr
+        )
+    return result
+
+
+def find_git_root(path: Path | str) -> Path | None:
+    """The top of the work tree containing ``path``, or None outside a repository."""
+    try:
+        result = run_git(["rev-parse", "--show-toplevel"], path)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if result.returncode != 0 or not result.stdout.strip():
+        return None
+    return Path(result.stdout.strip()).resolve()
+
+
+def _git_dir(root: Path) -> Path | None:
+    result = run_git(["rev-parse", "--absolute-git-dir"], root)
+    if result.returncode != 0:
+        return None
+    return Path(result.stdout.strip())
+
+
+def git_state(root: Path | str) -> GitState:
+    """Read the state of the repository at ``root`` (raises OSError/SubprocessError)."""
+    root = Path(root)
+    result = run_git(["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all"], root)
+    if result.returncode != 0:
+        raise subprocess.CalledProcessError(
+            result.returncode, result.args, result.stdout, result.stderr
+        )
+    state = GitState(root=str(root), branch=None, head=None)
+    entries = result.stdout.split("\0")
+    i = 0
+    while i < len(entries):
+        entry = entries[i]
+        i += 1
+        if not entry:
+            continue
+        if entry.startswith("# "):
+            key, _, value = entry[2:].partition(" ")
+            if key == "branch.oid":
+                state.head = None if value == "(initial)" else value
+            elif key == "branch.head":
+                if value == "(detached)":
+                    state.detached = True
+                else:
+                    state.branch = value
+            elif key == "branch.upstream":
+                state.upstream = value
+            elif key == "branch.ab":
+                parts = value.split()
+                if len(parts) == 2:
+                    state.ahead = int(parts[0].lstrip("+"))
+                    state.behind = abs(int(parts[1]))
+            continue
+        kind = entry[0]
+        if kind == "1":
+            fields = entry.split(" ", 8)
+            _classify(state, fields[1], fields[8])
+        elif kind == "2":
+            fields = entry.split(" ", 9)
+            _classify(state, fields[1], fields[9])
+            i += 1  # the original path follows as its own NUL-separated entry
+        elif kind == "u":
+            state.conflicted.append(entry.split(" ", 10)[10])
+        elif kind == "?":
+            state.untracked.append(entry[2:])
+    git_dir = _git_dir(root)
+    if git_dir is not None:
+        state.merge_in_progress = (git_dir / "MERGE_HEAD").exists()
+        state.rebase_in_progress = (git_dir / "rebase-merge").exists() or (
+            git_dir / "rebase-apply"
+        ).exists()
+        state.cherry_pick_in_progress = (git_dir / "CHERRY_PICK_HEAD").exists()
+        state.revert_in_progress = (git_dir / "REVERT_HEAD").exists()
+        state.bisect_in_progress = (git_dir / "BISECT_LOG").exists()
+    if state.head is not None:
+        log = run_git(["log", "-1", "--format=%ct%x00%s"], root)
+        if log.returncode == 0 and log.stdout.strip():
+            stamp, _, subject = log.stdout.strip().partition("\0")
+            try:
+                state.last_commit_at = float(stamp)
+            except ValueError:
+                state.last_commit_at = None
+            state.last_commit_subject = subject or None
+    return state
+
+
+def _classify(state: GitState, xy: str, path: str) -> None:
+    if xy[0] != ".":
+        state.staged.append(path)
+    if xy[1] != ".":
+        state.modified.append(path)
+
+
+# -- file detection -----------------------------------------------------------------------
+
+
+def _list_files(root: Path, in_git: bool) -> list[str]:
+    if in_git:
+        try:
+            result = run_git(["ls-files", "-z", "--cached", "--others", "--exclude-standard"], root)
+            if result.returncode == 0:
+                return [f for f in result.stdout.split("\0") if f][:_MAX_FILES]
+        except (OSError, subprocess.SubprocessError):
+            pass
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in _SKIP_DIRS and not d.startswith(".")]
+        rel = Path(dirpath).relative_to(root)
+        for name in filenames:
+            found.append(str(rel / name) if str(rel) != "." else name)
+            if len(found) >= _MAX_FILES:
+                return found
+    return found
+
+
+def _languages(files: list[str]) -> dict[str, int]:
+    counts: Counter[str] = Counter()
+    for name in files:
+        language = LANGUAGES.get(Path(name).suffix.lower())
+        if language:
+            counts[language] += 1
+    return dict(counts.most_common())
+
+
+def _read_pyproject(root: Path) -> dict[str, Any]:
+    path = root / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return {}
+
+
+def _read_package_json(root: Path) -> dict[str, Any]:
+    path = root / "package.json"
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _setup_cfg_sections(root: Path) -> set[str]:
+    path = root / "setup.cfg"
+    if not path.is_file():
+        return set()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return set()
+    return {line.strip()[1:-1] for line in text.splitlines() if line.strip().startswith("[")}
+
+
+def _last_test_result(root: Path) -> TestResult | None:
+    """The newest recorded test run: pytest's cache, or a JUnit XML report."""
+    candidates: list[TestResult] = []
+    cache = root / ".pytest_cache" / "v" / "cache"
+    nodeids = cache / "nodeids"
+    if nodeids.is_file():
+        try:
+            total = len(json.loads(nodeids.read_text(encoding="utf-8")))
+            lastfailed_path = cache / "lastfailed"
+            failed: dict[str, Any] = {}
+            recorded = nodeids.stat().st_mtime
+            if lastfailed_path.is_file():
+                failed = json.loads(lastfailed_path.read_text(encoding="utf-8")) or {}
+                recorded = max(recorded, lastfailed_path.stat().st_mtime)
+            candidates.append(
+                TestResult(
+                    source=".pytest_cache",
+                    passed=not failed,
+                    failures=len(failed),
+                    total=total,
+                    recorded_at=recorded,
+                )
+            )
+        except (OSError, ValueError, TypeError):
+            pass
+    for pattern in (
+        "junit*.xml",
+        "test-results/*.xml",
+        "reports/junit*.xml",
+        "build/test-results/**/*.xml",
+    ):
+        for report in root.glob(pattern):
+            result = _read_junit(report, root)
+            if result is not None:
+                candidates.append(result)
+    if not candidates:
+        return None
+    return max(candidates, key=lambda r: r.recorded_at or 0.0)
+
+
+def _read_junit(path: Path, root: Path) -> TestResult | None:
+    import xml.etree.ElementTree as ET
+
+    try:
+        if path.stat().st_size > 50 * 1024 * 1024:
+            return None
+        tree = ET.parse(path)
+    except (OSError, ET.ParseError):
+        return None
+    node = tree.getroot()
+    suites = [node] if node.tag == "testsuite" else list(node.iter("testsuite"))
+    if node.tag == "testsuites" and node.get("tests") is not None:
+        suites = [node]
+    failures = total = 0
+    for suite in suites:
+        try:
+            failures += int(suite.get("failures", 0)) + int(suite.get("errors", 0))
+            total += int(suite.get("tests", 0))
+        except ValueError:
+            return None
+    return TestResult(
+        source=str(path.relative_to(root)),
+        passed=failures == 0,
+        failures=failures,
+        total=total,
+        recorded_at=path.stat().st_mtime,
+    )
+
+
+def _exists(root: Path, rel: str) -> bool:
+    return (root / rel).exists()
+
+
+def analyze_project(working_directory: Path | str | None = None) -> ProjectInfo:
+    """Analyse the project containing ``working_directory`` (default: the current folder)."""
+    start = Path(working_directory or os.getcwd()).expanduser().resolve()
+    if not start.exists():
+        from session_buddy.errors import ValidationError
+
+        raise ValidationError(f"working_directory {start} does not exist")
+    if start.is_file():
+        start = start.parent
+    git_root = find_git_root(start)
+    root = git_root or start
+    info = ProjectInfo(path=str(root), name=root.name or str(root))
+    files = _list_files(root, git_root is not None)
+    info.languages = _languages(files)
+
+    names = {f for f in files if "/" not in f} | {p.name for p in root.iterdir() if p.is_file()}
+    info.lockfiles = sorted(n for n in names if n in LOCKFILES)
+    info.manifests = sorted(n for n in names if n in MANIFESTS)
+    if info.lockfiles:
+        info.package_manager = LOCKFILES[info.lockfiles[0]]
+    elif info.manifests:
+        info.package_manager = MANIFESTS[info.manifests[0]]
+    pyproject = _read_pyproject(root)
+    tool = pyproject.get("tool", {}) if isinstance(pyproject.get("tool"), dict) else {}
+    if info.package_manager == "pip" and not info.lockfiles:
+        for name in ("uv", "poetry", "pdm", "hatch"):
+            if name in tool:
+                info.package_manager = name
+                break
+    package_json = _read_package_json(root)
+    if isinstance(package_json.get("packageManager"), str):
+        info.package_manager = package_json["packageManager"].split("@", 1)[0]
+    cfg_sections = _setup_cfg_sections(root)
+
+    # tests
+    for folder in TEST_DIRS:
+        if (root / folder).is_dir():
+            info.tests.append(f"{folder}/")
+    test_files = [
+        f
+        for f in files
+        if ((name := Path(f).name).startswith("test_") and name.endswith(".py"))
+        or name.endswith(("_test.py", "_test.go", "_spec.rb"))
+        or ".test." in name
+        or ".spec." in name
+    ]
+    if test_files:
+        info.tests.append(f"{len(test_files)} test files")
+    if (
+        "pytest" in tool.get("ini_options", {})
+        or "pytest" in tool
+        or _exists(root, "pytest.ini")
+        or "tool:pytest" in cfg_sections
+    ):
+        info.tests.append("pytest configured")
+    scripts = package_json.get("scripts") if isinstance(package_json.get("scripts"), dict) else {}
+    if isinstance(scripts, dict) and "test" in scripts:
+        info.tests.append("npm test script")
+    info.test_result = _last_test_result(root)
+
+    # CI
+    info.ci = [f for f in CI_FILES if _exists(root, f)]
+    for folder in CI_DIRS:
+        path = root / folder
+        if path.is_dir() and any(
+            p.suffix in (".yml", ".yaml") or p.is_file() for p in path.iterdir()
+        ):
+            info.ci.append(f"{folder}/")
+
+    # lint and types
+    lint = {tool_name for fname, tool_name in LINT_FILES.items() if _exists(root, fname)}
+    for name in ("ruff", "flake8", "pylint", "black", "isort"):
+        if name in tool:
+            lint.add(name)
+    if "flake8" in cfg_sections:
+        lint.add("flake8")
+    if isinstance(package_json.get("eslintConfig"), dict):
+        lint.add("eslint")
+    info.lint = sorted(lint)
+    types = {tool_name for fname, tool_name in TYPE_FILES.items() if _exists(root, fname)}
+    for name in ("mypy", "pyright", "pyre", "basedpyright"):
+        if name in tool:
+            types.add(name)
+    if "mypy" in cfg_sections:
+        types.add("mypy")
+    for language in info.languages:
+        if language in TYPED_LANGUAGES and language != "TypeScript":
+            types.add(f"{language} compiler")
+    info.type_check = sorted(types)
+
+    # docs
+    info.docs = [f for f in DOC_FILES if _exists(root, f)][:1]
+    info.docs += [f"{d}/" for d in DOC_DIRS if (root / d).is_dir()]
+    info.docs += [f for f in DOC_CONFIGS if _exists(root, f)]
+
+    if git_root is not None:
+        try:
+            info.git = git_state(git_root)
+        except (OSError, subprocess.SubprocessError) as exc:
+            info.git_error = f"git status failed: {exc}"
+    return info
+
+
+def lockfile_expected(info: ProjectInfo) -> bool | None:
+    """Whether the project's ecosystem should have a lockfile (None: no manifest found)."""
+    if not info.manifests:
+        return None
+    return not all(m in _NO_LOCKFILE_NEEDED for m in info.manifests)
