@@ -86,6 +86,12 @@ class EmbeddingsSettings(_Section):
         default=32, ge=1, le=1024, description="Texts per model call in bulk work."
     )
     cache_size: int = Field(default=2048, ge=0, description="Query vectors kept in an LRU cache.")
+    context_chars: int = Field(
+        default=300,
+        ge=0,
+        description="A conversation turn is embedded with this much of the turn before it "
+        "in its session; 0 embeds each turn alone.",
+    )
     threads: int = Field(
         default=0, ge=0, description="onnxruntime intra-op threads; 0 = automatic."
     )
@@ -113,7 +119,14 @@ class HttpSettings(_Section):
 
 
 class SearchSettings(_Section):
-    rrf_k: int = Field(default=60, ge=1, description="Reciprocal rank fusion constant.")
+    fusion: Literal["weighted", "rrf"] = Field(
+        default="weighted",
+        description="How hybrid search fuses the keyword and vector rankings (docs/search.md).",
+    )
+    keyword_weight: float = Field(
+        default=0.6, ge=0.0, le=1.0, description="weighted fusion: share of the keyword score."
+    )
+    rrf_k: int = Field(default=60, ge=1, description="rrf fusion: reciprocal rank fusion constant.")
     candidates: int = Field(
         default=100, ge=10, description="Hits taken from each ranker before fusion."
     )
