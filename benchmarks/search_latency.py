@@ -7,12 +7,18 @@ queries (p50/p95). Store throughput is compared with the ONNX model's own throug
 same texts (the `encode` call, batched), the ceiling any store could reach.
 
     .venv/bin/python benchmarks/search_latency.py [--sizes 10000,100000] [--queries 200] [--storage duckdb]
+
+With ``--storage postgres`` the store is a fresh schema (dropped at the end) of the database
+given by ``--dsn`` or $SESSION_BUDDY_STORAGE__DSN or $SESSION_BUDDY_TEST_PG_DSN (e.g. the test
+server: ``export SESSION_BUDDY_TEST_PG_DSN=$(scripts/postgres.sh start)``);
+``--vector-index ivfflat`` measures pgvector's approximate index instead of exact search.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import statistics
 import tempfile
@@ -118,7 +124,13 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
-async def run(sizes: list[int], queries: int, storage: str, batch: int) -> None:
+async def run(
+    sizes: list[int],
+    queries: int,
+    storage: str,
+    batch: int,
+    pg: dict[str, str] | None = None,
+) -> None:
     from fastmcp import Client
 
     from session_buddy import di
@@ -128,7 +140,10 @@ async def run(sizes: list[int], queries: int, storage: str, batch: int) -> None:
 
     rng = random.Random(7)
     with tempfile.TemporaryDirectory() as tmp:
-        settings = load_settings(data_dir=Path(tmp), adapters={"storage": storage}).settings
+        overrides: dict[str, object] = {"storage": pg} if pg else {}
+        settings = load_settings(
+            data_dir=Path(tmp), adapters={"storage": storage}, **overrides
+        ).settings
         async with Client(create_server(settings)) as client:
             embeddings = di.get(EmbeddingsBase)
             stored = 0
@@ -185,15 +200,45 @@ def main() -> None:
     )
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--storage", choices=["duckdb", "memory"], default="duckdb")
+    parser.add_argument("--storage", choices=["duckdb", "memory", "postgres"], default="duckdb")
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--dsn", default=None, help="postgres: the database (see above)")
+    parser.add_argument("--vector-index", choices=["none", "ivfflat"], default="none")
     args = parser.parse_args()
     from session_buddy.logs import route_logging_to_stderr
 
     route_logging_to_stderr("WARNING")
-    asyncio.run(
-        run([int(s) for s in args.sizes.split(",")], args.queries, args.storage, args.batch)
-    )
+    pg = None
+    if args.storage == "postgres":
+        dsn = (
+            args.dsn
+            or os.environ.get("SESSION_BUDDY_STORAGE__DSN")
+            or os.environ.get("SESSION_BUDDY_TEST_PG_DSN")
+        )
+        if not dsn:
+            parser.error("--storage postgres needs --dsn (or $SESSION_BUDDY_TEST_PG_DSN)")
+        pg = {
+            "dsn": dsn,
+            "pg_schema": f"bench_{os.getpid()}",
+            "vector_index": args.vector_index,
+        }
+    try:
+        asyncio.run(
+            run([int(s) for s in args.sizes.split(",")], args.queries, args.storage, args.batch, pg)
+        )
+    finally:
+        if pg:
+            asyncio.run(_drop_schema(pg["dsn"], pg["pg_schema"]))
+
+
+async def _drop_schema(dsn: str, schema: str) -> None:
+    import asyncpg
+
+    con = await asyncpg.connect(dsn)
+    try:
+        await con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await con.close()
 
 
 if __name__ == "__main__":

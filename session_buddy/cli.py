@@ -4,7 +4,6 @@
 anything else is imported, so the MCP handshake is answered quickly.
 """
 
-
 import signal
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ def _fast_stdio(argv: list[str]) -> int | None:
     if not argv or argv[0] != "serve":
         return None
     config: str | None = None
+    standalone = False
     rest = argv[1:]
     index = 0
     while index < len(rest):
@@ -27,11 +27,14 @@ def _fast_stdio(argv: list[str]) -> int | None:
             index += 1
         elif arg == "--stdio":
             index += 1
+        elif arg == "--standalone":
+            standalone = True
+            index += 1
         else:
             return None  # --http, --help, ...: the full CLI handles it
     from session_buddy.stdio_front import main as front_main
 
-    return front_main(config)
+    return front_main(config, standalone)
 
 
 def _app():  # type: ignore[no-untyped-def]
@@ -75,25 +78,43 @@ def _app():  # type: ignore[no-untyped-def]
         ] = False,
         host: Annotated[str | None, typer.Option(help="HTTP host (default 127.0.0.1)")] = None,
         port: Annotated[int | None, typer.Option(help="HTTP port (default 8678)")] = None,
+        standalone: Annotated[
+            bool,
+            typer.Option(
+                "--standalone",
+                help="stdio: run the server in this process, not through the shared service",
+            ),
+        ] = False,
         config: ConfigOpt = None,
     ) -> None:
         """Run the MCP server (stdio by default, for Claude Code)."""
         if not http:
-            raise typer.Exit(
-                _fast_stdio(["serve"] + (["--config", str(config)] if config else [])) or 0
-            )
+            argv = ["serve"] + (["--config", str(config)] if config else [])
+            raise typer.Exit(_fast_stdio(argv + (["--standalone"] if standalone else [])) or 0)
         loaded = load(config)
         settings = loaded.settings
         route_logging_to_stderr(settings.log_level, settings.log_file)
         bind = host or settings.server.host
-        if bind not in ("127.0.0.1", "localhost", "::1") and not settings.server.allow_remote:
+        loopback = bind in ("127.0.0.1", "localhost", "::1")
+        if not loopback and not settings.server.allow_remote:
             err.print(
                 f"[red]error:[/red] refusing to listen on {bind}: only loopback is allowed unless "
                 "server.allow_remote is true (SESSION_BUDDY_SERVER__ALLOW_REMOTE=1)"
             )
             raise typer.Exit(2)
+        if not loopback and not settings.server.auth:
+            err.print(f"[red]error:[/red] refusing to listen on {bind} without auth (server.auth)")
+            raise typer.Exit(2)
+        from session_buddy.di.paths import SessionPaths
         from session_buddy.server import create_server
+        from session_buddy.service import Activity, guard_middleware
 
+        paths = SessionPaths.from_settings(settings.data_dir).ensure()
+        try:
+            middleware = guard_middleware(settings, paths, Activity())
+        except SessionBuddyError as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from None
         server = create_server(settings)
         # uvicorn handles SIGTERM/SIGINT (graceful shutdown, lifespan exit, ShutdownManager),
         # then re-raises the signal with the previous handler: make that a clean exit.
@@ -104,9 +125,40 @@ def _app():  # type: ignore[no-untyped-def]
             host=bind,
             port=port or settings.server.port,
             show_banner=False,
+            middleware=middleware,
             # uvicorn's own log config prints to stdout: use ours (stderr or log_file)
             uvicorn_config={"log_config": None, "access_log": False},
         )
+
+    @app.command()
+    def token(
+        ttl: Annotated[int, typer.Option(help="Lifetime in seconds")] = 3600,
+        user: Annotated[
+            str | None, typer.Option(help="Subject (default: settings.user or login)")
+        ] = None,
+        config: ConfigOpt = None,
+    ) -> None:
+        """Print a bearer token (JWT) for the HTTP interface of this data directory."""
+        from session_buddy.auth import load_secret, login_name, mint_token
+        from session_buddy.di.paths import SessionPaths
+
+        settings = load(config).settings
+        paths = SessionPaths.from_settings(settings.data_dir)
+        try:
+            secret = load_secret(paths.data)
+        except SessionBuddyError as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from None
+        print(mint_token(secret, user or settings.user or login_name(), ttl))
+
+    @app.command(hidden=True)
+    def service(config: ConfigOpt = None) -> None:
+        """Run the shared service of the data directory (started by stdio bridges)."""
+        from session_buddy.service import run_service
+
+        settings = load(config).settings
+        route_logging_to_stderr(settings.log_level, settings.log_file)
+        raise typer.Exit(run_service(settings))
 
     @app.command()
     def health(
@@ -207,6 +259,10 @@ def _app():  # type: ignore[no-untyped-def]
         def hook(event: str) -> None:
             """Run by Claude Code hooks (reads the hook JSON on stdin; always exits 0)."""
             raise typer.Exit(hook_command(event))
+
+    from session_buddy.cli_migrate import migrate_command
+
+    app.command("migrate")(migrate_command)
 
     return app
 

@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 TOOL_MODULES = [
     "session_buddy.tools.health",
     "session_buddy.tools.memory",
+    "session_buddy.tools.capture",
+    "session_buddy.tools.session",
+    "session_buddy.tools.projects",
+    "session_buddy.tools.teams",
 ]
 
 #: Tools that answer before storage is open (they report on it instead).
@@ -45,6 +49,12 @@ class ErrorMiddleware(Middleware):
             return await call_next(context)
         except SessionBuddyError as exc:
             raise ToolError(f"{exc} [{exc.code}]") from exc
+        except ToolError as exc:
+            # FastMCP wraps a tool's exception in a ToolError; keep the code a client can match
+            cause = exc.__cause__
+            if isinstance(cause, SessionBuddyError):
+                raise ToolError(f"{cause} [{cause.code}]") from cause
+            raise
 
     async def on_read_resource(self, context: MiddlewareContext[Any], call_next: Any) -> Any:
         try:
@@ -52,6 +62,23 @@ class ErrorMiddleware(Middleware):
             return await call_next(context)
         except SessionBuddyError as exc:
             raise ToolError(f"{exc} [{exc.code}]") from exc
+
+
+class _ExpectedErrors(logging.Filter):
+    """FastMCP logs every tool exception with a traceback; a SessionBuddyError is a
+    message for the caller (bad input, unknown id), so log it as one line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, SessionBuddyError):
+            record.msg = f"{record.getMessage()}: {exc} [{exc.code}]"
+            record.args = None
+            record.exc_info = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+_FASTMCP_SERVER_LOGGER = "fastmcp.server.server"
 
 
 @asynccontextmanager
@@ -74,6 +101,9 @@ async def lifespan(app: FastMCP) -> AsyncIterator[dict[str, Any]]:
 def create_server(settings: SessionBuddySettings | None = None) -> FastMCP:
     """Configure the container (once per process) and build the MCP server."""
     di.configure(settings)
+    server_logger = logging.getLogger(_FASTMCP_SERVER_LOGGER)
+    if not any(isinstance(f, _ExpectedErrors) for f in server_logger.filters):
+        server_logger.addFilter(_ExpectedErrors())
     mcp: FastMCP = FastMCP(
         name=SERVER_NAME,
         instructions=INSTRUCTIONS,

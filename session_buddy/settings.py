@@ -19,6 +19,7 @@ None of this depends on the current directory, and no settings file is ever writ
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -42,8 +43,10 @@ class _Section(BaseModel):
 class AdaptersSettings(_Section):
     """Which implementation runs for each capability (a module name under `adapters/`)."""
 
-    storage: Literal["duckdb", "memory"] = Field(
-        default="duckdb", description="Where memories live (memory: nothing persisted)."
+    storage: Literal["duckdb", "memory", "postgres"] = Field(
+        default="duckdb",
+        description="Where memories live (memory: nothing persisted; postgres: a shared "
+        "server, see storage.dsn).",
     )
     embeddings: Literal["onnx", "http", "none"] = Field(
         default="onnx", description="Vectors for semantic search (none: keyword search only)."
@@ -64,6 +67,51 @@ class StorageSettings(_Section):
     )
     checkpoint_on_close: bool = Field(
         default=True, description="Checkpoint the database file when closing (empties the WAL)."
+    )
+    dsn: str | None = Field(
+        default=None,
+        description="postgres: connection string, e.g. postgresql://user@host:5432/db"
+        "?sslmode=require (env SESSION_BUDDY_STORAGE__DSN); give the password through "
+        "password_env rather than here.",
+    )
+    password_env: str = Field(
+        default="SESSION_BUDDY_PG_PASSWORD",
+        description="postgres: name of the environment variable holding the password "
+        "(used when the DSN has none).",
+    )
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = (
+        Field(
+            default=None,
+            description="postgres: TLS mode; default: the DSN's sslmode, else PGSSLMODE, else prefer.",
+        )
+    )
+    pg_schema: str = Field(
+        default="public",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",
+        description="postgres: schema holding the tables (created if missing); several "
+        "stores can share one database in different schemas.",
+    )
+    pool_min_size: int = Field(
+        default=1, ge=0, description="postgres: connections kept open in the pool."
+    )
+    pool_max_size: int = Field(
+        default=10, ge=1, description="postgres: most connections the pool opens."
+    )
+    connect_timeout_s: float = Field(
+        default=10.0, gt=0, description="postgres: timeout of a connection attempt, seconds."
+    )
+    vector_index: Literal["none", "ivfflat"] = Field(
+        default="none",
+        description="postgres: pgvector index (none: exact search; ivfflat: approximate, "
+        "faster on large stores). HNSW is not offered: it crashed on some CPUs.",
+    )
+    ivfflat_lists: int = Field(
+        default=0,
+        ge=0,
+        description="postgres: ivfflat lists; 0 = automatic (rows / 1000, at least 10).",
+    )
+    ivfflat_probes: int = Field(
+        default=10, ge=1, description="postgres: ivfflat lists searched per query."
     )
 
 
@@ -145,7 +193,27 @@ class SearchSettings(_Section):
 class ServerSettings(_Section):
     host: str = Field(default="127.0.0.1", description="HTTP mode: address to listen on.")
     port: int = Field(default=8678, ge=1, le=65535, description="HTTP mode: port.")
-    allow_remote: bool = Field(default=False, description="Allow listening beyond loopback.")
+    allow_remote: bool = Field(
+        default=False, description="Allow listening beyond loopback (never without auth)."
+    )
+    auth: bool = Field(
+        default=True,
+        description="Require a bearer token (JWT, HS256) on HTTP; may be off only on loopback.",
+    )
+    shared: bool = Field(
+        default=True,
+        description="stdio: bridge to the one shared service of the data dir (false: run the "
+        "server inside the stdio process; one session per DuckDB file).",
+    )
+    idle_timeout_s: float = Field(
+        default=900.0, ge=1.0, description="The shared service exits after this long unused."
+    )
+    max_request_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=1024, description="Larger HTTP requests get 413."
+    )
+    max_concurrent_requests: int = Field(
+        default=64, ge=1, description="More requests at once get 503 (retry later)."
+    )
 
 
 class SessionsSettings(_Section):
@@ -323,7 +391,21 @@ def load_settings(config: Path | str | None = None, **overrides: Any) -> LoadedS
 
 
 def _is_secret(key: str) -> bool:
-    return any(word in key.lower() for word in SECRET_WORDS)
+    # a key ending in _env names an environment variable: the name is no secret
+    return any(word in key.lower() for word in SECRET_WORDS) and not key.endswith("_env")
+
+
+def mask_dsn(dsn: str) -> str:
+    """``dsn`` with its password masked (URL ``user:pw@`` and ``password=`` forms)."""
+    masked = re.sub(r"(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", r"\1********", dsn)
+    scheme, sep, rest = masked.partition("://")
+    if sep and "@" in rest.split("/", 1)[0]:
+        authority, slash, tail = rest.partition("/")
+        creds, _, host = authority.rpartition("@")
+        if ":" in creds:
+            creds = creds.split(":", 1)[0] + ":********"
+        masked = f"{scheme}://{creds}@{host}{slash}{tail}"
+    return masked
 
 
 def explain(loaded: LoadedSettings) -> list[dict[str, str]]:
@@ -341,11 +423,8 @@ def explain(loaded: LoadedSettings) -> list[dict[str, str]]:
                 if (_is_secret(dotted) and value)
                 else ("" if value is None else str(value))
             )
-            if dotted.endswith("dsn") and value and "@" in str(value):
-                scheme, _, rest = str(value).partition("://")
-                creds, _, host = rest.rpartition("@")
-                user = creds.split(":", 1)[0]
-                shown = f"{scheme}://{user}:********@{host}"
+            if dotted.endswith("dsn") and value:
+                shown = mask_dsn(str(value))
             rows.append(
                 {"key": dotted, "value": shown, "source": loaded.sources.get(dotted, "default")}
             )

@@ -1,4 +1,10 @@
-"""The stdio front: answers ``initialize`` at once, then hands the stream to the real server.
+"""The stdio front: answers ``initialize`` at once, then hands the stream to the server.
+
+By default (``server.shared``) the server is the one shared service of the data directory
+and this process is a thin bridge to it (:mod:`session_buddy.bridge`, started on first use
+by :mod:`session_buddy.discovery`), so any number of sessions use one memory. With
+``serve --standalone`` (or ``server.shared: false``) the server runs inside this process,
+as described below.
 
 Importing FastMCP, ACB and the rest takes 1.5-2.5 s on a 2-core machine; an MCP client waits
 for the ``initialize`` answer before anything else. So ``session-buddy serve`` (stdio) runs
@@ -36,9 +42,14 @@ class _Stop(Exception):
     pass
 
 
+BRIDGE_WORKERS = 8
+
+
 class StdioFront:
-    def __init__(self, config: str | None = None) -> None:
+    def __init__(self, config: str | None = None, standalone: bool = False) -> None:
         self.config = config
+        self.standalone = standalone
+        self._protocol_version: str | None = None
         self._out_lock = threading.Lock()
         self._inbox: queue.Queue[bytes | None] = queue.Queue()
         self._init_id: Any = None
@@ -180,7 +191,19 @@ class StdioFront:
         raise _Stop
 
     def _load_and_serve(self) -> None:
-        self._load()
+        try:
+            from session_buddy.settings import load_settings
+
+            settings = load_settings(self.config).settings
+            shared = settings.server.shared and not self.standalone
+        except BaseException as exc:
+            self._load_error = exc
+            shared = False
+        if shared:
+            self._bridge(settings)
+            return
+        if self._load_error is None:
+            self._load()
         if self._load_error is None:
             self._run_server()
             return
@@ -196,6 +219,54 @@ class StdioFront:
                 message.get("method") == "initialize" and message.get("id") == self._init_id
             ):
                 self._answer_load_error(message)
+
+    def _bridge(self, settings: Any) -> None:
+        """Forward every message to the shared service, each on a worker thread."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from session_buddy.bridge import ServiceBridge
+        from session_buddy.di.paths import SessionPaths
+
+        bridge = ServiceBridge(
+            SessionPaths.from_settings(settings.data_dir).data,
+            self.config,
+            self._send_json,
+            self._protocol_version or "2025-06-18",
+            user=settings.user,
+        )
+        with ThreadPoolExecutor(BRIDGE_WORKERS, thread_name_prefix="bridge") as pool:
+            while True:
+                item = self._inbox.get()
+                if item is None:
+                    break
+                try:
+                    message = json.loads(item)
+                except ValueError:
+                    self._send_json(
+                        {
+                            "jsonrpc": "2.0",
+                            "id": None,
+                            "error": {"code": -32700, "message": "Parse error"},
+                        }
+                    )
+                    continue
+                if not isinstance(message, dict):
+                    self._send_json(
+                        {
+                            "jsonrpc": "2.0",
+                            "id": None,
+                            "error": {"code": -32600, "message": "Invalid Request"},
+                        }
+                    )
+                    continue
+                method = message.get("method")
+                if method == "initialize" and message.get("id") == self._init_id:
+                    continue  # answered by the front
+                if method == "notifications/initialized":
+                    continue  # the service is stateless: nothing to tell it
+                if self._protocol_version:
+                    bridge.protocol_version = self._protocol_version
+                pool.submit(bridge.forward, message)
 
     def run(self) -> int:
         self._claim_stdout()
@@ -220,5 +291,5 @@ class StdioFront:
         return 0 if self._load_error is None else 1
 
 
-def main(config: str | None = None) -> int:
-    return StdioFront(config).run()
+def main(config: str | None = None, standalone: bool = False) -> int:
+    return StdioFront(config, standalone).run()

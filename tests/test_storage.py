@@ -1,8 +1,8 @@
 """The storage protocol, run against every backend through one fixture (``storage``).
 
-A later backend (postgres) is added by extending ``BACKENDS`` and ``make_storage``; the
-tests themselves stay the same. Tests marked ``persistent`` need a backend whose data
-outlives the Storage object.
+Backends: memory, duckdb and postgres (a real server: see tests/pg_support.py; each
+postgres test gets its own schema, dropped afterwards). Tests marked ``persistent`` need a
+backend whose data outlives the Storage object.
 """
 
 from __future__ import annotations
@@ -22,9 +22,12 @@ import pytest
 
 from session_buddy.adapters.storage._base import ItemFilter, NewItem, Record, StorageBase
 from session_buddy.errors import DimensionMismatch, NotFound, StorageError, ValidationError
+from tests.pg_support import PG_ENABLED, drop_schemas, needs_pg, pg_dsn, schema_for
 
-BACKENDS = ["memory", "duckdb"]
-PERSISTENT = ["duckdb"]
+BACKENDS = ["memory", "duckdb", "postgres"]
+PERSISTENT = ["duckdb", "postgres"]
+#: the backends a test that loops over them runs (postgres only when it can run)
+ENABLED = [b for b in BACKENDS if b != "postgres" or PG_ENABLED]
 DIM = 8
 LIMIT = 64 * 1024
 
@@ -40,10 +43,30 @@ def make_storage(backend: str, tmp_path: Path, *, max_bytes: int = LIMIT) -> Sto
         return DuckStorage(
             tmp_path / "db" / "memory.duckdb", dimension=DIM, max_content_bytes=max_bytes
         )
+    if backend == "postgres":
+        from session_buddy.adapters.storage.postgres import Storage as PgStorage
+
+        return PgStorage(
+            pg_dsn(),
+            schema=schema_for(tmp_path),
+            dimension=DIM,
+            max_content_bytes=max_bytes,
+            pool_max_size=4,
+        )
     raise AssertionError(backend)
 
 
-@pytest.fixture(params=BACKENDS)
+def _params(backends: list[str]) -> list[Any]:
+    return [pytest.param(b, marks=needs_pg) if b == "postgres" else b for b in backends]
+
+
+@pytest.fixture(autouse=True)
+async def pg_cleanup() -> Any:
+    yield
+    await drop_schemas()
+
+
+@pytest.fixture(params=_params(BACKENDS))
 async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     store = make_storage(request.param, tmp_path)
     await store.initialize()
@@ -51,7 +74,7 @@ async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     await store.close()
 
 
-@pytest.fixture(params=PERSISTENT)
+@pytest.fixture(params=_params(PERSISTENT))
 def backend_path(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Path]:
     return request.param, tmp_path
 
@@ -117,7 +140,7 @@ async def test_tricky_content_round_trips_exactly(storage: StorageBase) -> None:
 
 
 async def test_large_content_round_trips_and_limit_is_enforced(tmp_path: Path) -> None:
-    for backend in BACKENDS:
+    for backend in ENABLED:
         store = make_storage(backend, tmp_path / backend, max_bytes=2 * 1024 * 1024)
         await store.initialize()
         try:

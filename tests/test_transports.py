@@ -3,108 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
-import select
 import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.conftest import session_buddy_cmd
-
-PROTOCOL = "2025-06-18"
-
-
-class StdioPeer:
-    """Drives `session-buddy serve` over real pipes and checks every stdout line."""
-
-    def __init__(self, env: dict[str, str], cwd: Path) -> None:
-        self.proc = subprocess.Popen(
-            [*session_buddy_cmd(), "serve"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            cwd=cwd,
-        )
-        self.next_id = 0
-        self.lines: list[bytes] = []
-
-    def send(self, message: dict[str, Any]) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(message).encode() + b"\n")
-        self.proc.stdin.flush()
-
-    def request(self, method: str, params: dict[str, Any] | None = None) -> int:
-        self.next_id += 1
-        self.send({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params or {}})
-        return self.next_id
-
-    def read_message(self, timeout: float = 60) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        assert ready, "no answer from the server in time"
-        line = self.proc.stdout.readline()
-        assert line, f"server closed stdout; stderr: {self.stderr_text()}"
-        self.lines.append(line)
-        message = json.loads(line)  # every stdout line must be JSON-RPC
-        assert message.get("jsonrpc") == "2.0", line
-        return message
-
-    def wait_for(self, request_id: int, timeout: float = 60) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            message = self.read_message(deadline - time.monotonic())
-            if message.get("id") == request_id and "method" not in message:
-                return message
-        raise AssertionError(f"no answer to request {request_id}")
-
-    def call(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        answer = self.wait_for(self.request("tools/call", {"name": tool, "arguments": arguments}))
-        assert "result" in answer, answer
-        return answer["result"]
-
-    def initialize(self) -> dict[str, Any]:
-        rid = self.request(
-            "initialize",
-            {
-                "protocolVersion": PROTOCOL,
-                "capabilities": {},
-                "clientInfo": {"name": "test", "version": "1"},
-            },
-        )
-        answer = self.wait_for(rid, timeout=30)
-        self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
-        return answer
-
-    def stderr_text(self) -> str:
-        if self.proc.poll() is None:
-            return "(still running)"
-        assert self.proc.stderr is not None
-        return self.proc.stderr.read().decode(errors="replace")[-4000:]
-
-    def finish_stdout(self) -> None:
-        """Read what is left on stdout after exit: it must be JSON-RPC too."""
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout.read().splitlines():
-            if line.strip():
-                assert json.loads(line).get("jsonrpc") == "2.0", line
+from tests.mcp_peers import PROTOCOL, StdioPeer, free_port, server_env, stop_service
 
 
-def server_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSION_BUDDY_")}
-    env.update({"HOME": str(tmp_path / "home"), "SESSION_BUDDY_DATA_DIR": str(tmp_path / "data")})
-    env.update(extra)
-    return env
-
-
-def test_stdio_only_json_rpc_on_stdout_and_clean_exit(tmp_path: Path) -> None:
-    peer = StdioPeer(server_env(tmp_path), cwd=tmp_path)
+@pytest.mark.parametrize("mode", ["shared", "standalone"])
+def test_stdio_only_json_rpc_on_stdout_and_clean_exit(tmp_path: Path, mode: str) -> None:
+    args = ["--standalone"] if mode == "standalone" else []
+    peer = StdioPeer(server_env(tmp_path), tmp_path, *args)
     try:
         start = time.perf_counter()
         init = peer.initialize()
@@ -125,10 +40,17 @@ def test_stdio_only_json_rpc_on_stdout_and_clean_exit(tmp_path: Path) -> None:
         code = peer.proc.wait(timeout=60)
     peer.finish_stdout()
     assert code == 0, peer.stderr_text()
+    service = tmp_path / "data" / "service.json"
+    try:
+        assert service.exists() == (mode == "shared")
+    finally:
+        stop_service(tmp_path / "data")
 
 
 def test_sigterm_mid_work_keeps_acknowledged_writes(tmp_path: Path) -> None:
-    peer = StdioPeer(server_env(tmp_path, SESSION_BUDDY_ADAPTERS__STORAGE="duckdb"), cwd=tmp_path)
+    peer = StdioPeer(
+        server_env(tmp_path, SESSION_BUDDY_ADAPTERS__STORAGE="duckdb"), tmp_path, "--standalone"
+    )
     acknowledged: list[str] = []
     try:
         peer.initialize()
@@ -155,7 +77,9 @@ def test_sigterm_mid_work_keeps_acknowledged_writes(tmp_path: Path) -> None:
     assert db.exists()
     assert not Path(str(db) + ".wal").exists(), "database was not checkpointed and closed"
     # reopen the data through a fresh server process and check every acknowledged item
-    peer2 = StdioPeer(server_env(tmp_path, SESSION_BUDDY_ADAPTERS__STORAGE="duckdb"), cwd=tmp_path)
+    peer2 = StdioPeer(
+        server_env(tmp_path, SESSION_BUDDY_ADAPTERS__STORAGE="duckdb"), tmp_path, "--standalone"
+    )
     try:
         peer2.initialize()
         stats = peer2.call("reflection_stats", {"project": "kill"})
@@ -172,16 +96,10 @@ def test_sigterm_mid_work_keeps_acknowledged_writes(tmp_path: Path) -> None:
         peer2.proc.wait(timeout=60)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_http_transport(tmp_path: Path) -> None:
     from fastmcp import Client
 
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [*session_buddy_cmd(), "serve", "--http", "--port", str(port)],
         env=server_env(tmp_path, SESSION_BUDDY_ADAPTERS__STORAGE="duckdb"),
@@ -198,7 +116,10 @@ async def test_http_transport(tmp_path: Path) -> None:
             except OSError:
                 assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
                 time.sleep(0.2)
-        async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+        from session_buddy.auth import load_secret, mint_token
+
+        token = mint_token(load_secret(tmp_path / "data"), "tester")
+        async with Client(f"http://127.0.0.1:{port}/mcp", auth=token) as client:
             stored = await client.call_tool(
                 "store_reflection", {"content": "http transport works", "project": "h"}
             )
@@ -219,7 +140,7 @@ async def test_http_transport(tmp_path: Path) -> None:
 
 def test_http_refuses_non_loopback_without_opt_in(tmp_path: Path) -> None:
     result = subprocess.run(
-        [*session_buddy_cmd(), "serve", "--http", "--host", "0.0.0.0", "--port", str(_free_port())],
+        [*session_buddy_cmd(), "serve", "--http", "--host", "0.0.0.0", "--port", str(free_port())],
         env=server_env(tmp_path),
         capture_output=True,
         timeout=60,

@@ -14,6 +14,7 @@ ADAPTERS: dict[str, dict[str, str]] = {
     "storage": {
         "memory": "session_buddy.adapters.storage.memory:Storage",
         "duckdb": "session_buddy.adapters.storage.duckdb:Storage",
+        "postgres": "session_buddy.adapters.storage.postgres:Storage",
     },
     "embeddings": {
         "onnx": "session_buddy.adapters.embeddings.onnx:Embeddings",

@@ -63,7 +63,11 @@ def configure(
         target = container if container is not None else get_container()
 
         from session_buddy.adapters import adapter_class, base_class
+        from session_buddy.core.capture import CaptureService
         from session_buddy.core.memory import MemoryService
+        from session_buddy.core.projects import ProjectService
+        from session_buddy.core.sessions import SessionService
+        from session_buddy.core.teams import TeamService
         from session_buddy.settings import SessionBuddySettings
 
         paths = SessionPaths.from_settings(settings.data_dir)
@@ -99,6 +103,10 @@ def configure(
             if cls is not base_class(category):
                 put(cls, instance)
         put(MemoryService, MemoryService.from_container(resolve))
+        put(TeamService, TeamService.from_container(resolve))
+        put(ProjectService, ProjectService.from_container(resolve))
+        put(CaptureService, CaptureService.from_container(resolve))
+        put(SessionService, SessionService.from_container(resolve))
         _container = target
         _registered[:] = registered
         _started = False

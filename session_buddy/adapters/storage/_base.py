@@ -227,7 +227,7 @@ class Record:
 
 
 class StorageBase(ABC):
-    """The storage protocol. Implementations: ``memory.py``, ``duckdb.py``."""
+    """The storage protocol. Implementations: ``memory.py``, ``duckdb.py``, ``postgres.py``."""
 
     #: The name used in settings (``adapters.storage``).
     name: str = ""
@@ -317,6 +317,29 @@ class StorageBase(ABC):
 
     @abstractmethod
     async def delete_record(self, collection: str, record_id: str) -> bool: ...
+
+    # -- bulk copy (session-buddy migrate): ids, times and vectors preserved ---------------
+
+    async def export_items(
+        self, after_id: str | None, limit: int
+    ) -> list[tuple[MemoryItem, np.ndarray | None]]:
+        """Up to ``limit`` items with ids greater than ``after_id`` (byte order), ordered by
+        id, each with its vector."""
+        raise NotImplementedError(f"the {self.name} storage cannot export items")
+
+    async def import_items(self, rows: Sequence[tuple[MemoryItem, np.ndarray | None]]) -> int:
+        """Store exported items exactly (ids, hashes, times, vectors) in one transaction;
+        ids already present are skipped (so an interrupted copy can be run again). Returns
+        how many were inserted."""
+        raise NotImplementedError(f"the {self.name} storage cannot import items")
+
+    async def export_records(self, after: tuple[str, str] | None, limit: int) -> list[Record]:
+        """Up to ``limit`` records after ``(collection, id)``, ordered by that key."""
+        raise NotImplementedError(f"the {self.name} storage cannot export records")
+
+    async def all_meta(self) -> dict[str, str]:
+        """Every key/value of the meta table."""
+        raise NotImplementedError(f"the {self.name} storage cannot list its meta table")
 
     async def ping(self) -> float:
         """Round trip to the backend, in milliseconds (for health)."""

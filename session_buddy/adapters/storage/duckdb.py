@@ -803,3 +803,128 @@ class Storage(StorageBase):
 
         result: bool = await asyncio.to_thread(self._run, work)
         return result
+
+    # -- bulk copy (session-buddy migrate) ------------------------------------------------
+
+    async def export_items(
+        self, after_id: str | None, limit: int
+    ) -> list[tuple[MemoryItem, np.ndarray | None]]:
+        rows = await asyncio.to_thread(
+            self._read,
+            f"SELECT {_ITEM_COLUMNS}, embedding FROM items WHERE ?::VARCHAR IS NULL OR id > ? "
+            "ORDER BY id LIMIT ?",
+            [after_id, after_id, max(0, limit)],
+        )
+        return [
+            (_item(r), None if r[13] is None else np.asarray(r[13], dtype=np.float32)) for r in rows
+        ]
+
+    async def import_items(self, rows: Sequence[tuple[MemoryItem, np.ndarray | None]]) -> int:
+        for x, vector in rows:
+            validate_item(
+                NewItem(
+                    kind=x.kind,
+                    content=x.content,
+                    project=x.project,
+                    session_id=x.session_id,
+                    role=x.role,
+                    tags=list(x.tags),
+                    author=x.author,
+                    metadata=x.metadata,
+                    created_at=x.created_at,
+                    content_hash=x.content_hash,
+                ),
+                self.max_content_bytes,
+            )
+            if vector is not None:
+                self.index.vectors.check(vector)
+        if not rows:
+            return 0
+        return int(await asyncio.to_thread(self._import_items, list(rows)))
+
+    def _import_items(self, rows: list[tuple[MemoryItem, np.ndarray | None]]) -> int:
+        def work(con: duckdb.DuckDBPyConnection) -> list[tuple[MemoryItem, np.ndarray | None]]:
+            present = {
+                r[0]
+                for r in con.execute(
+                    "SELECT id FROM items WHERE id IN (SELECT unnest(?::VARCHAR[]))",
+                    [[x.id for x, _ in rows]],
+                ).fetchall()
+            }
+            fresh = list({x.id: (x, v) for x, v in rows if x.id not in present}.values())
+            for table in ("conversations", "reflections"):
+                chosen = [(x, v) for x, v in fresh if _TABLE[x.kind] == table]
+                if not chosen:
+                    continue
+                kind_col = "kind, " if table == "reflections" else ""
+                kind_val = "unnest(?::VARCHAR[]) AS c0, " if table == "reflections" else ""
+                params: list[Any] = [[x.kind for x, _ in chosen]] if kind_col else []
+                params += [
+                    len(chosen),
+                    [x.id for x, _ in chosen],
+                    [x.content for x, _ in chosen],
+                    [x.content_hash for x, _ in chosen],
+                    [x.project for x, _ in chosen],
+                    [x.session_id for x, _ in chosen],
+                    [x.role for x, _ in chosen],
+                    [list(x.tags) for x, _ in chosen],
+                    [x.author for x, _ in chosen],
+                    [metadata_json(x.metadata) for x, _ in chosen],
+                    [_aware(x.created_at) for x, _ in chosen],
+                    [_aware(x.updated_at) for x, _ in chosen],
+                ]
+                with self._vectors_view(con, [v for _, v in chosen]) as view:
+                    con.execute(
+                        f"INSERT INTO {table} ({kind_col}id, content, content_hash, project, "
+                        f"session_id, role, tags, author, metadata, {_TIME[table]}, updated_at, "
+                        f"embedding) SELECT r.* EXCLUDE (i), v.emb FROM (SELECT {kind_val}"
+                        "unnest(range(?)) AS i, unnest(?::VARCHAR[]) AS c1, "
+                        "unnest(?::VARCHAR[]) AS c2, unnest(?::VARCHAR[]) AS c3, "
+                        "unnest(?::VARCHAR[]) AS c4, unnest(?::VARCHAR[]) AS c5, "
+                        "unnest(?::VARCHAR[]) AS c6, unnest(?::VARCHAR[][]) AS c7, "
+                        "unnest(?::VARCHAR[]) AS c8, unnest(?::VARCHAR[])::JSON AS c9, "
+                        "unnest(?::TIMESTAMPTZ[]) AS c10, unnest(?::TIMESTAMPTZ[]) AS c11"
+                        f") AS r LEFT JOIN {view} AS v USING (i) "
+                        "ORDER BY r.i",
+                        params,
+                    )
+            return fresh
+
+        with self._lock:
+            fresh = self._run(work)
+            self.index.add(
+                [
+                    IndexEntry(
+                        id=x.id,
+                        kind=x.kind,
+                        content=x.content,
+                        created_at=x.created_at,
+                        project=x.project,
+                        session_id=x.session_id,
+                        role=x.role,
+                        tags=tuple(x.tags),
+                        vector=v,
+                    )
+                    for x, v in fresh
+                ]
+            )
+            return len(fresh)
+
+    async def export_records(self, after: tuple[str, str] | None, limit: int) -> list[Record]:
+        rows = await asyncio.to_thread(
+            self._read,
+            f"SELECT {self._RECORD_COLUMNS} FROM records WHERE ?::VARCHAR IS NULL OR "
+            "collection > ? OR (collection = ? AND id > ?) ORDER BY collection, id LIMIT ?",
+            [
+                after[0] if after else None,
+                after[0] if after else None,
+                after[0] if after else None,
+                after[1] if after else None,
+                max(0, limit),
+            ],
+        )
+        return [self._record(r) for r in rows]
+
+    async def all_meta(self) -> dict[str, str]:
+        rows = await asyncio.to_thread(self._read, "SELECT key, value FROM meta")
+        return {str(k): str(v) for k, v in rows}

@@ -1,0 +1,289 @@
+"""Transcript import throughput, with the raw embedding throughput of the same texts as the
+reference, measured in the same run.
+
+Writes a synthetic but realistic Claude Code transcript (default 10,000 turns: user prompts,
+assistant prose with the odd ★ Insight block, tool calls and tool results, some long), then:
+
+1. raw: the ONNX adapter's own ``encode`` on exactly the texts the import stores, in batches
+   of 256 (the ceiling any import could reach);
+2. import: ``CaptureService.import_transcripts`` (the path the CLI and the MCP tool use):
+   streaming, parsing, insight extraction, embedding, DuckDB writes and offset saves, in a
+   temporary data folder.
+
+The model is loaded (and warmed) before either is timed.
+
+    .venv/bin/python benchmarks/import.py [--turns 10000] [--storage duckdb] [--batch-size 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+MODULES = [
+    "auth",
+    "billing",
+    "scheduler",
+    "ingest",
+    "search",
+    "storage",
+    "api",
+    "cli",
+    "cache",
+    "worker",
+    "sync",
+    "gateway",
+]
+FILES = [
+    "client.py",
+    "models.py",
+    "service.py",
+    "handlers.py",
+    "tasks.py",
+    "schema.sql",
+    "config.yaml",
+    "test_api.py",
+]
+PROBLEMS = [
+    "the retry loop never gives up when the server answers 503",
+    "the cache returns stale entries after a deploy",
+    "two workers pick up the same job",
+    "the migration locks the orders table for minutes",
+    "timestamps are stored without a time zone",
+    "the CLI prints progress to stdout and breaks piping",
+    "a slow query scans the whole events table",
+    "the websocket reconnects in a tight loop",
+]
+FIXES = [
+    "cap the retries and add exponential backoff with jitter",
+    "key the cache by the schema version so a deploy invalidates it",
+    "claim jobs with SELECT ... FOR UPDATE SKIP LOCKED",
+    "split the migration and backfill in batches of 10k rows",
+    "store UTC and convert at the edges",
+    "send progress to stderr and keep stdout for data",
+    "add a composite index on (project_id, created_at)",
+    "back off exponentially and reset after a stable minute",
+]
+
+
+def write_transcript(path: Path, turns: int, seed: int = 7) -> None:
+    rng = random.Random(seed)
+    session = str(uuid.uuid4())
+    cwd = "/home/dev/work/acme-platform"
+    clock = datetime(2025, 10, 1, 9, 0, tzinfo=UTC)
+    parent: str | None = None
+    written = 0
+    tool_id = ""
+    with path.open("w", encoding="utf-8") as fh:
+
+        def emit(kind: str, message: dict[str, Any]) -> None:
+            nonlocal parent, clock, written
+            clock += timedelta(seconds=rng.randint(2, 40))
+            event = {
+                "parentUuid": parent,
+                "isSidechain": False,
+                "userType": "external",
+                "cwd": cwd,
+                "sessionId": session,
+                "version": "1.0.98",
+                "gitBranch": "main",
+                "type": kind,
+                "message": message,
+                "uuid": str(uuid.uuid4()),
+                "timestamp": clock.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            }
+            parent = event["uuid"]
+            fh.write(json.dumps(event, ensure_ascii=False) + "\n")
+            written += 1
+
+        step = 0
+        while written < turns:
+            step += 1
+            module, file = rng.choice(MODULES), rng.choice(FILES)
+            problem, fix = rng.choice(PROBLEMS), rng.choice(FIXES)
+            phase = step % 4
+            if phase == 0:
+                emit(
+                    "user",
+                    {
+                        "role": "user",
+                        "content": (
+                            f"In the {module} module ({file}), {problem}. It started after change #{step}. "
+                            f"Can you find the cause and propose a fix that keeps the public API stable?"
+                        ),
+                    },
+                )
+            elif phase == 1:
+                tool_id = f"toolu_{uuid.uuid4().hex[:24]}"
+                if rng.random() < 0.5:
+                    block = {
+                        "type": "tool_use",
+                        "id": tool_id,
+                        "name": "Bash",
+                        "input": {
+                            "command": f"pytest tests/{module}/test_{file.split('.')[0]}.py -x -q -k case_{step}",
+                            "description": f"Run the {module} tests",
+                        },
+                    }
+                else:
+                    block = {
+                        "type": "tool_use",
+                        "id": tool_id,
+                        "name": "Read",
+                        "input": {
+                            "file_path": f"{cwd}/src/{module}/{file}",
+                            "offset": step,
+                            "limit": 200,
+                        },
+                    }
+                emit("assistant", {"role": "assistant", "content": [block]})
+            elif phase == 2:
+                lines = rng.randint(3, 120)
+                output = "\n".join(
+                    f"{n:>5}\t{rng.choice(['def', 'return', 'if', 'for', 'await'])} {module}_{rng.randint(0, 999)}({file!r}, step={step})"
+                    for n in range(lines)
+                )
+                emit(
+                    "user",
+                    {
+                        "role": "user",
+                        "content": [
+                            {
+                                "tool_use_id": tool_id,
+                                "type": "tool_result",
+                                "content": output,
+                                "is_error": rng.random() < 0.2,
+                            }
+                        ],
+                    },
+                )
+            else:
+                text = (
+                    f"The cause is in `{module}/{file}`: {problem} because the code path added in change "
+                    f"#{step} skips the guard. The fix is to {fix}. I'll keep the signature of "
+                    f"`{module.title()}Service.run()` unchanged and add a regression test (case {step})."
+                )
+                if rng.random() < 0.1:
+                    text += (
+                        "\n\n`★ Insight ─────────────────────────────────────`\n"
+                        f"- In {module}, {fix}: it removes the failure mode at its source.\n"
+                        f"- Regression tests should pin case {step} so it cannot come back.\n"
+                        "`─────────────────────────────────────────────────`"
+                    )
+                emit(
+                    "assistant", {"role": "assistant", "content": [{"type": "text", "text": text}]}
+                )
+
+
+def stored_texts(path: Path) -> list[str]:
+    """Exactly the contents the import stores (same parser)."""
+    from session_buddy.core.transcripts import ToolNames, parse_line
+
+    tools = ToolNames()
+    texts: list[str] = []
+    with path.open("rb") as fh:
+        for line in fh:
+            texts += [t.content for t in parse_line(line.rstrip(b"\n"), tools=tools).turns]
+    return texts
+
+
+async def run(turns: int, storage: str, batch_size: int) -> dict[str, Any]:
+    from session_buddy import di
+    from session_buddy.adapters.embeddings._base import EmbeddingsBase
+    from session_buddy.core.capture import CaptureService
+    from session_buddy.settings import load_settings
+
+    with tempfile.TemporaryDirectory(prefix="sb-import-bench-") as tmp:
+        root = Path(tmp)
+        transcript = root / "projects" / "-home-dev-work-acme-platform" / f"{uuid.uuid4()}.jsonl"
+        transcript.parent.mkdir(parents=True)
+        write_transcript(transcript, turns)
+        texts = stored_texts(transcript)
+        settings = load_settings(data_dir=root / "data", adapters={"storage": storage}).settings
+        di.configure(settings)
+        await di.startup()
+        try:
+            embeddings: Any = di.get(EmbeddingsBase)
+            embeddings.encode(texts[:64])  # load and warm the model
+
+            def raw() -> tuple[float, float]:
+                start, cpu = time.perf_counter(), time.process_time()
+                for i in range(0, len(texts), 256):
+                    embeddings.encode(texts[i : i + 256])
+                return time.perf_counter() - start, time.process_time() - cpu
+
+            # raw before and after the import: the reference is their mean, so a change of
+            # machine load during the run weighs on both sides alike
+            raw_before, cpu_before = raw()
+            start, cpu = time.perf_counter(), time.process_time()
+            report = await di.get(CaptureService).import_transcripts(
+                root / "projects", batch_size=batch_size
+            )
+            import_s, import_cpu = time.perf_counter() - start, time.process_time() - cpu
+            raw_after, cpu_after = raw()
+            raw_s = (raw_before + raw_after) / 2
+            raw_cpu = (cpu_before + cpu_after) / 2
+        finally:
+            await di.shutdown()
+            di.reset()
+    assert report.stored == len(set(texts)) and report.turns == len(texts), (report, len(texts))
+    raw_rate = len(texts) / raw_s
+    import_rate = report.turns / import_s
+    return {
+        "turns": report.turns,
+        "file_mb": round(report.bytes_read / 1e6, 1),
+        "insights": report.insights,
+        "raw_embed_per_s": round(raw_rate, 1),
+        "import_turns_per_s": round(import_rate, 1),
+        "ratio": round(import_rate / raw_rate, 3),
+        # CPU seconds of the whole process (all threads): steadier when the machine is shared
+        "cpu_ratio": round(raw_cpu / import_cpu, 3),
+        "raw_cpu_s": round(raw_cpu, 2),
+        "import_cpu_s": round(import_cpu, 2),
+        "raw_s": round(raw_s, 2),
+        "raw_before_s": round(raw_before, 2),
+        "raw_after_s": round(raw_after, 2),
+        "import_s": round(import_s, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--turns", type=int, default=10_000)
+    parser.add_argument("--storage", choices=["duckdb", "memory"], default="duckdb")
+    parser.add_argument("--batch-size", type=int, default=256)
+    args = parser.parse_args()
+    from session_buddy.logs import route_logging_to_stderr
+
+    route_logging_to_stderr("WARNING")
+    result = asyncio.run(run(args.turns, args.storage, args.batch_size))
+    print(
+        f"turns imported:        {result['turns']:,} ({result['file_mb']} MB, {result['insights']} insights)"
+    )
+    print(
+        f"raw embedding:         {result['raw_embed_per_s']:,.1f} texts/s (mean of {result['raw_before_s']} s "
+        f"before and {result['raw_after_s']} s after the import)"
+    )
+    print(
+        f"import (end to end):   {result['import_turns_per_s']:,.1f} turns/s ({result['import_s']} s)"
+    )
+    print(f"import / raw:          {result['ratio']:.1%} (target >= 80%)")
+    print(
+        f"by CPU time:           {result['cpu_ratio']:.1%} (raw {result['raw_cpu_s']} s, "
+        f"import {result['import_cpu_s']} s of CPU)"
+    )
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

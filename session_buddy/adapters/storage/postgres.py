@@ -1,0 +1,1033 @@
+"""PostgreSQL storage: one shared server for a team or several machines.
+
+Same protocol and behaviour as :mod:`.duckdb`; the server answers both rankers itself, so
+several session-buddy services pointed at one database see each other's writes at once
+(nothing about items is cached in the process).
+
+Schema (version 1, the numbers are shared with the DuckDB backend):
+
+* ``items`` - every kind in one table: id, kind, content, content_hash, project,
+  session_id, role, tags ``text[]``, author, metadata ``jsonb``, created_at, updated_at,
+  embedding ``vector(dimension)`` (pgvector), ``terms tsvector`` + ``doc_len`` (keyword
+  search), ``seq`` (insertion order, ties). ``conversations`` and ``reflections`` are views
+  over it, with the DuckDB column names.
+* ``records`` (collection, id) -> project, status, times, ``data jsonb``;
+* ``meta`` key/value; ``schema_version`` one row per applied migration.
+
+**Dedup** is enforced by the server: a unique index on ``(kind, project, content_hash)``
+with ``NULLS NOT DISTINCT`` (PostgreSQL 15+), and inserts use ``ON CONFLICT DO NOTHING``:
+two services inserting the same content at once get the same id.
+
+**Keyword search** ranks with BM25 (k1 1.2, b 0.75, Lucene's idf) computed in SQL over the
+``tsvector`` candidates found through a GIN index. The lexemes are the terms of the
+in-process tokenizer (:mod:`session_buddy.adapters.search.tokens`), computed on write and
+stored as a tsvector with one position per occurrence (term frequency): PostgreSQL's own
+parser splits ``ERR_CONN_4021`` at the underscores, keeps ``HttpServerError`` whole and
+does not stem inside identifiers, so using it would make the same query find different
+things on DuckDB and PostgreSQL. Scores are comparable with the in-process BM25.
+
+**Vector search** orders by cosine distance ``<=>`` and returns ``1 - distance`` (cosine
+similarity). Exact by default (``storage.vector_index: none``); ``ivfflat`` builds an
+approximate index (with pgvector's iterative scan so filters still fill the limit). HNSW is
+not offered: building it crashed the server on some CPUs.
+
+Driver: asyncpg (binary protocol, its own connection pool, prepared statements cached per
+connection). Every write is one transaction committed before the call returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import struct
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from session_buddy._acb import AdapterCapability, AdapterMetadata, AdapterStatus
+from session_buddy.adapters.search.tokens import query_terms, tokenize
+from session_buddy.adapters.storage._base import (
+    AddResult,
+    Hit,
+    ItemFilter,
+    MemoryItem,
+    NewItem,
+    Record,
+    StorageBase,
+    StorageStats,
+    check_text,
+    content_hash,
+    metadata_json,
+    utcnow,
+    validate_item,
+)
+from session_buddy.errors import DimensionMismatch, NotFound, StorageError, ValidationError
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from session_buddy.di.paths import SessionPaths
+    from session_buddy.settings import SessionBuddySettings
+
+MODULE_METADATA = AdapterMetadata(
+    module_id="9a3e5c21-7f4b-4d8e-b6a1-2c9d0e4f7b35",
+    name="postgres",
+    category="storage",
+    provider="postgresql",
+    version="1.0.0",
+    status=AdapterStatus.STABLE,
+    description="Shared PostgreSQL server: pgvector cosine search, tsvector BM25, server-side dedup",
+    capabilities=[
+        AdapterCapability.ASYNC_OPERATIONS,
+        AdapterCapability.TRANSACTIONS,
+        AdapterCapability.SCHEMA_VALIDATION,
+        AdapterCapability.CONNECTION_POOLING,
+    ],
+    required_packages=["asyncpg", "numpy", "PyStemmer"],
+)
+
+log = logging.getLogger(__name__)
+
+K1 = 1.2
+B = 0.75
+#: PostgreSQL limits: positions per lexeme, lexeme bytes, tsvector bytes
+_MAX_POSITIONS = 255
+_MAX_LEXEME_BYTES = 2046
+_MAX_TSVECTOR_BYTES = 1_000_000
+_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+# -- schema ---------------------------------------------------------------------------------
+
+
+def _v1(dim: int) -> list[str]:
+    return [
+        "CREATE TABLE meta (key text PRIMARY KEY, value text NOT NULL)",
+        "CREATE TABLE items ("
+        " seq bigint GENERATED ALWAYS AS IDENTITY,"
+        " id text PRIMARY KEY,"
+        " kind text NOT NULL CHECK (kind IN ('conversation', 'reflection', 'insight')),"
+        " content text NOT NULL, content_hash text NOT NULL,"
+        " project text, session_id text, role text, tags text[] NOT NULL DEFAULT '{}',"
+        " author text, metadata jsonb NOT NULL DEFAULT '{}',"
+        " created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL,"
+        f" embedding vector({int(dim)}),"
+        " terms tsvector NOT NULL DEFAULT ''::tsvector, doc_len integer NOT NULL DEFAULT 0)",
+        "CREATE UNIQUE INDEX items_dedup ON items (kind, project, content_hash) NULLS NOT DISTINCT",
+        "CREATE INDEX items_project ON items (project)",
+        "CREATE INDEX items_time ON items (created_at)",
+        "CREATE INDEX items_session ON items (session_id)",
+        "CREATE INDEX items_terms ON items USING gin (terms)",
+        "CREATE TABLE records (collection text NOT NULL, id text NOT NULL, project text, "
+        "status text, created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL, "
+        "data jsonb NOT NULL, PRIMARY KEY (collection, id))",
+        "CREATE INDEX records_project ON records (collection, project)",
+        "CREATE INDEX records_time ON records (collection, created_at)",
+        "CREATE VIEW conversations AS SELECT id, content, content_hash, project, session_id, "
+        'role, tags, author, metadata, created_at AS "timestamp", updated_at, embedding '
+        "FROM items WHERE kind = 'conversation'",
+        "CREATE VIEW reflections AS SELECT kind, id, content, content_hash, project, "
+        "session_id, role, tags, author, metadata, created_at, updated_at, embedding "
+        "FROM items WHERE kind <> 'conversation'",
+        f"INSERT INTO meta VALUES ('vector_dimension', '{int(dim)}')",
+    ]
+
+
+#: (version, description, statements); the same numbers as the DuckDB backend's MIGRATIONS.
+MIGRATIONS: list[tuple[int, str, Callable[[int], list[str]]]] = [
+    (1, "conversations, reflections, records, meta", _v1),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+_ITEM_COLUMNS = (
+    "id, kind, content, project, session_id, role, tags, author, metadata::text, "
+    "created_at, updated_at, content_hash, embedding IS NOT NULL"
+)
+_RECORD_COLUMNS = "collection, id, data::text, project, status, created_at, updated_at"
+
+
+def _item(row: Any) -> MemoryItem:
+    return MemoryItem(
+        id=row[0],
+        kind=row[1],
+        content=row[2],
+        project=row[3],
+        session_id=row[4],
+        role=row[5],
+        tags=list(row[6] or []),
+        author=row[7],
+        metadata=json.loads(row[8]) if row[8] else {},
+        created_at=row[9],
+        updated_at=row[10],
+        content_hash=row[11],
+        has_embedding=bool(row[12]),
+    )
+
+
+def _record(row: Any) -> Record:
+    return Record(
+        collection=row[0],
+        id=row[1],
+        data=json.loads(row[2]),
+        project=row[3],
+        status=row[4],
+        created_at=row[5],
+        updated_at=row[6],
+    )
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+# -- keyword terms --------------------------------------------------------------------------
+
+
+def _quote(lexeme: str) -> str:
+    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def terms_tsvector(text: str) -> tuple[str, int]:
+    """The tsvector literal of ``text``'s index terms (one position per occurrence, so the
+    term frequency survives) and the document length in terms."""
+    terms = tokenize(text)
+    counts = Counter(t for t in terms if len(t.encode("utf-8")) <= _MAX_LEXEME_BYTES)
+    parts: list[str] = []
+    size = 0
+    # most frequent first, so a huge document that overflows the tsvector limit keeps the
+    # terms that matter most (the content itself is always stored whole)
+    for lexeme, tf in sorted(counts.items(), key=lambda kv: -kv[1]):
+        n = min(tf, _MAX_POSITIONS)
+        size += len(lexeme.encode("utf-8")) + 8 + 2 * n
+        if size > _MAX_TSVECTOR_BYTES:
+            log.warning(
+                "an item has more distinct terms than a tsvector holds; %d of %d terms are "
+                "not keyword-searchable",
+                len(counts) - len(parts),
+                len(counts),
+            )
+            break
+        parts.append(_quote(lexeme) + ":" + ",".join(map(str, range(1, n + 1))))
+    return " ".join(parts), len(terms)
+
+
+def terms_tsquery(query: str) -> tuple[str, list[str]] | None:
+    """An OR tsquery of the query's terms (and the terms), or None when it has none."""
+    terms = [t for t in query_terms(query) if len(t.encode("utf-8")) <= _MAX_LEXEME_BYTES]
+    if not terms:
+        return None
+    return " | ".join(_quote(t) for t in terms), terms
+
+
+# -- SQL helpers ----------------------------------------------------------------------------
+
+
+class _Params:
+    """Numbered parameters ($1, $2...) for asyncpg."""
+
+    def __init__(self, *initial: Any) -> None:
+        self.values: list[Any] = list(initial)
+
+    def add(self, value: Any) -> str:
+        self.values.append(value)
+        return f"${len(self.values)}"
+
+
+def _where(flt: ItemFilter | None, params: _Params) -> list[str]:
+    if flt is None:
+        return []
+    parts: list[str] = []
+    if flt.ids is not None:
+        parts.append(f"id = ANY({params.add(sorted(flt.ids))}::text[])")
+    if flt.projects is not None:
+        parts.append(f"project = ANY({params.add(list(flt.projects))}::text[])")
+    if flt.kinds is not None:
+        parts.append(f"kind = ANY({params.add(list(flt.kinds))}::text[])")
+    if flt.role is not None:
+        parts.append(f"role = {params.add(flt.role)}")
+    if flt.session_id is not None:
+        parts.append(f"session_id = {params.add(flt.session_id)}")
+    if flt.after is not None:
+        parts.append(f"created_at >= {params.add(_aware(flt.after))}")
+    if flt.before is not None:
+        parts.append(f"created_at < {params.add(_aware(flt.before))}")
+    if flt.tags:
+        parts.append(f"tags @> {params.add(list(flt.tags))}::text[]")
+    return parts
+
+
+def _encode_vector(value: Any) -> bytes:
+    vec = np.asarray(value, dtype=">f4").reshape(-1)
+    return struct.pack(">HH", len(vec), 0) + vec.tobytes()
+
+
+def _decode_vector(data: bytes) -> np.ndarray:
+    (dim,) = struct.unpack_from(">H", data)
+    return np.frombuffer(data, dtype=">f4", count=dim, offset=4).astype(np.float32)
+
+
+def _host_of(dsn: str) -> str:
+    """Where a DSN points (no credentials), for messages."""
+    from session_buddy.settings import mask_dsn
+
+    return mask_dsn(dsn)
+
+
+class Storage(StorageBase):
+    name = "postgres"
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        dimension: int = 384,
+        max_content_bytes: int = 4 * 1024 * 1024,
+        password: str | None = None,
+        sslmode: str | None = None,
+        schema: str = "public",
+        pool_min_size: int = 1,
+        pool_max_size: int = 10,
+        connect_timeout_s: float = 10.0,
+        vector_index: str = "none",
+        ivfflat_lists: int = 0,
+        ivfflat_probes: int = 10,
+    ) -> None:
+        if not _SCHEMA_NAME.match(schema):
+            raise StorageError(
+                f"storage.pg_schema {schema!r} is not a plain identifier (letters, digits, _)"
+            )
+        if vector_index not in ("none", "ivfflat"):
+            raise StorageError(
+                f"storage.vector_index must be 'none' or 'ivfflat', not {vector_index!r}"
+            )
+        self.dsn = dsn
+        self.dimension = dimension
+        self.max_content_bytes = max_content_bytes
+        self.password = password
+        self.sslmode = sslmode
+        self.schema = schema
+        self.pool_min_size = min(pool_min_size, pool_max_size)
+        self.pool_max_size = pool_max_size
+        self.connect_timeout_s = connect_timeout_s
+        self.vector_index = vector_index
+        self.ivfflat_lists = ivfflat_lists
+        self.ivfflat_probes = ivfflat_probes
+        self._pool: asyncpg.Pool | None = None
+        self._init_lock = asyncio.Lock()
+        self._vector_schema = "public"
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: SessionBuddySettings,
+        paths: SessionPaths | None = None,
+        resolve: Callable[[type], Any] | None = None,
+    ) -> Storage:
+        s = settings.storage
+        if not s.dsn:
+            raise StorageError(
+                "the postgres storage needs a connection string: set storage.dsn (env "
+                "SESSION_BUDDY_STORAGE__DSN), e.g. postgresql://user@host:5432/session_buddy, "
+                f"and the password in ${s.password_env}"
+            )
+        return cls(
+            s.dsn,
+            dimension=settings.embeddings.dimension,
+            max_content_bytes=s.max_content_bytes,
+            password=os.environ.get(s.password_env) or None,
+            sslmode=s.sslmode,
+            schema=s.pg_schema,
+            pool_min_size=s.pool_min_size,
+            pool_max_size=s.pool_max_size,
+            connect_timeout_s=s.connect_timeout_s,
+            vector_index=s.vector_index,
+            ivfflat_lists=s.ivfflat_lists,
+            ivfflat_probes=s.ivfflat_probes,
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def _connect_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"dsn": self.dsn, "timeout": self.connect_timeout_s}
+        if self.password:
+            kwargs["password"] = self.password
+        if self.sslmode:
+            kwargs["ssl"] = self.sslmode
+        return kwargs
+
+    async def _connect(self) -> asyncpg.Connection:
+        import asyncpg
+
+        try:
+            return await asyncpg.connect(**self._connect_kwargs())
+        except (
+            asyncpg.InvalidPasswordError,
+            asyncpg.InvalidAuthorizationSpecificationError,
+        ) as exc:
+            raise StorageError(
+                f"PostgreSQL at {_host_of(self.dsn)} refused the login: {exc}. Check the user "
+                "in storage.dsn and the password (in the environment variable named by "
+                "storage.password_env, default SESSION_BUDDY_PG_PASSWORD)"
+            ) from exc
+        except asyncpg.InvalidCatalogNameError as exc:
+            raise StorageError(
+                f"the database of {_host_of(self.dsn)} does not exist: {exc}. Create it "
+                "(CREATE DATABASE ...) or fix storage.dsn"
+            ) from exc
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StorageError(
+                f"cannot connect to PostgreSQL at {_host_of(self.dsn)}: "
+                f"{type(exc).__name__}: {exc}. Check that the server is running and reachable "
+                "from here, and storage.dsn (env SESSION_BUDDY_STORAGE__DSN) and "
+                "storage.sslmode"
+            ) from exc
+
+    async def initialize(self) -> None:
+        async with self._init_lock:
+            if self._pool is not None:
+                return
+            con = await self._connect()
+            try:
+                await self._prepare(con)
+            finally:
+                await con.close()
+            import asyncpg
+
+            try:
+                self._pool = await asyncpg.create_pool(
+                    **self._connect_kwargs(),
+                    min_size=self.pool_min_size,
+                    max_size=self.pool_max_size,
+                    init=self._init_connection,
+                    server_settings={
+                        "search_path": self._search_path,
+                        "application_name": "session-buddy",
+                    },
+                )
+            except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+                raise StorageError(
+                    f"cannot open a connection pool to {_host_of(self.dsn)}: {exc}"
+                ) from exc
+            log.info("Opened PostgreSQL store %s (schema %s)", _host_of(self.dsn), self.schema)
+
+    @property
+    def _search_path(self) -> str:
+        paths = [f'"{self.schema}"']
+        if self._vector_schema != self.schema:
+            paths.append(f'"{self._vector_schema}"')
+        return ", ".join(paths)
+
+    async def _init_connection(self, con: asyncpg.Connection) -> None:
+        await con.set_type_codec(
+            "vector",
+            schema=self._vector_schema,
+            encoder=_encode_vector,
+            decoder=_decode_vector,
+            format="binary",
+        )
+
+    async def _prepare(self, con: asyncpg.Connection) -> None:
+        """Extension, schema, migrations, dimension and vector index, under one advisory lock
+        (services starting together migrate once)."""
+        import asyncpg
+
+        quoted = f'"{self.schema}"'
+        try:
+            async with con.transaction():
+                await con.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext($1))", f"session-buddy:{self.schema}"
+                )
+                await self._ensure_vector(con)
+                await con.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
+                await con.execute(f"SET LOCAL search_path TO {self._search_path}")
+                await self._migrate(con)
+                stored = await con.fetchval("SELECT value FROM meta WHERE key = 'vector_dimension'")
+                if stored is not None and int(stored) != self.dimension:
+                    log.warning(
+                        "%s holds %s-dimensional vectors but embeddings.dimension is %d; "
+                        "semantic search stays off until they agree",
+                        _host_of(self.dsn),
+                        stored,
+                        self.dimension,
+                    )
+                    self.dimension = int(stored)
+                await self._sync_vector_index(con)
+        except asyncpg.InsufficientPrivilegeError as exc:
+            raise StorageError(
+                f"the PostgreSQL user of {_host_of(self.dsn)} may not create the session-buddy "
+                f"tables in schema {self.schema}: {exc}. Grant CREATE on the schema (or the "
+                "database), or set storage.pg_schema to a schema it owns"
+            ) from exc
+        except asyncpg.PostgresError as exc:
+            raise StorageError(
+                f"preparing the PostgreSQL store at {_host_of(self.dsn)} failed: {exc}"
+            ) from exc
+
+    async def _ensure_vector(self, con: asyncpg.Connection) -> None:
+        import asyncpg
+
+        found = await con.fetchval(
+            "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n "
+            "ON n.oid = e.extnamespace WHERE e.extname = 'vector'"
+        )
+        if found is None:
+            try:
+                async with con.transaction():  # a savepoint: a failure leaves the rest usable
+                    await con.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            except asyncpg.PostgresError as exc:
+                available = await con.fetchval(
+                    "SELECT count(*) FROM pg_available_extensions WHERE name = 'vector'"
+                )
+                db = await con.fetchval("SELECT current_database()")
+                if not available:
+                    hint = (
+                        "the pgvector extension is not installed on the server: install it "
+                        "(e.g. the postgresql-<version>-pgvector package, or build it from "
+                        "github.com/pgvector/pgvector), then retry"
+                    )
+                else:
+                    hint = (
+                        f"pgvector is installed but this user may not create it: ask an "
+                        f"administrator to run CREATE EXTENSION vector; in database {db}"
+                    )
+                raise StorageError(
+                    f"PostgreSQL at {_host_of(self.dsn)} has no 'vector' extension in database "
+                    f"{db} and it could not be created ({type(exc).__name__}: {exc}); {hint}"
+                ) from exc
+            found = await con.fetchval(
+                "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n "
+                "ON n.oid = e.extnamespace WHERE e.extname = 'vector'"
+            )
+        self._vector_schema = str(found)
+
+    async def _migrate(self, con: asyncpg.Connection) -> None:
+        await con.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY, "
+            "description text NOT NULL, applied_at timestamptz NOT NULL)"
+        )
+        current = int(await con.fetchval("SELECT coalesce(max(version), 0) FROM schema_version"))
+        if current > SCHEMA_VERSION:
+            raise StorageError(
+                f"the PostgreSQL store at {_host_of(self.dsn)} (schema {self.schema}) has "
+                f"schema version {current} but this session-buddy knows only up to "
+                f"{SCHEMA_VERSION}: a newer session-buddy wrote it. Upgrade session-buddy "
+                "(or point storage.dsn / storage.pg_schema elsewhere)"
+            )
+        for version, description, statements in MIGRATIONS:
+            if version <= current:
+                continue
+            for statement in statements(self.dimension):
+                await con.execute(statement)
+            await con.execute(
+                "INSERT INTO schema_version VALUES ($1, $2, $3)", version, description, utcnow()
+            )
+            log.info("Migrated %s to schema version %d", _host_of(self.dsn), version)
+
+    async def _sync_vector_index(self, con: asyncpg.Connection) -> None:
+        exists = await con.fetchval(
+            "SELECT count(*) FROM pg_indexes WHERE schemaname = $1 AND indexname = 'items_vector'",
+            self.schema,
+        )
+        if self.vector_index == "none":
+            if exists:
+                await con.execute("DROP INDEX items_vector")
+            return
+        if exists:
+            return
+        lists = self.ivfflat_lists
+        if lists <= 0:
+            rows = int(await con.fetchval("SELECT count(*) FROM items WHERE embedding IS NOT NULL"))
+            lists = max(10, rows // 1000)
+        log.info("Building an ivfflat index with %d lists (storage.vector_index)", lists)
+        await con.execute(
+            f"CREATE INDEX items_vector ON items USING ivfflat (embedding vector_cosine_ops) "
+            f"WITH (lists = {int(lists)})"
+        )
+
+    async def close(self) -> None:
+        async with self._init_lock:
+            pool, self._pool = self._pool, None
+            if pool is not None:
+                try:
+                    await asyncio.wait_for(pool.close(), timeout=10)
+                except TimeoutError:
+                    pool.terminate()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise StorageError(
+                "the PostgreSQL storage is not open: call initialize() first (or it was closed)"
+            )
+        return self._pool
+
+    @contextlib.asynccontextmanager
+    async def _con(self, *, transaction: bool = False) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection (in one transaction when asked); driver errors become
+        StorageError with the server's message."""
+        import asyncpg
+
+        try:
+            async with self.pool.acquire() as con:
+                if transaction:
+                    async with con.transaction():
+                        yield con
+                else:
+                    yield con
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            if isinstance(exc, asyncpg.UniqueViolationError):
+                raise
+            raise StorageError(
+                f"PostgreSQL error on {_host_of(self.dsn)}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _check_vector(self, vector: np.ndarray) -> np.ndarray:
+        vec = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if vec.shape[0] != self.dimension:
+            raise DimensionMismatch(
+                f"a {vec.shape[0]}-dimensional vector was given but the store holds "
+                f"{self.dimension}-dimensional vectors; use the embedding model the store "
+                "was built with, or re-embed the store"
+            )
+        return vec
+
+    # -- items ----------------------------------------------------------------------------
+
+    _INSERT = (
+        "INSERT INTO items (id, kind, content, content_hash, project, session_id, role, tags, "
+        "author, metadata, created_at, updated_at, embedding, terms, doc_len) VALUES "
+        "($1, $2, $3, $4, $5, $6, $7, $8::text[], $9, $10::jsonb, $11, $12, $13, "
+        "$14::tsvector, $15) ON CONFLICT {target} DO NOTHING RETURNING id"
+    )
+
+    async def add_items(self, items: Sequence[NewItem]) -> list[AddResult]:
+        for x in items:
+            validate_item(x, self.max_content_bytes)
+            if x.embedding is not None:
+                self._check_vector(x.embedding)
+        if not items:
+            return []
+        # duplicates inside the batch: the first one stands for the others
+        first: dict[tuple[str, str | None, str], int] = {}
+        for i, x in enumerate(items):
+            first.setdefault((x.kind, x.project, x.content_hash), i)
+        unique = sorted(first.values())
+        now = utcnow()
+        rows = []
+        for i in unique:
+            x = items[i]
+            tsv, doc_len = await asyncio.to_thread(terms_tsvector, x.content)
+            rows.append(
+                (
+                    str(uuid.uuid4()),
+                    x.kind,
+                    x.content,
+                    x.content_hash,
+                    x.project,
+                    x.session_id,
+                    x.role,
+                    list(x.tags),
+                    x.author,
+                    metadata_json(x.metadata),
+                    _aware(x.created_at),
+                    now,
+                    None if x.embedding is None else self._check_vector(x.embedding),
+                    tsv,
+                    doc_len,
+                )
+            )
+        sql = self._INSERT.format(target="(kind, project, content_hash)")
+        async with self._con(transaction=True) as con:
+            inserted = {r[0] for r in await con.fetchmany(sql, rows)}
+            ids: dict[tuple[str, str | None, str], tuple[str, bool]] = {}
+            missing: list[int] = []
+            for i, row in zip(unique, rows, strict=True):
+                x = items[i]
+                if row[0] in inserted:
+                    ids[(x.kind, x.project, x.content_hash)] = (row[0], True)
+                else:
+                    missing.append(i)
+            if missing:
+                # they existed (or another service inserted them concurrently and committed)
+                found = await con.fetch(
+                    "SELECT i.id, k.n FROM unnest($1::text[], $2::text[], $3::text[]) "
+                    "WITH ORDINALITY AS k(kind, project, hash, n) JOIN items i ON "
+                    "i.kind = k.kind AND i.project IS NOT DISTINCT FROM k.project "
+                    "AND i.content_hash = k.hash",
+                    [items[i].kind for i in missing],
+                    [items[i].project for i in missing],
+                    [items[i].content_hash for i in missing],
+                )
+                for item_id, n in found:
+                    x = items[missing[n - 1]]
+                    ids[(x.kind, x.project, x.content_hash)] = (item_id, False)
+        results: list[AddResult] = []
+        seen: set[str] = set()
+        for x in items:
+            got = ids.get((x.kind, x.project, x.content_hash))
+            if got is None:  # pragma: no cover - deleted between the insert and the select
+                raise StorageError(
+                    "an item was deleted by another service while it was being stored; retry"
+                )
+            item_id, created = got
+            results.append(AddResult(id=item_id, created=created and item_id not in seen))
+            seen.add(item_id)
+        return results
+
+    async def get_items(self, ids: Sequence[str]) -> list[MemoryItem]:
+        if not ids:
+            return []
+        async with self._con() as con:
+            rows = await con.fetch(
+                f"SELECT {_ITEM_COLUMNS} FROM items WHERE id = ANY($1::text[])",
+                list(dict.fromkeys(ids)),
+            )
+        found = {r[0]: _item(r) for r in rows}
+        return [found[i] for i in ids if i in found]
+
+    async def update_item(
+        self,
+        item_id: str,
+        *,
+        content: str | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        embedding: np.ndarray | None = None,
+    ) -> MemoryItem:
+        import asyncpg
+
+        if content is not None:
+            check_text(content, self.max_content_bytes)
+            if not content.strip():
+                raise ValidationError("content is empty; there is nothing to store")
+        if tags is not None:
+            if not all(isinstance(t, str) for t in tags):
+                raise ValidationError("tags must be a list of strings")
+            for tag in tags:
+                check_text(tag, 1024, what="a tag")
+        md_text = metadata_json(metadata) if metadata is not None else None
+        vec = self._check_vector(embedding) if embedding is not None else None
+        params = _Params(utcnow())
+        sets = ["updated_at = $1"]
+        if content is not None:
+            tsv, doc_len = await asyncio.to_thread(terms_tsvector, content)
+            sets += [
+                f"content = {params.add(content)}",
+                f"content_hash = {params.add(content_hash(content))}",
+                f"embedding = {params.add(vec)}",
+                f"terms = {params.add(tsv)}::tsvector",
+                f"doc_len = {params.add(doc_len)}",
+            ]
+        elif vec is not None:
+            sets.append(f"embedding = {params.add(vec)}")
+        if tags is not None:
+            sets.append(f"tags = {params.add(list(tags))}::text[]")
+        if md_text is not None:
+            sets.append(f"metadata = {params.add(md_text)}::jsonb")
+        sql = (
+            f"UPDATE items SET {', '.join(sets)} WHERE id = {params.add(item_id)} "
+            f"RETURNING {_ITEM_COLUMNS}"
+        )
+        try:
+            async with self._con(transaction=True) as con:
+                row = await con.fetchrow(sql, *params.values)
+        except asyncpg.UniqueViolationError:
+            async with self._con() as con:
+                clash = await con.fetchval(
+                    "SELECT o.id FROM items o JOIN items i ON o.kind = i.kind AND "
+                    "o.project IS NOT DISTINCT FROM i.project WHERE i.id = $1 AND "
+                    "o.content_hash = $2 AND o.id <> $1",
+                    item_id,
+                    content_hash(content or ""),
+                )
+                kind = await con.fetchval("SELECT kind FROM items WHERE id = $1", item_id)
+            raise ValidationError(
+                f"an identical {kind or 'item'} already exists (id {clash}); delete one of them"
+            ) from None
+        if row is None:
+            raise NotFound(f"no memory item with id {item_id!r}")
+        return _item(row)
+
+    async def delete_items(self, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        async with self._con(transaction=True) as con:
+            rows = await con.fetch(
+                "DELETE FROM items WHERE id = ANY($1::text[]) RETURNING id",
+                list(dict.fromkeys(ids)),
+            )
+        return len(rows)
+
+    async def list_items(
+        self, flt: ItemFilter, *, limit: int = 50, offset: int = 0, newest_first: bool = True
+    ) -> list[MemoryItem]:
+        params = _Params()
+        where = _where(flt, params)
+        order = "DESC" if newest_first else "ASC"
+        sql = (
+            f"SELECT {_ITEM_COLUMNS} FROM items"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + f" ORDER BY created_at {order}, id {order} "
+            f"LIMIT {params.add(max(0, limit))} OFFSET {params.add(max(0, offset))}"
+        )
+        async with self._con() as con:
+            rows = await con.fetch(sql, *params.values)
+        return [_item(r) for r in rows]
+
+    async def count_items(self, flt: ItemFilter | None = None) -> int:
+        params = _Params()
+        where = _where(flt, params)
+        sql = "SELECT count(*) FROM items" + (" WHERE " + " AND ".join(where) if where else "")
+        async with self._con() as con:
+            return int(await con.fetchval(sql, *params.values))
+
+    async def keyword_search(self, query: str, flt: ItemFilter, limit: int) -> list[Hit]:
+        """BM25 over every item (collection statistics of the whole store, as the
+        in-process index computes them), then the filter: the same scores as DuckDB's."""
+        self.pool  # noqa: B018 - raises when not open
+        built = terms_tsquery(query)
+        if built is None or limit <= 0:
+            return []
+        tsquery, terms = built
+        params = _Params(tsquery, terms, K1, B)
+        where = _where(flt, params)
+        keep = " AND ".join(where) if where else "true"
+        sql = (
+            "WITH cand AS MATERIALIZED ("
+            f" SELECT seq, id, doc_len, terms, ({keep}) AS keep FROM items"
+            " WHERE terms @@ $1::tsquery),"
+            " tf AS (SELECT c.seq, c.id, c.doc_len, c.keep, u.lexeme,"
+            " coalesce(cardinality(u.positions), 1)::float8 AS tf"
+            " FROM cand c CROSS JOIN LATERAL unnest(c.terms) u"
+            " WHERE u.lexeme = ANY($2::text[])),"
+            " df AS (SELECT lexeme, count(*)::float8 AS df FROM tf GROUP BY lexeme),"
+            " totals AS (SELECT count(*)::float8 AS n,"
+            " greatest(avg(doc_len)::float8, 1e-9) AS avgdl FROM items)"
+            " SELECT tf.id, sum(ln(1 + (t.n - df.df + 0.5) / (df.df + 0.5))"
+            " * tf.tf * ($3 + 1) / (tf.tf + $3 * (1 - $4 + $4 * tf.doc_len / t.avgdl)))"
+            " AS score"
+            " FROM tf JOIN df USING (lexeme) CROSS JOIN totals t WHERE tf.keep"
+            " GROUP BY tf.id, tf.seq ORDER BY score DESC, tf.seq"
+            f" LIMIT {params.add(limit)}"
+        )
+        async with self._con() as con:
+            rows = await con.fetch(sql, *params.values)
+        return [Hit(id=r[0], score=float(r[1])) for r in rows if r[1] > 0]
+
+    async def vector_search(self, vector: np.ndarray, flt: ItemFilter, limit: int) -> list[Hit]:
+        vec = self._check_vector(vector)
+        if limit <= 0:
+            return []
+        params = _Params(vec)
+        where = ["embedding IS NOT NULL", *_where(flt, params)]
+        sql = (
+            "SELECT id, 1 - (embedding <=> $1) AS score FROM items WHERE "
+            + " AND ".join(where)
+            + f" ORDER BY embedding <=> $1, seq LIMIT {params.add(limit)}"
+        )
+        async with self._con(transaction=self.vector_index == "ivfflat") as con:
+            if self.vector_index == "ivfflat":
+                await con.execute(
+                    f"SET LOCAL ivfflat.probes = {int(self.ivfflat_probes)}; "
+                    "SET LOCAL ivfflat.iterative_scan = relaxed_order"
+                )
+            rows = await con.fetch(sql, *params.values)
+        hits = [Hit(id=r[0], score=float(r[1])) for r in rows]
+        if self.vector_index == "ivfflat":  # relaxed order: sort what came back
+            hits.sort(key=lambda h: -h.score)
+        return hits
+
+    async def stats(self) -> StorageStats:
+        async with self._con() as con:
+            by_kind = {
+                r[0]: int(r[1])
+                for r in await con.fetch("SELECT kind, count(*) FROM items GROUP BY kind")
+            }
+            by_project = {
+                (r[0] or ""): int(r[1])
+                for r in await con.fetch("SELECT project, count(*) FROM items GROUP BY project")
+            }
+            embedded = int(
+                await con.fetchval("SELECT count(*) FROM items WHERE embedding IS NOT NULL")
+            )
+            meta = {r[0]: r[1] for r in await con.fetch("SELECT key, value FROM meta")}
+            size = await con.fetchval(
+                "SELECT sum(pg_total_relation_size(c.oid))::bigint FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 "
+                "AND c.relkind = 'r'",
+                self.schema,
+            )
+        dim = meta.get("embedding_dimension")
+        return StorageStats(
+            items=sum(by_kind.values()),
+            by_kind=by_kind,
+            by_project=by_project,
+            embedded=embedded,
+            embedding_model=meta.get("embedding_model"),
+            embedding_dimension=int(dim) if dim else None,
+            size_bytes=int(size) if size is not None else None,
+        )
+
+    async def get_meta(self, key: str) -> str | None:
+        async with self._con() as con:
+            value = await con.fetchval("SELECT value FROM meta WHERE key = $1", key)
+        return None if value is None else str(value)
+
+    async def set_meta(self, key: str, value: str) -> None:
+        check_text(key, 4096, what="a meta key")
+        check_text(value, 1 << 20, what="a meta value")
+        async with self._con(transaction=True) as con:
+            await con.execute(
+                "INSERT INTO meta VALUES ($1, $2) ON CONFLICT (key) "
+                "DO UPDATE SET value = excluded.value",
+                key,
+                value,
+            )
+
+    # -- records --------------------------------------------------------------------------
+
+    async def put_record(self, record: Record) -> None:
+        data = metadata_json(record.data)
+        for name in ("collection", "id", "project", "status"):
+            value = getattr(record, name)
+            if value is not None:
+                check_text(value, 4096, what=f"a record's {name}")
+        async with self._con(transaction=True) as con:
+            await con.execute(
+                "INSERT INTO records VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb) "
+                "ON CONFLICT (collection, id) DO UPDATE SET project = excluded.project, "
+                "status = excluded.status, created_at = excluded.created_at, "
+                "updated_at = excluded.updated_at, data = excluded.data",
+                record.collection,
+                record.id,
+                record.project,
+                record.status,
+                _aware(record.created_at),
+                _aware(record.updated_at),
+                data,
+            )
+
+    async def get_record(self, collection: str, record_id: str) -> Record | None:
+        async with self._con() as con:
+            row = await con.fetchrow(
+                f"SELECT {_RECORD_COLUMNS} FROM records WHERE collection = $1 AND id = $2",
+                collection,
+                record_id,
+            )
+        return _record(row) if row is not None else None
+
+    async def list_records(
+        self,
+        collection: str,
+        *,
+        project: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        newest_first: bool = True,
+    ) -> list[Record]:
+        params = _Params(collection)
+        sql = f"SELECT {_RECORD_COLUMNS} FROM records WHERE collection = $1"
+        if project is not None:
+            sql += f" AND project = {params.add(project)}"
+        if status is not None:
+            sql += f" AND status = {params.add(status)}"
+        order = "DESC" if newest_first else "ASC"
+        sql += (
+            f" ORDER BY created_at {order}, id {order} "
+            f"LIMIT {params.add(max(0, limit))} OFFSET {params.add(max(0, offset))}"
+        )
+        async with self._con() as con:
+            rows = await con.fetch(sql, *params.values)
+        return [_record(r) for r in rows]
+
+    async def delete_record(self, collection: str, record_id: str) -> bool:
+        async with self._con(transaction=True) as con:
+            gone = await con.fetchval(
+                "DELETE FROM records WHERE collection = $1 AND id = $2 RETURNING id",
+                collection,
+                record_id,
+            )
+        return gone is not None
+
+    # -- bulk copy (session-buddy migrate) ------------------------------------------------
+
+    async def export_items(
+        self, after_id: str | None, limit: int
+    ) -> list[tuple[MemoryItem, np.ndarray | None]]:
+        async with self._con() as con:
+            rows = await con.fetch(
+                f"SELECT {_ITEM_COLUMNS}, embedding FROM items "
+                'WHERE $1::text IS NULL OR id COLLATE "C" > $1 ORDER BY id COLLATE "C" LIMIT $2',
+                after_id,
+                max(0, limit),
+            )
+        return [(_item(r), r[13]) for r in rows]
+
+    async def import_items(self, rows: Sequence[tuple[MemoryItem, np.ndarray | None]]) -> int:
+        if not rows:
+            return 0
+        args = []
+        for x, vector in rows:
+            validate_item(
+                NewItem(
+                    kind=x.kind,
+                    content=x.content,
+                    project=x.project,
+                    session_id=x.session_id,
+                    role=x.role,
+                    tags=list(x.tags),
+                    author=x.author,
+                    metadata=x.metadata,
+                    created_at=x.created_at,
+                    content_hash=x.content_hash,
+                ),
+                self.max_content_bytes,
+            )
+            tsv, doc_len = await asyncio.to_thread(terms_tsvector, x.content)
+            args.append(
+                (
+                    x.id,
+                    x.kind,
+                    x.content,
+                    x.content_hash,
+                    x.project,
+                    x.session_id,
+                    x.role,
+                    list(x.tags),
+                    x.author,
+                    metadata_json(x.metadata),
+                    _aware(x.created_at),
+                    _aware(x.updated_at),
+                    None if vector is None else self._check_vector(vector),
+                    tsv,
+                    doc_len,
+                )
+            )
+        async with self._con(transaction=True) as con:
+            inserted = await con.fetchmany(self._INSERT.format(target=""), args)
+        return len(inserted)
+
+    async def export_records(self, after: tuple[str, str] | None, limit: int) -> list[Record]:
+        async with self._con() as con:
+            rows = await con.fetch(
+                f"SELECT {_RECORD_COLUMNS} FROM records WHERE $1::text IS NULL OR "
+                '(collection COLLATE "C", id COLLATE "C") > ($1, $2) '
+                'ORDER BY collection COLLATE "C", id COLLATE "C" LIMIT $3',
+                after[0] if after else None,
+                after[1] if after else None,
+                max(0, limit),
+            )
+        return [_record(r) for r in rows]
+
+    async def all_meta(self) -> dict[str, str]:
+        async with self._con() as con:
+            return {r[0]: r[1] for r in await con.fetch("SELECT key, value FROM meta")}

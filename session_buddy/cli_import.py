@@ -1,0 +1,160 @@
+"""``session-buddy import ...``: bring existing agent transcripts into memory.
+
+``import_app`` is a typer sub-app (the main CLI mounts it as ``import``). It configures the
+container itself, shows a progress bar on stderr and prints a summary at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from session_buddy.errors import SessionBuddyError
+
+import_app = typer.Typer(
+    name="import",
+    help="Import agent transcripts into memory.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+err = Console(stderr=True)
+out = Console()
+
+
+@import_app.callback()
+def _group() -> None:
+    """Import agent transcripts into memory (incremental: re-running stores nothing twice)."""
+
+
+def _since(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        stamp = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not a date: use YYYY-MM-DD or an ISO timestamp"
+        ) from None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+
+@import_app.command("claude-code")
+def claude_code(
+    projects_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--projects-dir",
+            help="Folder of Claude Code transcripts (default ~/.claude/projects) or one .jsonl",
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Only transcripts modified since this date (YYYY-MM-DD)"),
+    ] = None,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            "--batch-size", min=1, max=4096, help="Turns per store call (offset saved after each)"
+        ),
+    ] = 256,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Settings file or folder (also SESSION_BUDDY_CONFIG)"),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the summary as JSON on stdout")
+    ] = False,
+) -> None:
+    """Import Claude Code transcripts: conversations and insights, incrementally."""
+    from session_buddy.logs import route_logging_to_stderr
+    from session_buddy.settings import load_settings
+
+    try:
+        loaded = load_settings(config)
+    except SessionBuddyError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    route_logging_to_stderr(loaded.settings.log_level, loaded.settings.log_file)
+    stamp = _since(since)
+    try:
+        report = asyncio.run(_run(loaded.settings, projects_dir, stamp, batch_size))
+    except SessionBuddyError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(report))
+        return
+    _print_summary(report)
+
+
+async def _run(
+    settings: Any, projects_dir: Path | None, since: datetime | None, batch_size: int
+) -> dict[str, Any]:
+    from session_buddy import di
+    from session_buddy.core.capture import CaptureService
+    from session_buddy.core.transcripts import claude_projects_dir
+
+    di.configure(settings)
+    try:
+        await di.startup()
+        root = projects_dir or claude_projects_dir()
+        with Progress(
+            TextColumn("[bold]importing[/bold]"),
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("import", total=None)
+
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total or None)
+
+            report = await di.get(CaptureService).import_transcripts(
+                root, since=since, progress=progress, batch_size=batch_size
+            )
+        return {"path": str(root), **report.to_dict()}
+    finally:
+        await di.shutdown()
+
+
+def _print_summary(report: dict[str, Any]) -> None:
+    table = Table("", "count", title=f"Imported {report['path']}", show_header=False)
+    rows = [
+        ("transcript files", report["files"]),
+        ("  read", report["files_read"]),
+        ("  unchanged", report["files_unchanged"]),
+        ("  read again (rewritten)", report["files_restarted"]),
+        ("turns found", report["turns"]),
+        ("  stored", report["stored"]),
+        ("  already stored", report["duplicates"]),
+        ("  refused", report["rejected"]),
+        ("insights stored", report["insights"]),
+        ("  already stored", report["insight_duplicates"]),
+        ("malformed lines skipped", report["malformed"]),
+        ("lines with invalid UTF-8", report["invalid_utf8"]),
+        ("oversized lines skipped", report["oversized"]),
+        ("incomplete last lines (bytes)", report["pending_bytes"]),
+    ]
+    for label, value in rows:
+        table.add_row(label, f"{value:,}")
+    out.print(table)
+    seconds = report["seconds"]
+    rate = report["turns"] / seconds if seconds else 0.0
+    out.print(f"{report['bytes_read']:,} bytes in {seconds:.1f} s ({rate:,.0f} turns/s)")
+    for line in report["errors"]:
+        err.print(f"[yellow]warning:[/yellow] {line}")
+
+
+if __name__ == "__main__":
+    import_app()

@@ -1,0 +1,642 @@
+"""Automatic capture: import Claude Code transcripts and the insights in them.
+
+:class:`CaptureService` imports transcript files incrementally and idempotently:
+
+* Per file, a record in the ``transcripts`` collection keeps the path, size, inode/device,
+  mtime, a hash of the first bytes, the byte offset just after the last complete line
+  processed, the line number and the open insight block (if any). A file that grew is read
+  from that offset; a file that shrank, or whose start changed, is read again from the start
+  (deduplication makes that safe); a last line without its newline is left for later.
+* Turns go to :meth:`MemoryService.store` in batches (``batch_size``, 256 by default); the
+  offset is saved after each stored batch. A killed import resumes from the last saved offset;
+  what was stored after it is found again as duplicates (same kind, project and content), so
+  the stored items are exactly those of one clean import.
+* Assistant prose is scanned for insight blocks while reading (:mod:`.insights`).
+
+Reading and parsing run in a worker thread, a batch ahead of the store, so the event loop
+stays free and parsing overlaps with embedding. Memory is bounded by one read chunk, one line
+and two batches, whatever the size of the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from session_buddy.adapters.storage._base import Record, StorageBase
+from session_buddy.core.insights import (
+    FoundInsight,
+    InsightExtractor,
+    InsightRecorder,
+    insight_statistics,
+    list_insights,
+)
+from session_buddy.core.memory import ItemInput, MemoryService, StoreResult
+from session_buddy.core.transcripts import (
+    HEAD_BYTES,
+    LineReader,
+    ToolNames,
+    claude_projects_dir,
+    discover,
+    encode_project_dir,
+    file_context,
+    head_hash,
+    parse_line,
+    project_from_cwd,
+)
+from session_buddy.errors import ValidationError
+from session_buddy.settings import SessionBuddySettings
+
+log = logging.getLogger(__name__)
+
+STATE_COLLECTION = "transcripts"
+DEFAULT_BATCH = 256
+#: A batch is also stored early when its texts reach this many characters.
+BATCH_CHARS = 4_000_000
+#: Test hook: ``store:N`` or ``batch:N`` makes the import stop (sleep) after the N-th batch is
+#: stored (before / after its offset is saved), so a test can kill it at a known point.
+PAUSE_ENV = "SESSION_BUDDY_TEST_IMPORT_PAUSE"
+
+Progress = Callable[[int, int], Awaitable[None] | None]
+
+
+@dataclass
+class ImportReport:
+    """What an import did (all counts are for this run)."""
+
+    files: int = 0  # transcript files looked at
+    files_read: int = 0  # files with new lines read
+    files_unchanged: int = 0
+    files_restarted: int = 0  # truncated or rewritten: read again from the start
+    turns: int = 0  # conversation turns found in the new lines
+    stored: int = 0  # turns stored
+    duplicates: int = 0  # turns already stored (same kind, project and content)
+    rejected: int = 0  # turns the storage refused (reasons in errors)
+    insights: int = 0  # new insights stored
+    insight_duplicates: int = 0
+    lines: int = 0  # complete lines read
+    malformed: int = 0  # lines that are not a JSON object of a known shape
+    invalid_utf8: int = 0  # lines with bytes that are not UTF-8 (replaced by U+FFFD)
+    oversized: int = 0  # lines too long to read (skipped)
+    skipped: int = 0  # lines with nothing to store (bookkeeping, thinking only, meta)
+    pending_bytes: int = 0  # an incomplete last line waits for its newline
+    bytes_read: int = 0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["seconds"] = round(self.seconds, 3)
+        data["errors"] = self.errors[:20]
+        return data
+
+    def add(self, other: ImportReport) -> None:
+        for name, value in asdict(other).items():
+            if isinstance(value, int):
+                setattr(self, name, getattr(self, name) + value)
+        self.errors.extend(other.errors)
+
+
+@dataclass
+class _Batch:
+    items: list[ItemInput]
+    insights: list[FoundInsight]
+    end_offset: int
+    end_line: int
+    lines: int = 0
+    malformed: int = 0
+    invalid_utf8: int = 0
+    oversized: int = 0
+    skipped: int = 0
+    extractor_state: dict[str, Any] | None = None
+    cwd: str | None = None
+    session_id: str | None = None
+    pending: int = 0
+    last: bool = False
+
+
+class CaptureService:
+    def __init__(
+        self,
+        memory: MemoryService,
+        storage: StorageBase,
+        settings: SessionBuddySettings,
+        *,
+        batch_size: int = DEFAULT_BATCH,
+    ) -> None:
+        self.memory = memory
+        self.storage = storage
+        self.settings = settings
+        self.batch_size = batch_size
+        self.insights = InsightRecorder(memory, storage)
+        self._lock: asyncio.Lock | None = None
+        self._batches_done = 0
+
+    @classmethod
+    def from_container(cls, resolve: Callable[[type], Any]) -> CaptureService:
+        return cls(resolve(MemoryService), resolve(StorageBase), resolve(SessionBuddySettings))
+
+    # -- importing -----------------------------------------------------------------------
+
+    async def import_transcripts(
+        self,
+        path: Path | str | None = None,
+        *,
+        since: datetime | None = None,
+        progress: Progress | None = None,
+        batch_size: int | None = None,
+    ) -> ImportReport:
+        """Import every transcript under ``path`` (a folder or one file; default: Claude
+        Code's projects folder). ``since``: only files modified at or after it."""
+        root = Path(path).expanduser() if path else claude_projects_dir()  # noqa: ASYNC240
+        if not await asyncio.to_thread(root.exists):
+            raise ValidationError(
+                f"{root} does not exist: give the folder holding Claude Code transcripts "
+                "(default ~/.claude/projects) or one .jsonl file"
+            )
+        files = await asyncio.to_thread(discover, root)
+        if since is not None:
+            stamp = since.timestamp()
+            files = [f for f in files if _mtime(f) >= stamp]
+        return await self.import_files(files, progress=progress, batch_size=batch_size)
+
+    async def import_files(
+        self,
+        files: Sequence[Path],
+        *,
+        progress: Progress | None = None,
+        batch_size: int | None = None,
+    ) -> ImportReport:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            started = time.perf_counter()
+            report = ImportReport(files=len(files))
+            plans: list[Path] = []
+            total = 0
+            for path in files:
+                try:
+                    size = path.stat().st_size
+                except OSError as exc:
+                    report.errors.append(f"{path}: {exc.strerror or exc}")
+                    continue
+                record = await self.storage.get_record(STATE_COLLECTION, _key(path))
+                done = (
+                    int(record.data.get("offset", 0))
+                    if record and size >= int(record.data.get("offset", 0))
+                    else 0
+                )
+                plans.append(path)
+                total += max(0, size - done)
+            counter = _ProgressCounter(total, progress)
+            await counter.report()
+            for path in plans:
+                try:
+                    await self._import_file(path, report, counter, batch_size or self.batch_size)
+                except OSError as exc:
+                    report.errors.append(f"{path}: {exc.strerror or exc}")
+            counter.done = max(counter.done, counter.total)
+            await counter.report(force=True)
+            report.seconds = time.perf_counter() - started
+            return report
+
+    async def _import_file(
+        self, path: Path, report: ImportReport, counter: _ProgressCounter, batch_size: int
+    ) -> None:
+        stat = await asyncio.to_thread(path.stat)
+        key = _key(path)
+        record = await self.storage.get_record(STATE_COLLECTION, key)
+        state: dict[str, Any] = dict(record.data) if record else {}
+        offset = int(state.get("offset", 0))
+        line = int(state.get("line", 0))
+        if state and not await asyncio.to_thread(_same_file, path, stat, state):
+            report.files_restarted += 1
+            counter.total += offset  # the part read before is read again
+            state = {}
+            offset = line = 0
+        if (
+            state
+            and stat.st_size == int(state.get("size", -1))
+            and stat.st_mtime_ns == int(state.get("mtime_ns", -1))
+        ):
+            report.files_unchanged += 1
+            report.pending_bytes += int(state.get("pending", 0))
+            return
+        if offset >= stat.st_size and state:
+            report.files_unchanged += 1
+            await self._save(path, key, stat, state, offset, line, record)
+            return
+        report.files_read += 1
+        state.setdefault("started_at", datetime.now(UTC).isoformat())
+        batches = _read_batches(
+            path,
+            offset,
+            line,
+            stat.st_size,
+            batch_size=batch_size,
+            max_bytes=self.settings.storage.max_content_bytes,
+            insight_open=state.get("insight_open"),
+            cwd=state.get("cwd"),
+            session=state.get("session_id"),
+        )
+        pending_next: asyncio.Future[_Batch | None] = asyncio.ensure_future(
+            asyncio.to_thread(next, batches, None)
+        )
+        try:
+            while True:
+                batch = await pending_next
+                if batch is None:
+                    break
+                # parse the next batch while this one is embedded and stored
+                pending_next = (
+                    _done(None)
+                    if batch.last
+                    else asyncio.ensure_future(asyncio.to_thread(next, batches, None))
+                )
+                await self._store_batch(path, key, stat, state, batch, report, counter)
+                if batch.last:
+                    break
+        finally:
+            # the reader thread may be mid-batch (a store failed): let it finish, then close
+            await asyncio.gather(pending_next, return_exceptions=True)
+            await asyncio.to_thread(batches.close)
+
+    async def _store_batch(
+        self,
+        path: Path,
+        key: str,
+        stat: os.stat_result,
+        state: dict[str, Any],
+        batch: _Batch,
+        report: ImportReport,
+        counter: _ProgressCounter,
+    ) -> None:
+        results = await self._store_items(batch.items, report)
+        created = sum(1 for r in results if r.created)
+        report.turns += len(batch.items)
+        report.stored += created
+        report.duplicates += len(results) - created
+        new_insights, seen = await self.insights.record(batch.insights)
+        report.insights += new_insights
+        report.insight_duplicates += seen
+        report.lines += batch.lines
+        report.malformed += batch.malformed
+        report.invalid_utf8 += batch.invalid_utf8
+        report.oversized += batch.oversized
+        report.skipped += batch.skipped
+        self._batches_done += 1
+        _pause("store", self._batches_done)
+        before = int(state.get("offset", 0))
+        totals = state.setdefault("totals", {})
+        for name, value in (
+            ("turns", len(batch.items)),
+            ("stored", created),
+            ("insights", new_insights),
+            ("malformed", batch.malformed),
+            ("invalid_utf8", batch.invalid_utf8),
+        ):
+            totals[name] = int(totals.get(name, 0)) + value
+        state["insight_open"] = batch.extractor_state
+        if batch.cwd:
+            state["cwd"] = batch.cwd
+        if batch.session_id:
+            state["session_id"] = batch.session_id
+        state["pending"] = batch.pending if batch.last else 0
+        await self._save(
+            path, key, stat, state, batch.end_offset, batch.end_line, None, final=batch.last
+        )
+        _pause("batch", self._batches_done)
+        report.bytes_read += max(0, batch.end_offset - before)
+        if batch.last:
+            report.pending_bytes += batch.pending
+            counter.done += max(0, stat.st_size - before)
+        else:
+            counter.done += max(0, batch.end_offset - before)
+        await counter.report()
+
+    async def _store_items(self, items: list[ItemInput], report: ImportReport) -> list[StoreResult]:
+        if not items:
+            return []
+        try:
+            return await self.memory.store(items)
+        except ValidationError:
+            # one bad item must not cost the batch: store one by one, report the refused ones
+            results: list[StoreResult] = []
+            for item in items:
+                try:
+                    results.extend(await self.memory.store([item]))
+                except ValidationError as exc:
+                    report.rejected += 1
+                    meta = item.metadata
+                    report.errors.append(f"{meta.get('transcript')}:{meta.get('line')}: {exc}")
+            return results
+
+    async def _save(
+        self,
+        path: Path,
+        key: str,
+        stat: os.stat_result,
+        state: dict[str, Any],
+        offset: int,
+        line: int,
+        record: Record | None,
+        *,
+        final: bool = True,
+    ) -> None:
+        state["path"] = str(path)
+        state["offset"] = offset
+        state["line"] = line
+        state["inode"] = stat.st_ino
+        state["device"] = stat.st_dev
+        # size and mtime say "nothing new" only once the whole file was read
+        state["size"] = stat.st_size if final else -1
+        state["mtime_ns"] = stat.st_mtime_ns if final else -1
+        if int(state.get("head_bytes", 0)) < min(offset, HEAD_BYTES):
+            state["head_bytes"] = min(offset, HEAD_BYTES)
+            state["head"] = await asyncio.to_thread(head_hash, path, state["head_bytes"])
+        state["updated_at"] = datetime.now(UTC).isoformat()
+        cwd = state.get("cwd")
+        await self.storage.put_record(
+            Record(
+                collection=STATE_COLLECTION,
+                id=key,
+                data=state,
+                project=project_from_cwd(cwd) if isinstance(cwd, str) else None,
+                status="complete" if final else "partial",
+                created_at=record.created_at if record else _started_at(state),
+            )
+        )
+
+    # -- the current session ---------------------------------------------------------------
+
+    async def capture_session(
+        self, session_id: str | None, transcript_path: str | None, project_dir: str | None
+    ) -> dict[str, Any]:
+        """Index the transcript of one session (and its subagents), when it can be found."""
+        files = find_session_transcripts(session_id, transcript_path, project_dir)
+        if not files:
+            return {
+                "found": False,
+                "transcripts": [],
+                "reason": "no Claude Code transcript found for this session "
+                f"(looked under {claude_projects_dir()})",
+                "stored": 0,
+                "insights": 0,
+            }
+        report = await self.import_files(files)
+        return {"found": True, "transcripts": [str(f) for f in files], **report.to_dict()}
+
+    # -- insights ----------------------------------------------------------------------------
+
+    async def search_insights(
+        self, query: str, *, project: str | None = None, limit: int = 20
+    ) -> list[Any]:
+        """Insights matching ``query`` (hybrid search), or all newest first for ``*``."""
+        if query.strip() in ("", "*"):
+            return await list_insights(self.storage, project=project, limit=limit)
+        response = await self.memory.search(
+            query, projects=[project] if project else None, kinds=["insight"], limit=limit
+        )
+        return list(response.hits)
+
+    async def insight_statistics(self) -> dict[str, Any]:
+        return await insight_statistics(self.storage)
+
+
+async def capture_session(
+    session_id: str | None, transcript_path: str | None, project_dir: str | None
+) -> dict[str, Any]:
+    """Index the current session's transcript (for ``checkpoint`` and ``end``). Returns a
+    report with ``found`` (False when no transcript could be located), ``stored`` turns and
+    ``insights`` stored. Never raises for a missing transcript."""
+    from session_buddy import di
+
+    service = di.get(CaptureService)
+    return await service.capture_session(session_id, transcript_path, project_dir)
+
+
+def find_session_transcripts(
+    session_id: str | None, transcript_path: str | None, project_dir: str | None
+) -> list[Path]:
+    """The transcript of a session and its subagent transcripts, if they exist."""
+    main: Path | None = None
+    if transcript_path:
+        candidate = Path(transcript_path).expanduser()
+        if candidate.is_file():
+            main = candidate
+    root = claude_projects_dir()
+    if main is None and session_id and root.is_dir():
+        for candidate in root.glob(f"*/{_glob_safe(session_id)}.jsonl"):
+            main = candidate
+            break
+    if main is None and project_dir:
+        folder = root / encode_project_dir(project_dir)
+        newest = sorted(folder.glob("*.jsonl"), key=_mtime) if folder.is_dir() else []
+        if newest:
+            main = newest[-1]
+    if main is None:
+        return []
+    files = [main]
+    subagents = main.parent / main.stem / "subagents"
+    if subagents.is_dir():
+        files += sorted(subagents.rglob("*.jsonl"))
+    return files
+
+
+# -- reading (runs in a worker thread) ------------------------------------------------------
+
+
+def _read_batches(
+    path: Path,
+    offset: int,
+    line: int,
+    limit: int,
+    *,
+    batch_size: int,
+    max_bytes: int,
+    insight_open: dict[str, Any] | None,
+    cwd: str | None,
+    session: str | None,
+) -> Generator[_Batch]:
+    """Batches of items (and insights) from the complete lines of ``path`` after ``offset``
+    (up to ``limit`` bytes). ``insight_open``, ``cwd`` and ``session`` carry on from where an
+    earlier import stopped."""
+    transcript = str(path)
+    tools = ToolNames()
+    extractor = InsightExtractor(insight_open)
+    context_read = False
+    first_stamp: datetime | None = None
+
+    def fresh(end: int, number: int) -> _Batch:
+        return _Batch([], [], end, number)
+
+    with path.open("rb") as fh:
+        reader = LineReader(fh, offset, line, limit)
+        batch = fresh(offset, line)
+        chars = 0
+        for raw in reader:
+            batch.lines += 1
+            batch.end_offset, batch.end_line = raw.end, raw.number
+            if raw.data is None:
+                batch.oversized += 1
+                continue
+            parsed = parse_line(raw.data, tools=tools, transcript=transcript, number=raw.number)
+            batch.invalid_utf8 += parsed.invalid_utf8
+            if parsed.kind == "malformed":
+                batch.malformed += 1
+                continue
+            if parsed.kind == "skipped":
+                batch.skipped += 1
+                continue
+            if parsed.user_text:
+                extractor.interrupt()
+            for turn in parsed.turns:
+                if turn.cwd:
+                    cwd = turn.cwd
+                if (turn.cwd is None and cwd is None) or turn.created_at is None:
+                    if not context_read:  # a line without context (a summary): the file's
+                        context_read = True
+                        found_cwd, found_session, first_stamp = file_context(path)
+                        cwd, session = cwd or found_cwd, session or found_session
+                    turn.created_at = turn.created_at or first_stamp
+                if turn.session_id:
+                    session = session or turn.session_id
+                turn_session = turn.session_id or session or path.stem
+                project = project_from_cwd(turn.cwd or cwd) if (turn.cwd or cwd) else None
+                content, cut = _fit(turn.content, max_bytes)
+                metadata = turn.metadata
+                if cut:
+                    metadata["truncated_from_chars"] = cut
+                batch.items.append(
+                    ItemInput(
+                        content=content,
+                        kind="conversation",
+                        project=project,
+                        session_id=turn_session,
+                        role=turn.role,
+                        metadata=metadata,
+                        created_at=turn.created_at,
+                    )
+                )
+                chars += len(content)
+                if turn.prose:
+                    context: dict[str, Any] = {
+                        k: metadata[k]
+                        for k in ("uuid", "transcript", "line", "gitBranch", "isSidechain")
+                        if k in metadata
+                    }
+                    context["source"] = "claude-code"
+                    for block in extractor.feed(turn.content, context):
+                        batch.insights.append(
+                            FoundInsight(
+                                block, project, turn_session, turn.created_at, block.context
+                            )
+                        )
+            if len(batch.items) >= batch_size or chars >= BATCH_CHARS:
+                batch.extractor_state, batch.cwd, batch.session_id = extractor.state(), cwd, session
+                yield batch
+                batch = fresh(batch.end_offset, batch.end_line)
+                chars = 0
+        batch.extractor_state, batch.cwd, batch.session_id = extractor.state(), cwd, session
+        batch.pending = reader.pending
+        batch.last = True
+        yield batch
+
+
+def _fit(text: str, max_bytes: int) -> tuple[str, int]:
+    """``text`` cut to at most ``max_bytes`` UTF-8 bytes including a note saying so; and the
+    original length in characters when it was cut (else 0)."""
+    if len(text) * 4 <= max_bytes or len(text.encode("utf-8")) <= max_bytes:
+        return text, 0
+    note = f"\n… [truncated: {len(text):,} chars in the original]"
+    budget = max(0, max_bytes - len(note.encode("utf-8")))
+    cut = text.encode("utf-8")[:budget].decode("utf-8", "ignore")
+    return (cut + note if budget else cut[:max_bytes]), len(text)
+
+
+def _same_file(path: Path, stat: os.stat_result, state: dict[str, Any]) -> bool:
+    """Is this still the file the state describes, with the part read unchanged?"""
+    offset = int(state.get("offset", 0))
+    if stat.st_size < offset:
+        return False  # truncated
+    if offset == 0:
+        return True
+    try:
+        with path.open("rb") as fh:
+            fh.seek(offset - 1)
+            if fh.read(1) != b"\n":
+                return False  # rewritten: the last line read no longer ends there
+    except OSError:
+        return False
+    head_bytes = int(state.get("head_bytes", 0))
+    # rewritten from the start when the first bytes changed
+    return not head_bytes or head_hash(path, head_bytes) == state.get("head")
+
+
+def _started_at(state: dict[str, Any]) -> datetime:
+    try:
+        return datetime.fromisoformat(str(state["started_at"]))
+    except (KeyError, ValueError):
+        return datetime.now(UTC)
+
+
+def _key(path: Path) -> str:
+    try:
+        return str(path.resolve())
+    except OSError:
+        return str(path.absolute())
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _glob_safe(text: str) -> str:
+    return "".join(c for c in text if c.isalnum() or c in "-_.")
+
+
+def _done(value: Any) -> asyncio.Future[Any]:
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    future.set_result(value)
+    return future
+
+
+def _pause(point: str, batches: int) -> None:
+    wanted = os.environ.get(PAUSE_ENV)
+    if wanted and wanted == f"{point}:{batches}":
+        sys.stderr.write(f"import paused at {wanted}\n")
+        sys.stderr.flush()
+        time.sleep(3600)
+
+
+class _ProgressCounter:
+    """Bytes done out of bytes to read, sent to a callback at most every 0.1 s."""
+
+    def __init__(self, total: int, callback: Progress | None) -> None:
+        self.total = total
+        self.done = 0
+        self.callback = callback
+        self._last = 0.0
+
+    async def report(self, *, force: bool = False) -> None:
+        if self.callback is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last < 0.1:
+            return
+        self._last = now
+        result = self.callback(min(self.done, self.total), self.total)
+        if inspect.isawaitable(result):
+            await result

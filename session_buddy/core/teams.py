@@ -1,0 +1,478 @@
+"""Teams: sharing reflections with the people you work with, with access control.
+
+No MCP in here: the rules are enforced in this service, so every front (MCP tools, the HTTP
+service, a library user) gets the same answers.
+
+**Who acts.** Every method acts as :func:`session_buddy.core.users.acting_user` (the
+authenticated request's user, else ``settings.user``, else the login name). Methods that take
+a ``user`` argument check it with :func:`~session_buddy.core.users.resolve_user_argument`: it
+may only name the acting user, unless the request is not authenticated and
+:attr:`TeamService.allow_user_override` was set explicitly (off by default).
+
+**What a user sees.** Their own memory items (see :func:`~session_buddy.core.users.owner_of`)
+and the items shared with a team they are a member of; nothing else. A team, its members,
+its shared items, its votes and its statistics are visible to its members only. To anybody
+else a team that exists and a team that does not are the same: every call answers the same
+:class:`~session_buddy.errors.NotFound` (same message), and an item id they cannot see
+answers exactly like an id that does not exist.
+
+**Rules.**
+
+* The creator of a team is its first member; any member may add members.
+* Only the owner of an item may share it (reflections and insights, not conversation turns),
+  and only with a team they belong to. Sharing twice is a no-op.
+* A user may vote ``+1`` or ``-1`` on an item shared with one of their teams. One vote per
+  user and item: voting again replaces the earlier vote.
+* **Votes and ranking** (``search_team_knowledge``): hybrid search over the items shared
+  with the team gives each hit its fused score ``s`` (0..1, docs/search.md); the team score
+  is ``s * (1 + 0.1 * clamp(net, -5, +5))`` where ``net`` is the sum of the votes of the
+  team's *current members* on that item (votes of people outside the team never count
+  there). So each net vote moves an item by 10% of its score, at most +-50%.
+
+Records (the storage's records API; ``project`` is the key each collection is listed by):
+
+============== ====================== ============ ==========================================
+collection     id                     project      data
+============== ====================== ============ ==========================================
+teams          team name              None         members, projects, created_by, description
+team_shares    ``["team", "item"]``   team name    team, item_id, shared_by, kind, project
+item_votes     ``["item", "user"]``   item id      item_id, user, vote
+============== ====================== ============ ==========================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from session_buddy.adapters.search import hybrid
+from session_buddy.adapters.storage._base import (
+    ItemFilter,
+    MemoryItem,
+    Record,
+    StorageBase,
+    check_text,
+    utcnow,
+)
+from session_buddy.core.memory import MemoryService
+from session_buddy.core.users import acting_user, owner_of, resolve_user_argument
+from session_buddy.errors import NotFound, ValidationError
+from session_buddy.settings import SessionBuddySettings
+
+TEAMS = "teams"
+SHARES = "team_shares"
+VOTES = "item_votes"
+SHAREABLE_KINDS = ("reflection", "insight")
+#: each net vote changes a team-search score by this share of it
+VOTE_STEP = 0.1
+#: net votes beyond this count no further (so the factor stays within 0.5 .. 1.5)
+VOTE_CAP = 5
+MAX_NAME = 200
+_ALL = 1_000_000
+
+
+def vote_factor(net: int) -> float:
+    """The multiplier of a team-search score for ``net`` votes."""
+    return 1.0 + VOTE_STEP * max(-VOTE_CAP, min(VOTE_CAP, net))
+
+
+def check_name(value: object, what: str) -> str:
+    """A trimmed, non-empty name of at most MAX_NAME characters."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(f"{what} must be a non-empty name")
+    name = value.strip()
+    check_text(name, 4 * MAX_NAME, what=what)
+    if len(name) > MAX_NAME or any(ord(c) < 32 for c in name):
+        raise ValidationError(
+            f"{what} must be at most {MAX_NAME} characters without control characters"
+        )
+    return name
+
+
+@dataclass
+class TeamHit:
+    id: str
+    kind: str
+    content: str
+    content_length: int
+    truncated: bool
+    score: float  # the team score: fused score x vote factor
+    fused_score: float  # the plain hybrid score
+    votes_up: int
+    votes_down: int
+    net_votes: int
+    your_vote: int | None
+    confidence: hybrid.Level
+    project: str | None
+    author: str
+    shared_by: str | None
+    created_at: datetime
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TeamSearch:
+    team: str
+    user: str
+    hits: list[TeamHit]
+    confidence: hybrid.Level
+    mode: str
+    degraded: str | None
+    shared_items: int
+
+
+class TeamService:
+    def __init__(
+        self, storage: StorageBase, memory: MemoryService, settings: SessionBuddySettings
+    ) -> None:
+        self.storage = storage
+        self.memory = memory
+        self.settings = settings
+        #: let a ``user`` argument name someone else when the request is not authenticated
+        #: (a trusted local setup, tests). Never applies to authenticated requests.
+        self.allow_user_override = False
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def from_container(cls, resolve: Callable[[type], Any]) -> TeamService:
+        return cls(resolve(StorageBase), resolve(MemoryService), resolve(SessionBuddySettings))
+
+    # -- identity and visibility -------------------------------------------------------------
+
+    def user(self, given: str | None = None) -> str:
+        """The acting user, checking a ``user`` argument against it."""
+        return resolve_user_argument(given, self.settings, allow_override=self.allow_user_override)
+
+    def owner(self, item: MemoryItem) -> str:
+        return owner_of(item.author, self.settings)
+
+    @staticmethod
+    def _team_missing(name: str) -> NotFound:
+        # One message for "no such team" and "not a member": nothing can be inferred.
+        return NotFound(f"no team {name!r} among the teams you belong to")
+
+    @staticmethod
+    def _item_missing(item_id: str) -> NotFound:
+        return NotFound(f"no memory item with id {item_id!r} that you can see")
+
+    async def _all_teams(self) -> list[Record]:
+        return await self.storage.list_records(TEAMS, limit=_ALL, newest_first=False)
+
+    async def teams_of(self, user: str) -> list[Record]:
+        """The teams ``user`` is a member of."""
+        return [t for t in await self._all_teams() if user in t.data.get("members", [])]
+
+    async def _team(self, name: object, user: str) -> Record:
+        """The team, when ``user`` is a member; else the same NotFound as a missing team."""
+        if not isinstance(name, str) or not name.strip():
+            raise ValidationError("team must be a non-empty name")
+        record = await self.storage.get_record(TEAMS, name.strip())
+        if record is None or user not in record.data.get("members", []):
+            raise self._team_missing(name.strip())
+        return record
+
+    async def _shares(self, team: str) -> list[Record]:
+        return await self.storage.list_records(SHARES, project=team, limit=_ALL)
+
+    async def shared_ids(self, user: str) -> set[str]:
+        """Ids of the items shared with any team ``user`` belongs to."""
+        ids: set[str] = set()
+        for team in await self.teams_of(user):
+            ids.update(r.data["item_id"] for r in await self._shares(team.id))
+        return ids
+
+    async def visibility(self, user: str | None = None) -> Callable[[MemoryItem], bool]:
+        """A predicate: may ``user`` (default the acting user) see this item?"""
+        who = user or acting_user(self.settings)
+        shared = await self.shared_ids(who)
+        return lambda item: item.id in shared or self.owner(item) == who
+
+    async def _visible_item(self, item_id: object, user: str) -> MemoryItem:
+        if not isinstance(item_id, str) or not item_id.strip():
+            raise ValidationError("id must be a memory item id")
+        item_id = item_id.strip()
+        found = await self.storage.get_items([item_id])
+        if not found:
+            raise self._item_missing(item_id)
+        item = found[0]
+        if self.owner(item) != user and item.id not in await self.shared_ids(user):
+            raise self._item_missing(item_id)
+        return item
+
+    # -- teams -------------------------------------------------------------------------------
+
+    async def create_team(
+        self,
+        name: str,
+        members: Iterable[str] = (),
+        projects: Iterable[str] = (),
+        description: str | None = None,
+    ) -> dict[str, Any]:
+        """Create a team; the acting user is its first member."""
+        creator = self.user()
+        team = check_name(name, "team name")
+        people = [creator] + [check_name(m, "a member") for m in members]
+        names = [check_name(p, "a project") for p in projects]
+        if description is not None:
+            check_text(description, 64 * 1024, what="description")
+        async with self._lock:
+            if await self.storage.get_record(TEAMS, team) is not None:
+                raise ValidationError(f"the team name {team!r} is taken; choose another name")
+            now = utcnow()
+            record = Record(
+                collection=TEAMS,
+                id=team,
+                data={
+                    "members": list(dict.fromkeys(people)),
+                    "projects": list(dict.fromkeys(names)),
+                    "created_by": creator,
+                    "description": description,
+                },
+                created_at=now,
+                updated_at=now,
+            )
+            await self.storage.put_record(record)
+        return self._team_view(record)
+
+    @staticmethod
+    def _team_view(record: Record) -> dict[str, Any]:
+        return {
+            "name": record.id,
+            "members": list(record.data.get("members", [])),
+            "projects": list(record.data.get("projects", [])),
+            "created_by": record.data.get("created_by"),
+            "description": record.data.get("description"),
+            "created_at": record.created_at.isoformat(),
+        }
+
+    async def add_team_member(self, team: str, user: str) -> dict[str, Any]:
+        """Add ``user`` to ``team``; the acting user must be a member."""
+        actor = self.user()
+        new = check_name(user, "user")
+        async with self._lock:
+            record = await self._team(team, actor)
+            members = list(record.data.get("members", []))
+            added = new not in members
+            if added:
+                members.append(new)
+                record.data["members"] = members
+                record.updated_at = utcnow()
+                await self.storage.put_record(record)
+        return {**self._team_view(record), "added": added, "user": new}
+
+    async def list_teams(self) -> list[dict[str, Any]]:
+        """The teams the acting user belongs to."""
+        return [self._team_view(t) for t in await self.teams_of(self.user())]
+
+    # -- sharing and votes -------------------------------------------------------------------
+
+    async def share_reflection(self, item_id: str, team: str) -> dict[str, Any]:
+        """Share one of the acting user's reflections (or insights) with a team of theirs."""
+        actor = self.user()
+        record = await self._team(team, actor)
+        item = await self._visible_item(item_id, actor)
+        if self.owner(item) != actor:
+            raise ValidationError(
+                f"item {item.id!r} was shared with you by its author; only the author "
+                f"({self.owner(item)}) can share it with other teams"
+            )
+        if item.kind not in SHAREABLE_KINDS:
+            raise ValidationError(
+                f"item {item.id!r} is a {item.kind}; only reflections and insights can be shared"
+            )
+        key = json.dumps([record.id, item.id])
+        existing = await self.storage.get_record(SHARES, key)
+        if existing is None:
+            await self.storage.put_record(
+                Record(
+                    collection=SHARES,
+                    id=key,
+                    project=record.id,
+                    data={
+                        "team": record.id,
+                        "item_id": item.id,
+                        "shared_by": actor,
+                        "kind": item.kind,
+                        "project": item.project,
+                    },
+                )
+            )
+        return {"id": item.id, "team": record.id, "shared": existing is None}
+
+    async def vote_on_reflection(
+        self, item_id: str, vote: int = 1, user: str | None = None
+    ) -> dict[str, Any]:
+        """Vote +1 or -1 on an item shared with one of the user's teams (one vote per user:
+        voting again replaces the earlier vote)."""
+        voter = self.user(user)
+        if isinstance(vote, bool) or vote not in (1, -1):
+            raise ValidationError(f"vote must be +1 or -1, not {vote!r}")
+        item = await self._visible_item(item_id, voter)
+        if item.id not in await self.shared_ids(voter):
+            raise ValidationError(
+                f"item {item.id!r} is not shared with any team of yours; votes count in team "
+                "search only, so share it first (share_reflection)"
+            )
+        key = json.dumps([item.id, voter])
+        async with self._lock:
+            previous = await self.storage.get_record(VOTES, key)
+            now = utcnow()
+            await self.storage.put_record(
+                Record(
+                    collection=VOTES,
+                    id=key,
+                    project=item.id,
+                    data={"item_id": item.id, "user": voter, "vote": int(vote)},
+                    created_at=previous.created_at if previous else now,
+                    updated_at=now,
+                )
+            )
+        return {
+            "id": item.id,
+            "user": voter,
+            "vote": int(vote),
+            "previous": previous.data.get("vote") if previous else None,
+            "replaced": previous is not None,
+        }
+
+    async def _votes(self, item_id: str, members: set[str]) -> dict[str, int]:
+        """user -> vote on the item, for the given members only."""
+        out: dict[str, int] = {}
+        for r in await self.storage.list_records(VOTES, project=item_id, limit=_ALL):
+            if r.data.get("user") in members:
+                out[r.data["user"]] = int(r.data.get("vote", 0))
+        return out
+
+    # -- search and statistics ---------------------------------------------------------------
+
+    async def _rank(
+        self, query: str, ids: set[str], depth: int
+    ) -> tuple[list[hybrid.Fused], str, str | None]:
+        """Hybrid ranking restricted to ``ids`` (the same fusion as MemoryService.search)."""
+        flt = ItemFilter(ids=ids)
+        vector, degraded = await self.memory._query_vector(query)
+        rankings = [await self.storage.keyword_search(query, flt, depth)]
+        names = ["keyword"]
+        if vector is not None:
+            rankings.append(await self.storage.vector_search(vector, flt, depth))
+            names.append("semantic")
+        search = self.settings.search
+        if search.fusion == "rrf":
+            fused = hybrid.fuse(rankings, search.rrf_k, kinds=names)
+        else:
+            fused = hybrid.fuse_weighted(rankings, search.keyword_weight, kinds=names)
+        return fused, ("hybrid" if vector is not None else "keyword"), degraded
+
+    async def search_team_knowledge(
+        self, query: str, team: str, user: str | None = None, limit: int = 10
+    ) -> TeamSearch:
+        """Search the items shared with ``team``, ranked by hybrid score and members' votes."""
+        who = self.user(user)
+        if not isinstance(query, str) or not query.strip():
+            raise ValidationError("query is empty; give words to search for")
+        if not 1 <= limit <= 100:
+            raise ValidationError(f"limit must be between 1 and 100, not {limit}")
+        record = await self._team(team, who)
+        members = set(record.data.get("members", []))
+        shares = {r.data["item_id"]: r for r in await self._shares(record.id)}
+        if not shares:
+            return TeamSearch(record.id, who, [], "none", "hybrid", None, 0)
+        depth = max(self.settings.search.candidates, limit + 1)
+        fused, mode, degraded = await self._rank(query, set(shares), depth)
+        votes = {f.id: await self._votes(f.id, members) for f in fused}
+        team_score = {f.id: f.score * vote_factor(sum(votes[f.id].values())) for f in fused}
+        fused.sort(key=lambda f: (-team_score[f.id], f.id))
+        page = fused[:limit]
+        items = {i.id: i for i in await self.storage.get_items([f.id for f in page])}
+        groups = hybrid.query_groups(query)
+        snippet = self.settings.search.snippet_chars
+        hits: list[TeamHit] = []
+        for f in page:
+            item = items.get(f.id)
+            if item is None:
+                continue
+            cast = votes[f.id]
+            level = hybrid.best_level(
+                hybrid.semantic_level(f.semantic_score),
+                hybrid.keyword_level(groups, item.content) if groups else "none",
+            )
+            hits.append(
+                TeamHit(
+                    id=item.id,
+                    kind=item.kind,
+                    content=item.content[:snippet],
+                    content_length=len(item.content),
+                    truncated=len(item.content) > snippet,
+                    score=round(team_score[f.id], 6),
+                    fused_score=round(f.score, 6),
+                    votes_up=sum(1 for v in cast.values() if v > 0),
+                    votes_down=sum(1 for v in cast.values() if v < 0),
+                    net_votes=sum(cast.values()),
+                    your_vote=cast.get(who),
+                    confidence=level,
+                    project=item.project,
+                    author=self.owner(item),
+                    shared_by=shares[item.id].data.get("shared_by"),
+                    created_at=item.created_at,
+                    tags=list(item.tags),
+                )
+            )
+        return TeamSearch(
+            team=record.id,
+            user=who,
+            hits=hits,
+            confidence=hybrid.best_level(*(h.confidence for h in hits)),
+            mode=mode,
+            degraded=degraded,
+            shared_items=len(shares),
+        )
+
+    async def get_team_statistics(self, team: str) -> dict[str, Any]:
+        """Members, projects, shared items and votes of a team (members only)."""
+        who = self.user()
+        record = await self._team(team, who)
+        members = set(record.data.get("members", []))
+        shares = await self._shares(record.id)
+        items = {i.id: i for i in await self.storage.get_items([s.data["item_id"] for s in shares])}
+        by_kind: Counter[str] = Counter()
+        by_project: Counter[str] = Counter()
+        by_member: Counter[str] = Counter()
+        up = down = 0
+        voters: set[str] = set()
+        ranked: list[tuple[int, str]] = []
+        for share in shares:
+            item = items.get(share.data["item_id"])
+            if item is None:  # deleted since it was shared
+                continue
+            by_kind[item.kind] += 1
+            by_project[item.project or "(none)"] += 1
+            by_member[share.data.get("shared_by") or self.owner(item)] += 1
+            cast = await self._votes(item.id, members)
+            up += sum(1 for v in cast.values() if v > 0)
+            down += sum(1 for v in cast.values() if v < 0)
+            voters.update(cast)
+            ranked.append((sum(cast.values()), item.id))
+        ranked.sort(key=lambda r: (-r[0], r[1]))
+        return {
+            **self._team_view(record),
+            "member_count": len(members),
+            "shared_items": sum(by_kind.values()),
+            "by_kind": dict(by_kind),
+            "by_project": dict(by_project),
+            "shared_by_member": dict(by_member),
+            "votes": {"up": up, "down": down, "voters": len(voters)},
+            "top_items": [
+                {
+                    "id": item_id,
+                    "net_votes": net,
+                    "project": items[item_id].project,
+                    "excerpt": items[item_id].content[:200],
+                }
+                for net, item_id in ranked[:5]
+            ],
+        }

@@ -1,0 +1,103 @@
+"""Who is acting: the identity that access control in the core services checks.
+
+The acting user is, in order:
+
+1. :data:`current_user`, a context variable the HTTP service sets per request to the
+   authenticated token's subject (``with acting_as(claims["sub"]): ...``, or
+   ``current_user.set(...)`` in a middleware). When it is set, the request is
+   *authenticated*: a ``user`` argument of a tool may only name that same user;
+2. else ``settings.user``;
+3. else the login name (as the bearer tokens of the stdio bridge use it).
+
+A ``user`` argument of a tool is checked with :func:`resolve_user_argument`: empty means the
+acting user; naming the acting user is fine; naming someone else raises
+:class:`~session_buddy.errors.AuthError`, unless the request is not authenticated *and* the
+service was explicitly told to allow it (``TeamService.allow_user_override``; off by
+default, meant for a trusted local setup and tests). So a free-text argument alone never
+decides who acts when auth is on.
+
+Ownership of memory items: an item belongs to its ``author``; items stored without an author
+(the memory tools of a local install) or captured automatically (:data:`MACHINE_AUTHORS`)
+belong to the install's own user (``settings.user`` or the login name).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+from session_buddy.errors import AuthError, ValidationError
+from session_buddy.settings import SessionBuddySettings
+
+__all__ = [
+    "MACHINE_AUTHORS",
+    "acting_as",
+    "acting_user",
+    "authenticated",
+    "current_user",
+    "local_user",
+    "owner_of",
+    "resolve_user_argument",
+]
+
+#: The authenticated user of the current request (set by the HTTP service), or None.
+current_user: ContextVar[str | None] = ContextVar("session_buddy_current_user", default=None)
+
+#: Authors written by automatic capture, not by a person: such items belong to the local user.
+MACHINE_AUTHORS = frozenset({"claude-code"})
+
+
+def local_user(settings: SessionBuddySettings) -> str:
+    """The install's own user: ``settings.user``, else the login name."""
+    if settings.user:
+        return settings.user
+    from session_buddy.auth import login_name
+
+    return login_name()
+
+
+def authenticated() -> bool:
+    """True when an authenticated identity was bound for this request."""
+    return bool(current_user.get())
+
+
+def acting_user(settings: SessionBuddySettings) -> str:
+    """The user on whose behalf the current call runs."""
+    return current_user.get() or local_user(settings)
+
+
+@contextmanager
+def acting_as(user: str) -> Iterator[None]:
+    """Bind ``user`` as the authenticated identity for the code inside (per request)."""
+    if not isinstance(user, str) or not user.strip():
+        raise ValidationError("user must be a non-empty name")
+    token = current_user.set(user.strip())
+    try:
+        yield
+    finally:
+        current_user.reset(token)
+
+
+def resolve_user_argument(
+    given: str | None, settings: SessionBuddySettings, *, allow_override: bool = False
+) -> str:
+    """The user a call acts as, given a tool's ``user`` argument (see the module doc)."""
+    acting = acting_user(settings)
+    if given is None or not str(given).strip() or str(given).strip() == acting:
+        return acting
+    given = str(given).strip()
+    if allow_override and not authenticated():
+        return given
+    how = "authenticated as" if authenticated() else "running as"
+    raise AuthError(
+        f"user={given!r} is not you: this server is {how} {acting!r}, and a user argument may "
+        "only name yourself (leave it out). Acting for another user needs that user's token"
+    )
+
+
+def owner_of(author: str | None, settings: SessionBuddySettings) -> str:
+    """Who owns an item written by ``author`` (see the module doc)."""
+    if author and author not in MACHINE_AUTHORS:
+        return author
+    return local_user(settings)

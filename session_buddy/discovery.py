@@ -1,0 +1,166 @@
+"""Finding, and starting, the one session-buddy service of a data directory.
+
+The service writes ``<data>/service.json`` (pid, address, version) once it listens, and holds
+an exclusive lock on ``<data>/service.lock`` for its whole life: a second service for the
+same data directory sees the lock and exits, and a stale ``service.json`` left by a killed
+service is recognised because its process is gone or its port refuses connections.
+
+Bridges that find no live service start one under ``<data>/service.start.lock``, so when two
+bridges start at once exactly one service is spawned. Light imports only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+SERVICE_FILE = "service.json"
+SERVICE_LOCK = "service.lock"
+START_LOCK = "service.start.lock"
+START_TIMEOUT_S = 60.0
+
+
+def read_service(data_dir: Path) -> dict[str, Any] | None:
+    try:
+        info = json.loads((data_dir / SERVICE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) and {"pid", "host", "port"} <= info.keys() else None
+
+
+def write_service(data_dir: Path, info: dict[str, Any]) -> None:
+    """Atomically replace service.json."""
+    tmp = data_dir / f".{SERVICE_FILE}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(info), encoding="utf-8")
+    os.replace(tmp, data_dir / SERVICE_FILE)
+
+
+def remove_service(data_dir: Path, pid: int) -> None:
+    """Remove service.json if it still describes process ``pid``."""
+    info = read_service(data_dir)
+    if info is not None and info.get("pid") == pid:
+        with contextlib.suppress(OSError):
+            (data_dir / SERVICE_FILE).unlink()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child still "exists": look at its state
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[-1].split()[0] == "Z":
+            return False
+    return True
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def live_service(data_dir: Path) -> dict[str, Any] | None:
+    info = read_service(data_dir)
+    if info is None or not pid_alive(int(info["pid"])):
+        return None
+    if not port_open(str(info["host"]), int(info["port"])):
+        return None
+    return info
+
+
+@contextlib.contextmanager
+def start_lock(data_dir: Path) -> Iterator[None]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(data_dir / START_LOCK, "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+_LAUNCHER = (
+    "import subprocess, sys\n"
+    "log = open(sys.argv[1], 'ab')\n"
+    "p = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log, stderr=log,"
+    " start_new_session=True, close_fds=True)\n"
+    "print(p.pid)\n"
+)
+
+
+def spawn_service(data_dir: Path, config: str | None) -> int:
+    """Start `session-buddy service` fully detached (through a launcher that exits at once,
+    so the service is not our child and never lingers as a zombie); returns its pid."""
+    logs = data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env["SESSION_BUDDY_DATA_DIR"] = str(data_dir)
+    if config:
+        env["SESSION_BUDDY_CONFIG"] = str(config)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _LAUNCHER,
+            str(logs / "service.log"),
+            sys.executable,
+            "-m",
+            "session_buddy.cli",
+            "service",
+        ],
+        env=env,
+        capture_output=True,
+        check=True,
+        timeout=30,
+    )
+    return int(out.stdout.decode().strip())
+
+
+def ensure_service(
+    data_dir: Path, config: str | None = None, timeout: float = START_TIMEOUT_S
+) -> dict[str, Any]:
+    """The live service of ``data_dir``, started if needed. Raises RuntimeError on failure."""
+    info = live_service(data_dir)
+    if info is not None:
+        return info
+    with start_lock(data_dir):
+        info = live_service(data_dir)
+        if info is not None:
+            return info
+        pid = spawn_service(data_dir, config)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            info = live_service(data_dir)
+            if info is not None:
+                return info
+            if not pid_alive(pid):
+                # it exits at once when another service holds the lock: wait for that one
+                other = read_service(data_dir)
+                if other is not None and pid_alive(int(other["pid"])):
+                    time.sleep(0.05)
+                    continue
+                raise RuntimeError(
+                    f"the session-buddy service stopped while starting; "
+                    f"see {data_dir / 'logs' / 'service.log'}"
+                )
+            time.sleep(0.02)
+        raise RuntimeError(
+            f"the session-buddy service did not start within {timeout:.0f} s; "
+            f"see {data_dir / 'logs' / 'service.log'}"
+        )

@@ -1,0 +1,220 @@
+"""The shared local service: one process owns a data directory; stdio bridges talk to it.
+
+DuckDB lets one process write a database file. Claude Code starts one stdio server per
+session, and people run several sessions at once, so ``session-buddy serve`` (stdio) is a
+thin bridge (:mod:`session_buddy.stdio_front`) to this service, which it starts on first
+use (:mod:`session_buddy.discovery`). The service:
+
+- listens on loopback on a free port and publishes it in ``<data>/service.json``;
+- holds ``<data>/service.lock`` while it lives (one service per data directory);
+- requires a bearer JWT signed with the data directory's secret (:mod:`session_buddy.auth`);
+- bounds request sizes (413) and requests in flight (503);
+- exits after ``server.idle_timeout_s`` without requests, through the ShutdownManager.
+
+The same ASGI guard protects ``session-buddy serve --http``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from session_buddy import __version__
+from session_buddy.auth import load_secret, verify_token
+from session_buddy.di.paths import SessionPaths
+from session_buddy.discovery import SERVICE_LOCK, remove_service, write_service
+from session_buddy.errors import AuthError
+from session_buddy.settings import SessionBuddySettings
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class Activity:
+    """When the service was last used, and how many requests are in flight."""
+
+    def __init__(self) -> None:
+        self.last = time.monotonic()
+        self.in_flight = 0
+
+
+class GuardMiddleware:
+    """Bearer-token auth, request size and concurrency limits, activity tracking."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        secret: bytes | None,
+        max_request_bytes: int,
+        max_concurrent: int,
+        activity: Activity,
+    ) -> None:
+        self.app = app
+        self.secret = secret
+        self.max_request_bytes = max_request_bytes
+        self.max_concurrent = max_concurrent
+        self.activity = activity
+
+    async def _reply(
+        self, send: Send, status: int, message: str, extra: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
+        body = json.dumps({"error": message}).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        await send(
+            {"type": "http.response.start", "status": status, "headers": headers + (extra or [])}
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {
+            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])
+        }
+        if self.secret is not None:
+            auth = headers.get("authorization", "")
+            scheme, _, token = auth.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                await self._reply(
+                    send, 401, "missing bearer token", [(b"www-authenticate", b"Bearer")]
+                )
+                return
+            try:
+                claims = verify_token(self.secret, token.strip())
+            except AuthError as exc:
+                await self._reply(
+                    send, 401, str(exc), [(b"www-authenticate", b'Bearer error="invalid_token"')]
+                )
+                return
+            scope.setdefault("state", {})["session_buddy_user"] = claims.get("sub")
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_request_bytes:
+            await self._reply(send, 413, f"request larger than {self.max_request_bytes} bytes")
+            return
+        if self.activity.in_flight >= self.max_concurrent:
+            await self._reply(
+                send, 503, "too many requests in flight; retry shortly", [(b"retry-after", b"1")]
+            )
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message.get("type") == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_request_bytes:
+                    raise ValueError(f"request larger than {self.max_request_bytes} bytes")
+            return message
+
+        self.activity.in_flight += 1
+        self.activity.last = time.monotonic()
+        try:
+            await self.app(scope, limited_receive, send)
+        finally:
+            self.activity.in_flight -= 1
+            self.activity.last = time.monotonic()
+
+
+def guard_middleware(
+    settings: SessionBuddySettings, paths: SessionPaths, activity: Activity
+) -> list[Any]:
+    """The Starlette middleware list for FastMCP's HTTP app."""
+    from starlette.middleware import Middleware
+
+    secret = load_secret(paths.data) if settings.server.auth else None
+    return [
+        Middleware(
+            GuardMiddleware,  # type: ignore[arg-type]
+            secret=secret,
+            max_request_bytes=settings.server.max_request_bytes,
+            max_concurrent=settings.server.max_concurrent_requests,
+            activity=activity,
+        )
+    ]
+
+
+def _idle_watchdog(activity: Activity, idle_s: float) -> None:
+    while True:
+        time.sleep(min(5.0, max(0.2, idle_s / 5)))
+        if activity.in_flight == 0 and time.monotonic() - activity.last > idle_s:
+            log.info("idle for %.0f s: shutting down", idle_s)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+
+
+def run_service(settings: SessionBuddySettings) -> int:
+    """Run the shared service of the settings' data directory until idle or signalled."""
+    paths = SessionPaths.from_settings(settings.data_dir).ensure()
+    lock = open(paths.data / SERVICE_LOCK, "a+")  # noqa: SIM115 - held for the process's life
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"another session-buddy service owns {paths.data}; exiting", file=sys.stderr)
+        return 0
+    host = settings.server.host
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    sock.listen(256)
+    port = sock.getsockname()[1]
+    activity = Activity()
+    from session_buddy.server import create_server
+
+    server = create_server(settings)
+    middleware = guard_middleware(settings, paths, activity)
+    write_service(
+        paths.data,
+        {
+            "pid": os.getpid(),
+            "host": host,
+            "port": port,
+            "url": f"http://{host}:{port}/mcp",
+            "version": __version__,
+            "started_at": time.time(),
+            "auth": settings.server.auth,
+        },
+    )
+    threading.Thread(
+        target=_idle_watchdog, args=(activity, settings.server.idle_timeout_s), daemon=True
+    ).start()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
+    try:
+        server.run(
+            transport="http",
+            sockets=[sock],
+            stateless_http=True,
+            middleware=middleware,
+            show_banner=False,
+            uvicorn_config={
+                "log_config": None,
+                "access_log": False,
+                "timeout_graceful_shutdown": 10,
+            },
+        )
+    finally:
+        remove_service(paths.data, os.getpid())
+        with contextlib.suppress(OSError):
+            lock.close()
+    return 0

@@ -1,0 +1,125 @@
+"""Real MCP peers for tests: a stdio client driving `session-buddy serve` over pipes."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import session_buddy_cmd
+
+PROTOCOL = "2025-06-18"
+
+
+class StdioPeer:
+    """Drives `session-buddy serve` over real pipes and checks every stdout line."""
+
+    def __init__(self, env: dict[str, str], cwd: Path, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [*session_buddy_cmd(), "serve", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=cwd,
+        )
+        self.next_id = 0
+        self.lines: list[bytes] = []
+
+    def send(self, message: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(message).encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def request(self, method: str, params: dict[str, Any] | None = None) -> int:
+        self.next_id += 1
+        self.send({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params or {}})
+        return self.next_id
+
+    def read_message(self, timeout: float = 60) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        assert ready, "no answer from the server in time"
+        line = self.proc.stdout.readline()
+        assert line, f"server closed stdout; stderr: {self.stderr_text()}"
+        self.lines.append(line)
+        message = json.loads(line)  # every stdout line must be JSON-RPC
+        assert message.get("jsonrpc") == "2.0", line
+        return message
+
+    def wait_for(self, request_id: int, timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            message = self.read_message(deadline - time.monotonic())
+            if message.get("id") == request_id and "method" not in message:
+                return message
+        raise AssertionError(f"no answer to request {request_id}")
+
+    def call(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        answer = self.wait_for(self.request("tools/call", {"name": tool, "arguments": arguments}))
+        assert "result" in answer, answer
+        return answer["result"]
+
+    def initialize(self) -> dict[str, Any]:
+        rid = self.request(
+            "initialize",
+            {
+                "protocolVersion": PROTOCOL,
+                "capabilities": {},
+                "clientInfo": {"name": "test", "version": "1"},
+            },
+        )
+        answer = self.wait_for(rid, timeout=30)
+        self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        return answer
+
+    def stderr_text(self) -> str:
+        if self.proc.poll() is None:
+            return "(still running)"
+        assert self.proc.stderr is not None
+        return self.proc.stderr.read().decode(errors="replace")[-4000:]
+
+    def finish_stdout(self) -> None:
+        """Read what is left on stdout after exit: it must be JSON-RPC too."""
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout.read().splitlines():
+            if line.strip():
+                assert json.loads(line).get("jsonrpc") == "2.0", line
+
+
+def server_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSION_BUDDY_")}
+    env.update({"HOME": str(tmp_path / "home"), "SESSION_BUDDY_DATA_DIR": str(tmp_path / "data")})
+    env.update(extra)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def stop_service(data_dir: Path, timeout: float = 30) -> None:
+    """Terminate the shared service of ``data_dir`` if one runs, and wait for it."""
+    from session_buddy.discovery import pid_alive, read_service
+
+    info = read_service(data_dir)
+    if info is None:
+        return
+    pid = int(info["pid"])
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)

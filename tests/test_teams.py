@@ -1,0 +1,259 @@
+"""Teams: sharing, votes and access control (lite storage, the real ONNX model).
+
+The MCP server acts as ``settings.user``. A second (or third) user acts through the core
+service inside ``acting_as(name)``: the same hook the HTTP service uses to bind the
+authenticated token's subject to a request.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastmcp import Client
+from fastmcp.exceptions import ToolError
+
+from session_buddy import di
+from session_buddy.core.memory import ItemInput, MemoryService
+from session_buddy.core.teams import TeamService, vote_factor
+from session_buddy.core.users import acting_as
+from session_buddy.errors import AuthError, NotFound, ValidationError
+from session_buddy.settings import load_settings
+
+WEBHOOK_RETRY = (
+    "Retry the flaky payment webhook with exponential backoff: start at 1 second, "
+    "at most 5 attempts, and make the handler idempotent."
+)
+WEBHOOK_SHORT = "Webhook deliveries from the payment provider need an exponential backoff."
+SECRET_PLAN = "Project Falcon: the payments team migrates to the new ledger in March."
+
+
+def server_for(tmp_path: Path, user: str) -> Any:
+    from session_buddy.server import create_server
+
+    settings = load_settings(mode="lite", data_dir=tmp_path / "data", user=user).settings
+    return create_server(settings)
+
+
+async def call(client: Client[Any], tool: str, **args: Any) -> dict[str, Any]:
+    result = await client.call_tool(tool, args)
+    data = result.structured_content
+    assert isinstance(data, dict)
+    return data
+
+
+async def tool_error(client: Client[Any], tool: str, **args: Any) -> str:
+    with pytest.raises(ToolError) as caught:
+        await client.call_tool(tool, args)
+    return str(caught.value)
+
+
+async def store_as(user: str, content: str, project: str = "payments") -> str:
+    """A reflection written by ``user`` (as the memory tools of their own server would)."""
+    stored = await di.get(MemoryService).store(
+        [ItemInput(content=content, kind="reflection", project=project, author=user)]
+    )
+    return stored[0].id
+
+
+@pytest.fixture
+async def mallory(tmp_path: Path) -> AsyncIterator[Client[Any]]:
+    """The MCP client of a user outside alice's team."""
+    async with Client(server_for(tmp_path, "mallory")) as c:
+        yield c
+
+
+@pytest.fixture
+async def alice(tmp_path: Path) -> AsyncIterator[Client[Any]]:
+    async with Client(server_for(tmp_path, "alice")) as c:
+        yield c
+
+
+async def test_outsider_cannot_read_vote_or_infer(mallory: Client[Any]) -> None:
+    teams = di.get(TeamService)
+    with acting_as("alice"):
+        await teams.create_team("payments", members=["bob"], projects=["payments"])
+        shared = await store_as("alice", SECRET_PLAN)
+        private = await store_as("alice", "Alice's private note about the Falcon ledger.")
+        await teams.share_reflection(shared, "payments")
+    with acting_as("bob"):
+        await teams.vote_on_reflection(shared, 1)
+        found = await teams.search_team_knowledge("Falcon ledger migration", "payments")
+        assert [h.id for h in found.hits] == [shared]  # a member sees it, not the private one
+
+    def same(message: str, name: str) -> str:
+        return message.replace(name, "<X>")
+
+    missing_team = await tool_error(
+        mallory, "search_team_knowledge", query="Falcon ledger", team="no-such-team"
+    )
+    assert "no team 'no-such-team'" in missing_team
+    # A team that exists answers exactly like one that does not, for every team tool.
+    for tool, args in [
+        ("search_team_knowledge", {"query": "Falcon ledger"}),
+        ("get_team_statistics", {}),
+        ("add_team_member", {"user": "mallory"}),
+        ("share_reflection", {"id": shared}),
+    ]:
+        real = await tool_error(mallory, tool, team="payments", **args)
+        fake = await tool_error(mallory, tool, team="no-such-team", **args)
+        assert same(real, "payments") == same(fake, "no-such-team"), tool
+        assert "no team" in real or "no memory item" in real
+
+    # An id she cannot see answers exactly like an id that does not exist.
+    unknown = uuid.uuid4().hex
+    for item in (shared, private):
+        real = await tool_error(mallory, "vote_on_reflection", id=item, vote=1)
+        fake = await tool_error(mallory, "vote_on_reflection", id=unknown, vote=1)
+        assert same(real, item) == same(fake, unknown)
+    mine = await call(mallory, "create_team", name="mallory-only")
+    assert mine["members"] == ["mallory"]
+    real = await tool_error(mallory, "share_reflection", id=shared, team="mallory-only")
+    fake = await tool_error(mallory, "share_reflection", id=unknown, team="mallory-only")
+    assert same(real, shared) == same(fake, unknown)
+
+    # Naming someone else as the user is refused, not honoured.
+    refused = await tool_error(
+        mallory, "search_team_knowledge", query="Falcon", team="payments", user="bob"
+    )
+    assert "is not you" in refused
+
+    # Her own views leak nothing: statistics of her team, cross-project search.
+    stats = await call(mallory, "get_team_statistics", team="mallory-only")
+    assert stats["shared_items"] == 0 and stats["votes"] == {"up": 0, "down": 0, "voters": 0}
+    across = await call(
+        mallory, "search_across_projects", query="Falcon ledger migration", project="payments"
+    )
+    assert across["hits"] == []
+    insights = await call(mallory, "get_project_insights", project="payments")
+    assert insights["insights"] == [] and insights["items_considered"] == 0
+    # ... nor did anything she tried count: bob's vote is still the only one.
+    with acting_as("bob"):
+        stats = await teams.get_team_statistics("payments")
+    assert stats["members"] == ["alice", "bob"]
+    assert stats["votes"] == {"up": 1, "down": 0, "voters": 1}
+
+    # Once she is added, she sees the team's knowledge (and still not alice's private note).
+    with acting_as("alice"):
+        await teams.add_team_member("payments", "mallory")
+    found_now = await call(mallory, "search_team_knowledge", query="Falcon ledger", team="payments")
+    assert [h["id"] for h in found_now["hits"]] == [shared]
+    assert found_now["hits"][0]["author"] == "alice"
+
+
+async def test_votes_count_once_per_user_and_change_team_ranking(alice: Client[Any]) -> None:
+    teams = di.get(TeamService)
+    created = await call(alice, "create_team", name="core", members=["bob", "carol"])
+    assert created["members"] == ["alice", "bob", "carol"]
+    added = await call(alice, "add_team_member", team="core", user="dave")
+    assert added["added"] is True
+    again = await call(alice, "add_team_member", team="core", user="dave")
+    assert again["added"] is False
+
+    # alice's own reflections (stored through her server: she is their author)
+    retry = (await call(alice, "store_reflection", content=WEBHOOK_RETRY, project="pay"))["id"]
+    short = (await call(alice, "store_reflection", content=WEBHOOK_SHORT, project="pay"))["id"]
+    convo = (await call(alice, "store_conversation", content="webhook chat turn", project="pay"))[
+        "id"
+    ]
+    for item in (retry, short):
+        shared = await call(alice, "share_reflection", id=item, team="core")
+        assert shared["shared"] is True
+    assert (await call(alice, "share_reflection", id=retry, team="core"))["shared"] is False
+    assert "only reflections" in await tool_error(alice, "share_reflection", id=convo, team="core")
+
+    query = "retry payment webhook exponential backoff attempts"
+    before = await call(alice, "search_team_knowledge", query=query, team="core")
+    assert [h["id"] for h in before["hits"]] == [retry, short]
+    assert before["shared_items"] == 2
+    assert all(h["net_votes"] == 0 and h["score"] == h["fused_score"] for h in before["hits"])
+
+    # alice votes -1 on the top hit three times: it counts once.
+    for _ in range(3):
+        voted = await call(alice, "vote_on_reflection", id=retry, vote=-1)
+    assert voted["replaced"] is True and voted["previous"] == -1
+    # bob changes his mind: his second vote replaces the first.
+    with acting_as("bob"):
+        first = await teams.vote_on_reflection(short, -1)
+        second = await teams.vote_on_reflection(short, 1)
+    assert first["replaced"] is False and second == {
+        "id": short,
+        "user": "bob",
+        "vote": 1,
+        "previous": -1,
+        "replaced": True,
+    }
+    with acting_as("carol"):
+        await teams.vote_on_reflection(short, 1)
+        await teams.vote_on_reflection(retry, -1)
+
+    after = await call(alice, "search_team_knowledge", query=query, team="core")
+    by_id = {h["id"]: h for h in after["hits"]}
+    assert (by_id[retry]["net_votes"], by_id[retry]["votes_down"]) == (-2, 2)
+    assert (by_id[short]["net_votes"], by_id[short]["votes_up"]) == (2, 2)
+    assert by_id[retry]["your_vote"] == -1 and by_id[short]["your_vote"] is None
+    # the rule: team score = fused score x (1 + 0.1 x net votes)
+    for hit in after["hits"]:
+        expected = hit["fused_score"] * vote_factor(hit["net_votes"])
+        assert hit["score"] == pytest.approx(expected, abs=2e-4)
+    assert [h["id"] for h in after["hits"]] == [short, retry]  # the votes flipped the order
+
+    # Votes of people outside the team do not count there, even on an item shared with both.
+    await call(alice, "create_team", name="side", members=["erin"])
+    await call(alice, "share_reflection", id=retry, team="side")
+    with acting_as("erin"):
+        for _ in range(4):
+            await teams.vote_on_reflection(retry, 1)
+        side = await teams.search_team_knowledge(query, "side")
+    assert {h.id: h.net_votes for h in side.hits} == {retry: 0}  # alice -1, erin +1
+    again_core = await call(alice, "search_team_knowledge", query=query, team="core")
+    assert {h["id"]: h["net_votes"] for h in again_core["hits"]} == {retry: -2, short: 2}
+
+    stats = await call(alice, "get_team_statistics", team="core")
+    assert stats["member_count"] == 4 and stats["shared_items"] == 2
+    assert stats["by_kind"] == {"reflection": 2} and stats["by_project"] == {"pay": 2}
+    assert stats["shared_by_member"] == {"alice": 2}
+    assert stats["votes"] == {"up": 2, "down": 2, "voters": 3}
+    assert [t["id"] for t in stats["top_items"]] == [short, retry]
+
+    # Validation: a vote is +1 or -1; unshared items take no votes.
+    assert "vote" in await tool_error(alice, "vote_on_reflection", id=retry, vote=2)
+    own = (await call(alice, "store_reflection", content="An unshared idea.", project="pay"))["id"]
+    assert "not shared" in await tool_error(alice, "vote_on_reflection", id=own, vote=1)
+    assert "taken" in await tool_error(alice, "create_team", name="core")
+
+
+async def test_user_argument_rule(alice: Client[Any]) -> None:
+    teams = di.get(TeamService)
+    await call(alice, "create_team", name="core", members=["bob"])
+    item = (await call(alice, "store_reflection", content=WEBHOOK_RETRY, project="pay"))["id"]
+    await call(alice, "share_reflection", id=item, team="core")
+
+    # naming yourself is fine; naming someone else is refused by default
+    mine = await call(alice, "search_team_knowledge", query="webhook", team="core", user="alice")
+    assert mine["user"] == "alice"
+    assert "is not you" in await tool_error(alice, "vote_on_reflection", id=item, user="bob")
+
+    # Explicitly allowed, and only without authentication, the argument may name another.
+    teams.allow_user_override = True
+    try:
+        voted = await call(alice, "vote_on_reflection", id=item, user="bob", vote=1)
+        assert voted["user"] == "bob"
+        with acting_as("alice"), pytest.raises(AuthError):  # an authenticated request
+            await teams.vote_on_reflection(item, 1, user="bob")
+        with pytest.raises(NotFound):  # acting for an outsider gives an outsider's view
+            await teams.search_team_knowledge("webhook", "core", user="mallory")
+    finally:
+        teams.allow_user_override = False
+
+    # The authenticated identity is who acts: the server's own user is not used then.
+    with acting_as("bob"):
+        found = await teams.search_team_knowledge("webhook", "core")
+        assert found.user == "bob" and [h.id for h in found.hits] == [item]
+        with pytest.raises(ValidationError, match="only the author"):
+            await teams.share_reflection(item, "core")
+    with acting_as("mallory"), pytest.raises(NotFound):
+        await teams.get_team_statistics("core")
