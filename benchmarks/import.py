@@ -10,7 +10,9 @@ assistant prose with the odd ★ Insight block, tool calls and tool results, som
    streaming, parsing, insight extraction, embedding, DuckDB writes and offset saves, in a
    temporary data folder.
 
-The model is loaded (and warmed) before either is timed.
+The transcript is split into ``--rounds`` session files and the two alternate file by file, so
+load from other processes weighs on both alike. The model is loaded (and warmed) before
+either is timed. CPU time of the process is reported too (steadier on a shared machine).
 
     .venv/bin/python benchmarks/import.py [--turns 10000] [--storage duckdb] [--batch-size 256]
 """
@@ -195,7 +197,17 @@ def stored_texts(path: Path) -> list[str]:
     return texts
 
 
-async def run(turns: int, storage: str, batch_size: int) -> dict[str, Any]:
+def with_context(chunk: list[str], chars: int) -> list[str]:
+    """The texts as the import embeds them: each turn after the end of the one before it
+    (one file is one session; see MemoryService._contexts)."""
+    if chars <= 0:
+        return list(chunk)
+    return [t if i == 0 else f"{chunk[i - 1][-chars:]}\n{t}" for i, t in enumerate(chunk)]
+
+
+async def run(
+    turns: int, storage: str, batch_size: int, rounds: int, context_chars: int
+) -> dict[str, Any]:
     from session_buddy import di
     from session_buddy.adapters.embeddings._base import EmbeddingsBase
     from session_buddy.core.capture import CaptureService
@@ -203,37 +215,52 @@ async def run(turns: int, storage: str, batch_size: int) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory(prefix="sb-import-bench-") as tmp:
         root = Path(tmp)
-        transcript = root / "projects" / "-home-dev-work-acme-platform" / f"{uuid.uuid4()}.jsonl"
-        transcript.parent.mkdir(parents=True)
-        write_transcript(transcript, turns)
-        texts = stored_texts(transcript)
-        settings = load_settings(data_dir=root / "data", adapters={"storage": storage}).settings
+        folder = root / "projects" / "-home-dev-work-acme-platform"
+        folder.mkdir(parents=True)
+        # the transcript is written as `rounds` session files; raw encoding and import alternate
+        # file by file, so a change of machine load weighs on both sides alike
+        files: list[tuple[Path, list[str]]] = []
+        per_round = -(-turns // rounds)
+        for r in range(rounds):
+            path = folder / f"{uuid.uuid4()}.jsonl"
+            write_transcript(path, min(per_round, turns - r * per_round), seed=r)
+            files.append((path, stored_texts(path)))
+        texts = [t for _, chunk in files for t in chunk]
+        settings = load_settings(
+            data_dir=root / "data",
+            adapters={"storage": storage},
+            embeddings={"context_chars": context_chars},
+        ).settings
         di.configure(settings)
         await di.startup()
+        raw_s = raw_cpu = import_s = import_cpu = ctx_s = 0.0
+        reports = []
         try:
             embeddings: Any = di.get(EmbeddingsBase)
             embeddings.encode(texts[:64])  # load and warm the model
-
-            def raw() -> tuple[float, float]:
+            service = di.get(CaptureService)
+            for path, chunk in files:
                 start, cpu = time.perf_counter(), time.process_time()
-                for i in range(0, len(texts), 256):
-                    embeddings.encode(texts[i : i + 256])
-                return time.perf_counter() - start, time.process_time() - cpu
-
-            # raw before and after the import: the reference is their mean, so a change of
-            # machine load during the run weighs on both sides alike
-            raw_before, cpu_before = raw()
-            start, cpu = time.perf_counter(), time.process_time()
-            report = await di.get(CaptureService).import_transcripts(
-                root / "projects", batch_size=batch_size
-            )
-            import_s, import_cpu = time.perf_counter() - start, time.process_time() - cpu
-            raw_after, cpu_after = raw()
-            raw_s = (raw_before + raw_after) / 2
-            raw_cpu = (cpu_before + cpu_after) / 2
+                for i in range(0, len(chunk), 256):
+                    embeddings.encode(chunk[i : i + 256])
+                raw_s += time.perf_counter() - start
+                raw_cpu += time.process_time() - cpu
+                if context_chars > 0:
+                    contexted = with_context(chunk, context_chars)
+                    start = time.perf_counter()
+                    for i in range(0, len(contexted), 256):
+                        embeddings.encode(contexted[i : i + 256])
+                    ctx_s += time.perf_counter() - start
+                start, cpu = time.perf_counter(), time.process_time()
+                reports.append(await service.import_transcripts(path, batch_size=batch_size))
+                import_s += time.perf_counter() - start
+                import_cpu += time.process_time() - cpu
         finally:
             await di.shutdown()
             di.reset()
+    report = reports[0]
+    for other in reports[1:]:
+        report.add(other)
     assert report.stored == len(set(texts)) and report.turns == len(texts), (report, len(texts))
     raw_rate = len(texts) / raw_s
     import_rate = report.turns / import_s
@@ -244,13 +271,16 @@ async def run(turns: int, storage: str, batch_size: int) -> dict[str, Any]:
         "raw_embed_per_s": round(raw_rate, 1),
         "import_turns_per_s": round(import_rate, 1),
         "ratio": round(import_rate / raw_rate, 3),
+        # the model on exactly what the import embeds (turns with their context)
+        "context_chars": context_chars,
+        "raw_embed_with_context_per_s": round(len(texts) / ctx_s, 1) if ctx_s else None,
+        "ratio_vs_context_inputs": round(import_rate / (len(texts) / ctx_s), 3) if ctx_s else None,
         # CPU seconds of the whole process (all threads): steadier when the machine is shared
         "cpu_ratio": round(raw_cpu / import_cpu, 3),
         "raw_cpu_s": round(raw_cpu, 2),
         "import_cpu_s": round(import_cpu, 2),
         "raw_s": round(raw_s, 2),
-        "raw_before_s": round(raw_before, 2),
-        "raw_after_s": round(raw_after, 2),
+        "rounds": rounds,
         "import_s": round(import_s, 2),
     }
 
@@ -262,17 +292,26 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=10_000)
     parser.add_argument("--storage", choices=["duckdb", "memory"], default="duckdb")
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--rounds", type=int, default=5, help="Alternations of raw and import")
+    parser.add_argument(
+        "--context-chars",
+        type=int,
+        default=300,
+        help="embeddings.context_chars (0: turns embedded alone)",
+    )
     args = parser.parse_args()
     from session_buddy.logs import route_logging_to_stderr
 
     route_logging_to_stderr("WARNING")
-    result = asyncio.run(run(args.turns, args.storage, args.batch_size))
+    result = asyncio.run(
+        run(args.turns, args.storage, args.batch_size, args.rounds, args.context_chars)
+    )
     print(
         f"turns imported:        {result['turns']:,} ({result['file_mb']} MB, {result['insights']} insights)"
     )
     print(
-        f"raw embedding:         {result['raw_embed_per_s']:,.1f} texts/s (mean of {result['raw_before_s']} s "
-        f"before and {result['raw_after_s']} s after the import)"
+        f"raw embedding:         {result['raw_embed_per_s']:,.1f} texts/s ({result['raw_s']} s, "
+        f"alternating with the import in {result['rounds']} rounds)"
     )
     print(
         f"import (end to end):   {result['import_turns_per_s']:,.1f} turns/s ({result['import_s']} s)"
@@ -282,6 +321,12 @@ def main() -> None:
         f"by CPU time:           {result['cpu_ratio']:.1%} (raw {result['raw_cpu_s']} s, "
         f"import {result['import_cpu_s']} s of CPU)"
     )
+    if result["ratio_vs_context_inputs"] is not None:
+        print(
+            f"raw embedding of the inputs as embedded (turn + {result['context_chars']} chars of "
+            f"context): {result['raw_embed_with_context_per_s']:,.1f} texts/s; import is "
+            f"{result['ratio_vs_context_inputs']:.1%} of it"
+        )
     print(json.dumps(result))
 
 

@@ -1,8 +1,11 @@
-"""Cold start over stdio: process start -> `initialize` answer, median of N runs.
+"""Start-up over stdio: process start -> `initialize` answer, median of N runs, per mode.
 
-Also reports when the server is fully loaded (first `tools/list` answer) and when the first
-search is answered (storage open, model loaded), so the front's quick handshake is not the
-only figure.
+- cold: shared mode with no service running (the bridge starts one);
+- warm: shared mode with the data directory's service already running;
+- standalone: `serve --standalone` (the server loads inside the stdio process).
+
+Besides `initialize`, it reports when the first `tools/list` and the first search are
+answered, so the quick handshake is not the only figure.
 
     .venv/bin/python benchmarks/startup.py [--runs 5]
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -20,14 +24,32 @@ import time
 from pathlib import Path
 
 BIN = Path(sys.executable).parent / "session-buddy"
+KEYS = ("initialize", "tools_list", "first_search")
 
 
-def one_run(data_dir: Path) -> dict[str, float]:
+def stop_service(data_dir: Path) -> None:
+    try:
+        info = json.loads((data_dir / "service.json").read_text())
+    except (OSError, ValueError):
+        return
+    try:
+        os.kill(int(info["pid"]), signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    for _ in range(600):
+        try:
+            os.kill(int(info["pid"]), 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+
+
+def one_run(data_dir: Path, *args: str) -> dict[str, float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SESSION_BUDDY_")}
     env["SESSION_BUDDY_DATA_DIR"] = str(data_dir)
     start = time.perf_counter()
     proc = subprocess.Popen(
-        [str(BIN), "serve"],
+        [str(BIN), "serve", *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -77,20 +99,32 @@ def one_run(data_dir: Path) -> dict[str, float]:
     return {"initialize": initialize, "tools_list": tools, "first_search": search}
 
 
+def report(name: str, results: list[dict[str, float]]) -> None:
+    print(f"{name}:")
+    for key in KEYS:
+        values = [r[key] for r in results]
+        print(
+            f"  {key:<13} median {statistics.median(values):.3f} s"
+            f"  (min {min(values):.3f}, max {max(values):.3f})"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    results = []
+    print(f"stdio start-up, {args.runs} runs per mode, {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as tmp:
+        cold, warm, standalone = [], [], []
         for n in range(args.runs):
-            results.append(one_run(Path(tmp) / f"data{n}"))
-    print(f"stdio cold start, {args.runs} runs, {os.cpu_count()} cores")
-    for key in ("initialize", "tools_list", "first_search"):
-        values = [r[key] for r in results]
-        print(
-            f"  {key:<13} median {statistics.median(values):.3f} s  (min {min(values):.3f}, max {max(values):.3f})"
-        )
+            data = Path(tmp) / f"cold{n}"
+            cold.append(one_run(data))  # starts the service
+            warm.append(one_run(data))  # the service is running now
+            stop_service(data)
+            standalone.append(one_run(Path(tmp) / f"standalone{n}", "--standalone"))
+        report("shared, cold (no service running)", cold)
+        report("shared, warm (service running)", warm)
+        report("standalone (server in the stdio process)", standalone)
 
 
 if __name__ == "__main__":

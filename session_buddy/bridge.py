@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -81,6 +82,8 @@ class ServiceBridge:
             conn = http.client.HTTPConnection(
                 str(info["host"]), int(info["port"]), timeout=READ_TIMEOUT_S
             )
+            conn.connect()
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._local.conn = conn
             self._local.key = key
         return conn

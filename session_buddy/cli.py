@@ -260,8 +260,10 @@ def _app():  # type: ignore[no-untyped-def]
             """Run by Claude Code hooks (reads the hook JSON on stdin; always exits 0)."""
             raise typer.Exit(hook_command(event))
 
+    from session_buddy.cli_import import import_app
     from session_buddy.cli_migrate import migrate_command
 
+    app.add_typer(import_app, name="import", help="Import Claude Code transcripts")
     app.command("migrate")(migrate_command)
 
     return app

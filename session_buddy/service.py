@@ -31,6 +31,7 @@ from typing import Any
 
 from session_buddy import __version__
 from session_buddy.auth import load_secret, verify_token
+from session_buddy.core.users import current_user
 from session_buddy.di.paths import SessionPaths
 from session_buddy.discovery import SERVICE_LOCK, remove_service, write_service
 from session_buddy.errors import AuthError
@@ -91,6 +92,7 @@ class GuardMiddleware:
         headers = {
             k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])
         }
+        user: object = None
         if self.secret is not None:
             auth = headers.get("authorization", "")
             scheme, _, token = auth.partition(" ")
@@ -106,7 +108,7 @@ class GuardMiddleware:
                     send, 401, str(exc), [(b"www-authenticate", b'Bearer error="invalid_token"')]
                 )
                 return
-            scope.setdefault("state", {})["session_buddy_user"] = claims.get("sub")
+            user = claims.get("sub")
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.max_request_bytes:
             await self._reply(send, 413, f"request larger than {self.max_request_bytes} bytes")
@@ -129,9 +131,13 @@ class GuardMiddleware:
 
         self.activity.in_flight += 1
         self.activity.last = time.monotonic()
+        # the token's subject is who acts in this request (core/users.py)
+        bound = current_user.set(str(user)) if user else None
         try:
             await self.app(scope, limited_receive, send)
         finally:
+            if bound is not None:
+                current_user.reset(bound)
             self.activity.in_flight -= 1
             self.activity.last = time.monotonic()
 
@@ -175,6 +181,8 @@ def run_service(settings: SessionBuddySettings) -> int:
     host = settings.server.host
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # small JSON-RPC answers: no Nagle delay (accepted connections inherit this on Linux)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, 0))
     sock.listen(256)
     port = sock.getsockname()[1]

@@ -486,6 +486,8 @@ class SessionService:
     async def _checkpoint(
         self, record: Record, name: str | None, *, git_commit: bool, explicit_git: bool
     ) -> dict[str, Any]:
+        # index the session's transcript first (issue 5), so captured insights count
+        captured = await self._capture_insights(record)
         now = _now()
         info = await asyncio.to_thread(self._project_info, record)
         activity = await self._activity(record, now)
@@ -567,6 +569,7 @@ class SessionService:
             "recommendations": quality_dict["recommendations"],
             "breakdown": quality_dict["breakdown"],
             "git_commit": commit,
+            "insights_captured": captured,
         }
 
     async def end(self, session_id: str | None = None) -> dict[str, Any]:

@@ -15,7 +15,9 @@ from pydantic import BaseModel, Field
 from session_buddy import di
 from session_buddy.core.memory import ItemInput, MemoryService, SearchResponse
 from session_buddy.core.temporal import parse_datetime, parse_expression
+from session_buddy.core.users import acting_user
 from session_buddy.errors import ConfigurationError, ValidationError
+from session_buddy.settings import SessionBuddySettings
 
 Mode = Literal["hybrid", "semantic", "keyword"]
 KindFilter = Literal["conversation", "reflection", "insight"]
@@ -82,6 +84,11 @@ class ConversationItem(BaseModel):
 
 def memory() -> MemoryService:
     return di.get(MemoryService)
+
+
+def author() -> str:
+    """Who stores: the authenticated user of the request, else the install's user."""
+    return acting_user(di.get(SessionBuddySettings))
 
 
 def default_project(project: str | None) -> str | None:
@@ -226,6 +233,7 @@ def register(mcp: FastMCP) -> None:
                         kind="reflection",
                         tags=list(tags),
                         project=default_project(project),
+                        author=author(),
                     )
                 ]
             )
@@ -253,6 +261,7 @@ def register(mcp: FastMCP) -> None:
                         content=content,
                         kind="conversation",
                         role=role,
+                        author=author(),
                         project=default_project(project),
                         session_id=session_id,
                         metadata=dict(metadata),
@@ -276,11 +285,13 @@ def register(mcp: FastMCP) -> None:
             raise ValidationError(
                 f"at most {MAX_BATCH} items per call, got {len(items)}; split the batch"
             )
+        who = author()
         inputs = [
             ItemInput(
                 content=i.content,
                 kind="conversation",
                 role=i.role,
+                author=who,
                 project=default_project(i.project),
                 session_id=i.session_id,
                 metadata=dict(i.metadata),
