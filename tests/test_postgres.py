@@ -96,6 +96,13 @@ async def test_concurrent_identical_inserts_give_one_row_and_one_id(tmp_path: Pa
             (ra,), (rb,) = await asyncio.gather(a.add_items([x]), b.add_items([x]))
             assert ra.id == rb.id and ra.created != rb.created
         assert await a.count_items() == 70
+        # the BM25 statistics kept by the writes agree with the table
+        await a.update_item(ids_a[0], content="a longer rewritten turn with more words in it")
+        await b.delete_items(ids_a[2:6])
+        async with a._con() as con:
+            kept = await con.fetchrow("SELECT n, total_len FROM item_stats")
+            real = await con.fetchrow("SELECT count(*), sum(doc_len) FROM items")
+        assert tuple(kept) == tuple(real)
     finally:
         await a.close()
         await b.close()
@@ -339,3 +346,14 @@ async def test_interrupted_migration_resumes(tmp_path: Path) -> None:
     report = await run_migration(f"duckdb:{src}", target, settings, batch=50)
     assert report.resumed and report.verified
     assert report.items == 230 and report.items_copied == 130
+
+
+async def test_sslmode_is_honoured(tmp_path: Path) -> None:
+    """The test server has no TLS: sslmode=require must refuse it, disable must work."""
+    with pytest.raises(StorageError, match="cannot connect"):
+        await pg(tmp_path, dsn=pg_dsn() + "?sslmode=require", connect_timeout_s=5).initialize()
+    with pytest.raises(StorageError, match="cannot connect"):
+        await pg(tmp_path, sslmode="require", connect_timeout_s=5).initialize()
+    store = pg(tmp_path, sslmode="disable")
+    await store.initialize()
+    await store.close()

@@ -24,7 +24,7 @@ The fix is to configure the recorded model again, or to re-embed the store with 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -43,7 +43,13 @@ from session_buddy.adapters.storage._base import (
     utcnow,
     validate_item,
 )
-from session_buddy.errors import DimensionMismatch, EmbeddingError, NotFound, ValidationError
+from session_buddy.errors import (
+    AuthError,
+    DimensionMismatch,
+    EmbeddingError,
+    NotFound,
+    ValidationError,
+)
 from session_buddy.settings import SessionBuddySettings
 
 log = logging.getLogger(__name__)
@@ -114,6 +120,10 @@ class MemoryService:
         self.settings = settings
         #: None: not checked yet; "": vectors usable; else why they are not
         self._space_problem: str | None = None
+        #: access control: returns a predicate "may the acting user see this item?". Set by
+        #: the TeamService (a user sees their own items and those shared with their teams);
+        #: None lets everything through (library use without teams).
+        self.access: Callable[[], Awaitable[Callable[[MemoryItem], bool]]] | None = None
 
     @classmethod
     def from_container(cls, resolve: Callable[[type], Any]) -> MemoryService:
@@ -362,6 +372,8 @@ class MemoryService:
                 if f.id in items:
                     f.score *= hybrid.decay(items[f.id].created_at, now, half_life)
             fused.sort(key=lambda f: -f.score)
+        if self.access is not None and fused:
+            fused = await self._visible(fused, items, wanted)
         page = fused[offset:wanted]
         missing = [f.id for f in page if f.id not in items]
         if missing:
@@ -407,13 +419,44 @@ class MemoryService:
 
     # -- single items -------------------------------------------------------------------
 
+    async def _visible(
+        self, fused: list[hybrid.Fused], items: dict[str, MemoryItem], wanted: int
+    ) -> list[hybrid.Fused]:
+        """The candidates the acting user may see, in order: items are fetched in chunks
+        until the page is full (usually one chunk, as most items are one's own)."""
+        assert self.access is not None
+        allowed = await self.access()
+        kept: list[hybrid.Fused] = []
+        chunk = max(2 * wanted, 20)
+        for start in range(0, len(fused), chunk):
+            part = fused[start : start + chunk]
+            missing = [f.id for f in part if f.id not in items]
+            if missing:
+                items.update({i.id: i for i in await self.storage.get_items(missing)})
+            kept.extend(f for f in part if f.id in items and allowed(items[f.id]))
+            if len(kept) > wanted:
+                break
+        return kept
+
     async def get(self, item_id: str) -> MemoryItem:
         found = await self.storage.get_items([item_id])
-        if not found:
+        # an item the acting user may not see answers exactly like a missing one
+        if not found or (self.access is not None and not (await self.access())(found[0])):
             raise NotFound(f"no memory item with id {item_id!r}")
         return found[0]
 
+    def _check_owner(self, item: MemoryItem) -> None:
+        from session_buddy.core.users import acting_user, owner_of
+
+        if self.access is not None and owner_of(item.author, self.settings) != acting_user(
+            self.settings
+        ):
+            raise AuthError(
+                f"memory item {item.id!r} belongs to another user: only they can change it"
+            )
+
     async def delete(self, item_id: str) -> None:
+        self._check_owner(await self.get(item_id))
         if not await self.storage.delete_items([item_id]):
             raise NotFound(f"no memory item with id {item_id!r}")
 
@@ -428,9 +471,9 @@ class MemoryService:
             not isinstance(tags, list) or not all(isinstance(t, str) for t in tags)
         ):
             raise ValidationError("tags must be a list of strings")
+        self._check_owner(await self.get(item_id))  # before spending time on the model
         if content is None:
             return await self.storage.update_item(item_id, tags=list(dict.fromkeys(tags or [])))
-        await self.get(item_id)  # NotFound before spending time on the model
         probe = NewItem(kind="reflection", content=content)
         validate_item(probe, self.settings.storage.max_content_bytes)
         embedding: np.ndarray | None = None

@@ -137,6 +137,8 @@ class TeamService:
         #: (a trusted local setup, tests). Never applies to authenticated requests.
         self.allow_user_override = False
         self._lock = asyncio.Lock()
+        # every memory search and lookup obeys the same rule as team search
+        memory.access = self.visibility
 
     @classmethod
     def from_container(cls, resolve: Callable[[type], Any]) -> TeamService:
