@@ -185,24 +185,38 @@ def write_transcript(path: Path, turns: int, seed: int = 7) -> None:
                 )
 
 
-def stored_texts(path: Path) -> list[str]:
-    """Exactly the contents the import stores (same parser)."""
+def stored_turns(path: Path) -> list[Any]:
+    """Exactly the turns the import stores (same parser)."""
     from session_buddy.core.transcripts import ToolNames, parse_line
 
     tools = ToolNames()
-    texts: list[str] = []
+    turns: list[Any] = []
     with path.open("rb") as fh:
         for line in fh:
-            texts += [t.content for t in parse_line(line.rstrip(b"\n"), tools=tools).turns]
-    return texts
+            turns += parse_line(line.rstrip(b"\n"), tools=tools).turns
+    return turns
 
 
-def with_context(chunk: list[str], chars: int) -> list[str]:
-    """The texts as the import embeds them: each turn after the end of the one before it
-    (one file is one session; see MemoryService._contexts)."""
-    if chars <= 0:
-        return list(chunk)
-    return [t if i == 0 else f"{chunk[i - 1][-chars:]}\n{t}" for i, t in enumerate(chunk)]
+def with_context(turns: list[Any], chars: int) -> list[str]:
+    """The texts as the import embeds them (one file is one session): a short dialogue turn
+    after the end of the dialogue turn before it (see MemoryService._contexts)."""
+    from session_buddy.settings import EmbeddingsSettings
+
+    longest = EmbeddingsSettings().context_max_turn_chars
+    out: list[str] = []
+    previous: str | None = None
+    for turn in turns:
+        dialogue = turn.role in ("user", "assistant") and turn.metadata.get("block") not in (
+            "tool_use",
+            "tool_result",
+        )
+        if chars > 0 and dialogue and previous is not None and len(turn.content) < longest:
+            out.append(f"{previous[-chars:]}\n{turn.content}")
+        else:
+            out.append(turn.content)
+        if dialogue:
+            previous = turn.content
+    return out
 
 
 async def run(
@@ -219,13 +233,14 @@ async def run(
         folder.mkdir(parents=True)
         # the transcript is written as `rounds` session files; raw encoding and import alternate
         # file by file, so a change of machine load weighs on both sides alike
-        files: list[tuple[Path, list[str]]] = []
+        files: list[tuple[Path, list[str], list[Any]]] = []
         per_round = -(-turns // rounds)
         for r in range(rounds):
             path = folder / f"{uuid.uuid4()}.jsonl"
             write_transcript(path, min(per_round, turns - r * per_round), seed=r)
-            files.append((path, stored_texts(path)))
-        texts = [t for _, chunk in files for t in chunk]
+            turns_of_file = stored_turns(path)
+            files.append((path, [t.content for t in turns_of_file], turns_of_file))
+        texts = [t for _, chunk, _ in files for t in chunk]
         settings = load_settings(
             data_dir=root / "data",
             adapters={"storage": storage},
@@ -239,14 +254,14 @@ async def run(
             embeddings: Any = di.get(EmbeddingsBase)
             embeddings.encode(texts[:64])  # load and warm the model
             service = di.get(CaptureService)
-            for path, chunk in files:
+            for path, chunk, file_turns in files:
                 start, cpu = time.perf_counter(), time.process_time()
                 for i in range(0, len(chunk), 256):
                     embeddings.encode(chunk[i : i + 256])
                 raw_s += time.perf_counter() - start
                 raw_cpu += time.process_time() - cpu
                 if context_chars > 0:
-                    contexted = with_context(chunk, context_chars)
+                    contexted = with_context(file_turns, context_chars)
                     start = time.perf_counter()
                     for i in range(0, len(contexted), 256):
                         embeddings.encode(contexted[i : i + 256])
@@ -296,7 +311,7 @@ def main() -> None:
     parser.add_argument(
         "--context-chars",
         type=int,
-        default=300,
+        default=150,
         help="embeddings.context_chars (0: turns embedded alone)",
     )
     args = parser.parse_args()

@@ -135,10 +135,15 @@ class EmbeddingsSettings(_Section):
     )
     cache_size: int = Field(default=2048, ge=0, description="Query vectors kept in an LRU cache.")
     context_chars: int = Field(
-        default=300,
+        default=150,
         ge=0,
-        description="A conversation turn is embedded with this much of the turn before it "
-        "in its session; 0 embeds each turn alone.",
+        description="A short conversation turn is embedded with this much of the end of the "
+        "turn before it in its session; 0 embeds each turn alone.",
+    )
+    context_max_turn_chars: int = Field(
+        default=400,
+        ge=0,
+        description="Turns at least this long are embedded alone (they carry their own context).",
     )
     threads: int = Field(
         default=0, ge=0, description="onnxruntime intra-op threads; 0 = automatic."

@@ -111,6 +111,19 @@ class SearchResponse:
     has_more: bool = False
 
 
+_TOOL_BLOCKS = ("tool_use", "tool_result")
+
+
+def _dialogue(item: NewItem | MemoryItem) -> bool:
+    """A conversation turn people wrote or said (not a tool call or result): the turns that
+    get, and give, embedding context."""
+    return (
+        item.kind == "conversation"
+        and item.role in ("user", "assistant", None)
+        and item.metadata.get("block") not in _TOOL_BLOCKS
+    )
+
+
 class MemoryService:
     def __init__(
         self, storage: StorageBase, embeddings: EmbeddingsBase, settings: SessionBuddySettings
@@ -232,37 +245,40 @@ class MemoryService:
         return results
 
     async def _contexts(self, items: Sequence[NewItem | MemoryItem]) -> list[str | None]:
-        """The preceding turn of each conversation turn in its session (or None).
+        """The end of the preceding turn of each short conversation turn in its session.
 
-        A turn is embedded together with the turn before it (``embeddings.context_chars`` of
-        it): replies like "Yes, last Tuesday" only make sense with their question. On LoCoMo
-        this raised semantic R@5 from 33% to 44% (docs/search.md). The stored content and
-        the keyword index are the turn alone."""
+        A turn shorter than ``embeddings.context_max_turn_chars`` is embedded together with
+        the last ``embeddings.context_chars`` of the turn before it: replies like "Yes, last
+        Tuesday" only make sense with their question. On LoCoMo this raised semantic R@5
+        from 33% to 45% (docs/search.md). The stored content and the keyword index are the
+        turn alone."""
         limit = self.settings.embeddings.context_chars
         out: list[str | None] = [None] * len(items)
         if limit <= 0:
             return out
         last_in_batch: dict[tuple[str | None, str], NewItem | MemoryItem] = {}
         for index, item in enumerate(items):
-            if item.kind != "conversation" or not item.session_id:
+            if not _dialogue(item) or not item.session_id:
                 continue
             key = (item.project, item.session_id)
-            previous = last_in_batch.get(key)
-            if previous is not None and previous.created_at <= item.created_at:
-                out[index] = previous.content[-limit:]
-            else:
-                stored = await self.storage.list_items(
-                    ItemFilter(
-                        projects=[item.project] if item.project else None,
-                        kinds=["conversation"],
-                        session_id=item.session_id,
-                        before=item.created_at,
-                    ),
-                    limit=1,
-                    newest_first=True,
-                )
-                if stored:
-                    out[index] = stored[0].content[-limit:]
+            if len(item.content) < self.settings.embeddings.context_max_turn_chars:
+                previous = last_in_batch.get(key)
+                if previous is not None and previous.created_at <= item.created_at:
+                    out[index] = previous.content[-limit:]
+                elif previous is None:
+                    stored = await self.storage.list_items(
+                        ItemFilter(
+                            projects=[item.project] if item.project else None,
+                            kinds=["conversation"],
+                            session_id=item.session_id,
+                            before=item.created_at,
+                        ),
+                        limit=5,
+                        newest_first=True,
+                    )
+                    before = next((m for m in stored if _dialogue(m)), None)
+                    if before is not None:
+                        out[index] = before.content[-limit:]
             last_in_batch[key] = item
         return out
 
