@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -126,6 +127,9 @@ class TeamSearch:
     shared_items: int
 
 
+SHARED_TTL_S = 2.0
+
+
 class TeamService:
     def __init__(
         self, storage: StorageBase, memory: MemoryService, settings: SessionBuddySettings
@@ -137,6 +141,7 @@ class TeamService:
         #: (a trusted local setup, tests). Never applies to authenticated requests.
         self.allow_user_override = False
         self._lock = asyncio.Lock()
+        self._shared_cache: dict[str, tuple[float, set[str]]] = {}
         # every memory search and lookup obeys the same rule as team search
         memory.access = self.visibility
 
@@ -181,11 +186,22 @@ class TeamService:
     async def _shares(self, team: str) -> list[Record]:
         return await self.storage.list_records(SHARES, project=team, limit=_ALL)
 
+    async def _put(self, record: Record) -> None:
+        await self.storage.put_record(record)
+        self._shared_cache.clear()
+
     async def shared_ids(self, user: str) -> set[str]:
-        """Ids of the items shared with any team ``user`` belongs to."""
+        """Ids of the items shared with any team ``user`` belongs to. Every memory search
+        asks this, so it is cached: cleared by this process's own team writes, and at most
+        SHARED_TTL_S old for writes by another process on the same store."""
+        now = time.monotonic()
+        cached = self._shared_cache.get(user)
+        if cached is not None and now - cached[0] < SHARED_TTL_S:
+            return cached[1]
         ids: set[str] = set()
         for team in await self.teams_of(user):
             ids.update(r.data["item_id"] for r in await self._shares(team.id))
+        self._shared_cache[user] = (now, ids)
         return ids
 
     async def visibility(self, user: str | None = None) -> Callable[[MemoryItem], bool]:
@@ -238,7 +254,7 @@ class TeamService:
                 created_at=now,
                 updated_at=now,
             )
-            await self.storage.put_record(record)
+            await self._put(record)
         return self._team_view(record)
 
     @staticmethod
@@ -264,7 +280,7 @@ class TeamService:
                 members.append(new)
                 record.data["members"] = members
                 record.updated_at = utcnow()
-                await self.storage.put_record(record)
+                await self._put(record)
         return {**self._team_view(record), "added": added, "user": new}
 
     async def list_teams(self) -> list[dict[str, Any]]:
@@ -290,7 +306,7 @@ class TeamService:
         key = json.dumps([record.id, item.id])
         existing = await self.storage.get_record(SHARES, key)
         if existing is None:
-            await self.storage.put_record(
+            await self._put(
                 Record(
                     collection=SHARES,
                     id=key,
@@ -324,7 +340,7 @@ class TeamService:
         async with self._lock:
             previous = await self.storage.get_record(VOTES, key)
             now = utcnow()
-            await self.storage.put_record(
+            await self._put(
                 Record(
                     collection=VOTES,
                     id=key,
