@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import duckdb
 import numpy as np
@@ -195,6 +195,24 @@ def _where(flt: ItemFilter | None) -> tuple[str, list[Any]]:
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+class _Row(NamedTuple):
+    """One item row as the item tables store it."""
+
+    id: str
+    kind: str
+    content: str
+    content_hash: str
+    project: str | None
+    session_id: str | None
+    role: str | None
+    tags: list[str]
+    author: str | None
+    metadata: str
+    created_at: Any
+    updated_at: Any
+    embedding: Any
 
 
 class Storage(StorageBase):
@@ -441,38 +459,28 @@ class Storage(StorageBase):
                 ]
                 if not chosen:
                     continue
-                kind_col = "kind, " if table == "reflections" else ""
-                kind_val = "unnest(?::VARCHAR[]) AS c0, " if table == "reflections" else ""
-                params: list[Any] = [[x.kind for _, x in chosen]] if kind_col else []
-                params += [
-                    len(chosen),
-                    [i for i, _ in chosen],
-                    [x.content for _, x in chosen],
-                    [x.content_hash for _, x in chosen],
-                    [x.project for _, x in chosen],
-                    [x.session_id for _, x in chosen],
-                    [x.role for _, x in chosen],
-                    [list(x.tags) for _, x in chosen],
-                    [x.author for _, x in chosen],
-                    [metadata_json(x.metadata) for _, x in chosen],
-                    [x.created_at for _, x in chosen],
-                    [now] * len(chosen),
-                ]
-                with self._vectors_view(con, [x.embedding for _, x in chosen]) as view:
-                    con.execute(
-                        f"INSERT INTO {table} ({kind_col}id, content, content_hash, project, "
-                        f"session_id, role, tags, author, metadata, {_TIME[table]}, updated_at, "
-                        f"embedding) SELECT r.* EXCLUDE (i), v.emb FROM (SELECT {kind_val}"
-                        "unnest(range(?)) AS i, unnest(?::VARCHAR[]) AS c1, "
-                        "unnest(?::VARCHAR[]) AS c2, unnest(?::VARCHAR[]) AS c3, "
-                        "unnest(?::VARCHAR[]) AS c4, unnest(?::VARCHAR[]) AS c5, "
-                        "unnest(?::VARCHAR[]) AS c6, unnest(?::VARCHAR[][]) AS c7, "
-                        "unnest(?::VARCHAR[]) AS c8, unnest(?::VARCHAR[])::JSON AS c9, "
-                        "unnest(?::TIMESTAMPTZ[]) AS c10, unnest(?::TIMESTAMPTZ[]) AS c11"
-                        f") AS r LEFT JOIN {view} AS v USING (i) "
-                        "ORDER BY r.i",
-                        params,
-                    )
+                self._insert_rows(
+                    con,
+                    table,
+                    [
+                        _Row(
+                            i,
+                            x.kind,
+                            x.content,
+                            x.content_hash,
+                            x.project,
+                            x.session_id,
+                            x.role,
+                            list(x.tags),
+                            x.author,
+                            metadata_json(x.metadata),
+                            x.created_at,
+                            now,
+                            x.embedding,
+                        )
+                        for i, x in chosen
+                    ],
+                )
             return results, new, new_ids
 
         with self._lock:
@@ -494,6 +502,42 @@ class Storage(StorageBase):
                 ]
             )
         return results
+
+    def _insert_rows(self, con: Any, table: str, rows: list[_Row]) -> None:
+        """Insert rows into one item table in a single statement (columns as unnested
+        arrays, vectors joined from a registered numpy view)."""
+        kind_col = "kind, " if table == "reflections" else ""
+        kind_val = "unnest(?::VARCHAR[]) AS c0, " if table == "reflections" else ""
+        params: list[Any] = [[r.kind for r in rows]] if kind_col else []
+        params += [
+            len(rows),
+            [r.id for r in rows],
+            [r.content for r in rows],
+            [r.content_hash for r in rows],
+            [r.project for r in rows],
+            [r.session_id for r in rows],
+            [r.role for r in rows],
+            [r.tags for r in rows],
+            [r.author for r in rows],
+            [r.metadata for r in rows],
+            [r.created_at for r in rows],
+            [r.updated_at for r in rows],
+        ]
+        with self._vectors_view(con, [r.embedding for r in rows]) as view:
+            con.execute(
+                f"INSERT INTO {table} ({kind_col}id, content, content_hash, project, "
+                f"session_id, role, tags, author, metadata, {_TIME[table]}, updated_at, "
+                f"embedding) SELECT r.* EXCLUDE (i), v.emb FROM (SELECT {kind_val}"
+                "unnest(range(?)) AS i, unnest(?::VARCHAR[]) AS c1, "
+                "unnest(?::VARCHAR[]) AS c2, unnest(?::VARCHAR[]) AS c3, "
+                "unnest(?::VARCHAR[]) AS c4, unnest(?::VARCHAR[]) AS c5, "
+                "unnest(?::VARCHAR[]) AS c6, unnest(?::VARCHAR[][]) AS c7, "
+                "unnest(?::VARCHAR[]) AS c8, unnest(?::VARCHAR[])::JSON AS c9, "
+                "unnest(?::TIMESTAMPTZ[]) AS c10, unnest(?::TIMESTAMPTZ[]) AS c11"
+                f") AS r LEFT JOIN {view} AS v USING (i) "
+                "ORDER BY r.i",
+                params,
+            )
 
     @contextlib.contextmanager
     def _vectors_view(
@@ -856,38 +900,28 @@ class Storage(StorageBase):
                 chosen = [(x, v) for x, v in fresh if _TABLE[x.kind] == table]
                 if not chosen:
                     continue
-                kind_col = "kind, " if table == "reflections" else ""
-                kind_val = "unnest(?::VARCHAR[]) AS c0, " if table == "reflections" else ""
-                params: list[Any] = [[x.kind for x, _ in chosen]] if kind_col else []
-                params += [
-                    len(chosen),
-                    [x.id for x, _ in chosen],
-                    [x.content for x, _ in chosen],
-                    [x.content_hash for x, _ in chosen],
-                    [x.project for x, _ in chosen],
-                    [x.session_id for x, _ in chosen],
-                    [x.role for x, _ in chosen],
-                    [list(x.tags) for x, _ in chosen],
-                    [x.author for x, _ in chosen],
-                    [metadata_json(x.metadata) for x, _ in chosen],
-                    [_aware(x.created_at) for x, _ in chosen],
-                    [_aware(x.updated_at) for x, _ in chosen],
-                ]
-                with self._vectors_view(con, [v for _, v in chosen]) as view:
-                    con.execute(
-                        f"INSERT INTO {table} ({kind_col}id, content, content_hash, project, "
-                        f"session_id, role, tags, author, metadata, {_TIME[table]}, updated_at, "
-                        f"embedding) SELECT r.* EXCLUDE (i), v.emb FROM (SELECT {kind_val}"
-                        "unnest(range(?)) AS i, unnest(?::VARCHAR[]) AS c1, "
-                        "unnest(?::VARCHAR[]) AS c2, unnest(?::VARCHAR[]) AS c3, "
-                        "unnest(?::VARCHAR[]) AS c4, unnest(?::VARCHAR[]) AS c5, "
-                        "unnest(?::VARCHAR[]) AS c6, unnest(?::VARCHAR[][]) AS c7, "
-                        "unnest(?::VARCHAR[]) AS c8, unnest(?::VARCHAR[])::JSON AS c9, "
-                        "unnest(?::TIMESTAMPTZ[]) AS c10, unnest(?::TIMESTAMPTZ[]) AS c11"
-                        f") AS r LEFT JOIN {view} AS v USING (i) "
-                        "ORDER BY r.i",
-                        params,
-                    )
+                self._insert_rows(
+                    con,
+                    table,
+                    [
+                        _Row(
+                            x.id,
+                            x.kind,
+                            x.content,
+                            x.content_hash,
+                            x.project,
+                            x.session_id,
+                            x.role,
+                            list(x.tags),
+                            x.author,
+                            metadata_json(x.metadata),
+                            _aware(x.created_at),
+                            _aware(x.updated_at),
+                            v,
+                        )
+                        for x, v in chosen
+                    ],
+                )
             return fresh
 
         with self._lock:
