@@ -306,6 +306,9 @@ def register(mcp: FastMCP) -> None:
 
     @mcp.tool(
         annotations={"readOnlyHint": True},
+        # no declared output schema: the Python MCP client re-validates each result with
+        # jsonschema (~30 ms a call, docs/performance.md); the result is still structured
+        output_schema=None,
         description=(
             "Search memory by meaning and keywords (hybrid), or mode='semantic' / 'keyword'. "
             "project=None searches every project; a project name scopes to it. Filters: kind "
@@ -342,6 +345,9 @@ def register(mcp: FastMCP) -> None:
 
     @mcp.tool(
         annotations={"readOnlyHint": True},
+        # no declared output schema: the Python MCP client re-validates each result with
+        # jsonschema (~30 ms a call, docs/performance.md); the result is still structured
+        output_schema=None,
         description="Fast hybrid search returning the top few hits (default 5).",
     )
     async def quick_search(query: str, project: str | None = None, limit: int = 5) -> SearchResults:
@@ -388,6 +394,9 @@ def register(mcp: FastMCP) -> None:
 
     @mcp.tool(
         annotations={"readOnlyHint": True},
+        # no declared output schema: the Python MCP client re-validates each result with
+        # jsonschema (~30 ms a call, docs/performance.md); the result is still structured
+        output_schema=None,
         description="Next page of a search: pass the next_cursor of an earlier result.",
     )
     async def get_more_results(cursor: str) -> SearchResults:
@@ -395,6 +404,9 @@ def register(mcp: FastMCP) -> None:
 
     @mcp.tool(
         annotations={"readOnlyHint": True},
+        # no declared output schema: the Python MCP client re-validates each result with
+        # jsonschema (~30 ms a call, docs/performance.md); the result is still structured
+        output_schema=None,
         description="Find memories that mention a file path (whole path or its file name).",
     )
     async def search_by_file(
@@ -410,6 +422,9 @@ def register(mcp: FastMCP) -> None:
 
     @mcp.tool(
         annotations={"readOnlyHint": True},
+        # no declared output schema: the Python MCP client re-validates each result with
+        # jsonschema (~30 ms a call, docs/performance.md); the result is still structured
+        output_schema=None,
         description="Find memories about a concept by meaning (semantic search), e.g. 'retry backoff'.",
     )
     async def search_by_concept(
@@ -421,6 +436,9 @@ def register(mcp: FastMCP) -> None:
 
     @mcp.tool(
         annotations={"readOnlyHint": True},
+        # no declared output schema: the Python MCP client re-validates each result with
+        # jsonschema (~30 ms a call, docs/performance.md); the result is still structured
+        output_schema=None,
         description="Hybrid search that ranks memories containing code first.",
     )
     async def search_code(query: str, project: str | None = None, limit: int = 10) -> SearchResults:
@@ -428,6 +446,9 @@ def register(mcp: FastMCP) -> None:
 
     @mcp.tool(
         annotations={"readOnlyHint": True},
+        # no declared output schema: the Python MCP client re-validates each result with
+        # jsonschema (~30 ms a call, docs/performance.md); the result is still structured
+        output_schema=None,
         description="Hybrid search that ranks memories about errors (tracebacks, error codes, failures) first.",
     )
     async def search_errors(
@@ -437,6 +458,9 @@ def register(mcp: FastMCP) -> None:
 
     @mcp.tool(
         annotations={"readOnlyHint": True},
+        # no declared output schema: the Python MCP client re-validates each result with
+        # jsonschema (~30 ms a call, docs/performance.md); the result is still structured
+        output_schema=None,
         description=(
             "Memories from a time range: 'today', 'yesterday', 'last week', 'last 3 days', "
             "'since March 3', 'before 2026-01-01', '2026-11-01..2026-11-05' or an ISO date. "
