@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
@@ -51,6 +52,21 @@ class IndexEntry:
     role: str | None = None
     tags: Sequence[str] = field(default_factory=tuple)
     vector: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, item: Any, vector: np.ndarray | None, *, item_id: str | None = None) -> IndexEntry:
+        """The entry of a stored or new item (anything with the item fields)."""
+        return cls(
+            id=item_id if item_id is not None else item.id,
+            kind=item.kind,
+            content=item.content,
+            created_at=item.created_at,
+            project=item.project,
+            session_id=item.session_id,
+            role=item.role,
+            tags=tuple(item.tags),
+            vector=vector,
+        )
 
 
 class _Codes:

@@ -487,17 +487,7 @@ class Storage(StorageBase):
             results, new, new_ids = self._run(work)
             self.index.add(
                 [
-                    IndexEntry(
-                        id=item_id,
-                        kind=x.kind,
-                        content=x.content,
-                        created_at=x.created_at,
-                        project=x.project,
-                        session_id=x.session_id,
-                        role=x.role,
-                        tags=tuple(x.tags),
-                        vector=x.embedding,
-                    )
+                    IndexEntry.of(x, x.embedding, item_id=item_id)
                     for item_id, x in zip(new_ids, new, strict=True)
                 ]
             )
@@ -653,21 +643,7 @@ class Storage(StorageBase):
         with self._lock:
             updated = self._run(work)
             if content is not None:
-                self.index.add(
-                    [
-                        IndexEntry(
-                            id=updated.id,
-                            kind=updated.kind,
-                            content=updated.content,
-                            created_at=updated.created_at,
-                            project=updated.project,
-                            session_id=updated.session_id,
-                            role=updated.role,
-                            tags=tuple(updated.tags),
-                            vector=embedding,
-                        )
-                    ]
-                )
+                self.index.add([IndexEntry.of(updated, embedding)])
             else:
                 if tags is not None:
                     self.index.set_tags(item_id, updated.tags)
@@ -926,22 +902,7 @@ class Storage(StorageBase):
 
         with self._lock:
             fresh = self._run(work)
-            self.index.add(
-                [
-                    IndexEntry(
-                        id=x.id,
-                        kind=x.kind,
-                        content=x.content,
-                        created_at=x.created_at,
-                        project=x.project,
-                        session_id=x.session_id,
-                        role=x.role,
-                        tags=tuple(x.tags),
-                        vector=v,
-                    )
-                    for x, v in fresh
-                ]
-            )
+            self.index.add([IndexEntry.of(x, v) for x, v in fresh])
             return len(fresh)
 
     async def export_records(self, after: tuple[str, str] | None, limit: int) -> list[Record]:

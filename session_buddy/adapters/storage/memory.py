@@ -125,7 +125,7 @@ class Storage(StorageBase):
                 self._items[item_id] = stored
                 self._dedup[key] = item_id
                 results.append(AddResult(id=item_id, created=True))
-                entries.append(_entry(stored, item.embedding))
+                entries.append(IndexEntry.of(stored, item.embedding))
             self.index.add(entries)
         return results
 
@@ -179,7 +179,7 @@ class Storage(StorageBase):
             updated.updated_at = utcnow()
             self._items[item_id] = updated
             if content is not None:
-                self.index.add([_entry(updated, embedding)])  # replaces the old row
+                self.index.add([IndexEntry.of(updated, embedding)])  # replaces the old row
             else:
                 if tags is not None:
                     self.index.set_tags(item_id, updated.tags)
@@ -268,20 +268,6 @@ class Storage(StorageBase):
     async def delete_record(self, collection: str, record_id: str) -> bool:
         with self._lock:
             return self._records.pop((collection, record_id), None) is not None
-
-
-def _entry(item: MemoryItem, vector: np.ndarray | None) -> IndexEntry:
-    return IndexEntry(
-        id=item.id,
-        kind=item.kind,
-        content=item.content,
-        created_at=item.created_at,
-        project=item.project,
-        session_id=item.session_id,
-        role=item.role,
-        tags=tuple(item.tags),
-        vector=vector,
-    )
 
 
 def _copy(item: MemoryItem) -> MemoryItem:
