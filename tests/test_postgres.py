@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,80 @@ async def test_config_masks_the_password() -> None:
     assert "hunter2" not in json.dumps(explain(loaded))
 
 
+async def _postings_disagreement(store: Any) -> list[Any]:
+    """Rows where the postings table and the items' own term vectors differ (none expected)."""
+    async with store._con() as con:
+        return list(
+            await con.fetch(
+                "(SELECT u.lexeme, i.seq, coalesce(cardinality(u.positions), 1)::smallint, "
+                "i.doc_len FROM items i CROSS JOIN LATERAL unnest(i.terms) u "
+                "EXCEPT ALL SELECT lexeme, seq, tf, doc_len FROM postings) UNION ALL "
+                "(SELECT lexeme, seq, tf, doc_len FROM postings EXCEPT ALL "
+                "SELECT u.lexeme, i.seq, coalesce(cardinality(u.positions), 1)::smallint, "
+                "i.doc_len FROM items i CROSS JOIN LATERAL unnest(i.terms) u)"
+            )
+        )
+
+
+async def test_postings_follow_every_write_and_concurrent_services(tmp_path: Path) -> None:
+    a, b = pg(tmp_path), pg(tmp_path)
+    await a.initialize()
+    await b.initialize()
+    try:
+        words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
+
+        async def writer(store: Any, n: int) -> None:
+            for k in range(8):
+                added = await store.add_items(
+                    [
+                        NewItem(kind="reflection", content=f"{words[(n + j) % 6]} item {n} {k} {j}")
+                        for j in range(5)
+                    ]
+                )
+                await store.update_item(added[0].id, content=f"rewritten {n} {k} alpha alpha")
+                await store.delete_items([added[1].id])
+
+        await asyncio.gather(*(writer(s, n) for n, s in enumerate([a, b, a, b])))
+        sources = await a.get_items(
+            [h.id for h in await a.keyword_search("gamma", ItemFilter(), 3)]
+        )
+        copies = [(replace(x, id=str(uuid.uuid4()), project="copy"), None) for x in sources]
+        assert await b.import_items(copies) == 3
+        assert await _postings_disagreement(a) == []
+        assert await a.count_items() == 4 * 8 * 4 + 3
+        hits = await b.keyword_search("rewritten", ItemFilter(), 100)
+        assert len(hits) == 32
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_version_1_store_gets_its_postings_on_upgrade(tmp_path: Path) -> None:
+    from session_buddy.adapters.storage import postgres
+
+    store = pg(tmp_path)
+    saved = postgres.MIGRATIONS
+    postgres.MIGRATIONS = saved[:1]
+    try:
+        await store.initialize()
+        (r,) = await store.add_items([NewItem(kind="reflection", content="Keep ERR_CONN_4021")])
+        await store.close()
+    finally:
+        postgres.MIGRATIONS = saved
+    upgraded = pg(tmp_path)
+    await upgraded.initialize()
+    try:
+        async with upgraded._con() as con:
+            versions = [v[0] for v in await con.fetch("SELECT version FROM schema_version")]
+        assert sorted(versions) == [1, 2]
+        assert await _postings_disagreement(upgraded) == []
+        assert [h.id for h in await upgraded.keyword_search("ERR_CONN_4021", ItemFilter(), 5)] == [
+            r.id
+        ]
+    finally:
+        await upgraded.close()
+
+
 async def test_newer_schema_is_refused(tmp_path: Path) -> None:
     import asyncpg
 
@@ -202,10 +277,22 @@ async def test_missing_vector_extension_is_a_clear_error(tmp_path: Path) -> None
         await admin.close()
 
 
+async def _has_vector_index(store: Any) -> bool:
+    async with store._con() as con:
+        return bool(
+            await con.fetchval(
+                "SELECT count(*) FROM pg_indexes WHERE schemaname = $1 AND "
+                "indexname = 'items_vector'",
+                store.schema,
+            )
+        )
+
+
 async def test_ivfflat_index_setting(tmp_path: Path) -> None:
     store = pg(tmp_path, vector_index="ivfflat", ivfflat_lists=4)
     await store.initialize()
     try:
+        assert not await _has_vector_index(store)  # never trained on an empty store
         rng = np.random.default_rng(3)
         await store.add_items(
             [
@@ -218,6 +305,12 @@ async def test_ivfflat_index_setting(tmp_path: Path) -> None:
                 for i in range(300)
             ]
         )
+    finally:
+        await store.close()
+    store = pg(tmp_path, vector_index="ivfflat", ivfflat_lists=4)
+    await store.initialize()  # 300 vectors: enough for 4 lists
+    try:
+        assert await _has_vector_index(store)
         # a filtered search still fills its limit (pgvector's iterative scan)
         hits = await store.vector_search(vec(1), ItemFilter(projects=["p"]), 10)
         assert len(hits) == 10
@@ -227,7 +320,10 @@ async def test_ivfflat_index_setting(tmp_path: Path) -> None:
     # back to exact search: the index is dropped
     store = pg(tmp_path)
     await store.initialize()
-    await store.close()
+    try:
+        assert not await _has_vector_index(store)
+    finally:
+        await store.close()
 
 
 # -- migrate ---------------------------------------------------------------------------------

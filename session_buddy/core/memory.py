@@ -23,6 +23,7 @@ The fix is to configure the recorded model again, or to re-embed the store with 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -354,26 +355,40 @@ class MemoryService:
         used: SearchMode = mode
         degraded: str | None = None
         vector: np.ndarray | None = None
-        if mode != "keyword":
-            vector, degraded = await self._query_vector(query)
-            if vector is None:
-                used = "keyword"
+        # the keyword ranker needs no vector: it runs while the query is embedded and the
+        # vector ranker runs (on a database server the two queries overlap)
+        keyword: asyncio.Task[list[Hit]] | None = None
+        if mode != "semantic":
+            keyword = asyncio.create_task(self.storage.keyword_search(query, flt, depth))
         rankings: list[list[Hit]] = []
         names: list[str] = []
-        if used != "semantic":
-            rankings.append(await self.storage.keyword_search(query, flt, depth))
-            names.append("keyword")
-        if vector is not None:
-            try:
-                rankings.append(await self.storage.vector_search(vector, flt, depth))
+        try:
+            if mode != "keyword":
+                vector, degraded = await self._query_vector(query)
+                if vector is None:
+                    used = "keyword"
+            semantic: list[Hit] | None = None
+            if vector is not None:
+                try:
+                    semantic = await self.storage.vector_search(vector, flt, depth)
+                except DimensionMismatch as exc:
+                    self._space_problem = degraded = f"{exc}"
+                    vector = None
+                    used = "keyword"
+            if used != "semantic":
+                if keyword is None:  # semantic asked for, keyword is the fallback
+                    keyword = asyncio.create_task(self.storage.keyword_search(query, flt, depth))
+                rankings.append(await keyword)
+                names.append("keyword")
+            if semantic is not None:
+                rankings.append(semantic)
                 names.append("semantic")
-            except DimensionMismatch as exc:
-                self._space_problem = degraded = f"{exc}"
-                vector = None
-                if used == "semantic":
-                    rankings.append(await self.storage.keyword_search(query, flt, depth))
-                    names.append("keyword")
-                used = "keyword"
+        finally:
+            if keyword is not None:
+                if not keyword.done():
+                    keyword.cancel()
+                elif not keyword.cancelled():
+                    keyword.exception()  # retrieved: an error elsewhere is the one raised
         if self.settings.search.fusion == "rrf":
             fused = hybrid.fuse(rankings, self.settings.search.rrf_k, kinds=names)
         else:

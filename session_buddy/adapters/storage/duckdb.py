@@ -129,6 +129,12 @@ def _v1(dim: int) -> list[str]:
 #: Forward migrations, applied in order; never edit a released step, append a new one.
 MIGRATIONS: list[Migration] = [
     Migration(1, "conversations, reflections, records, meta", _v1),
+    # PostgreSQL's version 2 adds its inverted keyword index; DuckDB's lives in process
+    Migration(
+        2,
+        "keyword postings (PostgreSQL's inverted index; DuckDB keeps its index in process)",
+        lambda dim: [],
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

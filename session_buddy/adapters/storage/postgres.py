@@ -31,8 +31,10 @@ things on DuckDB and PostgreSQL. Scores are comparable with the in-process BM25.
 
 **Vector search** orders by cosine distance ``<=>`` and returns ``1 - distance`` (cosine
 similarity). Exact by default (``storage.vector_index: none``); ``ivfflat`` builds an
-approximate index (with pgvector's iterative scan so filters still fill the limit). HNSW is
-not offered: building it crashed the server on some CPUs.
+approximate index (with pgvector's iterative scan so filters still fill the limit), built at a
+start that finds at least 10 vectors per list (ivfflat learns its lists from the data present,
+so it is never built on an empty store). HNSW is not offered: building it crashed the server
+on some CPUs.
 
 Driver: asyncpg (binary protocol, its own connection pool, prepared statements cached per
 connection). Every write is one transaction committed before the call returns.
@@ -151,9 +153,41 @@ def _v1(dim: int) -> list[str]:
     ]
 
 
+def _v2(dim: int) -> list[str]:
+    """The inverted index of keyword search: one posting per (term, item), kept by a trigger
+    from ``items.terms`` so every write path (add, update, delete, import) maintains it in
+    the writing transaction, then filled from the items already stored."""
+    return [
+        "CREATE UNIQUE INDEX items_seq ON items (seq)",
+        "CREATE TABLE postings (lexeme text NOT NULL, seq bigint NOT NULL, "
+        "tf smallint NOT NULL, doc_len integer NOT NULL)",
+        # covering: BM25 reads the postings of a term from the index alone
+        "CREATE UNIQUE INDEX postings_term ON postings (lexeme, seq) INCLUDE (tf, doc_len)",
+        "CREATE INDEX postings_seq ON postings (seq)",
+        # filters give the seqs they keep from an index alone (the rows are wide: vectors)
+        "CREATE INDEX items_project_seq ON items (project) INCLUDE (seq)",
+        "DROP INDEX items_project",
+        "CREATE INDEX items_kind_seq ON items (kind) INCLUDE (seq)",
+        "CREATE INDEX items_time_seq ON items (created_at) INCLUDE (seq)",
+        "DROP INDEX items_time",
+        "CREATE FUNCTION items_postings() RETURNS trigger LANGUAGE plpgsql "
+        "SET search_path FROM CURRENT AS $body$ BEGIN "
+        "IF TG_OP <> 'INSERT' THEN DELETE FROM postings WHERE seq = OLD.seq; END IF; "
+        "IF TG_OP <> 'DELETE' THEN INSERT INTO postings (lexeme, seq, tf, doc_len) "
+        "SELECT u.lexeme, NEW.seq, coalesce(cardinality(u.positions), 1), NEW.doc_len "
+        "FROM unnest(NEW.terms) u; END IF; RETURN NULL; END $body$",
+        "CREATE TRIGGER items_postings AFTER INSERT OR DELETE OR UPDATE OF terms, doc_len "
+        "ON items FOR EACH ROW EXECUTE FUNCTION items_postings()",
+        "INSERT INTO postings SELECT u.lexeme, i.seq, coalesce(cardinality(u.positions), 1), "
+        "i.doc_len FROM items i CROSS JOIN LATERAL unnest(i.terms) u",
+        "ANALYZE postings",
+    ]
+
+
 #: (version, description, statements); the same numbers as the DuckDB backend's MIGRATIONS.
 MIGRATIONS: list[tuple[int, str, Callable[[int], list[str]]]] = [
     (1, "conversations, reflections, records, meta", _v1),
+    (2, "keyword postings (PostgreSQL's inverted index; DuckDB keeps its index in process)", _v2),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -429,6 +463,9 @@ class Storage(StorageBase):
                     server_settings={
                         "search_path": self._search_path,
                         "application_name": "session-buddy",
+                        # plans follow the actual terms and filters (a generic plan, chosen
+                        # after five runs of a statement, guessed row counts badly)
+                        "plan_cache_mode": "force_custom_plan",
                     },
                 )
             except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
@@ -561,10 +598,19 @@ class Storage(StorageBase):
             return
         if exists:
             return
-        lists = self.ivfflat_lists
-        if lists <= 0:
-            rows = int(await con.fetchval("SELECT count(*) FROM items WHERE embedding IS NOT NULL"))
-            lists = max(10, rows // 1000)
+        rows = int(await con.fetchval("SELECT count(*) FROM items WHERE embedding IS NOT NULL"))
+        lists = self.ivfflat_lists if self.ivfflat_lists > 0 else max(10, rows // 1000)
+        if rows < 10 * lists:
+            # ivfflat learns its lists from the vectors present: built on (almost) nothing it
+            # would send every later vector to arbitrary lists and lose recall for good
+            log.info(
+                "storage.vector_index is ivfflat but the store holds %d vectors (fewer than "
+                "10 per list for %d lists): exact search until a start finds at least %d",
+                rows,
+                lists,
+                10 * lists,
+            )
+            return
         log.info("Building an ivfflat index with %d lists (storage.vector_index)", lists)
         await con.execute(
             f"CREATE INDEX items_vector ON items USING ivfflat (embedding vector_cosine_ops) "
@@ -821,35 +867,62 @@ class Storage(StorageBase):
 
     async def keyword_search(self, query: str, flt: ItemFilter, limit: int) -> list[Hit]:
         """BM25 over every item (collection statistics of the whole store, as the
-        in-process index computes them), then the filter: the same scores as DuckDB's."""
+        in-process index computes them), then the filter: the same scores as DuckDB's.
+
+        Two plans, one formula. In general the postings of the query's terms are summed
+        from the covering index alone (no item row is read until the top hits are known);
+        with a narrow filter (given ids or one session) the filtered items matching the
+        query (GIN on ``terms``) are scored from their own term vectors instead."""
         self.pool  # noqa: B018 - raises when not open
         built = terms_tsquery(query)
         if built is None or limit <= 0:
             return []
         tsquery, terms = built
-        params = _Params(tsquery, terms, K1, B)
+        params = _Params(list(dict.fromkeys(terms)), K1, B)
         where = _where(flt, params)
-        keep = " AND ".join(where) if where else "true"
-        sql = (
-            "WITH cand AS MATERIALIZED ("
-            f" SELECT seq, id, doc_len, terms, ({keep}) AS keep FROM items"
-            " WHERE terms @@ $1::tsquery),"
-            " tf AS (SELECT c.seq, c.id, c.doc_len, c.keep, u.lexeme,"
-            " coalesce(cardinality(u.positions), 1)::float8 AS tf"
-            # keep only the query's lexemes before unnesting (twice as fast as filtering
-            # the unnested rows): mark them with weight A, filter on it
-            " FROM cand c CROSS JOIN LATERAL"
-            " unnest(ts_filter(setweight(c.terms, 'A', $2::text[]), '{a}')) u),"
-            " df AS (SELECT lexeme, count(*)::float8 AS df FROM tf GROUP BY lexeme),"
-            " totals AS (SELECT greatest(n, 1)::float8 AS n,"
-            " greatest(total_len::float8 / greatest(n, 1), 1e-9) AS avgdl FROM item_stats)"
-            " SELECT tf.id, sum(ln(1 + (t.n - df.df + 0.5) / (df.df + 0.5))"
-            " * tf.tf * ($3 + 1) / (tf.tf + $3 * (1 - $4 + $4 * tf.doc_len / t.avgdl)))"
-            " AS score"
-            " FROM tf JOIN df USING (lexeme) CROSS JOIN totals t WHERE tf.keep"
-            " GROUP BY tf.id, tf.seq ORDER BY score DESC, tf.seq"
-            f" LIMIT {params.add(limit)}"
+        weights = (
+            # document frequencies over the whole store, from the postings index
+            "WITH q AS MATERIALIZED (SELECT u.lexeme, (SELECT count(*) FROM postings p"
+            " WHERE p.lexeme = u.lexeme)::float8 AS df FROM unnest($1::text[]) u(lexeme)),"
+            " t AS (SELECT greatest(n, 1)::float8 AS n,"
+            " greatest(total_len::float8 / greatest(n, 1), 1e-9) AS avgdl FROM item_stats),"
+            " w AS MATERIALIZED (SELECT q.lexeme, ln(1 + (t.n - q.df + 0.5) / (q.df + 0.5)) AS idf,"
+            " t.avgdl FROM q CROSS JOIN t WHERE q.df > 0)"
         )
+        # typed: an untyped $2 in "$2 + 1" would be taken as an integer (k1 = 1)
+        bm25 = (
+            "w.idf * {tf} * ($2::float8 + 1)"
+            " / ({tf} + $2::float8 * (1 - $3::float8 + $3::float8 * {dl} / w.avgdl))"
+        )
+        if flt.ids is not None or flt.session_id is not None:
+            sql = (
+                f"{weights} SELECT i.id, sum("
+                + bm25.format(tf="coalesce(cardinality(u.positions), 1)", dl="i.doc_len")
+                + ") AS score FROM items i CROSS JOIN LATERAL"
+                # keep only the query's lexemes before unnesting: mark them, filter on it
+                " unnest(ts_filter(setweight(i.terms, 'A', $1::text[]), '{a}')) u"
+                " JOIN w ON w.lexeme = u.lexeme"
+                f" WHERE i.terms @@ {params.add(tsquery)}::tsquery AND {' AND '.join(where)}"
+                f" GROUP BY i.seq, i.id ORDER BY score DESC, i.seq LIMIT {params.add(limit)}"
+            )
+        else:
+            kept = ""
+            if where:
+                # the seqs the filter keeps, then a hash semi-join (a probe into the wide
+                # items rows per posting was 7x slower)
+                weights += (
+                    f", f AS MATERIALIZED (SELECT seq FROM items WHERE {' AND '.join(where)})"
+                )
+                kept = " AND p.seq IN (SELECT seq FROM f)"
+            sql = (
+                f"{weights}, top AS (SELECT p.seq, sum("
+                + bm25.format(tf="p.tf::float8", dl="p.doc_len")
+                + ") AS score FROM w JOIN postings p ON p.lexeme = w.lexeme"
+                f" WHERE p.lexeme = ANY($1::text[]){kept}"
+                f" GROUP BY p.seq ORDER BY score DESC, p.seq LIMIT {params.add(limit)})"
+                " SELECT i.id, top.score FROM top JOIN items i ON i.seq = top.seq"
+                " ORDER BY top.score DESC, top.seq"
+            )
         async with self._con() as con:
             rows = await con.fetch(sql, *params.values)
         return [Hit(id=r[0], score=float(r[1])) for r in rows if r[1] > 0]
