@@ -11,7 +11,9 @@ same texts (the `encode` call, batched), the ceiling any store could reach.
 With ``--storage postgres`` the store is a fresh schema (dropped at the end) of the database
 given by ``--dsn`` or $SESSION_BUDDY_STORAGE__DSN or $SESSION_BUDDY_TEST_PG_DSN (e.g. the test
 server: ``export SESSION_BUDDY_TEST_PG_DSN=$(scripts/postgres.sh start)``);
-``--vector-index ivfflat`` measures pgvector's approximate index instead of exact search.
+``--vector-index ivfflat`` measures pgvector's approximate index instead of exact search,
+``--vector-index both`` measures the two on the same data (a server restart between them, as
+the index is built at a start).
 """
 
 from __future__ import annotations
@@ -130,24 +132,29 @@ async def run(
     storage: str,
     batch: int,
     pg: dict[str, str] | None = None,
+    vector_indexes: tuple[str, ...] = ("none",),
 ) -> None:
     from fastmcp import Client
 
     from session_buddy import di
     from session_buddy.adapters.embeddings._base import EmbeddingsBase
     from session_buddy.server import create_server
-    from session_buddy.settings import load_settings
+    from session_buddy.settings import SessionBuddySettings, load_settings
 
     rng = random.Random(7)
     with tempfile.TemporaryDirectory() as tmp:
-        overrides: dict[str, object] = {"storage": pg} if pg else {}
-        settings = load_settings(
-            data_dir=Path(tmp), adapters={"storage": storage}, **overrides
-        ).settings
-        async with Client(create_server(settings)) as client:
-            embeddings = di.get(EmbeddingsBase)
-            stored = 0
-            for size in sizes:
+
+        def settings_for(index: str) -> SessionBuddySettings:
+            overrides: dict[str, object] = {"storage": {**pg, "vector_index": index}} if pg else {}
+            return load_settings(
+                data_dir=Path(tmp), adapters={"storage": storage}, **overrides
+            ).settings
+
+        stored = 0
+        for size in sizes:
+            settings = settings_for(vector_indexes[0])
+            async with Client(create_server(settings)) as client:
+                embeddings = di.get(EmbeddingsBase)
                 texts = [
                     f"{make_text(rng, TEMPLATES)} (note {stored + i})" for i in range(size - stored)
                 ]
@@ -156,8 +163,9 @@ async def run(
                 encode = getattr(embeddings, "encode")  # noqa: B009 - the onnx adapter's sync API
                 encode(sample[:64])  # warm up
                 t0 = time.perf_counter()
-                for i in range(0, len(sample), settings.embeddings.batch_size):
-                    encode(sample[i : i + settings.embeddings.batch_size])
+                batch_size = settings.embeddings.batch_size
+                for i in range(0, len(sample), batch_size):
+                    encode(sample[i : i + batch_size])
                 raw_rate = len(sample) / (time.perf_counter() - t0)
                 t0 = time.perf_counter()
                 for i in range(0, len(texts), batch):
@@ -177,20 +185,32 @@ async def run(
                     )
                 store_rate = len(texts) / (time.perf_counter() - t0)
                 stored = size
-                latencies = []
-                for _ in range(queries):
-                    query = make_text(rng, QUERIES)
-                    t1 = time.perf_counter()
-                    result = await client.call_tool("quick_search", {"query": query})
-                    latencies.append((time.perf_counter() - t1) * 1000)
-                    assert result.structured_content["hits"], query
+            di.reset()  # the server closed its adapters; the next one configures afresh
+            print(
+                f"{size:>7} items ({storage}): store {store_rate:7.1f} items/s via "
+                f"store_conversations; raw embedding {raw_rate:7.1f} texts/s; "
+                f"ratio {store_rate / raw_rate:.0%}",
+                flush=True,
+            )
+            if pg:  # what autovacuum does soon after a bulk load (visibility map, statistics)
+                await _vacuum(pg["dsn"], pg["pg_schema"])
+            asked = [make_text(random.Random(size), QUERIES) for _ in range(queries)]
+            for index in vector_indexes:
+                async with Client(create_server(settings_for(index))) as client:
+                    await client.call_tool("quick_search", {"query": "warm up"})
+                    latencies = []
+                    for query in asked:
+                        t1 = time.perf_counter()
+                        result = await client.call_tool("quick_search", {"query": query})
+                        latencies.append((time.perf_counter() - t1) * 1000)
+                        assert result.structured_content["hits"], query
+                di.reset()
+                label = f", vector_index {index}" if pg else ""
                 print(
-                    f"{size:>7} items ({storage}): quick_search p50 {statistics.median(latencies):6.1f} ms  "
-                    f"p95 {percentile(latencies, 0.95):6.1f} ms  ({queries} distinct queries)"
-                )
-                print(
-                    f"          store {store_rate:7.1f} items/s via store_conversations; raw embedding "
-                    f"{raw_rate:7.1f} texts/s; ratio {store_rate / raw_rate:.0%}"
+                    f"{size:>7} items ({storage}{label}): quick_search "
+                    f"p50 {statistics.median(latencies):6.1f} ms  "
+                    f"p95 {percentile(latencies, 0.95):6.1f} ms  ({queries} distinct queries)",
+                    flush=True,
                 )
 
 
@@ -203,7 +223,12 @@ def main() -> None:
     parser.add_argument("--storage", choices=["duckdb", "memory", "postgres"], default="duckdb")
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--dsn", default=None, help="postgres: the database (see above)")
-    parser.add_argument("--vector-index", choices=["none", "ivfflat"], default="none")
+    parser.add_argument(
+        "--vector-index",
+        choices=["none", "ivfflat", "both"],
+        default="none",
+        help="postgres: exact search, pgvector's ivfflat index, or both on the same data",
+    )
     args = parser.parse_args()
     from session_buddy.logs import route_logging_to_stderr
 
@@ -217,18 +242,33 @@ def main() -> None:
         )
         if not dsn:
             parser.error("--storage postgres needs --dsn (or $SESSION_BUDDY_TEST_PG_DSN)")
-        pg = {
-            "dsn": dsn,
-            "pg_schema": f"bench_{os.getpid()}",
-            "vector_index": args.vector_index,
-        }
+        pg = {"dsn": dsn, "pg_schema": f"bench_{os.getpid()}"}
+    indexes = ("none", "ivfflat") if args.vector_index == "both" else (args.vector_index,)
     try:
         asyncio.run(
-            run([int(s) for s in args.sizes.split(",")], args.queries, args.storage, args.batch, pg)
+            run(
+                [int(s) for s in args.sizes.split(",")],
+                args.queries,
+                args.storage,
+                args.batch,
+                pg,
+                indexes,
+            )
         )
     finally:
         if pg:
             asyncio.run(_drop_schema(pg["dsn"], pg["pg_schema"]))
+
+
+async def _vacuum(dsn: str, schema: str) -> None:
+    import asyncpg
+
+    con = await asyncpg.connect(dsn)
+    try:
+        for table in ("items", "postings"):
+            await con.execute(f'VACUUM ANALYZE "{schema}".{table}')
+    finally:
+        await con.close()
 
 
 async def _drop_schema(dsn: str, schema: str) -> None:
