@@ -257,3 +257,46 @@ async def test_user_argument_rule(alice: Client[Any]) -> None:
             await teams.share_reflection(item, "core")
     with acting_as("mallory"), pytest.raises(NotFound):
         await teams.get_team_statistics("core")
+
+
+async def test_leave_remove_and_unshare(alice: Client[Any]) -> None:
+    teams = di.get(TeamService)
+    await call(alice, "create_team", name="core", members=["bob", "carol"])
+    item = (await call(alice, "store_reflection", content=WEBHOOK_RETRY, project="pay"))["id"]
+    await call(alice, "share_reflection", id=item, team="core")
+    with acting_as("bob"):
+        found = await teams.search_team_knowledge("webhook backoff", "core")
+        assert [h.id for h in found.hits] == [item]
+        await teams.vote_on_reflection(item, 1)
+        # bob is not the creator: he cannot remove carol, nor withdraw alice's item
+        with pytest.raises(ValidationError, match="only the team's creator"):
+            await teams.remove_team_member("core", "carol")
+        with pytest.raises(ValidationError, match="only they or its author"):
+            await teams.unshare_reflection(item, "core")
+        left = await teams.remove_team_member("core", "bob")  # he may leave
+        assert left["removed"] is True and left["members"] == ["alice", "carol"]
+        # gone: the team and its items are invisible to him, as to any outsider
+        with pytest.raises(NotFound, match="no team 'core'"):
+            await teams.search_team_knowledge("webhook backoff", "core")
+        with pytest.raises(NotFound):
+            await teams.vote_on_reflection(item, 1)
+    # his vote no longer counts
+    after = await call(alice, "search_team_knowledge", query="webhook backoff", team="core")
+    assert after["hits"][0]["net_votes"] == 0
+
+    # the creator removes carol; removing a non-member is a no-op, the last member stays
+    removed = await call(alice, "remove_team_member", team="core", user="carol")
+    assert removed["removed"] is True and removed["members"] == ["alice"]
+    again = await call(alice, "remove_team_member", team="core", user="carol")
+    assert again["removed"] is False
+    assert "last member" in await tool_error(alice, "remove_team_member", team="core", user="alice")
+
+    # the author withdraws the item: team search no longer finds it; twice is a no-op
+    withdrawn = await call(alice, "unshare_reflection", id=item, team="core")
+    assert withdrawn == {"id": item, "team": "core", "unshared": True}
+    assert (await call(alice, "unshare_reflection", id=item, team="core"))["unshared"] is False
+    empty = await call(alice, "search_team_knowledge", query="webhook backoff", team="core")
+    assert empty["hits"] == [] and empty["shared_items"] == 0
+    # it is still in her own memory
+    mine = await call(alice, "search", query="webhook backoff")
+    assert [h["id"] for h in mine["hits"]][:1] == [item]

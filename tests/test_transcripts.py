@@ -21,7 +21,6 @@ import pytest
 from session_buddy import di
 from session_buddy.adapters.storage._base import ItemFilter, StorageBase
 from session_buddy.core.capture import (
-    PAUSE_ENV,
     STATE_COLLECTION,
     CaptureService,
     find_session_transcripts,
@@ -400,14 +399,13 @@ def _kill_fixture(projects: Path) -> tuple[int, int]:
 def _run_import(
     projects: Path, env: dict[str, str], pause: str | None = None
 ) -> subprocess.Popen[bytes]:
-    run_env = dict(env)
-    if pause:
-        run_env[PAUSE_ENV] = pause
+    # the pause is patched in by tests/import_paused.py (a wrapper of the same CLI)
+    module = ["tests.import_paused", pause] if pause else ["session_buddy.cli_import"]
     return subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "session_buddy.cli_import",
+            *module,
             "claude-code",
             "--projects-dir",
             str(projects),
@@ -417,7 +415,8 @@ def _run_import(
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=run_env,
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
     )
 
 

@@ -24,7 +24,6 @@ import asyncio
 import inspect
 import logging
 import os
-import sys
 import time
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -62,9 +61,6 @@ STATE_COLLECTION = "transcripts"
 DEFAULT_BATCH = 256
 #: A batch is also stored early when its texts reach this many characters.
 BATCH_CHARS = 4_000_000
-#: Test hook: ``store:N`` or ``batch:N`` makes the import stop (sleep) after the N-th batch is
-#: stored (before / after its offset is saved), so a test can kill it at a known point.
-PAUSE_ENV = "SESSION_BUDDY_TEST_IMPORT_PAUSE"
 
 Progress = Callable[[int, int], Awaitable[None] | None]
 
@@ -139,7 +135,7 @@ class CaptureService:
         self.batch_size = batch_size
         self.insights = InsightRecorder(memory, storage)
         self._lock: asyncio.Lock | None = None
-        self._batches_done = 0
+        self._batches_done = 0  # batches stored by this service (tests pause on it)
 
     @classmethod
     def from_container(cls, resolve: Callable[[type], Any]) -> CaptureService:
@@ -294,7 +290,6 @@ class CaptureService:
         report.oversized += batch.oversized
         report.skipped += batch.skipped
         self._batches_done += 1
-        _pause("store", self._batches_done)
         before = int(state.get("offset", 0))
         totals = state.setdefault("totals", {})
         for name, value in (
@@ -314,7 +309,6 @@ class CaptureService:
         await self._save(
             path, key, stat, state, batch.end_offset, batch.end_line, None, final=batch.last
         )
-        _pause("batch", self._batches_done)
         report.bytes_read += max(0, batch.end_offset - before)
         if batch.last:
             report.pending_bytes += batch.pending
@@ -611,14 +605,6 @@ def _done(value: Any) -> asyncio.Future[Any]:
     future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     future.set_result(value)
     return future
-
-
-def _pause(point: str, batches: int) -> None:
-    wanted = os.environ.get(PAUSE_ENV)
-    if wanted and wanted == f"{point}:{batches}":
-        sys.stderr.write(f"import paused at {wanted}\n")
-        sys.stderr.flush()
-        time.sleep(3600)
 
 
 class _ProgressCounter:

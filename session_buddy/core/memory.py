@@ -317,41 +317,12 @@ class MemoryService:
         except EmbeddingError as exc:
             return None, f"embedding the query failed ({exc})"
 
-    async def search(
-        self,
-        query: str,
-        *,
-        projects: list[str] | None = None,
-        kinds: list[str] | None = None,
-        tags: list[str] | None = None,
-        role: str | None = None,
-        session_id: str | None = None,
-        after: datetime | None = None,
-        before: datetime | None = None,
-        mode: SearchMode = "hybrid",
-        limit: int = 10,
-        offset: int = 0,
-    ) -> SearchResponse:
-        if not isinstance(query, str) or not query.strip():
-            raise ValidationError("query is empty; give words to search for")
-        if mode not in ("hybrid", "semantic", "keyword"):
-            raise ValidationError(f"mode must be hybrid, semantic or keyword, not {mode!r}")
-        if kinds is not None and any(k not in KINDS for k in kinds):
-            raise ValidationError(f"kinds must be among {', '.join(KINDS)}, not {kinds!r}")
-        if limit < 1:
-            raise ValidationError("limit must be at least 1")
-        offset = max(0, offset)
-        flt = ItemFilter(
-            projects=list(projects) if projects else None,
-            kinds=list(kinds) if kinds else None,
-            tags=list(tags) if tags else None,
-            role=role,
-            session_id=session_id,
-            after=after,
-            before=before,
-        )
-        wanted = offset + limit
-        depth = max(self.settings.search.candidates, wanted + 1)
+    async def rank(
+        self, query: str, flt: ItemFilter, depth: int, mode: SearchMode = "hybrid"
+    ) -> tuple[list[hybrid.Fused], SearchMode, str | None]:
+        """The fused ranking of ``query`` among the items ``flt`` keeps (each ranker's best
+        ``depth``), the mode actually used and why it was degraded, if it was. No access
+        rule is applied here: :meth:`search` applies it; team search passes the ids."""
         used: SearchMode = mode
         degraded: str | None = None
         vector: np.ndarray | None = None
@@ -393,6 +364,44 @@ class MemoryService:
             fused = hybrid.fuse(rankings, self.settings.search.rrf_k, kinds=names)
         else:
             fused = hybrid.fuse_weighted(rankings, self.settings.search.keyword_weight, kinds=names)
+        return fused, used, degraded
+
+    async def search(
+        self,
+        query: str,
+        *,
+        projects: list[str] | None = None,
+        kinds: list[str] | None = None,
+        tags: list[str] | None = None,
+        role: str | None = None,
+        session_id: str | None = None,
+        after: datetime | None = None,
+        before: datetime | None = None,
+        mode: SearchMode = "hybrid",
+        limit: int = 10,
+        offset: int = 0,
+    ) -> SearchResponse:
+        if not isinstance(query, str) or not query.strip():
+            raise ValidationError("query is empty; give words to search for")
+        if mode not in ("hybrid", "semantic", "keyword"):
+            raise ValidationError(f"mode must be hybrid, semantic or keyword, not {mode!r}")
+        if kinds is not None and any(k not in KINDS for k in kinds):
+            raise ValidationError(f"kinds must be among {', '.join(KINDS)}, not {kinds!r}")
+        if limit < 1:
+            raise ValidationError("limit must be at least 1")
+        offset = max(0, offset)
+        flt = ItemFilter(
+            projects=list(projects) if projects else None,
+            kinds=list(kinds) if kinds else None,
+            tags=list(tags) if tags else None,
+            role=role,
+            session_id=session_id,
+            after=after,
+            before=before,
+        )
+        wanted = offset + limit
+        depth = max(self.settings.search.candidates, wanted + 1)
+        fused, used, degraded = await self.rank(query, flt, depth, mode)
         half_life = self.settings.search.decay_half_life_days
         items: dict[str, MemoryItem] = {}
         if half_life > 0 and fused:

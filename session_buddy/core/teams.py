@@ -18,9 +18,11 @@ answers exactly like an id that does not exist.
 
 **Rules.**
 
-* The creator of a team is its first member; any member may add members.
+* The creator of a team is its first member; any member may add members. A member may
+  leave; only the creator may remove someone else; the last member cannot leave.
 * Only the owner of an item may share it (reflections and insights, not conversation turns),
-  and only with a team they belong to. Sharing twice is a no-op.
+  and only with a team they belong to. Sharing twice is a no-op. The author or the member
+  who shared an item may withdraw it from the team (``unshare_reflection``).
 * A user may vote ``+1`` or ``-1`` on an item shared with one of their teams. One vote per
   user and item: voting again replaces the earlier vote.
 * **Votes and ranking** (``search_team_knowledge``): hybrid search over the items shared
@@ -283,6 +285,33 @@ class TeamService:
                 await self._put(record)
         return {**self._team_view(record), "added": added, "user": new}
 
+    async def remove_team_member(self, team: str, user: str) -> dict[str, Any]:
+        """Remove ``user`` from ``team``. A member may leave (remove themselves); removing
+        someone else is for the team's creator. The last member cannot leave: nobody could
+        see the team again. What the user shared stays shared; their votes stop counting."""
+        actor = self.user()
+        gone = check_name(user, "user")
+        async with self._lock:
+            record = await self._team(team, actor)
+            members = list(record.data.get("members", []))
+            if gone != actor and actor != record.data.get("created_by"):
+                raise ValidationError(
+                    f"only the team's creator ({record.data.get('created_by')}) can remove "
+                    "another member; a member can remove themselves (leave the team)"
+                )
+            removed = gone in members
+            if removed:
+                if len(members) == 1:
+                    raise ValidationError(
+                        f"{gone} is the last member of {record.id!r}; a team without members "
+                        "could never be seen again, so the last member cannot leave"
+                    )
+                members.remove(gone)
+                record.data["members"] = members
+                record.updated_at = utcnow()
+                await self._put(record)
+        return {**self._team_view(record), "removed": removed, "user": gone}
+
     async def list_teams(self) -> list[dict[str, Any]]:
         """The teams the acting user belongs to."""
         return [self._team_view(t) for t in await self.teams_of(self.user())]
@@ -321,6 +350,24 @@ class TeamService:
                 )
             )
         return {"id": item.id, "team": record.id, "shared": existing is None}
+
+    async def unshare_reflection(self, item_id: str, team: str) -> dict[str, Any]:
+        """Withdraw an item from a team: its author or the member who shared it may (a
+        member of the team). The team's votes on it are kept, should it be shared again."""
+        actor = self.user()
+        record = await self._team(team, actor)
+        item = await self._visible_item(item_id, actor)
+        key = json.dumps([record.id, item.id])
+        existing = await self.storage.get_record(SHARES, key)
+        if existing is not None:
+            if actor not in (self.owner(item), existing.data.get("shared_by")):
+                raise ValidationError(
+                    f"item {item.id!r} was shared by {existing.data.get('shared_by')}; only "
+                    f"they or its author ({self.owner(item)}) can withdraw it"
+                )
+            await self.storage.delete_record(SHARES, key)
+            self._shared_cache.clear()
+        return {"id": item.id, "team": record.id, "unshared": existing is not None}
 
     async def vote_on_reflection(
         self, item_id: str, vote: int = 1, user: str | None = None
@@ -368,24 +415,6 @@ class TeamService:
 
     # -- search and statistics ---------------------------------------------------------------
 
-    async def _rank(
-        self, query: str, ids: set[str], depth: int
-    ) -> tuple[list[hybrid.Fused], str, str | None]:
-        """Hybrid ranking restricted to ``ids`` (the same fusion as MemoryService.search)."""
-        flt = ItemFilter(ids=ids)
-        vector, degraded = await self.memory._query_vector(query)
-        rankings = [await self.storage.keyword_search(query, flt, depth)]
-        names = ["keyword"]
-        if vector is not None:
-            rankings.append(await self.storage.vector_search(vector, flt, depth))
-            names.append("semantic")
-        search = self.settings.search
-        if search.fusion == "rrf":
-            fused = hybrid.fuse(rankings, search.rrf_k, kinds=names)
-        else:
-            fused = hybrid.fuse_weighted(rankings, search.keyword_weight, kinds=names)
-        return fused, ("hybrid" if vector is not None else "keyword"), degraded
-
     async def search_team_knowledge(
         self, query: str, team: str, user: str | None = None, limit: int = 10
     ) -> TeamSearch:
@@ -401,7 +430,8 @@ class TeamService:
         if not shares:
             return TeamSearch(record.id, who, [], "none", "hybrid", None, 0)
         depth = max(self.settings.search.candidates, limit + 1)
-        fused, mode, degraded = await self._rank(query, set(shares), depth)
+        # the same hybrid ranking as every search, restricted to the team's shared items
+        fused, mode, degraded = await self.memory.rank(query, ItemFilter(ids=set(shares)), depth)
         votes = {f.id: await self._votes(f.id, members) for f in fused}
         team_score = {f.id: f.score * vote_factor(sum(votes[f.id].values())) for f in fused}
         fused.sort(key=lambda f: (-team_score[f.id], f.id))

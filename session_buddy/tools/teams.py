@@ -77,6 +77,27 @@ def register(mcp: FastMCP) -> None:
 
     @mcp.tool(
         description=(
+            "Remove a user from a team: yourself (leave the team), or anyone if you created "
+            "it. What they shared stays shared; their votes stop counting."
+        )
+    )
+    async def remove_team_member(team: str, user: str) -> dict[str, Any]:
+        return await teams().remove_team_member(team, user)
+
+    @mcp.tool(
+        description=(
+            "Withdraw an item from a team (you must be its author or the member who shared "
+            "it). It stays in your memory."
+        )
+    )
+    async def unshare_reflection(
+        id: Annotated[str, Field(description="The id of the shared item")],
+        team: str,
+    ) -> dict[str, Any]:
+        return await teams().unshare_reflection(id, team)
+
+    @mcp.tool(
+        description=(
             "Share one of your reflections (or insights) with a team you belong to, so its "
             "members can find it with search_team_knowledge."
         )
