@@ -103,24 +103,59 @@ class QualityScore:
         )
 
 
-def _component(
-    key: str,
-    label: str,
-    category: Category,
-    max_points: int,
-    points: float | None,
-    evidence: str,
-    recommendation: str,
-) -> Component:
-    if points is None:
-        status: Status = "unknown"
-    elif points >= max_points:
-        status = "ok"
-    elif points <= 0:
-        status = "missing"
-    else:
-        status = "partial"
-    return Component(key, label, category, max_points, points, status, evidence, recommendation)
+@dataclass(frozen=True)
+class _Spec:
+    """What a component is (key, label, category, the points it is worth); calling it with
+    the points earned (None: unknown), the evidence and the advice gives the Component."""
+
+    key: str
+    label: str
+    category: Category
+    max_points: int
+
+    def __call__(self, points: float | None, evidence: str, recommendation: str) -> Component:
+        if points is None:
+            status: Status = "unknown"
+        elif points >= self.max_points:
+            status = "ok"
+        elif points <= 0:
+            status = "missing"
+        else:
+            status = "partial"
+        return Component(
+            self.key,
+            self.label,
+            self.category,
+            self.max_points,
+            points,
+            status,
+            evidence,
+            recommendation,
+        )
+
+
+#: every component of the score, in the order of the breakdown
+SPECS: dict[str, _Spec] = {
+    spec.key: spec
+    for spec in (
+        _Spec("tests", "Tests present", "project", 10),
+        _Spec("test_result", "Last recorded test result", "project", 10),
+        _Spec("lint", "Lint configuration", "project", 5),
+        _Spec("types", "Type checking", "project", 5),
+        _Spec("ci", "Continuous integration", "project", 5),
+        _Spec("docs", "Documentation", "project", 5),
+        _Spec("lockfile", "Lockfile", "project", 5),
+        _Spec("uncommitted", "Uncommitted tracked changes", "git", 10),
+        _Spec("untracked", "Untracked files", "git", 5),
+        _Spec("last_commit", "Time since last commit", "git", 5),
+        _Spec("repo_state", "Repository state", "git", 10),
+        _Spec("conversation", "Conversation stored", "session", 5),
+        _Spec("reflections", "Reflections and insights", "session", 10),
+        _Spec("checkpoint_age", "Time since last checkpoint", "session", 10),
+    )
+}
+_PROJECT = [k for k, spec in SPECS.items() if spec.category == "project"]
+_GIT = [k for k, spec in SPECS.items() if spec.category == "git"]
 
 
 def _ago(seconds: float) -> str:
@@ -141,31 +176,15 @@ def _list(items: list[str], limit: int = 5) -> str:
 def project_components(info: ProjectInfo | None, now: float) -> list[Component]:
     out: list[Component] = []
     if info is None:
-        unknown = "project not analysed"
-        for key, label, pts in (
-            ("tests", "Tests present", 10),
-            ("test_result", "Last recorded test result", 10),
-            ("lint", "Lint configuration", 5),
-            ("types", "Type checking", 5),
-            ("ci", "Continuous integration", 5),
-            ("docs", "Documentation", 5),
-            ("lockfile", "Lockfile", 5),
-        ):
-            out.append(
-                _component(
-                    key, label, "project", pts, None, unknown, "Run start in the project folder"
-                )
-            )
-        return out
+        return [
+            SPECS[k](None, "project not analysed", "Run start in the project folder")
+            for k in _PROJECT
+        ]
 
     test_files = any(t.endswith("test files") or t.endswith("/") for t in info.tests)
     if info.tests and test_files:
         out.append(
-            _component(
-                "tests",
-                "Tests present",
-                "project",
-                10,
+            SPECS["tests"](
                 10,
                 _list(info.tests),
                 "Keep adding a test with every fix",
@@ -173,11 +192,7 @@ def project_components(info: ProjectInfo | None, now: float) -> list[Component]:
         )
     elif info.tests:
         out.append(
-            _component(
-                "tests",
-                "Tests present",
-                "project",
-                10,
+            SPECS["tests"](
                 4,
                 f"configured but no test files: {_list(info.tests)}",
                 "Add test files (e.g. tests/test_<module>.py) for the code you changed",
@@ -185,11 +200,7 @@ def project_components(info: ProjectInfo | None, now: float) -> list[Component]:
         )
     else:
         out.append(
-            _component(
-                "tests",
-                "Tests present",
-                "project",
-                10,
+            SPECS["tests"](
                 0,
                 "no test folder, test files or test runner configuration",
                 "Create a tests/ folder with a first test of the main entry point",
@@ -199,11 +210,7 @@ def project_components(info: ProjectInfo | None, now: float) -> list[Component]:
     result = info.test_result
     if result is None:
         out.append(
-            _component(
-                "test_result",
-                "Last recorded test result",
-                "project",
-                10,
+            SPECS["test_result"](
                 None,
                 "no recorded test run (.pytest_cache, junit*.xml)",
                 "Run the test suite so its result is recorded (e.g. pytest, or a JUnit XML report)",
@@ -214,11 +221,7 @@ def project_components(info: ProjectInfo | None, now: float) -> list[Component]:
         total = f" of {result.total}" if result.total is not None else ""
         if result.passed:
             out.append(
-                _component(
-                    "test_result",
-                    "Last recorded test result",
-                    "project",
-                    10,
+                SPECS["test_result"](
                     10,
                     f"passed ({result.total if result.total is not None else '?'} tests, {result.source}{age})",
                     "Run the tests again after your next change",
@@ -226,29 +229,22 @@ def project_components(info: ProjectInfo | None, now: float) -> list[Component]:
             )
         else:
             out.append(
-                _component(
-                    "test_result",
-                    "Last recorded test result",
-                    "project",
-                    10,
+                SPECS["test_result"](
                     0,
                     f"{result.failures}{total} failed ({result.source}{age})",
                     f"Fix the {result.failures} failing test(s), then re-run the suite",
                 )
             )
 
-    def presence(
-        key: str, label: str, found: list[str], missing: str, advice: str, keep: str
-    ) -> None:
+    def presence(key: str, found: list[str], missing: str, advice: str, keep: str) -> None:
         if found:
-            out.append(_component(key, label, "project", 5, 5, _list(found), keep))
+            out.append(SPECS[key](5, _list(found), keep))
         else:
-            out.append(_component(key, label, "project", 5, 0, missing, advice))
+            out.append(SPECS[key](0, missing, advice))
 
     language = info.primary_language or ""
     presence(
         "lint",
-        "Lint configuration",
         info.lint,
         "no linter configuration found",
         "Configure ruff in pyproject.toml ([tool.ruff])"
@@ -258,7 +254,6 @@ def project_components(info: ProjectInfo | None, now: float) -> list[Component]:
     )
     presence(
         "types",
-        "Type checking",
         info.type_check,
         "no type checker configuration found",
         "Add [tool.mypy] to pyproject.toml and run mypy"
@@ -268,7 +263,6 @@ def project_components(info: ProjectInfo | None, now: float) -> list[Component]:
     )
     presence(
         "ci",
-        "Continuous integration",
         info.ci,
         "no CI configuration found",
         "Add a CI workflow (e.g. .github/workflows/tests.yml) that runs the tests",
@@ -276,7 +270,6 @@ def project_components(info: ProjectInfo | None, now: float) -> list[Component]:
     )
     presence(
         "docs",
-        "Documentation",
         info.docs,
         "no README or docs folder",
         "Write a README.md: what the project does, how to install, run and test it",
@@ -285,11 +278,7 @@ def project_components(info: ProjectInfo | None, now: float) -> list[Component]:
     expected = lockfile_expected(info)
     if expected is None:
         out.append(
-            _component(
-                "lockfile",
-                "Lockfile",
-                "project",
-                5,
+            SPECS["lockfile"](
                 None,
                 "no package manifest found (nothing to lock)",
                 "If the project has dependencies, declare them in a manifest with a lockfile",
@@ -302,11 +291,7 @@ def project_components(info: ProjectInfo | None, now: float) -> list[Component]:
             else f"{_list(info.manifests)} pins versions itself"
         )
         out.append(
-            _component(
-                "lockfile",
-                "Lockfile",
-                "project",
-                5,
+            SPECS["lockfile"](
                 5,
                 evidence,
                 "Commit lockfile changes with the code that needs them",
@@ -315,11 +300,7 @@ def project_components(info: ProjectInfo | None, now: float) -> list[Component]:
     else:
         manager = info.package_manager or "your package manager"
         out.append(
-            _component(
-                "lockfile",
-                "Lockfile",
-                "project",
-                5,
+            SPECS["lockfile"](
                 0,
                 f"{_list(info.manifests)} without a lockfile",
                 f"Generate and commit a lockfile ({manager} lock / install) for reproducible builds",
@@ -329,34 +310,16 @@ def project_components(info: ProjectInfo | None, now: float) -> list[Component]:
 
 
 def git_components(info: ProjectInfo | None, now: float) -> list[Component]:
-    labels = (
-        ("uncommitted", "Uncommitted tracked changes", 10),
-        ("untracked", "Untracked files", 5),
-        ("last_commit", "Time since last commit", 5),
-        ("repo_state", "Repository state", 10),
-    )
     git = info.git if info is not None else None
     if git is None:
         if info is not None and info.git_error is None:
             # Known: the project is not under version control.
             absent = [
-                _component(
-                    k,
-                    label,
-                    "git",
-                    pts,
-                    None,
-                    "not a git repository",
-                    "Put the project under git (git init)",
-                )
-                for k, label, pts in labels[:3]
+                SPECS[k](None, "not a git repository", "Put the project under git (git init)")
+                for k in _GIT[:3]
             ]
             absent.append(
-                _component(
-                    "repo_state",
-                    "Repository state",
-                    "git",
-                    10,
+                SPECS["repo_state"](
                     0,
                     "not a git repository",
                     "Put the project under version control: git init && git add -A && git commit",
@@ -364,23 +327,14 @@ def git_components(info: ProjectInfo | None, now: float) -> list[Component]:
             )
             return absent
         why = info.git_error if info is not None and info.git_error else "git state not available"
-        return [
-            _component(
-                k, label, "git", pts, None, why, "Check that git works in the project folder"
-            )
-            for k, label, pts in labels
-        ]
+        return [SPECS[k](None, why, "Check that git works in the project folder") for k in _GIT]
 
     out: list[Component] = []
     changes = git.tracked_changes
     n = len(changes)
     if n == 0:
         out.append(
-            _component(
-                "uncommitted",
-                "Uncommitted tracked changes",
-                "git",
-                10,
+            SPECS["uncommitted"](
                 10,
                 "working tree clean",
                 "Commit in small steps as you go",
@@ -389,11 +343,7 @@ def git_components(info: ProjectInfo | None, now: float) -> list[Component]:
     else:
         points = 7 if n <= 5 else 4 if n <= 20 else 0
         out.append(
-            _component(
-                "uncommitted",
-                "Uncommitted tracked changes",
-                "git",
-                10,
+            SPECS["uncommitted"](
                 points,
                 f"{n} changed file(s): {_list(changes)}",
                 "Commit the finished part of this work (or checkpoint with git_commit=true)",
@@ -402,11 +352,7 @@ def git_components(info: ProjectInfo | None, now: float) -> list[Component]:
     u = len(git.untracked)
     if u == 0:
         out.append(
-            _component(
-                "untracked",
-                "Untracked files",
-                "git",
-                5,
+            SPECS["untracked"](
                 5,
                 "no untracked files",
                 "Keep .gitignore up to date",
@@ -415,11 +361,7 @@ def git_components(info: ProjectInfo | None, now: float) -> list[Component]:
     else:
         points = 3 if u <= 3 else 1 if u <= 20 else 0
         out.append(
-            _component(
-                "untracked",
-                "Untracked files",
-                "git",
-                5,
+            SPECS["untracked"](
                 points,
                 f"{u} untracked: {_list(git.untracked)}",
                 f"git add the new files that belong to the project, or list them in .gitignore ({_list(git.untracked, 2)})",
@@ -428,11 +370,7 @@ def git_components(info: ProjectInfo | None, now: float) -> list[Component]:
     since = git.seconds_since_last_commit(now)
     if since is None:
         out.append(
-            _component(
-                "last_commit",
-                "Time since last commit",
-                "git",
-                5,
+            SPECS["last_commit"](
                 0 if n or u else None,
                 "no commits yet",
                 "Make a first commit",
@@ -440,11 +378,7 @@ def git_components(info: ProjectInfo | None, now: float) -> list[Component]:
         )
     elif n == 0:
         out.append(
-            _component(
-                "last_commit",
-                "Time since last commit",
-                "git",
-                5,
+            SPECS["last_commit"](
                 5,
                 f"last commit {_ago(since)} ago, nothing uncommitted",
                 "Commit in small steps as you go",
@@ -453,11 +387,7 @@ def git_components(info: ProjectInfo | None, now: float) -> list[Component]:
     else:
         points = 5 if since < 2 * 3600 else 3 if since < 8 * 3600 else 1 if since < 24 * 3600 else 0
         out.append(
-            _component(
-                "last_commit",
-                "Time since last commit",
-                "git",
-                5,
+            SPECS["last_commit"](
                 points,
                 f"last commit {_ago(since)} ago with {n} file(s) uncommitted",
                 "Commit the work in progress; changes older than a few hours are at risk",
@@ -465,11 +395,7 @@ def git_components(info: ProjectInfo | None, now: float) -> list[Component]:
         )
     if git.conflicted:
         out.append(
-            _component(
-                "repo_state",
-                "Repository state",
-                "git",
-                10,
+            SPECS["repo_state"](
                 0,
                 f"{len(git.conflicted)} conflicted file(s): {_list(git.conflicted)}",
                 "Resolve the conflicts, git add them, and finish the " + (git.operation or "merge"),
@@ -477,11 +403,7 @@ def git_components(info: ProjectInfo | None, now: float) -> list[Component]:
         )
     elif git.operation:
         out.append(
-            _component(
-                "repo_state",
-                "Repository state",
-                "git",
-                10,
+            SPECS["repo_state"](
                 2,
                 f"{git.operation} in progress",
                 f"Finish or abort the {git.operation} (git {git.operation} --continue / --abort)",
@@ -489,11 +411,7 @@ def git_components(info: ProjectInfo | None, now: float) -> list[Component]:
         )
     elif git.detached:
         out.append(
-            _component(
-                "repo_state",
-                "Repository state",
-                "git",
-                10,
+            SPECS["repo_state"](
                 5,
                 f"detached HEAD at {(git.head or '')[:10]}",
                 "Create a branch for this work: git switch -c <name>",
@@ -504,11 +422,7 @@ def git_components(info: ProjectInfo | None, now: float) -> list[Component]:
         if git.behind:
             evidence += f", {git.behind} behind {git.upstream}"
         out.append(
-            _component(
-                "repo_state",
-                "Repository state",
-                "git",
-                10,
+            SPECS["repo_state"](
                 10,
                 evidence,
                 f"Pull {git.upstream} before you push" if git.behind else "Nothing to do",
@@ -520,29 +434,17 @@ def git_components(info: ProjectInfo | None, now: float) -> list[Component]:
 def session_components(activity: SessionActivity | None) -> list[Component]:
     if activity is None:
         return [
-            _component(
-                "conversation",
-                "Conversation stored",
-                "session",
-                5,
+            SPECS["conversation"](
                 None,
                 "no session",
                 "Call start to open a session",
             ),
-            _component(
-                "reflections",
-                "Reflections and insights",
-                "session",
-                10,
+            SPECS["reflections"](
                 None,
                 "no session",
                 "Call start to open a session",
             ),
-            _component(
-                "checkpoint_age",
-                "Time since last checkpoint",
-                "session",
-                10,
+            SPECS["checkpoint_age"](
                 None,
                 "no session",
                 "Call start to open a session",
@@ -551,11 +453,7 @@ def session_components(activity: SessionActivity | None) -> list[Component]:
     out: list[Component] = []
     if activity.messages is None:
         out.append(
-            _component(
-                "conversation",
-                "Conversation stored",
-                "session",
-                5,
+            SPECS["conversation"](
                 None,
                 "message count not available",
                 "Check storage health",
@@ -563,11 +461,7 @@ def session_components(activity: SessionActivity | None) -> list[Component]:
         )
     elif activity.messages > 0:
         out.append(
-            _component(
-                "conversation",
-                "Conversation stored",
-                "session",
-                5,
+            SPECS["conversation"](
                 5,
                 f"{activity.messages} message(s) in this session",
                 "Keep storing key exchanges",
@@ -575,11 +469,7 @@ def session_components(activity: SessionActivity | None) -> list[Component]:
         )
     else:
         out.append(
-            _component(
-                "conversation",
-                "Conversation stored",
-                "session",
-                5,
+            SPECS["conversation"](
                 0,
                 "no message stored in this session",
                 "Store the key exchanges with add_message (or import the transcript)",
@@ -588,11 +478,7 @@ def session_components(activity: SessionActivity | None) -> list[Component]:
     r = activity.reflections
     if r is None:
         out.append(
-            _component(
-                "reflections",
-                "Reflections and insights",
-                "session",
-                10,
+            SPECS["reflections"](
                 None,
                 "reflection count not available",
                 "Check storage health",
@@ -601,11 +487,7 @@ def session_components(activity: SessionActivity | None) -> list[Component]:
     else:
         points = 10 if r >= 2 else 6 if r == 1 else 0
         out.append(
-            _component(
-                "reflections",
-                "Reflections and insights",
-                "session",
-                10,
+            SPECS["reflections"](
                 points,
                 f"{r} reflection(s)/insight(s) stored since the session began",
                 "Store what you learned with store_reflection (decisions, pitfalls, fixes)"
@@ -616,11 +498,7 @@ def session_components(activity: SessionActivity | None) -> list[Component]:
     s = activity.seconds_since_checkpoint
     if s is None:
         out.append(
-            _component(
-                "checkpoint_age",
-                "Time since last checkpoint",
-                "session",
-                10,
+            SPECS["checkpoint_age"](
                 None,
                 "unknown",
                 "Checkpoint regularly",
@@ -630,11 +508,7 @@ def session_components(activity: SessionActivity | None) -> list[Component]:
         points = 10 if s < 1800 else 7 if s < 3600 else 4 if s < 7200 else 1
         what = "last checkpoint" if activity.checkpoints else "session start (no checkpoint yet)"
         out.append(
-            _component(
-                "checkpoint_age",
-                "Time since last checkpoint",
-                "session",
-                10,
+            SPECS["checkpoint_age"](
                 points,
                 f"{_ago(s)} since {what}",
                 "Checkpoint at least every 30 minutes of work"

@@ -137,25 +137,33 @@ def _decode_cursor(cursor: str) -> dict[str, Any]:
         ) from None
 
 
+def hit_fields(h: Any) -> dict[str, Any]:
+    """The fields every kind of search hit returns, as the tools present them (a core hit:
+    search, cross-project and team hits share these attributes)."""
+    return {
+        "id": h.id,
+        "kind": h.kind,
+        "content": h.content,
+        "content_length": h.content_length,
+        "truncated": h.truncated,
+        "score": round(h.score, 4),
+        "confidence": h.confidence,
+        "created_at": h.created_at.isoformat(),
+        "tags": h.tags,
+    }
+
+
 def _results(
     query: str, response: SearchResponse, next_params: dict[str, Any] | None
 ) -> SearchResults:
     hits = [
         Hit(
-            id=h.id,
-            kind=h.kind,
-            content=h.content,
-            content_length=h.content_length,
-            truncated=h.truncated,
-            score=round(h.score, 4),
-            confidence=h.confidence,
+            **hit_fields(h),
             semantic_score=None if h.semantic_score is None else round(h.semantic_score, 4),
             keyword_score=None if h.keyword_score is None else round(h.keyword_score, 4),
             project=h.project,
             session_id=h.session_id,
             role=h.role,
-            created_at=h.created_at.isoformat(),
-            tags=h.tags,
             metadata=h.metadata,
         )
         for h in response.hits

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from session_buddy import di
 from session_buddy.core.projects import CrossProjectSearch, ProjectService
+from session_buddy.tools.memory import hit_fields
 
 DependencyType = Literal["uses", "extends", "references", "shares_code"]
 IncludeArg = Literal["related", "group", "all"]
@@ -75,19 +76,11 @@ def _results(found: CrossProjectSearch) -> CrossProjectResults:
         count=len(found.hits),
         hits=[
             ProjectHitOut(
-                id=h.id,
-                kind=h.kind,
-                content=h.content,
-                content_length=h.content_length,
-                truncated=h.truncated,
-                score=round(h.score, 4),
+                **hit_fields(h),
                 fused_score=round(h.fused_score, 4),
                 tier=h.tier,
-                confidence=h.confidence,
                 project=h.source_project or h.project,
                 why=h.why,
-                created_at=h.created_at.isoformat(),
-                tags=h.tags,
             )
             for h in found.hits
         ],

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from session_buddy import di
 from session_buddy.core.teams import TeamService
+from session_buddy.tools.memory import hit_fields
 
 UserArg = Annotated[
     str | None,
@@ -134,23 +135,15 @@ def register(mcp: FastMCP) -> None:
             count=len(found.hits),
             hits=[
                 TeamHitOut(
-                    id=h.id,
-                    kind=h.kind,
-                    content=h.content,
-                    content_length=h.content_length,
-                    truncated=h.truncated,
-                    score=round(h.score, 4),
+                    **hit_fields(h),
                     fused_score=round(h.fused_score, 4),
                     net_votes=h.net_votes,
                     votes_up=h.votes_up,
                     votes_down=h.votes_down,
                     your_vote=h.your_vote,
-                    confidence=h.confidence,
                     project=h.project,
                     author=h.author,
                     shared_by=h.shared_by,
-                    created_at=h.created_at.isoformat(),
-                    tags=h.tags,
                 )
                 for h in found.hits
             ],
