@@ -67,6 +67,31 @@ async def test_two_services_see_each_others_writes_at_once(tmp_path: Path) -> No
         await b.close()
 
 
+async def test_modify_record_across_services_loses_no_update(tmp_path: Path) -> None:
+    """Two services (two pools) change one record at once, 40 times: no update is lost,
+    including the race to create it."""
+    a, b = pg(tmp_path), pg(tmp_path)
+    await a.initialize()
+    await b.initialize()
+    try:
+
+        def add(n: int) -> Any:
+            def change(current: Record | None) -> Record:
+                members = current.data["members"] if current else []
+                return Record(collection="teams", id="t", data={"members": [*members, n]})
+
+            return change
+
+        await asyncio.gather(
+            *(([a, b][n % 2]).modify_record("teams", "t", add(n)) for n in range(40))
+        )
+        got = await a.get_record("teams", "t")
+        assert got is not None and sorted(got.data["members"]) == list(range(40))
+    finally:
+        await a.close()
+        await b.close()
+
+
 async def test_concurrent_identical_inserts_give_one_row_and_one_id(tmp_path: Path) -> None:
     a, b = pg(tmp_path), pg(tmp_path)
     await a.initialize()

@@ -515,6 +515,41 @@ async def test_meta_and_stats(storage: StorageBase) -> None:
     assert stats.embedding_model == "m2"
 
 
+async def test_modify_record_loses_no_update(storage: StorageBase) -> None:
+    """Concurrent read-change-writes of one record (a counter and a list), the first of
+    them creating it: every change lands."""
+
+    def bump(n: int) -> Any:
+        def change(current: Record | None) -> Record:
+            data = current.data if current else {"count": 0, "seen": []}
+            return Record(
+                collection="counters",
+                id="c",
+                data={"count": data["count"] + 1, "seen": [*data["seen"], n]},
+            )
+
+        return change
+
+    await asyncio.gather(*(storage.modify_record("counters", "c", bump(n)) for n in range(25)))
+    got = await storage.get_record("counters", "c")
+    assert got is not None and got.data["count"] == 25
+    assert sorted(got.data["seen"]) == list(range(25))
+    # None writes nothing and returns the record as it is; an error aborts the change
+    assert (await storage.modify_record("counters", "c", lambda r: None)) == got
+
+    def refuse(current: Record | None) -> Record:
+        raise ValidationError("taken")
+
+    with pytest.raises(ValidationError, match="taken"):
+        await storage.modify_record("counters", "c", refuse)
+    assert await storage.modify_record("counters", "absent", lambda r: None) is None
+    with pytest.raises(ValueError, match="was given a record of"):
+        await storage.modify_record(
+            "counters", "x", lambda r: Record(collection="counters", id="y", data={})
+        )
+    assert await storage.get_record("counters", "x") is None
+
+
 async def test_records_api(storage: StorageBase) -> None:
     t0 = datetime(2024, 5, 1, tzinfo=UTC)
     for i in range(4):

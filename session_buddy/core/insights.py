@@ -25,7 +25,7 @@ import hashlib
 import re
 import unicodedata
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -274,30 +274,46 @@ class InsightRecorder:
         for (key, item), result in zip(new.items(), results, strict=True):
             stored += 1 if result.created else 0
             duplicates += 0 if result.created else 1
-            await self.storage.put_record(
-                Record(
-                    collection=HASH_COLLECTION,
-                    id=key,
-                    data={
-                        "item_id": result.id,
-                        "sessions": [item.session_id] if item.session_id else [],
-                    },
-                    project=item.project,
-                )
+            first = Record(
+                collection=HASH_COLLECTION,
+                id=key,
+                data={
+                    "item_id": result.id,
+                    "sessions": [item.session_id] if item.session_id else [],
+                },
+                project=item.project,
             )
+
+            def keep_first(
+                current: Record | None, first: Record = first, sid: str | None = item.session_id
+            ) -> Record | None:
+                # another service may have recorded it meanwhile: keep its record, note ours
+                return first if current is None else _with_session(current, sid)
+
+            await self.storage.modify_record(HASH_COLLECTION, key, keep_first)
         return stored, duplicates
 
     async def _note_session(self, record: Record, session_id: str | None) -> None:
-        sessions = record.data.get("sessions")
-        if (
-            not session_id
-            or not isinstance(sessions, list)
-            or session_id in sessions
-            or len(sessions) >= 50
-        ):
-            return
-        record.data["sessions"] = [*sessions, session_id]
-        await self.storage.put_record(record)
+        if _with_session(record, session_id) is not None:
+            await self.storage.modify_record(
+                HASH_COLLECTION,
+                record.id,
+                lambda current: None if current is None else _with_session(current, session_id),
+            )
+
+
+def _with_session(record: Record, session_id: str | None) -> Record | None:
+    """The record with ``session_id`` added to the sessions that wrote the insight (at most
+    50 kept), or None when there is nothing to add."""
+    sessions = record.data.get("sessions")
+    if (
+        not session_id
+        or not isinstance(sessions, list)
+        or session_id in sessions
+        or len(sessions) >= 50
+    ):
+        return None
+    return replace(record, data={**record.data, "sessions": [*sessions, session_id]})
 
 
 # -- reading back ---------------------------------------------------------------------------

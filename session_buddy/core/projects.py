@@ -252,22 +252,26 @@ class ProjectService:
 
     async def _ensure(self, name: str, *, path: str | None = None) -> Record:
         """The project's record, created (implicitly) when missing."""
-        record = await self.storage.get_record(PROJECTS, name)
-        if record is None:
+
+        def ensure(current: Record | None) -> Record | None:
             now = utcnow()
-            record = Record(
-                collection=PROJECTS,
-                id=name,
-                project=name,
-                data={"path": path, "explicit": False},
-                created_at=now,
-                updated_at=now,
-            )
-            await self.storage.put_record(record)
-        elif path and not record.data.get("path"):
-            record.data["path"] = path
-            record.updated_at = utcnow()
-            await self.storage.put_record(record)
+            if current is None:
+                return Record(
+                    collection=PROJECTS,
+                    id=name,
+                    project=name,
+                    data={"path": path, "explicit": False},
+                    created_at=now,
+                    updated_at=now,
+                )
+            if path and not current.data.get("path"):
+                current.data["path"] = path
+                current.updated_at = now
+                return current
+            return None
+
+        record = await self.storage.modify_record(PROJECTS, name, ensure)
+        assert record is not None  # created when missing
         return record
 
     async def create_project(
@@ -291,22 +295,30 @@ class ProjectService:
             check_text(description, 64 * 1024, what="description")
         wanted = [check_name(a, "alias") for a in aliases]
         async with self._lock:
-            record = await self._ensure(project)
+            await self._ensure(project)
             if root:
-                record.data["path"] = root
                 folder_name = Path(root).name
                 if (
                     folder_name != project
                     and await self.storage.get_record(PROJECTS, folder_name) is None
                 ):
                     wanted.append(folder_name)
-            if description is not None:
-                record.data["description"] = description
-            record.data["explicit"] = True
             for alias in dict.fromkeys(wanted):
                 await self._add_alias(project, alias)
-            record.updated_at = utcnow()
-            await self.storage.put_record(record)
+
+            def update(current: Record | None) -> Record:
+                record = current or Record(
+                    collection=PROJECTS, id=project, project=project, data={}
+                )
+                if root:
+                    record.data["path"] = root
+                if description is not None:
+                    record.data["description"] = description
+                record.data["explicit"] = True
+                record.updated_at = utcnow()
+                return record
+
+            await self.storage.modify_record(PROJECTS, project, update)
         return await self.describe(project)
 
     async def _add_alias(self, project: str, alias: str) -> None:
@@ -316,15 +328,20 @@ class ProjectService:
             raise ValidationError(
                 f"alias {alias!r} is the name of a project; an alias must be a free name"
             )
-        taken = await self.storage.get_record(ALIASES, alias)
-        if taken is not None and taken.data["project"] != project:
-            raise ValidationError(
-                f"alias {alias!r} already means project {taken.data['project']!r}"
-            )
-        if taken is None:
-            await self.storage.put_record(
-                Record(collection=ALIASES, id=alias, project=project, data={"project": project})
-            )
+
+        def claim(taken: Record | None) -> Record | None:
+            # one step: two services claiming one alias for two projects cannot both win
+            if taken is None:
+                return Record(
+                    collection=ALIASES, id=alias, project=project, data={"project": project}
+                )
+            if taken.data["project"] != project:
+                raise ValidationError(
+                    f"alias {alias!r} already means project {taken.data['project']!r}"
+                )
+            return None
+
+        await self.storage.modify_record(ALIASES, alias, claim)
 
     async def describe(self, project: str) -> dict[str, Any]:
         name = await self.resolve(project)

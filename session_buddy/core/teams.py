@@ -44,7 +44,6 @@ item_votes     ``["item", "user"]``   item id      item_id, user, vote
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections import Counter
@@ -142,7 +141,6 @@ class TeamService:
         #: let a ``user`` argument name someone else when the request is not authenticated
         #: (a trusted local setup, tests). Never applies to authenticated requests.
         self.allow_user_override = False
-        self._lock = asyncio.Lock()
         self._shared_cache: dict[str, tuple[float, set[str]]] = {}
         # every memory search and lookup obeys the same rule as team search
         memory.access = self.visibility
@@ -187,6 +185,32 @@ class TeamService:
 
     async def _shares(self, team: str) -> list[Record]:
         return await self.storage.list_records(SHARES, project=team, limit=_ALL)
+
+    async def _modify(self, team: str, change: Callable[[Record | None], Record | None]) -> Record:
+        """Change a team's record as one step (members added by two services at once are
+        both kept); clears the visibility cache."""
+        record = await self.storage.modify_record(TEAMS, team, change)
+        self._shared_cache.clear()
+        assert record is not None  # every change here writes, or raises
+        return record
+
+    def _members_change(
+        self, team: str, actor: str, edit: Callable[[Record, list[str]], bool]
+    ) -> Callable[[Record | None], Record | None]:
+        """A change of the team's members by ``actor`` (who must be one): ``edit`` changes
+        the list in place and says whether anything changed."""
+
+        def change(current: Record | None) -> Record | None:
+            if current is None or actor not in current.data.get("members", []):
+                raise self._team_missing(team)
+            members = list(current.data.get("members", []))
+            if not edit(current, members):
+                return None
+            current.data["members"] = members
+            current.updated_at = utcnow()
+            return current
+
+        return change
 
     async def _put(self, record: Record) -> None:
         await self.storage.put_record(record)
@@ -240,23 +264,26 @@ class TeamService:
         names = [check_name(p, "a project") for p in projects]
         if description is not None:
             check_text(description, 64 * 1024, what="description")
-        async with self._lock:
-            if await self.storage.get_record(TEAMS, team) is not None:
+        now = utcnow()
+        record = Record(
+            collection=TEAMS,
+            id=team,
+            data={
+                "members": list(dict.fromkeys(people)),
+                "projects": list(dict.fromkeys(names)),
+                "created_by": creator,
+                "description": description,
+            },
+            created_at=now,
+            updated_at=now,
+        )
+
+        def create(current: Record | None) -> Record:
+            if current is not None:  # also when another service created it a moment ago
                 raise ValidationError(f"the team name {team!r} is taken; choose another name")
-            now = utcnow()
-            record = Record(
-                collection=TEAMS,
-                id=team,
-                data={
-                    "members": list(dict.fromkeys(people)),
-                    "projects": list(dict.fromkeys(names)),
-                    "created_by": creator,
-                    "description": description,
-                },
-                created_at=now,
-                updated_at=now,
-            )
-            await self._put(record)
+            return record
+
+        await self._modify(team, create)
         return self._team_view(record)
 
     @staticmethod
@@ -274,15 +301,17 @@ class TeamService:
         """Add ``user`` to ``team``; the acting user must be a member."""
         actor = self.user()
         new = check_name(user, "user")
-        async with self._lock:
-            record = await self._team(team, actor)
-            members = list(record.data.get("members", []))
+        name = (await self._team(team, actor)).id
+        added = False
+
+        def add(record: Record, members: list[str]) -> bool:
+            nonlocal added
             added = new not in members
             if added:
                 members.append(new)
-                record.data["members"] = members
-                record.updated_at = utcnow()
-                await self._put(record)
+            return added
+
+        record = await self._modify(name, self._members_change(name, actor, add))
         return {**self._team_view(record), "added": added, "user": new}
 
     async def remove_team_member(self, team: str, user: str) -> dict[str, Any]:
@@ -291,9 +320,11 @@ class TeamService:
         see the team again. What the user shared stays shared; their votes stop counting."""
         actor = self.user()
         gone = check_name(user, "user")
-        async with self._lock:
-            record = await self._team(team, actor)
-            members = list(record.data.get("members", []))
+        name = (await self._team(team, actor)).id
+        removed = False
+
+        def remove(record: Record, members: list[str]) -> bool:
+            nonlocal removed
             if gone != actor and actor != record.data.get("created_by"):
                 raise ValidationError(
                     f"only the team's creator ({record.data.get('created_by')}) can remove "
@@ -307,9 +338,9 @@ class TeamService:
                         "could never be seen again, so the last member cannot leave"
                     )
                 members.remove(gone)
-                record.data["members"] = members
-                record.updated_at = utcnow()
-                await self._put(record)
+            return removed
+
+        record = await self._modify(name, self._members_change(name, actor, remove))
         return {**self._team_view(record), "removed": removed, "user": gone}
 
     async def list_teams(self) -> list[dict[str, Any]]:
@@ -384,19 +415,22 @@ class TeamService:
                 "search only, so share it first (share_reflection)"
             )
         key = json.dumps([item.id, voter])
-        async with self._lock:
-            previous = await self.storage.get_record(VOTES, key)
+        previous: Record | None = None
+
+        def cast(current: Record | None) -> Record:
+            nonlocal previous
+            previous = current
             now = utcnow()
-            await self._put(
-                Record(
-                    collection=VOTES,
-                    id=key,
-                    project=item.id,
-                    data={"item_id": item.id, "user": voter, "vote": int(vote)},
-                    created_at=previous.created_at if previous else now,
-                    updated_at=now,
-                )
+            return Record(
+                collection=VOTES,
+                id=key,
+                project=item.id,
+                data={"item_id": item.id, "user": voter, "vote": int(vote)},
+                created_at=current.created_at if current else now,
+                updated_at=now,
             )
+
+        await self.storage.modify_record(VOTES, key, cast)
         return {
             "id": item.id,
             "user": voter,

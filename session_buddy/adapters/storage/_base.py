@@ -12,12 +12,13 @@ Every method is async; blocking backends run their work with ``asyncio.to_thread
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
 import unicodedata
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -226,6 +227,14 @@ class Record:
     updated_at: datetime = field(default_factory=utcnow)
 
 
+def check_record_key(record: Record, collection: str, record_id: str) -> None:
+    if (record.collection, record.id) != (collection, record_id):
+        raise ValueError(
+            f"modify_record({collection!r}, {record_id!r}) was given a record of "
+            f"({record.collection!r}, {record.id!r}) to write"
+        )
+
+
 class StorageBase(ABC):
     """The storage protocol. Implementations: ``memory.py``, ``duckdb.py``, ``postgres.py``."""
 
@@ -317,6 +326,33 @@ class StorageBase(ABC):
 
     @abstractmethod
     async def delete_record(self, collection: str, record_id: str) -> bool: ...
+
+    async def modify_record(
+        self,
+        collection: str,
+        record_id: str,
+        change: Callable[[Record | None], Record | None],
+    ) -> Record | None:
+        """Read, change and write one record as one step, safe against every other writer
+        (other services on a shared database too): no update is lost. ``change`` gets the
+        current record (None when absent) and returns the record to write (same collection
+        and id), or None to write nothing; it may raise to abort. Returns what was written,
+        else the current record. ``change`` may run more than once (after a conflict): keep
+        it free of side effects.
+
+        This default serialises the calls of this object, which is enough for a store only
+        one process writes (memory, DuckDB); a shared database overrides it."""
+        lock = getattr(self, "_modify_lock", None)
+        if lock is None:
+            lock = self._modify_lock = asyncio.Lock()
+        async with lock:
+            current = await self.get_record(collection, record_id)
+            new = change(current)
+            if new is None:
+                return current
+            check_record_key(new, collection, record_id)
+            await self.put_record(new)
+            return new
 
     # -- bulk copy (session-buddy migrate): ids, times and vectors preserved ---------------
 

@@ -68,6 +68,7 @@ from session_buddy.adapters.storage._base import (
     Record,
     StorageBase,
     StorageStats,
+    check_record_key,
     check_text,
     content_hash,
     metadata_json,
@@ -673,6 +674,35 @@ class Storage(StorageBase):
         "$14::tsvector, $15) ON CONFLICT {target} DO NOTHING RETURNING id, doc_len"
     )
 
+    async def _insert_args(
+        self, entries: Sequence[tuple[str, NewItem | MemoryItem, datetime, Any]]
+    ) -> list[tuple[Any, ...]]:
+        """The arguments of :attr:`_INSERT` for (id, item, updated_at, vector or None)
+        entries; the keyword terms of the whole batch are made in one worker thread."""
+        terms = await asyncio.to_thread(
+            lambda: [terms_tsvector(x.content) for _, x, _, _ in entries]
+        )
+        return [
+            (
+                item_id,
+                x.kind,
+                x.content,
+                x.content_hash,
+                x.project,
+                x.session_id,
+                x.role,
+                list(x.tags),
+                x.author,
+                metadata_json(x.metadata),
+                _aware(x.created_at),
+                _aware(updated_at),
+                None if vector is None else self._check_vector(vector),
+                tsv,
+                doc_len,
+            )
+            for (item_id, x, updated_at, vector), (tsv, doc_len) in zip(entries, terms, strict=True)
+        ]
+
     async def add_items(self, items: Sequence[NewItem]) -> list[AddResult]:
         for x in items:
             validate_item(x, self.max_content_bytes)
@@ -690,29 +720,9 @@ class Storage(StorageBase):
             key=lambda i: (items[i].kind, items[i].project or "", items[i].content_hash),
         )
         now = utcnow()
-        rows = []
-        for i in unique:
-            x = items[i]
-            tsv, doc_len = await asyncio.to_thread(terms_tsvector, x.content)
-            rows.append(
-                (
-                    str(uuid.uuid4()),
-                    x.kind,
-                    x.content,
-                    x.content_hash,
-                    x.project,
-                    x.session_id,
-                    x.role,
-                    list(x.tags),
-                    x.author,
-                    metadata_json(x.metadata),
-                    _aware(x.created_at),
-                    now,
-                    None if x.embedding is None else self._check_vector(x.embedding),
-                    tsv,
-                    doc_len,
-                )
-            )
+        rows = await self._insert_args(
+            [(str(uuid.uuid4()), items[i], now, items[i].embedding) for i in unique]
+        )
         sql = self._INSERT.format(target="(kind, project, content_hash)")
         async with self._con(transaction=True) as con:
             returned = await con.fetchmany(sql, rows)
@@ -1020,6 +1030,59 @@ class Storage(StorageBase):
                 data,
             )
 
+    async def modify_record(
+        self,
+        collection: str,
+        record_id: str,
+        change: Callable[[Record | None], Record | None],
+    ) -> Record | None:
+        """The row is locked (FOR UPDATE) while ``change`` runs, so writers on other
+        services wait; a record created meanwhile by another service is read again."""
+        for _ in range(10):
+            async with self._con(transaction=True) as con:
+                row = await con.fetchrow(
+                    f"SELECT {_RECORD_COLUMNS} FROM records WHERE collection = $1 AND id = $2 "
+                    "FOR UPDATE",
+                    collection,
+                    record_id,
+                )
+                current = _record(row) if row is not None else None
+                new = change(current)
+                if new is None:
+                    return current
+                check_record_key(new, collection, record_id)
+                for name in ("project", "status"):
+                    value = getattr(new, name)
+                    if value is not None:
+                        check_text(value, 4096, what=f"a record's {name}")
+                args = (
+                    collection,
+                    record_id,
+                    new.project,
+                    new.status,
+                    _aware(new.created_at),
+                    _aware(new.updated_at),
+                    metadata_json(new.data),
+                )
+                if current is not None:
+                    await con.execute(
+                        "UPDATE records SET project = $3, status = $4, created_at = $5, "
+                        "updated_at = $6, data = $7::jsonb WHERE collection = $1 AND id = $2",
+                        *args,
+                    )
+                    return new
+                created = await con.fetchval(
+                    "INSERT INTO records VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb) "
+                    "ON CONFLICT (collection, id) DO NOTHING RETURNING true",
+                    *args,
+                )
+                if created:
+                    return new
+            # another service created it after our read: read it again, locked
+        raise StorageError(
+            f"record {collection}/{record_id} kept changing under concurrent writers; retry"
+        )
+
     async def get_record(self, collection: str, record_id: str) -> Record | None:
         async with self._con() as con:
             row = await con.fetchrow(
@@ -1080,8 +1143,7 @@ class Storage(StorageBase):
     async def import_items(self, rows: Sequence[tuple[MemoryItem, np.ndarray | None]]) -> int:
         if not rows:
             return 0
-        args = []
-        for x, vector in rows:
+        for x, _ in rows:
             validate_item(
                 NewItem(
                     kind=x.kind,
@@ -1097,26 +1159,7 @@ class Storage(StorageBase):
                 ),
                 self.max_content_bytes,
             )
-            tsv, doc_len = await asyncio.to_thread(terms_tsvector, x.content)
-            args.append(
-                (
-                    x.id,
-                    x.kind,
-                    x.content,
-                    x.content_hash,
-                    x.project,
-                    x.session_id,
-                    x.role,
-                    list(x.tags),
-                    x.author,
-                    metadata_json(x.metadata),
-                    _aware(x.created_at),
-                    _aware(x.updated_at),
-                    None if vector is None else self._check_vector(vector),
-                    tsv,
-                    doc_len,
-                )
-            )
+        args = await self._insert_args([(x.id, x, x.updated_at, vector) for x, vector in rows])
         async with self._con(transaction=True) as con:
             inserted = await con.fetchmany(self._INSERT.format(target=""), args)
             await _count(con, len(inserted), sum(r[1] for r in inserted))
