@@ -103,7 +103,8 @@ class StorageSettings(_Section):
     vector_index: Literal["none", "ivfflat"] = Field(
         default="none",
         description="postgres: pgvector index (none: exact search; ivfflat: approximate, "
-        "faster on large stores). HNSW is not offered: it crashed on some CPUs.",
+        "faster past ~50k items; built when the service starts with at least 10 vectors per "
+        "list). HNSW is not offered: it crashed on some CPUs.",
     )
     ivfflat_lists: int = Field(
         default=0,

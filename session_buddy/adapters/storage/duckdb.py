@@ -93,7 +93,7 @@ class Migration:
     statements: Callable[[int], list[str]]  # vector dimension -> SQL statements
 
 
-def _v1(dim: int) -> list[str]:
+def _schema_1(dim: int) -> list[str]:
     common = (
         "id VARCHAR PRIMARY KEY, content VARCHAR NOT NULL, content_hash VARCHAR NOT NULL, "
         "project VARCHAR, session_id VARCHAR, role VARCHAR, tags VARCHAR[] NOT NULL, "
@@ -128,7 +128,7 @@ def _v1(dim: int) -> list[str]:
 
 #: Forward migrations, applied in order; never edit a released step, append a new one.
 MIGRATIONS: list[Migration] = [
-    Migration(1, "conversations, reflections, records, meta", _v1),
+    Migration(1, "conversations, reflections, records, meta", _schema_1),
     # PostgreSQL's version 2 adds its inverted keyword index; DuckDB's lives in process
     Migration(
         2,

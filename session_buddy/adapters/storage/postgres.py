@@ -114,7 +114,7 @@ _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 # -- schema ---------------------------------------------------------------------------------
 
 
-def _v1(dim: int) -> list[str]:
+def _schema_1(dim: int) -> list[str]:
     return [
         "CREATE TABLE meta (key text PRIMARY KEY, value text NOT NULL)",
         "CREATE TABLE items ("
@@ -154,7 +154,7 @@ def _v1(dim: int) -> list[str]:
     ]
 
 
-def _v2(dim: int) -> list[str]:
+def _schema_2(dim: int) -> list[str]:
     """The inverted index of keyword search: one posting per (term, item), kept by a trigger
     from ``items.terms`` so every write path (add, update, delete, import) maintains it in
     the writing transaction, then filled from the items already stored."""
@@ -187,8 +187,12 @@ def _v2(dim: int) -> list[str]:
 
 #: (version, description, statements); the same numbers as the DuckDB backend's MIGRATIONS.
 MIGRATIONS: list[tuple[int, str, Callable[[int], list[str]]]] = [
-    (1, "conversations, reflections, records, meta", _v1),
-    (2, "keyword postings (PostgreSQL's inverted index; DuckDB keeps its index in process)", _v2),
+    (1, "conversations, reflections, records, meta", _schema_1),
+    (
+        2,
+        "keyword postings (PostgreSQL's inverted index; DuckDB keeps its index in process)",
+        _schema_2,
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
