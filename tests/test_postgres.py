@@ -318,6 +318,9 @@ async def test_ivfflat_index_setting(tmp_path: Path) -> None:
     await store.initialize()
     try:
         assert not await _has_vector_index(store)  # never trained on an empty store
+        assert (await store.stats()).vector_search == (
+            "exact: ivfflat waits for 40 vectors (0 now) and a restart"
+        )
         rng = np.random.default_rng(3)
         await store.add_items(
             [
@@ -336,6 +339,7 @@ async def test_ivfflat_index_setting(tmp_path: Path) -> None:
     await store.initialize()  # 300 vectors: enough for 4 lists
     try:
         assert await _has_vector_index(store)
+        assert (await store.stats()).vector_search == "ivfflat (4 lists, 10 probes)"
         # a filtered search still fills its limit (pgvector's iterative scan)
         hits = await store.vector_search(vec(1), ItemFilter(projects=["p"]), 10)
         assert len(hits) == 10
@@ -347,6 +351,7 @@ async def test_ivfflat_index_setting(tmp_path: Path) -> None:
     await store.initialize()
     try:
         assert not await _has_vector_index(store)
+        assert (await store.stats()).vector_search == "exact"
     finally:
         await store.close()
 

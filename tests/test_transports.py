@@ -202,6 +202,7 @@ def test_cli_health_json(tmp_path: Path) -> None:
     components = {c["name"]: c for c in report["components"]}
     assert components["embeddings"]["status"] == "degraded"
     assert components["storage"]["metadata"]["backend"] == "memory"
+    assert components["storage"]["metadata"]["vector_search"] == "exact"
     assert result.returncode == 0
 
 

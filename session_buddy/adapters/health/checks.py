@@ -134,6 +134,7 @@ class Health(HealthBase):
                 "items": stats.items,
                 "by_kind": stats.by_kind,
                 "embedded": stats.embedded,
+                "vector_search": stats.vector_search,
                 "persistent": storage.name != "memory",
             },
         )

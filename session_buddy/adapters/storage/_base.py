@@ -212,6 +212,8 @@ class StorageStats:
     embedding_model: str | None
     embedding_dimension: int | None
     size_bytes: int | None = None
+    #: how vector search runs: exact, or an index and its parameters (health shows it)
+    vector_search: str = "exact"
 
 
 @dataclass(slots=True)

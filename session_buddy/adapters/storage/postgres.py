@@ -381,6 +381,8 @@ class Storage(StorageBase):
         self._pool: asyncpg.Pool | None = None
         self._init_lock = asyncio.Lock()
         self._vector_schema = "public"
+        #: how vector search runs (set when the store is prepared; shown by health)
+        self._vector_plan = "exact"
 
     @classmethod
     def from_settings(
@@ -598,10 +600,19 @@ class Storage(StorageBase):
             self.schema,
         )
         if self.vector_index == "none":
+            self._vector_plan = "exact"
             if exists:
                 await con.execute("DROP INDEX items_vector")
             return
+        probes = f"{self.ivfflat_probes} probes"
         if exists:
+            lists = await con.fetchval(
+                "SELECT substring(array_to_string(c.reloptions, ',') from 'lists=([0-9]+)') "
+                "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = $1 AND c.relname = 'items_vector'",
+                self.schema,
+            )
+            self._vector_plan = f"ivfflat ({lists or '?'} lists, {probes})"
             return
         rows = int(await con.fetchval("SELECT count(*) FROM items WHERE embedding IS NOT NULL"))
         lists = self.ivfflat_lists if self.ivfflat_lists > 0 else max(10, rows // 1000)
@@ -615,8 +626,12 @@ class Storage(StorageBase):
                 lists,
                 10 * lists,
             )
+            self._vector_plan = (
+                f"exact: ivfflat waits for {10 * lists} vectors ({rows} now) and a restart"
+            )
             return
         log.info("Building an ivfflat index with %d lists (storage.vector_index)", lists)
+        self._vector_plan = f"ivfflat ({lists} lists, {probes})"
         await con.execute(
             f"CREATE INDEX items_vector ON items USING ivfflat (embedding vector_cosine_ops) "
             f"WITH (lists = {int(lists)})"
@@ -993,6 +1008,7 @@ class Storage(StorageBase):
             embedding_model=meta.get("embedding_model"),
             embedding_dimension=int(dim) if dim else None,
             size_bytes=int(size) if size is not None else None,
+            vector_search=self._vector_plan,
         )
 
     async def get_meta(self, key: str) -> str | None:
