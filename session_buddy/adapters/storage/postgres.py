@@ -1029,25 +1029,33 @@ class Storage(StorageBase):
 
     # -- records --------------------------------------------------------------------------
 
-    async def put_record(self, record: Record) -> None:
+    @staticmethod
+    def _record_args(record: Record) -> tuple[Any, ...]:
+        """A record's column values (the records table's order), checked."""
         data = metadata_json(record.data)
         for name in ("collection", "id", "project", "status"):
             value = getattr(record, name)
             if value is not None:
                 check_text(value, 4096, what=f"a record's {name}")
+        return (
+            record.collection,
+            record.id,
+            record.project,
+            record.status,
+            _aware(record.created_at),
+            _aware(record.updated_at),
+            data,
+        )
+
+    async def put_record(self, record: Record) -> None:
+        args = self._record_args(record)
         async with self._con(transaction=True) as con:
             await con.execute(
                 "INSERT INTO records VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb) "
                 "ON CONFLICT (collection, id) DO UPDATE SET project = excluded.project, "
                 "status = excluded.status, created_at = excluded.created_at, "
                 "updated_at = excluded.updated_at, data = excluded.data",
-                record.collection,
-                record.id,
-                record.project,
-                record.status,
-                _aware(record.created_at),
-                _aware(record.updated_at),
-                data,
+                *args,
             )
 
     async def modify_record(
@@ -1071,19 +1079,7 @@ class Storage(StorageBase):
                 if new is None:
                     return current
                 check_record_key(new, collection, record_id)
-                for name in ("project", "status"):
-                    value = getattr(new, name)
-                    if value is not None:
-                        check_text(value, 4096, what=f"a record's {name}")
-                args = (
-                    collection,
-                    record_id,
-                    new.project,
-                    new.status,
-                    _aware(new.created_at),
-                    _aware(new.updated_at),
-                    metadata_json(new.data),
-                )
+                args = self._record_args(new)
                 if current is not None:
                     await con.execute(
                         "UPDATE records SET project = $3, status = $4, created_at = $5, "
