@@ -92,6 +92,52 @@ async def test_modify_record_across_services_loses_no_update(tmp_path: Path) -> 
         await b.close()
 
 
+async def test_items_stay_their_writers_across_machines(tmp_path: Path) -> None:
+    """Two installs (users alice and bob, as on two machines) share one schema. What alice's
+    install stores without an author, or captures automatically, is hers: bob's install
+    neither finds it nor may change it; each sees their own."""
+    from session_buddy.adapters.embeddings.none import Embeddings as NoEmbeddings
+    from session_buddy.core.memory import ItemInput, MemoryService
+    from session_buddy.core.teams import TeamService
+    from session_buddy.errors import NotFound
+    from session_buddy.settings import load_settings
+
+    installs = {}
+    for user in ("alice", "bob"):
+        store = pg(tmp_path)
+        await store.initialize()
+        settings = load_settings(user=user).settings
+        memory = MemoryService(store, NoEmbeddings(dimension=DIM), settings)
+        TeamService(store, memory, settings)  # sets the access rule, as di.configure does
+        installs[user] = memory
+    alice, bob = installs["alice"], installs["bob"]
+    try:
+        mine = await alice.store(
+            [
+                ItemInput(content="alice's ledger migration plan", kind="reflection"),
+                ItemInput(
+                    content="Insight: ledger rows need idempotency keys",
+                    kind="insight",
+                    author="claude-code",
+                    metadata={"insight_hash": "h"},
+                ),
+            ]
+        )
+        (bobs,) = await bob.store([ItemInput(content="bob's ledger notes", kind="reflection")])
+        got = {i.id: i for i in await alice.storage.get_items([m.id for m in mine])}
+        assert [got[m.id].author for m in mine] == ["alice", "alice"]
+        assert got[mine[1].id].metadata["source"] == "claude-code"
+        assert {h.id for h in (await bob.search("ledger", mode="keyword")).hits} == {bobs.id}
+        assert {h.id for h in (await alice.search("ledger", mode="keyword")).hits} == {
+            m.id for m in mine
+        }
+        with pytest.raises(NotFound):
+            await bob.get(mine[1].id)
+    finally:
+        for memory in installs.values():
+            await memory.storage.close()
+
+
 async def test_concurrent_identical_inserts_give_one_row_and_one_id(tmp_path: Path) -> None:
     a, b = pg(tmp_path), pg(tmp_path)
     await a.initialize()

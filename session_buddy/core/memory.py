@@ -44,6 +44,7 @@ from session_buddy.adapters.storage._base import (
     utcnow,
     validate_item,
 )
+from session_buddy.core.users import MACHINE_AUTHORS, acting_user, owner_of
 from session_buddy.errors import (
     AuthError,
     DimensionMismatch,
@@ -203,6 +204,14 @@ class MemoryService:
             raise ValidationError(f"item {position}: content is empty; there is nothing to store")
         if not isinstance(given.tags, list):
             raise ValidationError(f"item {position}: tags must be a list of strings")
+        metadata = dict(given.metadata or {})
+        author = given.author
+        if not author or author in MACHINE_AUTHORS:
+            # every item records its owner: on a store shared by several machines "no
+            # author" would otherwise mean whoever reads it. What captured it stays known.
+            if author:
+                metadata.setdefault("source", author)
+            author = acting_user(self.settings)
         item = NewItem(
             kind=given.kind,
             content=given.content,
@@ -210,8 +219,8 @@ class MemoryService:
             session_id=given.session_id or None,
             role=given.role,
             tags=list(dict.fromkeys(given.tags)),
-            author=given.author,
-            metadata=dict(given.metadata or {}),
+            author=author,
+            metadata=metadata,
             created_at=given.created_at or utcnow(),
         )
         try:
@@ -486,8 +495,6 @@ class MemoryService:
         return found[0]
 
     def _check_owner(self, item: MemoryItem) -> None:
-        from session_buddy.core.users import acting_user, owner_of
-
         if self.access is not None and owner_of(item.author, self.settings) != acting_user(
             self.settings
         ):

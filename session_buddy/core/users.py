@@ -16,9 +16,12 @@ service was explicitly told to allow it (``TeamService.allow_user_override``; of
 default, meant for a trusted local setup and tests). So a free-text argument alone never
 decides who acts when auth is on.
 
-Ownership of memory items: an item belongs to its ``author``; items stored without an author
-(the memory tools of a local install) or captured automatically (:data:`MACHINE_AUTHORS`)
-belong to the install's own user (``settings.user`` or the login name).
+Ownership of memory items: an item belongs to its ``author``. The memory service stores
+every new item with one: the acting user when none is given or when a machine wrote it
+(captured items keep ``metadata.source``, e.g. ``claude-code``), so on a store several
+machines share, an item stays its writer's. Older rows without an author, or with a machine
+author (:data:`MACHINE_AUTHORS`), belong to the reading install's own user
+(``settings.user`` or the login name).
 """
 
 from __future__ import annotations
