@@ -63,3 +63,36 @@ async def test_users_see_only_their_own_and_shared_memories(lite_settings) -> No
     with acting_as("alice"):
         await memory.delete(secret.id)
     await di.shutdown()
+
+
+async def test_own_items_are_found_behind_many_of_others(lite_settings) -> None:  # type: ignore[no-untyped-def]
+    """On a store many users share, the best-ranked items may all be someone else's: the
+    search looks deeper until it has what the user may see."""
+    settings = lite_settings.model_copy(
+        update={"search": lite_settings.search.model_copy(update={"candidates": 10})}
+    )
+    di.configure(settings)
+    await di.startup()
+    memory = di.get(MemoryService)
+    with acting_as("alice"):
+        await memory.store(
+            [
+                ItemInput(
+                    content=f"ledger ledger ledger reconciliation run {n} for the ledger",
+                    kind="reflection",
+                    project="p",
+                )
+                for n in range(120)
+            ]
+        )
+    with acting_as("bob"):
+        (mine,) = await memory.store(
+            [ItemInput(content="my ledger note: check the totals", kind="reflection", project="p")]
+        )
+        found = await memory.search("ledger reconciliation", mode="keyword", limit=3)
+        assert [h.id for h in found.hits] == [mine.id]
+        assert found.has_more is False
+    with acting_as("alice"):
+        found = await memory.search("ledger reconciliation", mode="keyword", limit=3)
+        assert len(found.hits) == 3 and mine.id not in {h.id for h in found.hits}
+    await di.shutdown()

@@ -56,6 +56,9 @@ from session_buddy.settings import SessionBuddySettings
 
 log = logging.getLogger(__name__)
 
+#: how deep a search may look (per ranker) for items the acting user may see
+MAX_DEPTH = 6400
+
 META_MODEL = "embedding_model"
 META_DIMENSION = "embedding_dimension"
 
@@ -410,19 +413,27 @@ class MemoryService:
         )
         wanted = offset + limit
         depth = max(self.settings.search.candidates, wanted + 1)
-        fused, used, degraded = await self.rank(query, flt, depth, mode)
-        half_life = self.settings.search.decay_half_life_days
-        items: dict[str, MemoryItem] = {}
-        if half_life > 0 and fused:
-            # decay can reorder: weigh every candidate, not just the page
-            items = {i.id: i for i in await self.storage.get_items([f.id for f in fused])}
-            now = utcnow()
-            for f in fused:
-                if f.id in items:
-                    f.score *= hybrid.decay(items[f.id].created_at, now, half_life)
-            fused.sort(key=lambda f: -f.score)
-        if self.access is not None and fused:
-            fused = await self._visible(fused, items, wanted)
+        while True:
+            fused, used, degraded = await self.rank(query, flt, depth, mode)
+            half_life = self.settings.search.decay_half_life_days
+            items: dict[str, MemoryItem] = {}
+            if half_life > 0 and fused:
+                # decay can reorder: weigh every candidate, not just the page
+                items = {i.id: i for i in await self.storage.get_items([f.id for f in fused])}
+                now = utcnow()
+                for f in fused:
+                    if f.id in items:
+                        f.score *= hybrid.decay(items[f.id].created_at, now, half_life)
+                fused.sort(key=lambda f: -f.score)
+            if self.access is None or not fused:
+                break
+            visible = await self._visible(fused, items, wanted)
+            # On a store shared by many users, others' items may fill the candidates: when
+            # too few are visible and the rankers had more to give, look deeper.
+            if len(visible) > wanted or len(fused) < depth or depth >= MAX_DEPTH:
+                fused = visible
+                break
+            depth = min(depth * 4, MAX_DEPTH)
         page = fused[offset:wanted]
         missing = [f.id for f in page if f.id not in items]
         if missing:
@@ -477,7 +488,8 @@ class MemoryService:
         allowed = await self.access()
         kept: list[hybrid.Fused] = []
         chunk = max(2 * wanted, 20)
-        for start in range(0, len(fused), chunk):
+        start = 0
+        while start < len(fused):
             part = fused[start : start + chunk]
             missing = [f.id for f in part if f.id not in items]
             if missing:
@@ -485,6 +497,8 @@ class MemoryService:
             kept.extend(f for f in part if f.id in items and allowed(items[f.id]))
             if len(kept) > wanted:
                 break
+            start += chunk
+            chunk *= 2  # mostly others' items: fetch faster
         return kept
 
     async def get(self, item_id: str) -> MemoryItem:
