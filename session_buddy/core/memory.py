@@ -413,13 +413,14 @@ class MemoryService:
         )
         wanted = offset + limit
         depth = max(self.settings.search.candidates, wanted + 1)
+        half_life = self.settings.search.decay_half_life_days
+        items: dict[str, MemoryItem] = {}  # fetched items, kept across deeper rounds
         while True:
             fused, used, degraded = await self.rank(query, flt, depth, mode)
-            half_life = self.settings.search.decay_half_life_days
-            items: dict[str, MemoryItem] = {}
             if half_life > 0 and fused:
                 # decay can reorder: weigh every candidate, not just the page
-                items = {i.id: i for i in await self.storage.get_items([f.id for f in fused])}
+                missing = [f.id for f in fused if f.id not in items]
+                items.update({i.id: i for i in await self.storage.get_items(missing)})
                 now = utcnow()
                 for f in fused:
                     if f.id in items:
