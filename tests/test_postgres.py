@@ -138,6 +138,36 @@ async def test_items_stay_their_writers_across_machines(tmp_path: Path) -> None:
             await memory.storage.close()
 
 
+async def test_team_members_added_through_two_services_at_once_are_all_kept(
+    tmp_path: Path,
+) -> None:
+    from session_buddy.adapters.embeddings.none import Embeddings as NoEmbeddings
+    from session_buddy.core.memory import MemoryService
+    from session_buddy.core.teams import TeamService
+    from session_buddy.settings import load_settings
+
+    services = []
+    for _ in range(2):
+        store = pg(tmp_path)
+        await store.initialize()
+        settings = load_settings(user="alice").settings
+        services.append(
+            TeamService(
+                store, MemoryService(store, NoEmbeddings(dimension=DIM), settings), settings
+            )
+        )
+    try:
+        await services[0].create_team("core")
+        await asyncio.gather(
+            *(services[n % 2].add_team_member("core", f"member{n}") for n in range(20))
+        )
+        (team,) = await services[1].list_teams()
+        assert sorted(team["members"]) == sorted(["alice", *(f"member{n}" for n in range(20))])
+    finally:
+        for service in services:
+            await service.storage.close()
+
+
 async def test_concurrent_identical_inserts_give_one_row_and_one_id(tmp_path: Path) -> None:
     a, b = pg(tmp_path), pg(tmp_path)
     await a.initialize()
