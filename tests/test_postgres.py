@@ -318,7 +318,17 @@ async def test_version_1_store_gets_its_postings_on_upgrade(tmp_path: Path) -> N
     postgres.MIGRATIONS = saved[:1]
     try:
         await store.initialize()
-        (r,) = await store.add_items([NewItem(kind="reflection", content="Keep ERR_CONN_4021")])
+        # a row as version 1 stored it (today's add_items expects today's indexes)
+        terms, length = postgres.terms_tsvector("Keep ERR_CONN_4021")
+        async with store._con(transaction=True) as con:
+            await con.execute(
+                "INSERT INTO items (id, kind, content, content_hash, created_at, updated_at, "
+                "terms, doc_len) VALUES ('r1', 'reflection', 'Keep ERR_CONN_4021', 'h', now(), "
+                "now(), $1::tsvector, $2)",
+                terms,
+                length,
+            )
+            await con.execute("UPDATE item_stats SET n = 1, total_len = $1", length)
         await store.close()
     finally:
         postgres.MIGRATIONS = saved
@@ -330,8 +340,13 @@ async def test_version_1_store_gets_its_postings_on_upgrade(tmp_path: Path) -> N
         assert sorted(versions) == [1, 2]
         assert await _postings_disagreement(upgraded) == []
         assert [h.id for h in await upgraded.keyword_search("ERR_CONN_4021", ItemFilter(), 5)] == [
-            r.id
+            "r1"
         ]
+        # add_items works on the upgraded store (its ON CONFLICT needs version 2's dedup index)
+        (again,) = await upgraded.add_items(
+            [NewItem(kind="reflection", content="Keep ERR_CONN_4021", author="alice")]
+        )
+        assert again.created
     finally:
         await upgraded.close()
 

@@ -93,6 +93,31 @@ def item(content: str, **kw: Any) -> NewItem:
 # -- dedup -----------------------------------------------------------------------------------
 
 
+async def test_dedup_is_per_author(storage: StorageBase) -> None:
+    """On a shared store, one person's copy of a text is not another's item."""
+    a1, b1, a2 = await storage.add_items(
+        [
+            item("Pasted: ERR_CONN_4021 at login", project="p", author="alice"),
+            item("Pasted: ERR_CONN_4021 at login", project="p", author="bob"),
+            item("Pasted:  ERR_CONN_4021 at login", project="p", author="alice"),
+        ]
+    )
+    assert a1.created and b1.created and a1.id != b1.id
+    assert a2.id == a1.id and not a2.created
+    (again,) = await storage.add_items(
+        [item("Pasted: ERR_CONN_4021 at login", project="p", author="bob")]
+    )
+    assert again.id == b1.id and not again.created
+    # editing bob's note into alice's text is fine; into another of his own is refused
+    (other,) = await storage.add_items([item("bob's other note", project="p", author="bob")])
+    with pytest.raises(ValidationError, match="identical"):
+        await storage.update_item(other.id, content="Pasted: ERR_CONN_4021 at login")
+    await storage.delete_items([b1.id])
+    updated = await storage.update_item(other.id, content="Pasted: ERR_CONN_4021 at login")
+    assert updated.author == "bob"
+    assert await storage.count_items() == 2
+
+
 async def test_exact_duplicates_return_the_existing_id(storage: StorageBase) -> None:
     (first,) = await storage.add_items([item("Use  uv\tfor installs", project="p")])
     assert first.created

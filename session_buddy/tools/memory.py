@@ -220,8 +220,9 @@ def register(mcp: FastMCP) -> None:
     @mcp.tool(
         description=(
             "Store a reflection: something learned worth remembering across sessions (a fix, a "
-            "decision, a gotcha). Identical content in the same project is stored once; the "
-            "existing id is returned. project defaults to the current session's project."
+            "decision, a gotcha). Identical content you stored in the same project is stored "
+            "once; the existing id is returned. project defaults to the current session's "
+            "project."
         )
     )
     async def store_reflection(

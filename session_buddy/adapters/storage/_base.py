@@ -37,8 +37,19 @@ def normalise_content(text: str) -> str:
 
 
 def content_hash(text: str) -> str:
-    """SHA-256 of the normalised content (the dedup key, with kind and project)."""
+    """SHA-256 of the normalised content (the dedup key, with kind, project and author)."""
     return hashlib.sha256(normalise_content(text).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+#: Items with the same key are stored once: kind, project, author and content hash. The
+#: author is part of it so that, on a store several people share, one person's copy of a
+#: text never becomes another's item they cannot see.
+DedupKey = tuple[str, str | None, str | None, str]
+
+
+def dedup_key(item: Any) -> DedupKey:
+    """The dedup key of an item (new or stored)."""
+    return (item.kind, item.project, item.author, item.content_hash)
 
 
 def utcnow() -> datetime:
@@ -253,8 +264,9 @@ class StorageBase(ABC):
 
     @abstractmethod
     async def add_items(self, items: Sequence[NewItem]) -> list[AddResult]:
-        """Store items in one transaction; durable when this returns. Duplicates
-        (same kind, project and content hash) are not stored again: their id is returned."""
+        """Store items in one transaction; durable when this returns. Duplicates (same
+        :func:`dedup_key`: kind, project, author and content hash) are not stored again: their
+        id is returned."""
 
     @abstractmethod
     async def get_items(self, ids: Sequence[str]) -> list[MemoryItem]:

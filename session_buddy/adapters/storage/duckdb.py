@@ -41,6 +41,7 @@ from session_buddy._acb import AdapterCapability, AdapterMetadata, AdapterStatus
 from session_buddy.adapters.search import IndexEntry, SearchIndex
 from session_buddy.adapters.storage._base import (
     AddResult,
+    DedupKey,
     Hit,
     ItemFilter,
     MemoryItem,
@@ -50,6 +51,7 @@ from session_buddy.adapters.storage._base import (
     StorageStats,
     check_text,
     content_hash,
+    dedup_key,
     metadata_json,
     utcnow,
     validate_item,
@@ -129,10 +131,11 @@ def _schema_1(dim: int) -> list[str]:
 #: Forward migrations, applied in order; never edit a released step, append a new one.
 MIGRATIONS: list[Migration] = [
     Migration(1, "conversations, reflections, records, meta", _schema_1),
-    # PostgreSQL's version 2 adds its inverted keyword index; DuckDB's lives in process
+    # PostgreSQL's version 2 adds its keyword postings and a per-author dedup index; DuckDB
+    # does both in process
     Migration(
         2,
-        "keyword postings (PostgreSQL's inverted index; DuckDB keeps its index in process)",
+        "keyword postings and dedup per author (DuckDB: both kept in process)",
         lambda dim: [],
     ),
 ]
@@ -437,18 +440,18 @@ class Storage(StorageBase):
             con: duckdb.DuckDBPyConnection,
         ) -> tuple[list[AddResult], list[NewItem], list[str]]:
             hashes = sorted({i.content_hash for i in items})
-            existing: dict[tuple[str, str | None, str], str] = {}
-            for item_id, kind, project, digest in con.execute(
-                "SELECT id, kind, project, content_hash FROM items "
+            existing: dict[DedupKey, str] = {}
+            for item_id, kind, project, author, digest in con.execute(
+                "SELECT id, kind, project, author, content_hash FROM items "
                 "WHERE content_hash IN (SELECT unnest(?::VARCHAR[]))",
                 [hashes],
             ).fetchall():
-                existing.setdefault((kind, project, digest), item_id)
+                existing.setdefault((kind, project, author, digest), item_id)
             results: list[AddResult] = []
             new: list[NewItem] = []
             new_ids: list[str] = []
             for item in items:
-                key = (item.kind, item.project, item.content_hash)
+                key = dedup_key(item)
                 found = existing.get(key)
                 if found is not None:
                     results.append(AddResult(id=found, created=False))
@@ -617,8 +620,9 @@ class Storage(StorageBase):
                 digest = content_hash(content)
                 clash = con.execute(
                     "SELECT id FROM items WHERE content_hash = ? AND kind = ? "
-                    "AND project IS NOT DISTINCT FROM ? AND id <> ?",
-                    [digest, item.kind, item.project, item_id],
+                    "AND project IS NOT DISTINCT FROM ? AND author IS NOT DISTINCT FROM ? "
+                    "AND id <> ?",
+                    [digest, item.kind, item.project, item.author, item_id],
                 ).fetchone()
                 if clash is not None:
                     raise ValidationError(

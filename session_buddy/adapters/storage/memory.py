@@ -21,6 +21,7 @@ from session_buddy._acb import AdapterCapability, AdapterMetadata, AdapterStatus
 from session_buddy.adapters.search import IndexEntry, SearchIndex
 from session_buddy.adapters.storage._base import (
     AddResult,
+    DedupKey,
     Hit,
     ItemFilter,
     MemoryItem,
@@ -30,6 +31,7 @@ from session_buddy.adapters.storage._base import (
     StorageStats,
     check_text,
     content_hash,
+    dedup_key,
     metadata_json,
     utcnow,
     validate_item,
@@ -51,12 +53,6 @@ MODULE_METADATA = AdapterMetadata(
     capabilities=[AdapterCapability.ASYNC_OPERATIONS, AdapterCapability.TRANSACTIONS],
     required_packages=["numpy", "PyStemmer"],
 )
-
-DedupKey = tuple[str, str | None, str]
-
-
-def dedup_key(item: NewItem) -> DedupKey:
-    return (item.kind, item.project, item.content_hash)
 
 
 class Storage(StorageBase):
@@ -159,13 +155,13 @@ class Storage(StorageBase):
             updated = _copy(item)
             if content is not None:
                 new_hash = content_hash(content)
-                key = (item.kind, item.project, new_hash)
+                key = (item.kind, item.project, item.author, new_hash)
                 other = self._dedup.get(key)
                 if other is not None and other != item_id:
                     raise ValidationError(
                         f"an identical {item.kind} already exists (id {other}); delete one of them"
                     )
-                self._dedup.pop((item.kind, item.project, item.content_hash), None)
+                self._dedup.pop(dedup_key(item), None)
                 self._dedup[key] = item_id
                 updated.content = content
                 updated.content_hash = new_hash
@@ -191,7 +187,7 @@ class Storage(StorageBase):
         with self._lock:
             gone = [self._items.pop(i) for i in dict.fromkeys(ids) if i in self._items]
             for item in gone:
-                self._dedup.pop((item.kind, item.project, item.content_hash), None)
+                self._dedup.pop(dedup_key(item), None)
             self.index.remove(item.id for item in gone)
             return len(gone)
 

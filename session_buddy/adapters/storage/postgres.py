@@ -16,7 +16,7 @@ Schema (version 1, the numbers are shared with the DuckDB backend):
 * ``item_stats`` - one row: item count and total length in terms (BM25's N and average
   document length), updated as the last statement of every write transaction.
 
-**Dedup** is enforced by the server: a unique index on ``(kind, project, content_hash)``
+**Dedup** is enforced by the server: a unique index on ``(kind, project, author, content_hash)``
 with ``NULLS NOT DISTINCT`` (PostgreSQL 15+), and inserts use ``ON CONFLICT DO NOTHING``:
 two services inserting the same content at once get the same id.
 
@@ -61,6 +61,7 @@ from session_buddy._acb import AdapterCapability, AdapterMetadata, AdapterStatus
 from session_buddy.adapters.search.tokens import query_terms, tokenize
 from session_buddy.adapters.storage._base import (
     AddResult,
+    DedupKey,
     Hit,
     ItemFilter,
     MemoryItem,
@@ -71,6 +72,7 @@ from session_buddy.adapters.storage._base import (
     check_record_key,
     check_text,
     content_hash,
+    dedup_key,
     metadata_json,
     utcnow,
     validate_item,
@@ -165,6 +167,10 @@ def _schema_2(dim: int) -> list[str]:
         # covering: BM25 reads the postings of a term from the index alone
         "CREATE UNIQUE INDEX postings_term ON postings (lexeme, seq) INCLUDE (tf, doc_len)",
         "CREATE INDEX postings_seq ON postings (seq)",
+        # dedup per author: one person's copy of a text is never another's item
+        "DROP INDEX items_dedup",
+        "CREATE UNIQUE INDEX items_dedup ON items (kind, project, author, content_hash) "
+        "NULLS NOT DISTINCT",
         # filters give the seqs they keep from an index alone (the rows are wide: vectors)
         "CREATE INDEX items_project_seq ON items (project) INCLUDE (seq)",
         "DROP INDEX items_project",
@@ -190,7 +196,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[int], list[str]]]] = [
     (1, "conversations, reflections, records, meta", _schema_1),
     (
         2,
-        "keyword postings (PostgreSQL's inverted index; DuckDB keeps its index in process)",
+        "keyword postings and dedup per author (DuckDB: both kept in process)",
         _schema_2,
     ),
 ]
@@ -730,49 +736,56 @@ class Storage(StorageBase):
         if not items:
             return []
         # duplicates inside the batch: the first one stands for the others
-        first: dict[tuple[str, str | None, str], int] = {}
+        first: dict[DedupKey, int] = {}
         for i, x in enumerate(items):
-            first.setdefault((x.kind, x.project, x.content_hash), i)
+            first.setdefault(dedup_key(x), i)
         # insert in key order: concurrent batches then never wait on each other in a cycle
         unique = sorted(
             first.values(),
-            key=lambda i: (items[i].kind, items[i].project or "", items[i].content_hash),
+            key=lambda i: (
+                items[i].kind,
+                items[i].project or "",
+                items[i].author or "",
+                items[i].content_hash,
+            ),
         )
         now = utcnow()
         rows = await self._insert_args(
             [(str(uuid.uuid4()), items[i], now, items[i].embedding) for i in unique]
         )
-        sql = self._INSERT.format(target="(kind, project, content_hash)")
+        sql = self._INSERT.format(target="(kind, project, author, content_hash)")
         async with self._con(transaction=True) as con:
             returned = await con.fetchmany(sql, rows)
             inserted = {r[0] for r in returned}
-            ids: dict[tuple[str, str | None, str], tuple[str, bool]] = {}
+            ids: dict[DedupKey, tuple[str, bool]] = {}
             missing: list[int] = []
             for i, row in zip(unique, rows, strict=True):
                 x = items[i]
                 if row[0] in inserted:
-                    ids[(x.kind, x.project, x.content_hash)] = (row[0], True)
+                    ids[dedup_key(x)] = (row[0], True)
                 else:
                     missing.append(i)
             if missing:
                 # they existed (or another service inserted them concurrently and committed)
                 found = await con.fetch(
-                    "SELECT i.id, k.n FROM unnest($1::text[], $2::text[], $3::text[]) "
-                    "WITH ORDINALITY AS k(kind, project, hash, n) JOIN items i ON "
-                    "i.kind = k.kind AND i.project IS NOT DISTINCT FROM k.project "
+                    "SELECT i.id, k.n FROM unnest($1::text[], $2::text[], $3::text[], "
+                    "$4::text[]) WITH ORDINALITY AS k(kind, project, author, hash, n) "
+                    "JOIN items i ON i.kind = k.kind AND i.project IS NOT DISTINCT FROM "
+                    "k.project AND i.author IS NOT DISTINCT FROM k.author "
                     "AND i.content_hash = k.hash",
                     [items[i].kind for i in missing],
                     [items[i].project for i in missing],
+                    [items[i].author for i in missing],
                     [items[i].content_hash for i in missing],
                 )
                 for item_id, n in found:
                     x = items[missing[n - 1]]
-                    ids[(x.kind, x.project, x.content_hash)] = (item_id, False)
+                    ids[dedup_key(x)] = (item_id, False)
             await _count(con, len(returned), sum(r[1] for r in returned))
         results: list[AddResult] = []
         seen: set[str] = set()
         for x in items:
-            got = ids.get((x.kind, x.project, x.content_hash))
+            got = ids.get(dedup_key(x))
             if got is None:  # pragma: no cover - deleted between the insert and the select
                 raise StorageError(
                     "an item was deleted by another service while it was being stored; retry"
@@ -847,8 +860,8 @@ class Storage(StorageBase):
             async with self._con() as con:
                 clash = await con.fetchval(
                     "SELECT o.id FROM items o JOIN items i ON o.kind = i.kind AND "
-                    "o.project IS NOT DISTINCT FROM i.project WHERE i.id = $1 AND "
-                    "o.content_hash = $2 AND o.id <> $1",
+                    "o.project IS NOT DISTINCT FROM i.project AND o.author IS NOT DISTINCT "
+                    "FROM i.author WHERE i.id = $1 AND o.content_hash = $2 AND o.id <> $1",
                     item_id,
                     content_hash(content or ""),
                 )
