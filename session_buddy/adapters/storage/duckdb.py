@@ -223,6 +223,25 @@ class _Row(NamedTuple):
     updated_at: Any
     embedding: Any
 
+    @classmethod
+    def of(cls, item_id: str, x: Any, created_at: Any, updated_at: Any, vector: Any) -> _Row:
+        """The row of an item (new or stored: anything with the item fields)."""
+        return cls(
+            item_id,
+            x.kind,
+            x.content,
+            x.content_hash,
+            x.project,
+            x.session_id,
+            x.role,
+            list(x.tags),
+            x.author,
+            metadata_json(x.metadata),
+            created_at,
+            updated_at,
+            vector,
+        )
+
 
 class Storage(StorageBase):
     name = "duckdb"
@@ -462,34 +481,13 @@ class Storage(StorageBase):
                 new.append(item)
                 new_ids.append(item_id)
             now = utcnow()
-            for table in ("conversations", "reflections"):
-                chosen = [
-                    (i, x) for i, x in zip(new_ids, new, strict=True) if _TABLE[x.kind] == table
-                ]
-                if not chosen:
-                    continue
-                self._insert_rows(
-                    con,
-                    table,
-                    [
-                        _Row(
-                            i,
-                            x.kind,
-                            x.content,
-                            x.content_hash,
-                            x.project,
-                            x.session_id,
-                            x.role,
-                            list(x.tags),
-                            x.author,
-                            metadata_json(x.metadata),
-                            x.created_at,
-                            now,
-                            x.embedding,
-                        )
-                        for i, x in chosen
-                    ],
-                )
+            self._insert_items(
+                con,
+                [
+                    _Row.of(i, x, x.created_at, now, x.embedding)
+                    for i, x in zip(new_ids, new, strict=True)
+                ],
+            )
             return results, new, new_ids
 
         with self._lock:
@@ -501,6 +499,13 @@ class Storage(StorageBase):
                 ]
             )
         return results
+
+    def _insert_items(self, con: Any, rows: list[_Row]) -> None:
+        """Insert item rows, each into its kind's table."""
+        for table in ("conversations", "reflections"):
+            chosen = [r for r in rows if _TABLE[r.kind] == table]
+            if chosen:
+                self._insert_rows(con, table, chosen)
 
     def _insert_rows(self, con: Any, table: str, rows: list[_Row]) -> None:
         """Insert rows into one item table in a single statement (columns as unnested
@@ -882,32 +887,10 @@ class Storage(StorageBase):
                 ).fetchall()
             }
             fresh = list({x.id: (x, v) for x, v in rows if x.id not in present}.values())
-            for table in ("conversations", "reflections"):
-                chosen = [(x, v) for x, v in fresh if _TABLE[x.kind] == table]
-                if not chosen:
-                    continue
-                self._insert_rows(
-                    con,
-                    table,
-                    [
-                        _Row(
-                            x.id,
-                            x.kind,
-                            x.content,
-                            x.content_hash,
-                            x.project,
-                            x.session_id,
-                            x.role,
-                            list(x.tags),
-                            x.author,
-                            metadata_json(x.metadata),
-                            _aware(x.created_at),
-                            _aware(x.updated_at),
-                            v,
-                        )
-                        for x, v in chosen
-                    ],
-                )
+            self._insert_items(
+                con,
+                [_Row.of(x.id, x, _aware(x.created_at), _aware(x.updated_at), v) for x, v in fresh],
+            )
             return fresh
 
         with self._lock:
