@@ -446,10 +446,7 @@ class MemoryService:
             item = items.get(f.id)
             if item is None:  # deleted between ranking and fetching
                 continue
-            level = hybrid.best_level(
-                hybrid.semantic_level(f.semantic_score),
-                hybrid.keyword_level(groups, item.content) if groups else "none",
-            )
+            level = hybrid.hit_level(f, groups, item.content)
             hits.append(
                 SearchHit(
                     id=item.id,

@@ -479,10 +479,7 @@ class TeamService:
             if item is None:
                 continue
             cast = votes[f.id]
-            level = hybrid.best_level(
-                hybrid.semantic_level(f.semantic_score),
-                hybrid.keyword_level(groups, item.content) if groups else "none",
-            )
+            level = hybrid.hit_level(f, groups, item.content)
             hits.append(
                 TeamHit(
                     id=item.id,

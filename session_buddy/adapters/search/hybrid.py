@@ -39,6 +39,7 @@ __all__ = [
     "decay",
     "fuse",
     "fuse_weighted",
+    "hit_level",
     "keyword_level",
     "query_groups",
     "semantic_level",
@@ -106,6 +107,14 @@ class Fused:
     score: float
     keyword_score: float | None = None
     semantic_score: float | None = None
+
+
+def hit_level(fused: Fused, groups: list[tuple[str, ...]], content: str) -> Level:
+    """A hit's confidence: the better of its semantic and its keyword level."""
+    return best_level(
+        semantic_level(fused.semantic_score),
+        keyword_level(groups, content) if groups else "none",
+    )
 
 
 def fuse(rankings: list[list[Hit]], k: int, *, kinds: list[str]) -> list[Fused]:

@@ -147,6 +147,25 @@ def validate_item(item: NewItem, max_bytes: int) -> None:
         item.created_at = item.created_at.replace(tzinfo=UTC)
 
 
+def validate_stored_item(item: MemoryItem, max_bytes: int) -> None:
+    """:func:`validate_item`'s checks on an item from another store (bulk import)."""
+    validate_item(
+        NewItem(
+            kind=item.kind,
+            content=item.content,
+            project=item.project,
+            session_id=item.session_id,
+            role=item.role,
+            tags=list(item.tags),
+            author=item.author,
+            metadata=item.metadata,
+            created_at=item.created_at,
+            content_hash=item.content_hash,
+        ),
+        max_bytes,
+    )
+
+
 @dataclass(slots=True)
 class NewItem:
     """An item to store. ``embedding`` is filled in by the memory service."""

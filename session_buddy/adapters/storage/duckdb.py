@@ -55,6 +55,7 @@ from session_buddy.adapters.storage._base import (
     metadata_json,
     utcnow,
     validate_item,
+    validate_stored_item,
 )
 from session_buddy.errors import NotFound, StorageError, ValidationError
 
@@ -856,21 +857,7 @@ class Storage(StorageBase):
 
     async def import_items(self, rows: Sequence[tuple[MemoryItem, np.ndarray | None]]) -> int:
         for x, vector in rows:
-            validate_item(
-                NewItem(
-                    kind=x.kind,
-                    content=x.content,
-                    project=x.project,
-                    session_id=x.session_id,
-                    role=x.role,
-                    tags=list(x.tags),
-                    author=x.author,
-                    metadata=x.metadata,
-                    created_at=x.created_at,
-                    content_hash=x.content_hash,
-                ),
-                self.max_content_bytes,
-            )
+            validate_stored_item(x, self.max_content_bytes)
             if vector is not None:
                 self.index.vectors.check(vector)
         if not rows:

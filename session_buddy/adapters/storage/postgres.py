@@ -76,6 +76,7 @@ from session_buddy.adapters.storage._base import (
     metadata_json,
     utcnow,
     validate_item,
+    validate_stored_item,
 )
 from session_buddy.errors import DimensionMismatch, NotFound, StorageError, ValidationError
 
@@ -1173,21 +1174,7 @@ class Storage(StorageBase):
         if not rows:
             return 0
         for x, _ in rows:
-            validate_item(
-                NewItem(
-                    kind=x.kind,
-                    content=x.content,
-                    project=x.project,
-                    session_id=x.session_id,
-                    role=x.role,
-                    tags=list(x.tags),
-                    author=x.author,
-                    metadata=x.metadata,
-                    created_at=x.created_at,
-                    content_hash=x.content_hash,
-                ),
-                self.max_content_bytes,
-            )
+            validate_stored_item(x, self.max_content_bytes)
         args = await self._insert_args([(x.id, x, x.updated_at, vector) for x, vector in rows])
         async with self._con(transaction=True) as con:
             inserted = await con.fetchmany(self._INSERT.format(target=""), args)
