@@ -147,6 +147,26 @@ def validate_item(item: NewItem, max_bytes: int) -> None:
         item.created_at = item.created_at.replace(tzinfo=UTC)
 
 
+#: kind, content, content_hash, project, session_id, role, tags, author, metadata JSON
+ItemValues = tuple[str, str, str, str | None, str | None, str | None, list[str], str | None, str]
+
+
+def item_values(item: Any) -> ItemValues:
+    """An item's stored fields in the column order both SQL backends use: kind, content,
+    content_hash, project, session_id, role, tags, author, metadata (as JSON text)."""
+    return (
+        item.kind,
+        item.content,
+        item.content_hash,
+        item.project,
+        item.session_id,
+        item.role,
+        list(item.tags),
+        item.author,
+        metadata_json(item.metadata),
+    )
+
+
 def validate_stored_item(item: MemoryItem, max_bytes: int) -> None:
     """:func:`validate_item`'s checks on an item from another store (bulk import)."""
     validate_item(

@@ -52,6 +52,7 @@ from session_buddy.adapters.storage._base import (
     check_text,
     content_hash,
     dedup_key,
+    item_values,
     metadata_json,
     utcnow,
     validate_item,
@@ -227,21 +228,7 @@ class _Row(NamedTuple):
     @classmethod
     def of(cls, item_id: str, x: Any, created_at: Any, updated_at: Any, vector: Any) -> _Row:
         """The row of an item (new or stored: anything with the item fields)."""
-        return cls(
-            item_id,
-            x.kind,
-            x.content,
-            x.content_hash,
-            x.project,
-            x.session_id,
-            x.role,
-            list(x.tags),
-            x.author,
-            metadata_json(x.metadata),
-            created_at,
-            updated_at,
-            vector,
-        )
+        return cls(item_id, *item_values(x), created_at, updated_at, vector)
 
 
 class Storage(StorageBase):
