@@ -80,7 +80,7 @@ def turns_of(sample: dict[str, Any]) -> list[dict[str, Any]]:
 async def run(data_path: Path, storage: str) -> None:
     from fastmcp import Client
 
-    from session_buddy.server import create_server
+    from session_buddy.server.app import create_server
     from session_buddy.settings import load_settings
 
     data = json.loads(data_path.read_text(encoding="utf-8"))

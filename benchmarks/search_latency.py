@@ -138,7 +138,7 @@ async def run(
 
     from session_buddy import di
     from session_buddy.adapters.embeddings._base import EmbeddingsBase
-    from session_buddy.server import create_server
+    from session_buddy.server.app import create_server
     from session_buddy.settings import SessionBuddySettings, load_settings
 
     rng = random.Random(7)

@@ -25,7 +25,6 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from session_buddy.core.memory import ItemInput, MemoryService, SearchResponse
     from session_buddy.di import configure, get, reset, shutdown, startup
-    from session_buddy.di.paths import SessionPaths
     from session_buddy.errors import (
         ConfigurationError,
         NotFound,
@@ -33,6 +32,7 @@ if TYPE_CHECKING:
         StorageError,
         ValidationError,
     )
+    from session_buddy.paths import SessionPaths
     from session_buddy.settings import SessionBuddySettings, load_settings
 
 _LAZY = {
@@ -41,7 +41,7 @@ _LAZY = {
     "startup": "session_buddy.di",
     "shutdown": "session_buddy.di",
     "reset": "session_buddy.di",
-    "SessionPaths": "session_buddy.di.paths",
+    "SessionPaths": "session_buddy.paths",
     "MemoryService": "session_buddy.core.memory",
     "ItemInput": "session_buddy.core.memory",
     "SearchResponse": "session_buddy.core.memory",

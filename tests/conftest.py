@@ -55,7 +55,7 @@ async def client(lite_settings) -> AsyncIterator[object]:  # type: ignore[no-unt
     """An in-memory MCP client on a lite (in-memory storage) server with the real ONNX model."""
     from fastmcp import Client
 
-    from session_buddy.server import create_server
+    from session_buddy.server.app import create_server
 
     async with Client(create_server(lite_settings)) as c:
         yield c

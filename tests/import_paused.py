@@ -32,7 +32,7 @@ def main() -> None:
             pause(point)
 
     CaptureService._save = paused_save  # type: ignore[method-assign]
-    from session_buddy.cli_import import import_app
+    from session_buddy.cli.imports import import_app
 
     import_app()
 

@@ -108,7 +108,7 @@ def free_port() -> int:
 
 def stop_service(data_dir: Path, timeout: float = 30) -> None:
     """Terminate the shared service of ``data_dir`` if one runs, and wait for it."""
-    from session_buddy.discovery import pid_alive, read_service
+    from session_buddy.server.discovery import pid_alive, read_service
 
     info = read_service(data_dir)
     if info is None:

@@ -18,8 +18,8 @@ from session_buddy.adapters.embeddings import onnx as onnx_embeddings
 from session_buddy.adapters.embeddings._base import EmbeddingsBase
 from session_buddy.adapters.http._base import HttpBase
 from session_buddy.adapters.http.httpx import Http
-from session_buddy.di.paths import SessionPaths
 from session_buddy.errors import DimensionMismatch, EmbeddingError
+from session_buddy.paths import SessionPaths
 from session_buddy.settings import EmbeddingsSettings, HttpSettings, SessionBuddySettings
 
 PARAPHRASE = (

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from session_buddy.cli_hooks import hooks_app
+from session_buddy.cli import claude_settings
+from session_buddy.cli.hooks import hooks_app
 from session_buddy.core import hooks as hooks_core
 
 EXISTING = {
@@ -86,22 +87,24 @@ def test_structural_uninstall_after_the_user_edited_the_file(tmp_path: Path) -> 
     """Without the saved original (or after an edit) only session-buddy's hooks are removed."""
     text = json.dumps(EXISTING, indent=2, ensure_ascii=False) + "\n"
     path = write_settings(tmp_path / "p", text)
-    hooks_core.apply_plan(hooks_core.plan_install(path, executable="/opt/bin/session-buddy"), None)
+    claude_settings.apply_plan(
+        claude_settings.plan_install(path, executable="/opt/bin/session-buddy"), None
+    )
     assert path.read_text() != text
-    plan = hooks_core.plan_uninstall(path, None)
+    plan = claude_settings.plan_uninstall(path, None)
     assert sorted(plan.events) == ["PreCompact", "SessionEnd", "SessionStart"]
-    hooks_core.apply_plan(plan, None)
+    claude_settings.apply_plan(plan, None)
     assert path.read_text() == text
 
 
 def test_edited_after_install_keeps_the_users_edit(tmp_path: Path) -> None:
     state = tmp_path / "state"
     path = write_settings(tmp_path / "p", json.dumps(EXISTING, indent=2) + "\n")
-    hooks_core.apply_plan(hooks_core.plan_install(path), state)
+    claude_settings.apply_plan(claude_settings.plan_install(path), state)
     data = json.loads(path.read_text())
     data["model"] = "opus"
     path.write_text(json.dumps(data, indent=2) + "\n")
-    hooks_core.apply_plan(hooks_core.plan_uninstall(path, state), state)
+    claude_settings.apply_plan(claude_settings.plan_uninstall(path, state), state)
     after = json.loads(path.read_text())
     assert after["model"] == "opus"
     assert after["hooks"] == EXISTING["hooks"]
@@ -146,7 +149,7 @@ def test_invalid_settings_json_is_refused_untouched(tmp_path: Path, home: Path) 
 def run_hook(
     event: str, stdin: bytes, env: dict[str, str]
 ) -> tuple[subprocess.CompletedProcess[bytes], float]:
-    code = "import sys; from session_buddy.cli_hooks import hook_command; sys.exit(hook_command(sys.argv[1]))"
+    code = "import sys; from session_buddy.cli.hooks import hook_command; sys.exit(hook_command(sys.argv[1]))"
     start = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-c", code, event], input=stdin, env=env, capture_output=True, timeout=20
@@ -208,7 +211,7 @@ def test_hook_exits_zero_for_an_unknown_event(tmp_path: Path, home: Path) -> Non
 
 
 def test_hook_does_not_wait_for_an_open_stdin(tmp_path: Path, home: Path) -> None:
-    code = "import sys; from session_buddy.cli_hooks import hook_command; sys.exit(hook_command('SessionEnd'))"
+    code = "import sys; from session_buddy.cli.hooks import hook_command; sys.exit(hook_command('SessionEnd'))"
     start = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-c", code],

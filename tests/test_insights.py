@@ -221,7 +221,7 @@ async def test_no_duplicate_insights_after_a_restart_and_reimport(tmp_path: Path
 async def test_search_insights_and_statistics_tools(lite_settings: Any, tmp_path: Path) -> None:
     from fastmcp import Client
 
-    from session_buddy.server import create_server
+    from session_buddy.server.app import create_server
 
     projects = tmp_path / "projects"
     two_sessions(projects)

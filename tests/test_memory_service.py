@@ -88,7 +88,7 @@ async def service(tmp_path: Path, onnx: Any, settings: SessionBuddySettings) -> 
 
 
 def _paths(tmp_path: Path) -> Any:
-    from session_buddy.di.paths import SessionPaths
+    from session_buddy.paths import SessionPaths
 
     return SessionPaths.from_settings(tmp_path / "data")
 

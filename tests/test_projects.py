@@ -31,7 +31,7 @@ C_NOTE = "The marketing site builds with Hugo; images go through the resize pipe
 
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[Client[Any]]:
-    from session_buddy.server import create_server
+    from session_buddy.server.app import create_server
 
     settings = load_settings(mode="lite", data_dir=tmp_path / "data", user="alice").settings
     async with Client(create_server(settings)) as c:
@@ -232,7 +232,7 @@ async def test_project_insights_show_related_knowledge_and_recurring_patterns(
 
 async def test_relations_persist_on_duckdb(tmp_path: Path) -> None:
     from session_buddy import di
-    from session_buddy.server import create_server
+    from session_buddy.server.app import create_server
 
     def settings() -> Any:
         return load_settings(

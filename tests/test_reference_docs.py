@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from session_buddy.reference import settings_markdown, tools_markdown
+from session_buddy.cli.reference import settings_markdown, tools_markdown
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 HINT = "regenerate with `./run docs --write`"
@@ -23,7 +23,7 @@ async def test_tools_reference_matches_server() -> None:
 async def test_every_tool_has_a_description_and_typed_parameters(lite_settings) -> None:  # type: ignore[no-untyped-def]
     from fastmcp import Client
 
-    from session_buddy.server import create_server
+    from session_buddy.server.app import create_server
 
     async with Client(create_server(lite_settings)) as client:
         tools = await client.list_tools()

@@ -12,10 +12,10 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from session_buddy.adapters.search import IndexEntry, SearchIndex, hybrid, query_terms, tokenize
-from session_buddy.adapters.search.keyword import K1, B
 from session_buddy.adapters.storage._base import Hit, ItemFilter
 from session_buddy.errors import DimensionMismatch
+from session_buddy.search import IndexEntry, SearchIndex, hybrid, query_terms, tokenize
+from session_buddy.search.keyword import K1, B
 
 BASE = datetime(2024, 1, 1, tzinfo=UTC)
 

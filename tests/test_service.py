@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from session_buddy.auth import load_secret, mint_token
-from session_buddy.discovery import pid_alive, read_service
+from session_buddy.server.auth import load_secret, mint_token
+from session_buddy.server.discovery import pid_alive, read_service
 from tests.mcp_peers import StdioPeer, server_env, stop_service
 
 

@@ -48,7 +48,7 @@ def repo(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[Client[Any]]:
-    from session_buddy.server import create_server
+    from session_buddy.server.app import create_server
 
     async with Client(create_server(settings_for(tmp_path))) as c:
         yield c
@@ -264,7 +264,7 @@ async def test_prompts_and_tool_descriptions(
 async def test_hook_events_are_applied_when_the_server_was_gone(tmp_path: Path, repo: Path) -> None:
     """SessionStart and SessionEnd spooled by hooks while no server ran: the next lifecycle call
     opens, ends and hands off that session; a new start returns its handoff."""
-    from session_buddy.server import create_server
+    from session_buddy.server.app import create_server
 
     data = tmp_path / "data"
     base = {
@@ -295,7 +295,7 @@ async def test_hook_events_are_applied_when_the_server_was_gone(tmp_path: Path, 
 
 
 async def test_start_adopts_the_session_opened_by_the_hook(tmp_path: Path, repo: Path) -> None:
-    from session_buddy.server import create_server
+    from session_buddy.server.app import create_server
 
     data = tmp_path / "data"
     hooks_core.spool_event(
@@ -315,7 +315,7 @@ async def test_start_adopts_the_session_opened_by_the_hook(tmp_path: Path, repo:
 
 
 async def test_records_persist_in_duckdb(tmp_path: Path, repo: Path) -> None:
-    from session_buddy.server import create_server
+    from session_buddy.server.app import create_server
 
     async with Client(create_server(settings_for(tmp_path, storage="duckdb"))) as client:
         brief = await call(client, "start", working_directory=str(repo))

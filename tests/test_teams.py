@@ -32,7 +32,7 @@ SECRET_PLAN = "Project Falcon: the payments team migrates to the new ledger in M
 
 
 def server_for(tmp_path: Path, user: str) -> Any:
-    from session_buddy.server import create_server
+    from session_buddy.server.app import create_server
 
     settings = load_settings(mode="lite", data_dir=tmp_path / "data", user=user).settings
     return create_server(settings)

@@ -400,7 +400,7 @@ def _run_import(
     projects: Path, env: dict[str, str], pause: str | None = None
 ) -> subprocess.Popen[bytes]:
     # the pause is patched in by tests/import_paused.py (a wrapper of the same CLI)
-    module = ["tests.import_paused", pause] if pause else ["session_buddy.cli_import"]
+    module = ["tests.import_paused", pause] if pause else ["session_buddy.cli.imports"]
     return subprocess.Popen(
         [
             sys.executable,
@@ -495,7 +495,7 @@ async def test_index_transcripts_tool_reports_and_sends_progress(
 ) -> None:
     from fastmcp import Client
 
-    from session_buddy.server import create_server
+    from session_buddy.server.app import create_server
 
     home_projects = Path(os.environ["HOME"]) / ".claude" / "projects"
     rich_session(home_projects)
@@ -556,7 +556,7 @@ async def test_a_failed_store_loses_nothing(
 def test_cli_prints_a_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from session_buddy.cli_import import import_app
+    from session_buddy.cli.imports import import_app
 
     projects = tmp_path / "projects"
     rich_session(projects)

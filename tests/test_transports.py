@@ -116,7 +116,7 @@ async def test_http_transport(tmp_path: Path) -> None:
             except OSError:
                 assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
                 time.sleep(0.2)
-        from session_buddy.auth import load_secret, mint_token
+        from session_buddy.server.auth import load_secret, mint_token
 
         token = mint_token(load_secret(tmp_path / "data"), "tester")
         async with Client(f"http://127.0.0.1:{port}/mcp", auth=token) as client:
@@ -154,8 +154,8 @@ async def test_front_answers_exactly_like_the_server(lite_settings, version: str
     import mcp.shared.version
     from fastmcp import Client
 
-    from session_buddy import identity
-    from session_buddy.server import create_server
+    from session_buddy.server import identity
+    from session_buddy.server.app import create_server
 
     assert (
         list(mcp.shared.version.SUPPORTED_PROTOCOL_VERSIONS) == identity.SUPPORTED_PROTOCOL_VERSIONS

@@ -4,7 +4,7 @@ No MCP in here: tools call this, this calls the storage and embeddings adapters.
 
 **Search.** ``hybrid`` asks both rankers of the storage (keyword BM25 and vector cosine) for
 ``settings.search.candidates`` hits each and fuses them with reciprocal rank fusion
-(:mod:`session_buddy.adapters.search.hybrid`, which also documents the 0..1 score, the time
+(:mod:`session_buddy.search.hybrid`, which also documents the 0..1 score, the time
 decay and the ``confidence`` rule). ``semantic`` and ``keyword`` use one ranker. When vectors
 cannot be used (embeddings adapter ``none`` or failed, or a model mismatch) ``semantic`` and
 ``hybrid`` fall back to ``keyword`` and :attr:`SearchResponse.degraded` says why; a search
@@ -33,7 +33,6 @@ from typing import Any, Literal
 import numpy as np
 
 from session_buddy.adapters.embeddings._base import EmbeddingsBase
-from session_buddy.adapters.search import hybrid
 from session_buddy.adapters.storage._base import (
     KINDS,
     Hit,
@@ -52,6 +51,7 @@ from session_buddy.errors import (
     NotFound,
     ValidationError,
 )
+from session_buddy.search import hybrid
 from session_buddy.settings import SessionBuddySettings
 
 log = logging.getLogger(__name__)

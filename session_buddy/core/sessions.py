@@ -44,8 +44,8 @@ from session_buddy.core.handoff import (
 from session_buddy.core.memory import ItemInput, MemoryService
 from session_buddy.core.project import ProjectInfo, analyze_project, run_git
 from session_buddy.core.quality import SessionActivity, compute_quality
-from session_buddy.di.paths import SessionPaths
 from session_buddy.errors import ConfigurationError, GitError, NotFound, ValidationError
+from session_buddy.paths import SessionPaths
 from session_buddy.settings import SessionBuddySettings
 
 log = logging.getLogger(__name__)

@@ -52,7 +52,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from session_buddy.adapters.search import hybrid
 from session_buddy.adapters.storage._base import (
     ItemFilter,
     MemoryItem,
@@ -64,6 +63,7 @@ from session_buddy.adapters.storage._base import (
 from session_buddy.core.memory import MemoryService
 from session_buddy.core.users import acting_user, owner_of, resolve_user_argument
 from session_buddy.errors import NotFound, ValidationError
+from session_buddy.search import hybrid
 from session_buddy.settings import SessionBuddySettings
 
 TEAMS = "teams"

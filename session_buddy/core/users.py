@@ -55,7 +55,7 @@ def local_user(settings: SessionBuddySettings) -> str:
     """The install's own user: ``settings.user``, else the login name."""
     if settings.user:
         return settings.user
-    from session_buddy.auth import login_name
+    from session_buddy.server.auth import login_name
 
     return login_name()
 

@@ -16,8 +16,8 @@ import asyncio
 import threading
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from session_buddy.di.paths import SessionPaths
 from session_buddy.errors import ConfigurationError
+from session_buddy.paths import SessionPaths
 
 if TYPE_CHECKING:
     from bevy import Container

@@ -29,7 +29,7 @@ from session_buddy.adapters.http._base import HttpBase
 from session_buddy.errors import DimensionMismatch, EmbeddingError
 
 if TYPE_CHECKING:
-    from session_buddy.di.paths import SessionPaths
+    from session_buddy.paths import SessionPaths
     from session_buddy.settings import EmbeddingsSettings, SessionBuddySettings
 
 MODULE_METADATA = AdapterMetadata(

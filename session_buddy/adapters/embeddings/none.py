@@ -15,7 +15,7 @@ from session_buddy.adapters.embeddings._base import EmbeddingsBase, EmbeddingSta
 from session_buddy.errors import EmbeddingError
 
 if TYPE_CHECKING:
-    from session_buddy.di.paths import SessionPaths
+    from session_buddy.paths import SessionPaths
     from session_buddy.settings import SessionBuddySettings
 
 MODULE_METADATA = AdapterMetadata(

@@ -20,7 +20,7 @@ from session_buddy.adapters.embeddings._base import EmbeddingsBase
 from session_buddy.adapters.health._base import HealthBase
 from session_buddy.adapters.http._base import HttpBase
 from session_buddy.adapters.storage._base import StorageBase
-from session_buddy.di.paths import SessionPaths
+from session_buddy.paths import SessionPaths
 from session_buddy.settings import SessionBuddySettings
 
 MODULE_METADATA = AdapterMetadata(

@@ -4,7 +4,7 @@ The unit of memory is a :class:`MemoryItem` of some ``kind`` (``conversation``,
 ``reflection``, ``insight``). A backend stores items durably, deduplicates them by
 ``(kind, project, content_hash)``, keeps their embeddings, and answers the two rankers that
 hybrid search fuses: keyword (BM25) and vector (cosine). In-process backends delegate both
-to :class:`session_buddy.adapters.search.SearchIndex`, kept consistent with every write;
+to :class:`session_buddy.search.SearchIndex`, kept consistent with every write;
 a server backend (PostgreSQL) answers them natively.
 
 Every method is async; blocking backends run their work with ``asyncio.to_thread``.

@@ -14,7 +14,7 @@ Tables (schema version 1; the numbers are shared with the PostgreSQL backend):
 One connection, guarded by a lock; every call runs in ``asyncio.to_thread``. Each write is
 one transaction committed before the call returns (DuckDB writes its WAL on commit), so a
 killed process loses nothing that was acknowledged. Keyword and vector search run on the
-shared :class:`~session_buddy.adapters.search.SearchIndex`, rebuilt from the file at
+shared :class:`~session_buddy.search.SearchIndex`, rebuilt from the file at
 :meth:`Storage.initialize` and updated after every commit (DuckDB's FTS index does not
 update on insert and its HNSW recall was poor; brute-force numpy is exact and ~10 ms at 100k).
 """
@@ -38,7 +38,6 @@ import duckdb
 import numpy as np
 
 from session_buddy._acb import AdapterCapability, AdapterMetadata, AdapterStatus
-from session_buddy.adapters.search import IndexEntry, SearchIndex
 from session_buddy.adapters.storage._base import (
     AddResult,
     DedupKey,
@@ -59,9 +58,10 @@ from session_buddy.adapters.storage._base import (
     validate_stored_item,
 )
 from session_buddy.errors import NotFound, StorageError, ValidationError
+from session_buddy.search import IndexEntry, SearchIndex
 
 if TYPE_CHECKING:
-    from session_buddy.di.paths import SessionPaths
+    from session_buddy.paths import SessionPaths
     from session_buddy.settings import SessionBuddySettings
 
 MODULE_METADATA = AdapterMetadata(

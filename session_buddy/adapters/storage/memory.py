@@ -1,7 +1,7 @@
 """In-memory storage (``mode: lite`` and tests): nothing persisted, same behaviour as DuckDB.
 
 Items, records and meta live in dicts; search uses the shared in-process
-:class:`~session_buddy.adapters.search.SearchIndex`, exactly as the DuckDB backend does.
+:class:`~session_buddy.search.SearchIndex`, exactly as the DuckDB backend does.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from session_buddy._acb import AdapterCapability, AdapterMetadata, AdapterStatus
-from session_buddy.adapters.search import IndexEntry, SearchIndex
 from session_buddy.adapters.storage._base import (
     AddResult,
     DedupKey,
@@ -37,9 +36,10 @@ from session_buddy.adapters.storage._base import (
     validate_item,
 )
 from session_buddy.errors import NotFound, ValidationError
+from session_buddy.search import IndexEntry, SearchIndex
 
 if TYPE_CHECKING:
-    from session_buddy.di.paths import SessionPaths
+    from session_buddy.paths import SessionPaths
     from session_buddy.settings import SessionBuddySettings
 
 MODULE_METADATA = AdapterMetadata(

@@ -23,7 +23,7 @@ two services inserting the same content at once get the same id.
 **Keyword search** ranks with BM25 (k1 1.2, b 0.75, Lucene's idf; document frequencies
 over the whole store, then the filter, as the in-process index does) computed in SQL over
 the ``tsvector`` candidates (GIN index; a sequential scan when most rows match). The lexemes are the terms of the
-in-process tokenizer (:mod:`session_buddy.adapters.search.tokens`), computed on write and
+in-process tokenizer (:mod:`session_buddy.search.tokens`), computed on write and
 stored as a tsvector with one position per occurrence (term frequency): PostgreSQL's own
 parser splits ``ERR_CONN_4021`` at the underscores, keeps ``HttpServerError`` whole and
 does not stem inside identifiers, so using it would make the same query find different
@@ -58,7 +58,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from session_buddy._acb import AdapterCapability, AdapterMetadata, AdapterStatus
-from session_buddy.adapters.search.tokens import query_terms, tokenize
 from session_buddy.adapters.storage._base import (
     AddResult,
     DedupKey,
@@ -80,11 +79,12 @@ from session_buddy.adapters.storage._base import (
     validate_stored_item,
 )
 from session_buddy.errors import DimensionMismatch, NotFound, StorageError, ValidationError
+from session_buddy.search.tokens import query_terms, tokenize
 
 if TYPE_CHECKING:
     import asyncpg
 
-    from session_buddy.di.paths import SessionPaths
+    from session_buddy.paths import SessionPaths
     from session_buddy.settings import SessionBuddySettings
 
 MODULE_METADATA = AdapterMetadata(

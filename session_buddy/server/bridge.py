@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from session_buddy.auth import load_secret, login_name, mint_token
-from session_buddy.discovery import ensure_service
+from session_buddy.server.auth import load_secret, login_name, mint_token
+from session_buddy.server.discovery import ensure_service
 
 TOKEN_TTL_S = 3600
 ATTEMPTS = 4

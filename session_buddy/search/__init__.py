@@ -7,7 +7,7 @@ rates their confidence for any backend.
 
 from __future__ import annotations
 
-from session_buddy.adapters.search.index import IndexEntry, SearchIndex
-from session_buddy.adapters.search.tokens import query_terms, tokenize
+from session_buddy.search.index import IndexEntry, SearchIndex
+from session_buddy.search.tokens import query_terms, tokenize
 
 __all__ = ["IndexEntry", "SearchIndex", "query_terms", "tokenize"]

@@ -19,6 +19,7 @@ from typing import Annotated, Any, TextIO
 
 import typer
 
+from session_buddy.cli import claude_settings
 from session_buddy.core import hooks as hooks_core
 
 HOOK_DEADLINE_S = 2.0
@@ -47,7 +48,7 @@ DryRunOpt = Annotated[
 
 def _settings_values() -> tuple[Path, str | None]:
     """The data directory and the configured handoff folder (defaults when settings fail)."""
-    from session_buddy.di.paths import DATA_DIR_ENV, SessionPaths
+    from session_buddy.paths import DATA_DIR_ENV, SessionPaths
 
     handoff_dir: str | None = None
     data_dir: Path | None = None
@@ -71,13 +72,13 @@ def _settings_values() -> tuple[Path, str | None]:
 
 def _target(project: Path | None, user: bool) -> Path:
     try:
-        return hooks_core.settings_file(project, user)
+        return claude_settings.settings_file(project, user)
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
 
 
-def _show(plan: hooks_core.HookPlan, dry_run: bool) -> None:
+def _show(plan: claude_settings.HookPlan, dry_run: bool) -> None:
     verb = "install" if plan.action == "install" else "remove"
     if not plan.changed:
         what = "already installed" if plan.action == "install" else "not installed"
@@ -98,10 +99,10 @@ def install(project: ProjectOpt = None, user: UserOpt = False, dry_run: DryRunOp
     changes nothing."""
     path = _target(project, user)
     try:
-        plan = hooks_core.plan_install(path)
+        plan = claude_settings.plan_install(path)
         data_dir, _ = _settings_values()
         if not dry_run:
-            hooks_core.apply_plan(plan, data_dir / "hooks")
+            claude_settings.apply_plan(plan, data_dir / "hooks")
     except (ValueError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -117,9 +118,9 @@ def uninstall(
     path = _target(project, user)
     try:
         data_dir, _ = _settings_values()
-        plan = hooks_core.plan_uninstall(path, data_dir / "hooks")
+        plan = claude_settings.plan_uninstall(path, data_dir / "hooks")
         if not dry_run:
-            hooks_core.apply_plan(plan, data_dir / "hooks")
+            claude_settings.apply_plan(plan, data_dir / "hooks")
     except (ValueError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

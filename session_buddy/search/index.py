@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from session_buddy.adapters.search.keyword import KeywordIndex
-from session_buddy.adapters.search.tokens import query_terms, tokenize
 from session_buddy.adapters.storage._base import KINDS, ROLES, Hit, ItemFilter
+from session_buddy.search.keyword import KeywordIndex
+from session_buddy.search.tokens import query_terms, tokenize
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Compact when dead rows exceed this fraction of rows in use (and COMPACT_MIN rows).
@@ -89,7 +89,7 @@ class _Codes:
 
 class SearchIndex:
     def __init__(self, dimension: int) -> None:
-        from session_buddy.adapters.search.vector import VectorIndex
+        from session_buddy.search.vector import VectorIndex
 
         self.lock = threading.RLock()
         self.keyword = KeywordIndex()

@@ -96,7 +96,7 @@ async def tools_markdown() -> str:
     """The MCP tools, prompts and resource templates as the server lists them."""
     from fastmcp import Client
 
-    from session_buddy.server import create_server
+    from session_buddy.server.app import create_server
     from session_buddy.settings import load_settings
 
     server = create_server(load_settings(mode="lite", adapters={"embeddings": "none"}).settings)

@@ -2,12 +2,12 @@
 
 DuckDB lets one process write a database file. Claude Code starts one stdio server per
 session, and people run several sessions at once, so ``session-buddy serve`` (stdio) is a
-thin bridge (:mod:`session_buddy.stdio_front`) to this service, which it starts on first
-use (:mod:`session_buddy.discovery`). The service:
+thin bridge (:mod:`session_buddy.server.stdio`) to this service, which it starts on first
+use (:mod:`session_buddy.server.discovery`). The service:
 
 - listens on loopback on a free port and publishes it in ``<data>/service.json``;
 - holds ``<data>/service.lock`` while it lives (one service per data directory);
-- requires a bearer JWT signed with the data directory's secret (:mod:`session_buddy.auth`);
+- requires a bearer JWT signed with the data directory's secret (:mod:`session_buddy.server.auth`);
 - bounds request sizes (413) and requests in flight (503);
 - exits after ``server.idle_timeout_s`` without requests, through the ShutdownManager.
 
@@ -30,11 +30,11 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from session_buddy import __version__
-from session_buddy.auth import load_secret, verify_token
 from session_buddy.core.users import current_user
-from session_buddy.di.paths import SessionPaths
-from session_buddy.discovery import SERVICE_LOCK, remove_service, write_service
 from session_buddy.errors import AuthError
+from session_buddy.paths import SessionPaths
+from session_buddy.server.auth import load_secret, verify_token
+from session_buddy.server.discovery import SERVICE_LOCK, remove_service, write_service
 from session_buddy.settings import SessionBuddySettings
 
 log = logging.getLogger(__name__)
@@ -187,7 +187,7 @@ def run_service(settings: SessionBuddySettings) -> int:
     sock.listen(256)
     port = sock.getsockname()[1]
     activity = Activity()
-    from session_buddy.server import create_server
+    from session_buddy.server.app import create_server
 
     server = create_server(settings)
     middleware = guard_middleware(settings, paths, activity)

@@ -20,7 +20,7 @@ from fastmcp.server.middleware import Middleware, MiddlewareContext
 
 from session_buddy import __version__, di
 from session_buddy.errors import SessionBuddyError
-from session_buddy.identity import INSTRUCTIONS, SERVER_NAME
+from session_buddy.server.identity import INSTRUCTIONS, SERVER_NAME
 from session_buddy.settings import SessionBuddySettings
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,8 @@
 """The stdio front: answers ``initialize`` at once, then hands the stream to the server.
 
 By default (``server.shared``) the server is the one shared service of the data directory
-and this process is a thin bridge to it (:mod:`session_buddy.bridge`, started on first use
-by :mod:`session_buddy.discovery`), so any number of sessions use one memory. With
+and this process is a thin bridge to it (:mod:`session_buddy.server.bridge`, started on first use
+by :mod:`session_buddy.server.discovery`), so any number of sessions use one memory. With
 ``serve --standalone`` (or ``server.shared: false``) the server runs inside this process,
 as described below.
 
@@ -15,7 +15,7 @@ this front first, which imports nothing heavy:
    can corrupt the protocol.
 2. A loader thread imports the server and configures the container.
 3. The main thread reads stdin. It answers ``initialize`` itself (the answer is the one the
-   server gives, see :mod:`session_buddy.identity`) and queues every message.
+   server gives, see :mod:`session_buddy.server.identity`) and queues every message.
 4. When the server is loaded it runs on pipes: the queued messages, starting with the same
    ``initialize`` (whose duplicate answer is dropped), are written into it and its answers
    are copied to the real stdout, line by line, JSON-RPC only.
@@ -33,7 +33,7 @@ import sys
 import threading
 from typing import IO, Any
 
-from session_buddy.identity import initialize_result
+from session_buddy.server.identity import initialize_result
 
 SHUTDOWN_GRACE_S = 30.0
 
@@ -84,7 +84,7 @@ class StdioFront:
             from session_buddy.logs import route_logging_to_stderr
 
             route_logging_to_stderr()
-            from session_buddy.server import create_server
+            from session_buddy.server.app import create_server
             from session_buddy.settings import load_settings
 
             loaded = load_settings(self.config)
@@ -224,8 +224,8 @@ class StdioFront:
         """Forward every message to the shared service, each on a worker thread."""
         from concurrent.futures import ThreadPoolExecutor
 
-        from session_buddy.bridge import ServiceBridge
-        from session_buddy.di.paths import SessionPaths
+        from session_buddy.paths import SessionPaths
+        from session_buddy.server.bridge import ServiceBridge
 
         bridge = ServiceBridge(
             SessionPaths.from_settings(settings.data_dir).data,

@@ -45,8 +45,8 @@ __all__ = [
     "semantic_level",
 ]
 
-from session_buddy.adapters.search.tokens import query_groups, tokenize
 from session_buddy.adapters.storage._base import Hit
+from session_buddy.search.tokens import query_groups, tokenize
 
 Level = Literal["high", "medium", "low", "none"]
 LEVELS: tuple[Level, ...] = ("none", "low", "medium", "high")

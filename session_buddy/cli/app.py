@@ -1,0 +1,29 @@
+"""The full ``session-buddy`` command: every command group mounted on one typer app.
+
+Each module of this package holds one command group as module-level typer commands; importing
+this module imports them all (typer and rich included), which is why the stdio ``serve`` and
+``hook`` paths in :mod:`session_buddy.cli` never come here.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from session_buddy.cli import info, serve  # noqa: F401  (their commands register on import)
+from session_buddy.cli._common import app
+from session_buddy.cli.hooks import hook_command, hooks_app
+from session_buddy.cli.imports import import_app
+from session_buddy.cli.migrate import migrate_command
+
+app.add_typer(hooks_app, name="hooks", help="Install or remove Claude Code hooks")
+app.add_typer(import_app, name="import", help="Import Claude Code transcripts")
+app.command("migrate")(migrate_command)
+
+
+@app.command()
+def hook(event: str) -> None:
+    """Run by Claude Code hooks (reads the hook JSON on stdin; always exits 0)."""
+    raise typer.Exit(hook_command(event))
+
+
+__all__ = ["app"]

@@ -1,0 +1,106 @@
+"""``session-buddy health``, ``config``, ``docs`` and ``version``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from session_buddy.cli._common import ConfigOpt, app, err, load, out
+from session_buddy.logs import route_logging_to_stderr
+
+
+@app.command()
+def health(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Check every component; exit code 1 when unhealthy."""
+    loaded = load(config)
+    route_logging_to_stderr(loaded.settings.log_level)
+    from session_buddy import di
+    from session_buddy.adapters.health._base import HealthBase
+
+    async def run() -> dict:  # type: ignore[type-arg]
+        di.configure(loaded.settings)
+        try:
+            return await di.get(HealthBase).check()
+        finally:
+            await di.shutdown()
+
+    report = asyncio.run(run())
+    if as_json:
+        out.print_json(json.dumps(report))
+    else:
+        colour = {"healthy": "green", "degraded": "yellow", "unhealthy": "red"}
+        out.print(
+            f"session-buddy {report['version']}: [{colour[report['status']]}]{report['status']}[/]"
+        )
+        table = Table("component", "status", "message", "latency ms")
+        for c in report["components"]:
+            table.add_row(
+                c["name"],
+                f"[{colour[c['status']]}]{c['status']}[/]",
+                c.get("message", ""),
+                str(c.get("latency_ms", "")),
+            )
+        out.print(table)
+        adapters = report.get("metadata", {}).get("adapters", {})
+        out.print("adapters: " + ", ".join(f"{k}={v}" for k, v in adapters.items()))
+    raise typer.Exit(1 if report["status"] == "unhealthy" else 0)
+
+
+@app.command("config")
+def show_config(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Print the effective settings, where each value came from (secrets masked)."""
+    from session_buddy.settings import explain
+
+    loaded = load(config)
+    rows = explain(loaded)
+    if as_json:
+        out.print_json(json.dumps({"files": [str(f) for f in loaded.files], "settings": rows}))
+        return
+    table = Table("setting", "value", "source")
+    for row in rows:
+        table.add_row(row["key"], row["value"], row["source"])
+    out.print(table)
+    out.print("files read: " + (", ".join(str(f) for f in loaded.files) or "(none)"))
+
+
+@app.command()
+def docs(
+    write: Annotated[
+        bool, typer.Option("--write", help="Write docs/tools.md and docs/configuration.md")
+    ] = False,
+) -> None:
+    """Generate the tool and settings reference from the code (docs/ of a checkout)."""
+    from session_buddy.cli.reference import settings_markdown, tools_markdown
+
+    route_logging_to_stderr("WARNING")
+    pages = {"tools.md": asyncio.run(tools_markdown()), "configuration.md": settings_markdown()}
+    if not write:
+        for text in pages.values():
+            out.print(text, markup=False, highlight=False, soft_wrap=True)
+        return
+    folder = Path(__file__).resolve().parents[2] / "docs"
+    if not folder.is_dir():
+        err.print(f"[red]error:[/red] {folder} is not a docs folder (run from a checkout)")
+        raise typer.Exit(2)
+    for name, text in pages.items():
+        (folder / name).write_text(text, encoding="utf-8")
+        err.print(f"wrote {folder / name}")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    from session_buddy import __version__
+
+    out.print(__version__)
