@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tests.mcp_peers import stop_service
 from tests.messages_standin import MessagesStandIn, Step
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -160,27 +160,6 @@ class ClaudeHarness:
         for standin in self.standins:
             standin.stop()
         stop_service(self.data_dir)
-
-
-def stop_service(data_dir: Path, timeout: float = 20.0) -> None:
-    """Stop the shared service a bridge started for ``data_dir`` (it would idle for minutes)."""
-    info_file = data_dir / "service.json"
-    try:
-        pid = int(json.loads(info_file.read_text())["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)
 
 
 def make_harness(tmp_path: Path) -> ClaudeHarness:

@@ -85,6 +85,9 @@ def test_a_session_calls_tools_and_the_next_one_finds_its_insight(
     assert first.result.get("is_error") is False, first.result
     main = standin.main_requests
     assert len(main) == 4
+    # no service was running: the front listed the tools at once, so Claude Code's very
+    # first model request already offers them (deferred behind ToolSearch)
+    assert "mcp__session-buddy__start" in request_text(main[0])
     # the start tool was offered once loaded, called, and answered with this project
     assert "mcp__session-buddy__start" in tools_offered(main[1])
     started = json.loads(last_tool_results(main[2])[0])

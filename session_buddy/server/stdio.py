@@ -33,6 +33,7 @@ import sys
 import threading
 from typing import IO, Any
 
+from session_buddy.server.catalog import listed
 from session_buddy.server.identity import initialize_result
 
 SHUTDOWN_GRACE_S = 30.0
@@ -184,6 +185,11 @@ class StdioFront:
                     "result": initialize_result(params.get("protocolVersion")),
                 }
             )
+        elif isinstance(message, dict) and "id" in message:
+            stored = listed(message.get("method"), message.get("params"))
+            if stored is not None:  # answered now, cold service or not (server.catalog)
+                self._send_json({"jsonrpc": "2.0", "id": message["id"], "result": stored})
+                return
         self._inbox.put(line)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
