@@ -67,6 +67,7 @@ class ClaudeHarness:
     data_dir: Path
     binary: str
     standins: list[MessagesStandIn] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def env(self) -> dict[str, str]:
@@ -85,6 +86,7 @@ class ClaudeHarness:
         for key in ("LANG", "LC_ALL", "TMPDIR", "SESSION_BUDDY_TEST_PG_DSN"):
             if key in os.environ:
                 env[key] = os.environ[key]
+        env.update(self.extra_env)
         return env
 
     def server_command(self) -> list[str]:
@@ -152,6 +154,18 @@ class ClaudeHarness:
         except ValueError:
             result = {"unparsed": done.stdout[-2000:]}
         return ClaudeRun(done.returncode, result, done.stderr, seconds), standin
+
+    def wait_for_spool(self, timeout: float = 60.0) -> None:
+        """Wait until the service has applied every event the hooks spooled (the SessionEnd
+        hook nudges it; a person's next session comes later than a test's)."""
+        spool = self.data_dir / "spool"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pending = list(spool.glob("*.json")) + list(spool.glob("processing/*.json"))
+            if not pending:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"spooled hook events not applied in {timeout}s: {pending}")
 
     def transcripts(self) -> list[Path]:
         return sorted((self.home / ".claude" / "projects").glob("*/*.jsonl"))

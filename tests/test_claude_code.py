@@ -58,6 +58,9 @@ def test_mcp_add_and_list_show_the_server_connected(harness: ClaudeHarness) -> N
 def test_a_session_calls_tools_and_the_next_one_finds_its_insight(
     harness: ClaudeHarness,
 ) -> None:
+    # the brief carries the handoff only, so the insight reaches the next session through the
+    # prompt's recall (a memory is injected once per session: in the brief or the recall)
+    harness.extra_env["SESSION_BUDDY_HOOKS__BRIEF_MEMORIES"] = "0"
     harness.add_server()
     harness.install_hooks()
     first, standin = harness.run(
@@ -99,6 +102,7 @@ def test_a_session_calls_tools_and_the_next_one_finds_its_insight(
     transcripts = harness.transcripts()
     assert transcripts and any("★ Insight" in p.read_text() for p in transcripts)
 
+    harness.wait_for_spool()
     # the next session: start applies the previous session's end (spooled by the SessionEnd
     # hook) and the insight, captured from the transcript without any tool call, is found
     # by a paraphrase
@@ -118,6 +122,13 @@ def test_a_session_calls_tools_and_the_next_one_finds_its_insight(
     assert second.returncode == 0, (second.stderr, second.result)
     main2 = standin2.main_requests
     assert len(main2) == 4
+    # the very first model request already carries the memory, with no tool call: the
+    # SessionStart hook's brief and the UserPromptSubmit recall of the insight
+    first_context = request_text(main2[0])
+    assert "session-buddy memory of project payments" in first_context, first_context[-3000:]
+    assert "Last handoff" in first_context
+    assert "session-buddy recalls" in first_context
+    assert "keying it on the order id" in first_context
     found = last_tool_results(main2[3])[0]
     assert "idempotent" in found and "order id" in found, found[:2000]
     assert "insight" in found

@@ -11,7 +11,8 @@ import typer
 
 from session_buddy.cli import info, serve  # noqa: F401  (their commands register on import)
 from session_buddy.cli._common import app
-from session_buddy.cli.hooks import hook_command, hooks_app
+from session_buddy.cli.hook_runtime import hook_command
+from session_buddy.cli.hooks import hooks_app
 from session_buddy.cli.imports import import_app
 from session_buddy.cli.migrate import migrate_command
 

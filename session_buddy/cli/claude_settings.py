@@ -28,7 +28,7 @@ from session_buddy.core.hooks import EVENTS
 
 HOOK_TIMEOUT_S = 10  # what Claude Code allows the command (the command itself exits in < 2 s)
 
-_OURS = re.compile(r"session[-_]buddy.*\bhook\s+['\"]?(SessionStart|PreCompact|SessionEnd)\b")
+_OURS = re.compile(r"session[-_]buddy.*\bhook\s+['\"]?(" + "|".join(EVENTS) + r")\b")
 
 
 # -- settings.json ------------------------------------------------------------------------

@@ -28,9 +28,14 @@ from typing import Any
 #: Claude Code event -> what session-buddy does with it
 EVENTS: dict[str, str] = {
     "SessionStart": "start",
+    "UserPromptSubmit": "recall",
     "PreCompact": "checkpoint",
     "SessionEnd": "end",
 }
+#: the events the server applies from the spool (the others only ask the service for context)
+SPOOLED = frozenset({"SessionStart", "PreCompact", "SessionEnd"})
+#: the events whose hook output is context for the agent (Claude Code's additionalContext)
+CONTEXT_EVENTS = frozenset({"SessionStart", "UserPromptSubmit"})
 MAX_PAYLOAD_BYTES = 1024 * 1024
 STALE_PROCESSING_S = 600.0
 

@@ -66,6 +66,7 @@ def configure(
         from session_buddy.core.capture import CaptureService
         from session_buddy.core.memory import MemoryService
         from session_buddy.core.projects import ProjectService
+        from session_buddy.core.recall import RecallService
         from session_buddy.core.sessions import SessionService
         from session_buddy.core.teams import TeamService
         from session_buddy.settings import SessionBuddySettings
@@ -107,6 +108,7 @@ def configure(
         put(ProjectService, ProjectService.from_container(resolve))
         put(CaptureService, CaptureService.from_container(resolve))
         put(SessionService, SessionService.from_container(resolve))
+        put(RecallService, RecallService.from_container(resolve))
         _container = target
         _registered[:] = registered
         _started = False
