@@ -136,3 +136,33 @@ def test_a_session_calls_tools_and_the_next_one_finds_its_insight(
     # service's log lines or a traceback (stdout stays JSON-RPC / hook JSON only)
     for request in standin2.requests:
         assert "Traceback (most recent call last)" not in request_text(request)
+
+
+def test_the_plugin_installs_the_server_hooks_and_commands(harness: ClaudeHarness) -> None:
+    """`/plugin install` from this checkout (a local marketplace) is the whole setup: the MCP
+    server (through ./run), the hooks and the slash commands."""
+    from tests.claude_cli import ROOT
+
+    if not (ROOT / ".venv" / "bin" / "session-buddy").exists():
+        pytest.skip("the plugin runs ./run from the checkout: run `./run setup` first")
+    validated = harness.claude("plugin", "validate", str(ROOT), timeout=60)
+    assert validated.returncode == 0, validated.stdout[-2000:]
+    assert "Validation passed" in validated.stdout
+    for args in (
+        ("plugin", "marketplace", "add", str(ROOT)),
+        ("plugin", "install", "session-buddy@session-buddy"),
+    ):
+        done = harness.claude(*args, timeout=90)
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+    listed = harness.claude("mcp", "list", timeout=90)
+    line = next((r for r in listed.stdout.splitlines() if "session-buddy" in r), "")
+    assert line.startswith("plugin:session-buddy") and "Connected" in line, listed.stdout
+
+    run, standin = harness.run(
+        "/session-buddy:status", [load("mcp__session-buddy__status"), [text("All good.")]]
+    )
+    assert run.returncode == 0, (run.stderr, run.result)
+    first = request_text(standin.main_requests[0])
+    assert "Call the session-buddy `status` tool" in first  # the plugin's slash command
+    hook_log = (harness.data_dir / "logs" / "hooks.log").read_text()
+    assert "SessionStart:" in hook_log and "UserPromptSubmit:" in hook_log  # the plugin's hooks
