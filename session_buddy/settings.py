@@ -260,6 +260,20 @@ class HooksSettings(_Section):
     )
 
 
+class PermissionsSettings(_Section):
+    enabled: bool = Field(
+        default=False,
+        description="Learned permissions: approve low-risk shell commands automatically once "
+        "approved `threshold` times in a project (never destructive ones).",
+    )
+    threshold: int = Field(
+        default=3, ge=1, le=100, description="Approvals of a pattern before it is automatic."
+    )
+    expiry_days: int = Field(
+        default=30, ge=1, le=3650, description="Approvals older than this no longer count."
+    )
+
+
 class SessionBuddySettings(BaseSettings):
     """The effective settings of one session-buddy process."""
 
@@ -290,6 +304,7 @@ class SessionBuddySettings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     sessions: SessionsSettings = Field(default_factory=SessionsSettings)
     hooks: HooksSettings = Field(default_factory=HooksSettings)
+    permissions: PermissionsSettings = Field(default_factory=PermissionsSettings)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, *args, **kwargs):  # type: ignore[no-untyped-def, override]

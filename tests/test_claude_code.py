@@ -166,3 +166,42 @@ def test_the_plugin_installs_the_server_hooks_and_commands(harness: ClaudeHarnes
     assert "Call the session-buddy `status` tool" in first  # the plugin's slash command
     hook_log = (harness.data_dir / "logs" / "hooks.log").read_text()
     assert "SessionStart:" in hook_log and "UserPromptSubmit:" in hook_log  # the plugin's hooks
+
+
+def test_a_learned_low_risk_command_runs_without_a_prompt_a_destructive_one_never(
+    harness: ClaudeHarness,
+) -> None:
+    harness.extra_env["SESSION_BUDDY_PERMISSIONS__ENABLED"] = "true"
+    harness.add_server()
+    harness.install_hooks()
+    (harness.project / "build").mkdir()
+    (harness.project / "build" / "out.bin").write_text("artefact")
+    steps: list[Any] = [[tool_use("Bash", command="ls -la", description="list")] for _ in range(3)]
+    steps += [[tool_use("Bash", command="rm -rf build", description="clean")] for _ in range(3)]
+    # the user approves both, three times (here: --allowedTools Bash)
+    first, _ = harness.run("tidy up", [*steps[:3], *steps[3:4], [text("ok")]])
+    assert first.returncode == 0, first.stderr
+    (harness.project / "build").mkdir(exist_ok=True)
+    (harness.project / "build" / "out.bin").write_text("artefact")
+    first, _ = harness.run("again", [*steps[4:6], [text("ok")]])
+    assert first.returncode == 0, first.stderr
+    (harness.project / "build").mkdir(exist_ok=True)
+    (harness.project / "build" / "out.bin").write_text("artefact")
+
+    # now without Bash allowed: Claude Code would ask (in -p: refuse) unless a hook allows it
+    second, standin = harness.run(
+        "list and clean",
+        [
+            [tool_use("Bash", command="ls", description="list")],
+            [tool_use("Bash", command="rm -rf build", description="clean")],
+            [text("done")],
+        ],
+        allowed="mcp__session-buddy,ToolSearch",
+    )
+    assert second.returncode == 0, second.stderr
+    listed = last_tool_results(standin.main_requests[1])[0]
+    assert "charge.py" in listed, listed  # ls ran: approved by the learned pattern
+    refused = last_tool_results(standin.main_requests[2])[0]
+    assert (harness.project / "build" / "out.bin").exists(), refused  # rm -rf never ran
+    log = (harness.data_dir / "logs" / "permissions.log").read_text()
+    assert "allowed Bash(ls *)" in log and "rm" not in log.split("allowed", 1)[-1]

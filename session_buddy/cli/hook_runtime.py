@@ -131,6 +131,8 @@ def run_hook(event: str, stdin: TextIO | None = None, stdout: TextIO | None = No
             if note:
                 out.write(json.dumps(context_output(name, note)) + "\n")
                 out.flush()
+        elif name in hooks_core.PERMISSION_EVENTS:
+            outcome = _permission(name, payload, values, out)
         elif name in hooks_core.SPOOLED:
             _nudge(name, payload, values)
         _log(values, f"{name}: {outcome} in {(time.monotonic() - started) * 1000:.0f} ms")
@@ -158,6 +160,25 @@ def _log(values: _HookSettings | None, message: str) -> None:
             fh.write(f"{stamp} pid {os.getpid()} {message[:500]}\n")
 
 
+def _permission(name: str, payload: dict[str, Any], values: _HookSettings, out: TextIO) -> str:
+    """PreToolUse / PostToolUse: the service decides (learned permissions) and counts; with no
+    service, nothing is printed and Claude Code asks as usual."""
+    from session_buddy.server.hook_link import ask
+
+    answer, reason = ask(values.data_dir, name, payload, values.service_timeout_s, values.user)
+    if answer is None:
+        if name == "PostToolUse":  # an approval is never lost: the service counts it later
+            hooks_core.spool_event(values.data_dir, name, payload, hooks_core.APPROVALS_QUEUE)
+            return f"approval spooled ({reason})"
+        return f"no decision ({reason})"
+    decision = answer.get("hookSpecificOutput")
+    if isinstance(decision, dict):
+        out.write(json.dumps({"hookSpecificOutput": decision}) + "\n")
+        out.flush()
+        return f"allowed: {decision.get('permissionDecisionReason', '')}"
+    return str(answer.get("reason") or answer.get("error") or "recorded")
+
+
 def _nudge(name: str, payload: dict[str, Any], values: _HookSettings) -> None:
     """Tell a running service that an event was spooled, so it applies it now rather than at
     its next tool call (nothing is lost without a service: the spool keeps the event)."""
@@ -177,9 +198,10 @@ def context_output(event: str, text: str) -> dict[str, Any]:
 def _context(name: str, payload: dict[str, Any], values: _HookSettings) -> str | None:
     from session_buddy.server.hook_link import ask, warm
 
-    text, reason = ask(values.data_dir, name, payload, values.service_timeout_s, values.user)
-    if text is not None:
-        return text
+    answer, reason = ask(values.data_dir, name, payload, values.service_timeout_s, values.user)
+    if answer is not None:
+        text = answer.get("additionalContext")
+        return text if isinstance(text, str) else ""
     _log(values, f"{name}: {reason}")
     if name != "SessionStart":
         return None

@@ -65,6 +65,7 @@ def configure(
         from session_buddy.adapters import adapter_class, base_class
         from session_buddy.core.capture import CaptureService
         from session_buddy.core.memory import MemoryService
+        from session_buddy.core.permissions import PermissionService
         from session_buddy.core.projects import ProjectService
         from session_buddy.core.recall import RecallService
         from session_buddy.core.sessions import SessionService
@@ -109,6 +110,7 @@ def configure(
         put(CaptureService, CaptureService.from_container(resolve))
         put(SessionService, SessionService.from_container(resolve))
         put(RecallService, RecallService.from_container(resolve))
+        put(PermissionService, PermissionService.from_container(resolve))
         _container = target
         _registered[:] = registered
         _started = False

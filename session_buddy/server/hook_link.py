@@ -22,9 +22,9 @@ TOKEN_TTL_S = 120
 
 def ask(
     data_dir: Path, event: str, payload: dict[str, Any], timeout_s: float, user: str | None = None
-) -> tuple[str | None, str]:
-    """The service's ``additionalContext`` for ``event`` (``""``: nothing to inject), or
-    ``(None, reason)`` when no running service answered in time."""
+) -> tuple[dict[str, Any] | None, str]:
+    """The service's answer for ``event`` (``additionalContext``, ``hookSpecificOutput``...),
+    or ``(None, reason)`` when no running service answered in time."""
     info = live_service(data_dir)
     if info is None:
         return None, "no service running"
@@ -49,8 +49,9 @@ def ask(
         answer = json.loads(body)
     except ValueError:
         return None, "service answered non-JSON"
-    text = answer.get("additionalContext") if isinstance(answer, dict) else None
-    return (text if isinstance(text, str) else ""), "ok"
+    if not isinstance(answer, dict):
+        return None, "service answered a non-object"
+    return answer, "ok"
 
 
 def warm(data_dir: Path, config: str | None = None) -> str:

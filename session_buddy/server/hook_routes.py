@@ -5,6 +5,7 @@ bearer-token guard). ``POST /hooks/<Event>`` takes the hook's JSON and answers
 - ``SessionStart``: applies what hooks spooled (waiting briefly for it: a previous session's
   end is what the brief should include), then the brief;
 - ``UserPromptSubmit``: the recall for the prompt;
+- ``PreToolUse`` / ``PostToolUse``: learned permissions (:mod:`session_buddy.core.permissions`);
 - ``PreCompact`` / ``SessionEnd``: a nudge; the spooled event is applied in the background, so
   the next session finds the handoff written and the insights captured.
 
@@ -24,8 +25,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from session_buddy import di
+from session_buddy.core.permissions import PermissionService
 from session_buddy.core.recall import RecallService
 from session_buddy.core.sessions import SessionService
+from session_buddy.errors import SessionBuddyError
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,7 @@ MAX_PAYLOAD_BYTES = 1024 * 1024
 SPOOL_WAIT_S = 0.6
 CONTEXT_EVENTS = ("SessionStart", "UserPromptSubmit")
 NUDGE_EVENTS = ("PreCompact", "SessionEnd")
+PERMISSION_EVENTS = ("PreToolUse", "PostToolUse")
 
 _background: set[asyncio.Task[int]] = set()
 
@@ -49,6 +53,29 @@ def apply_spooled() -> asyncio.Task[int]:
     _background.add(task)
     task.add_done_callback(_background.discard)
     return task
+
+
+async def _permission(event: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """PreToolUse: Claude Code's allow decision when the call is learned; PostToolUse: count
+    the approval. Answers ``{"hookSpecificOutput": ...}`` or nothing to print."""
+    permissions = di.get(PermissionService)
+    try:
+        await permissions.apply_spooled()
+        if event == "PostToolUse":
+            await permissions.observe(payload)
+            return {}
+        decision = await permissions.decide(payload)
+    except SessionBuddyError as exc:
+        return {"error": str(exc)}
+    if not decision.allow:
+        return {"reason": decision.reason}
+    return {
+        "hookSpecificOutput": {
+            "hookEventName": "PreToolUse",
+            "permissionDecision": "allow",
+            "permissionDecisionReason": decision.reason,
+        }
+    }
 
 
 def register(mcp: FastMCP) -> None:
@@ -67,10 +94,12 @@ def register(mcp: FastMCP) -> None:
             return JSONResponse({"error": "hook payload must be an object"}, status_code=400)
         if event in NUDGE_EVENTS:
             apply_spooled()
-            return JSONResponse({"additionalContext": "", "memory_ids": []})
-        if event not in CONTEXT_EVENTS:
-            return JSONResponse({"error": f"no context for hook event {event!r}"}, status_code=404)
+            return JSONResponse({})
+        if event not in (*CONTEXT_EVENTS, *PERMISSION_EVENTS):
+            return JSONResponse({"error": f"no hook route for {event!r}"}, status_code=404)
         await di.ready()
+        if event in PERMISSION_EVENTS:
+            return JSONResponse(await _permission(event, payload))
         if event == "SessionStart":
             await asyncio.wait([apply_spooled()], timeout=SPOOL_WAIT_S)
         recall = di.get(RecallService)
