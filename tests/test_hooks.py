@@ -65,12 +65,20 @@ def test_install_uninstall_is_byte_identical(tmp_path: Path, home: Path, text: s
     result = runner.invoke(hooks_app, ["install", "--project", str(project)])
     assert result.exit_code == 0, result.output
     installed = json.loads(path.read_text())
-    for event in ("SessionStart", "UserPromptSubmit", "PreCompact", "SessionEnd"):
+    for event in (
+        "SessionStart",
+        "UserPromptSubmit",
+        "PreToolUse",
+        "PostToolUse",
+        "PreCompact",
+        "SessionEnd",
+    ):
         commands = [h["command"] for g in installed["hooks"][event] for h in g["hooks"]]
         assert any(f"hook {event}" in c for c in commands)
     # what was there is still there
     assert installed.get("permissions") == json.loads(text).get("permissions")
-    assert installed["hooks"]["PreToolUse"] == json.loads(text)["hooks"]["PreToolUse"]
+    theirs = json.loads(text)["hooks"]["PreToolUse"]
+    assert installed["hooks"]["PreToolUse"][: len(theirs)] == theirs  # ours come after theirs
     if "SessionStart" in json.loads(text)["hooks"]:
         assert installed["hooks"]["SessionStart"][0]["hooks"][0]["command"] == "echo hello"
     # idempotent
@@ -92,7 +100,14 @@ def test_structural_uninstall_after_the_user_edited_the_file(tmp_path: Path) -> 
     )
     assert path.read_text() != text
     plan = claude_settings.plan_uninstall(path, None)
-    assert sorted(plan.events) == ["PreCompact", "SessionEnd", "SessionStart", "UserPromptSubmit"]
+    assert sorted(plan.events) == [
+        "PostToolUse",
+        "PreCompact",
+        "PreToolUse",
+        "SessionEnd",
+        "SessionStart",
+        "UserPromptSubmit",
+    ]
     claude_settings.apply_plan(plan, None)
     assert path.read_text() == text
 
