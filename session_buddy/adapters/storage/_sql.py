@@ -5,8 +5,11 @@
   column is read;
 * :class:`Params` - parameters collected while a statement is built;
 * :func:`where` - an :class:`~._base.ItemFilter` as WHERE conditions over the item columns;
-* row mapping (:meth:`Dialect.item`, :meth:`Dialect.record`) over the common column lists;
-* the statements both backends run alike (items listed and counted, records, meta, stats);
+* row mapping (:meth:`Dialect.item`, :meth:`Dialect.record`) over the common column lists,
+  and :class:`ItemRow`, an item row as both insert it;
+* :class:`SqlStorage` - the protocol methods both backends answer with the same statements
+  (items read, listed and counted; meta; records; stats) over two hooks that run one
+  statement (:meth:`SqlStorage._fetch`, :meth:`SqlStorage._write`);
 * the migration runner's rules over numbered steps (:class:`Migration`, :func:`migrations`,
   :func:`pending`, :func:`step_statements`): the version numbers and descriptions are the
   same on both backends, the statements of each step are the backend's own.
@@ -26,6 +29,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from session_buddy.adapters.storage._base import (
+    ItemChange,
     ItemFilter,
     MemoryItem,
     Record,
@@ -199,7 +203,35 @@ class ItemRow(NamedTuple):
         return cls(item_id, *item_values(x), aware(x.created_at), aware(updated_at), vector)
 
 
-# -- records and meta -------------------------------------------------------------------------
+def update_sets(
+    change: ItemChange,
+    params: Params,
+    vector: Any,
+    with_content: Sequence[tuple[str, Any]] = (),
+) -> list[str]:
+    """The assignments of an item's UPDATE for a checked change: the time, then a new
+    content with its hash and ``vector`` (None clears it) or a new vector alone, the tags,
+    the metadata. ``with_content`` are more ``(assignment, value)`` pairs a new content
+    sets (PostgreSQL's keyword terms), ``{}`` standing for the value's placeholder."""
+    d = params.dialect
+    sets = [f"updated_at = {params.add(utcnow())}"]
+    if change.content is not None:
+        sets += [
+            f"content = {params.add(change.content)}",
+            f"content_hash = {params.add(change.content_hash)}",
+            f"embedding = {params.add(vector)}",
+        ]
+        sets += [assignment.format(params.add(value)) for assignment, value in with_content]
+    elif vector is not None:
+        sets.append(f"embedding = {params.add(vector)}")
+    if change.tags is not None:
+        sets.append(f"tags = {params.add(change.tags)}::{d.text}[]")
+    if change.metadata_json is not None:
+        sets.append(f"metadata = {params.add(change.metadata_json)}::{d.json}")
+    return sets
+
+
+# -- statements of every start ---------------------------------------------------------------
 
 
 ALL_META = "SELECT key, value FROM meta"

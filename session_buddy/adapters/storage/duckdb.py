@@ -146,6 +146,81 @@ SCHEMA_VERSION = MIGRATIONS[-1].version
 _ITEM_COLUMNS = DUCKDB.item_columns
 
 
+# -- writing item rows ---------------------------------------------------------------------
+
+
+def _insert_items(con: Any, rows: list[ItemRow], dim: int) -> None:
+    """Insert item rows, each into its kind's table."""
+    for table in ("conversations", "reflections"):
+        chosen = [r for r in rows if _TABLE[r.kind] == table]
+        if chosen:
+            _insert_rows(con, table, chosen, dim)
+
+
+def _insert_rows(con: Any, table: str, rows: list[ItemRow], dim: int) -> None:
+    """Insert rows into one item table in a single statement (columns as unnested
+    arrays, vectors joined from a registered numpy view)."""
+    kind_col = "kind, " if table == "reflections" else ""
+    kind_val = "unnest(?::VARCHAR[]) AS c0, " if table == "reflections" else ""
+    params: list[Any] = [[r.kind for r in rows]] if kind_col else []
+    params += [
+        len(rows),
+        [r.id for r in rows],
+        [r.content for r in rows],
+        [r.content_hash for r in rows],
+        [r.project for r in rows],
+        [r.session_id for r in rows],
+        [r.role for r in rows],
+        [r.tags for r in rows],
+        [r.author for r in rows],
+        [r.metadata for r in rows],
+        [r.created_at for r in rows],
+        [r.updated_at for r in rows],
+    ]
+    with _vectors_view(con, [r.embedding for r in rows], dim) as view:
+        con.execute(
+            f"INSERT INTO {table} ({kind_col}id, content, content_hash, project, "
+            f"session_id, role, tags, author, metadata, {_TIME[table]}, updated_at, "
+            f"embedding) SELECT r.* EXCLUDE (i), v.emb FROM (SELECT {kind_val}"
+            "unnest(range(?)) AS i, unnest(?::VARCHAR[]) AS c1, "
+            "unnest(?::VARCHAR[]) AS c2, unnest(?::VARCHAR[]) AS c3, "
+            "unnest(?::VARCHAR[]) AS c4, unnest(?::VARCHAR[]) AS c5, "
+            "unnest(?::VARCHAR[]) AS c6, unnest(?::VARCHAR[][]) AS c7, "
+            "unnest(?::VARCHAR[]) AS c8, unnest(?::VARCHAR[])::JSON AS c9, "
+            "unnest(?::TIMESTAMPTZ[]) AS c10, unnest(?::TIMESTAMPTZ[]) AS c11"
+            f") AS r LEFT JOIN {view} AS v USING (i) "
+            "ORDER BY r.i",
+            params,
+        )
+
+
+@contextlib.contextmanager
+def _vectors_view(
+    con: duckdb.DuckDBPyConnection, vectors: list[np.ndarray | None], dim: int
+) -> Iterator[str]:
+    """A relation ``(i, emb FLOAT[dim])`` of the batch's vectors (row ``i`` of the batch).
+
+    The vectors go in as one flat float32 numpy column, registered with the connection
+    and folded into arrays by DuckDB: about 10x faster than binding nested Python lists
+    (~70 against ~700 us per 384-d row)."""
+    rows = [i for i, v in enumerate(vectors) if v is not None]
+    if not rows:
+        yield f"(SELECT NULL::BIGINT AS i, NULL::FLOAT[{dim}] AS emb LIMIT 0)"
+        return
+    matrix = np.stack([np.asarray(vectors[i], dtype=np.float32).reshape(-1) for i in rows])
+    frame = {
+        "i": np.repeat(np.asarray(rows, dtype=np.int64), dim),
+        "j": np.tile(np.arange(dim, dtype=np.int32), len(rows)),
+        "x": np.ascontiguousarray(matrix.reshape(-1)),
+    }
+    name = "_sb_batch_vectors"
+    con.register(name, frame)
+    try:
+        yield f"(SELECT i, list(x ORDER BY j)::FLOAT[{dim}] AS emb FROM {name} GROUP BY i)"
+    finally:
+        con.unregister(name)
+
+
 class Storage(_sql.SqlStorage):
     name = "duckdb"
     dialect = DUCKDB
@@ -379,9 +454,10 @@ class Storage(_sql.SqlStorage):
                 new.append(item)
                 new_ids.append(item_id)
             now = utcnow()
-            self._insert_items(
+            _insert_items(
                 con,
                 [ItemRow.of(i, x, now, x.embedding) for i, x in zip(new_ids, new, strict=True)],
+                self.dimension,
             )
             return results, new, new_ids
 
@@ -395,76 +471,6 @@ class Storage(_sql.SqlStorage):
             )
         return results
 
-    def _insert_items(self, con: Any, rows: list[ItemRow]) -> None:
-        """Insert item rows, each into its kind's table."""
-        for table in ("conversations", "reflections"):
-            chosen = [r for r in rows if _TABLE[r.kind] == table]
-            if chosen:
-                self._insert_rows(con, table, chosen)
-
-    def _insert_rows(self, con: Any, table: str, rows: list[ItemRow]) -> None:
-        """Insert rows into one item table in a single statement (columns as unnested
-        arrays, vectors joined from a registered numpy view)."""
-        kind_col = "kind, " if table == "reflections" else ""
-        kind_val = "unnest(?::VARCHAR[]) AS c0, " if table == "reflections" else ""
-        params: list[Any] = [[r.kind for r in rows]] if kind_col else []
-        params += [
-            len(rows),
-            [r.id for r in rows],
-            [r.content for r in rows],
-            [r.content_hash for r in rows],
-            [r.project for r in rows],
-            [r.session_id for r in rows],
-            [r.role for r in rows],
-            [r.tags for r in rows],
-            [r.author for r in rows],
-            [r.metadata for r in rows],
-            [r.created_at for r in rows],
-            [r.updated_at for r in rows],
-        ]
-        with self._vectors_view(con, [r.embedding for r in rows]) as view:
-            con.execute(
-                f"INSERT INTO {table} ({kind_col}id, content, content_hash, project, "
-                f"session_id, role, tags, author, metadata, {_TIME[table]}, updated_at, "
-                f"embedding) SELECT r.* EXCLUDE (i), v.emb FROM (SELECT {kind_val}"
-                "unnest(range(?)) AS i, unnest(?::VARCHAR[]) AS c1, "
-                "unnest(?::VARCHAR[]) AS c2, unnest(?::VARCHAR[]) AS c3, "
-                "unnest(?::VARCHAR[]) AS c4, unnest(?::VARCHAR[]) AS c5, "
-                "unnest(?::VARCHAR[]) AS c6, unnest(?::VARCHAR[][]) AS c7, "
-                "unnest(?::VARCHAR[]) AS c8, unnest(?::VARCHAR[])::JSON AS c9, "
-                "unnest(?::TIMESTAMPTZ[]) AS c10, unnest(?::TIMESTAMPTZ[]) AS c11"
-                f") AS r LEFT JOIN {view} AS v USING (i) "
-                "ORDER BY r.i",
-                params,
-            )
-
-    @contextlib.contextmanager
-    def _vectors_view(
-        self, con: duckdb.DuckDBPyConnection, vectors: list[np.ndarray | None]
-    ) -> Iterator[str]:
-        """A relation ``(i, emb FLOAT[dim])`` of the batch's vectors (row ``i`` of the batch).
-
-        The vectors go in as one flat float32 numpy column, registered with the connection
-        and folded into arrays by DuckDB: about 10x faster than binding nested Python lists
-        (~70 against ~700 us per 384-d row)."""
-        rows = [i for i, v in enumerate(vectors) if v is not None]
-        if not rows:
-            yield f"(SELECT NULL::BIGINT AS i, NULL::FLOAT[{self.dimension}] AS emb LIMIT 0)"
-            return
-        dim = self.dimension
-        matrix = np.stack([np.asarray(vectors[i], dtype=np.float32).reshape(-1) for i in rows])
-        frame = {
-            "i": np.repeat(np.asarray(rows, dtype=np.int64), dim),
-            "j": np.tile(np.arange(dim, dtype=np.int32), len(rows)),
-            "x": np.ascontiguousarray(matrix.reshape(-1)),
-        }
-        name = "_sb_batch_vectors"
-        con.register(name, frame)
-        try:
-            yield f"(SELECT i, list(x ORDER BY j)::FLOAT[{dim}] AS emb FROM {name} GROUP BY i)"
-        finally:
-            con.unregister(name)
-
     async def _apply_update(self, item_id: str, change: ItemChange) -> MemoryItem:
         return await asyncio.to_thread(self._update_item, item_id, change)
 
@@ -476,9 +482,6 @@ class Storage(_sql.SqlStorage):
             if row is None:
                 raise no_item(item_id)
             item = DUCKDB.item(row)
-            params = DUCKDB.params()
-            sets: list[str] = [f"updated_at = {params.add(utcnow())}"]
-            vector = None if change.embedding is None else change.embedding.tolist()
             if change.content is not None:
                 clash = con.execute(
                     "SELECT id FROM items WHERE content_hash = ? AND kind = ? "
@@ -488,17 +491,9 @@ class Storage(_sql.SqlStorage):
                 ).fetchone()
                 if clash is not None:
                     raise duplicate_item(item.kind, clash[0])
-                sets += [
-                    f"content = {params.add(change.content)}",
-                    f"content_hash = {params.add(change.content_hash)}",
-                    f"embedding = {params.add(vector)}",
-                ]
-            elif vector is not None:
-                sets.append(f"embedding = {params.add(vector)}")
-            if change.tags is not None:
-                sets.append(f"tags = {params.add(change.tags)}::VARCHAR[]")
-            if change.metadata_json is not None:
-                sets.append(f"metadata = {params.add(change.metadata_json)}::JSON")
+            params = DUCKDB.params()
+            vector = None if change.embedding is None else change.embedding.tolist()
+            sets = _sql.update_sets(change, params, vector)
             con.execute(
                 f"UPDATE {_TABLE[item.kind]} SET {', '.join(sets)} WHERE id = ?",
                 [*params.values, item_id],
@@ -580,9 +575,10 @@ class Storage(_sql.SqlStorage):
                 ).fetchall()
             }
             fresh = list({x.id: (x, v) for x, v in rows if x.id not in present}.values())
-            self._insert_items(
+            _insert_items(
                 con,
                 [ItemRow.of(x.id, x, x.updated_at, v) for x, v in fresh],
+                self.dimension,
             )
             return fresh
 

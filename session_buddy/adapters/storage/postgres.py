@@ -52,7 +52,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
@@ -280,9 +280,9 @@ def _host_of(dsn: str) -> str:
     return mask_dsn(dsn)
 
 
-class Storage(_sql.SqlStorage):
-    name = "postgres"
-    dialect = POSTGRES
+class _Server:
+    """The server side of the PostgreSQL store: its settings, the connection pool, and the
+    preparation of a start (extension, schema, migrations, stored dimension, vector index)."""
 
     def __init__(
         self,
@@ -332,7 +332,7 @@ class Storage(_sql.SqlStorage):
         settings: SessionBuddySettings,
         paths: SessionPaths | None = None,
         resolve: Callable[[type], Any] | None = None,
-    ) -> Storage:
+    ) -> Self:
         s = settings.storage
         if not s.dsn:
             raise StorageError(
@@ -598,6 +598,13 @@ class Storage(_sql.SqlStorage):
                 f"PostgreSQL error on {_host_of(self.dsn)}: {type(exc).__name__}: {exc}"
             ) from exc
 
+
+class Storage(_Server, _sql.SqlStorage):
+    """The storage protocol over a :class:`_Server`."""
+
+    name = "postgres"
+    dialect = POSTGRES
+
     def _check_vector(self, vector: np.ndarray) -> np.ndarray:
         return check_vector(vector, self.dimension)
 
@@ -717,24 +724,12 @@ class Storage(_sql.SqlStorage):
     async def _apply_update(self, item_id: str, change: ItemChange) -> MemoryItem:
         import asyncpg
 
-        vec = change.embedding
-        params = POSTGRES.params(utcnow())
-        sets = ["updated_at = $1"]
+        with_content: list[tuple[str, Any]] = []
         if change.content is not None:
             tsv, doc_len = await asyncio.to_thread(terms_tsvector, change.content)
-            sets += [
-                f"content = {params.add(change.content)}",
-                f"content_hash = {params.add(change.content_hash)}",
-                f"embedding = {params.add(vec)}",
-                f"terms = {params.add(tsv)}::tsvector",
-                f"doc_len = {params.add(doc_len)}",
-            ]
-        elif vec is not None:
-            sets.append(f"embedding = {params.add(vec)}")
-        if change.tags is not None:
-            sets.append(f"tags = {params.add(change.tags)}::text[]")
-        if change.metadata_json is not None:
-            sets.append(f"metadata = {params.add(change.metadata_json)}::jsonb")
+            with_content = [("terms = {}::tsvector", tsv), ("doc_len = {}", doc_len)]
+        params = POSTGRES.params()
+        sets = _sql.update_sets(change, params, change.embedding, with_content)
         sql = (
             f"WITH old AS (SELECT id, doc_len FROM items WHERE id = {params.add(item_id)} "
             f"FOR UPDATE) UPDATE items SET {', '.join(sets)} FROM old WHERE items.id = old.id "
