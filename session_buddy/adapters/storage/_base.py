@@ -206,9 +206,9 @@ class ItemChange:
 
 def validate_update(
     *,
-    content: object,
-    tags: object,
-    metadata: object,
+    content: str | None,
+    tags: list[str] | None,
+    metadata: dict[str, Any] | None,
     embedding: np.ndarray | None,
     max_bytes: int,
     dimension: int,
@@ -219,9 +219,9 @@ def validate_update(
     md_text = None if metadata is None else metadata_json(metadata)
     return ItemChange(
         content=None if content is None else check_content(content, max_bytes),
-        content_hash=None if content is None else content_hash(str(content)),
+        content_hash=None if content is None else content_hash(content),
         tags=None if tags is None else check_tags(tags),
-        metadata=None if metadata is None else copy.deepcopy(metadata),  # type: ignore[arg-type]
+        metadata=None if metadata is None else copy.deepcopy(metadata),
         metadata_json=md_text,
         embedding=None if embedding is None else check_vector(embedding, dimension),
     )

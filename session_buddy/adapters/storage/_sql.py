@@ -325,6 +325,8 @@ class SqlStorage(StorageBase):
     two ways to run one statement (:meth:`_fetch`, :meth:`_write`)."""
 
     dialect: Dialect
+    #: how vector search runs (health shows it)
+    vector_plan: str = "exact"
 
     @abstractmethod
     async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Sequence[Any]]:
@@ -338,9 +340,6 @@ class SqlStorage(StorageBase):
     async def _size_bytes(self) -> int | None:
         """The store's size on disk, when known."""
         return None
-
-    #: how vector search runs (health shows it)
-    vector_plan: str = "exact"
 
     async def get_items(self, ids: Sequence[str]) -> list[MemoryItem]:
         if not ids:
