@@ -344,9 +344,10 @@ class SqlStorage(StorageBase):
     async def get_items(self, ids: Sequence[str]) -> list[MemoryItem]:
         if not ids:
             return []
-        p = self.dialect.params()
-        unique = p.add(list(dict.fromkeys(ids)))
-        sql = f"SELECT {self.dialect.item_columns} FROM items WHERE {self.dialect.is_any('id', unique)}"
+        d = self.dialect
+        p = d.params()
+        sql = f"SELECT {d.item_columns} FROM items WHERE "
+        sql += d.is_any("id", p.add(list(dict.fromkeys(ids))))
         return in_order(ids, [self.dialect.item(r) for r in await self._fetch(sql, p.values)])
 
     async def list_items(
