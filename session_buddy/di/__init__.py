@@ -96,8 +96,10 @@ def configure(
         for category in ("shutdown", "http", "embeddings", "storage", "health"):
             choice = getattr(settings.adapters, category)
             cls = adapter_class(category, choice)
+            # health checks storage once it is open: it is handed the start-up to await
+            extra: dict[str, Any] = {"ready": ready} if category == "health" else {}
             instance = (
-                cls.from_settings(settings, paths, resolve)
+                cls.from_settings(settings, paths, resolve, **extra)
                 if hasattr(cls, "from_settings")
                 else cls()
             )
