@@ -34,6 +34,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from session_buddy.core.project import project_identity
+
 #: Bytes read from a file at a time.
 CHUNK_BYTES = 1 << 20
 #: A line longer than this is skipped (counted as oversized), never held in memory whole.
@@ -321,9 +323,10 @@ def parse_timestamp(value: object) -> datetime | None:
 
 @functools.lru_cache(maxsize=4096)
 def project_from_cwd(cwd: str) -> str:
-    """The project a working directory belongs to: the name of the git work tree containing
-    it (found by looking for ``.git`` upwards, no subprocess), else the folder's own name.
-    A folder that no longer exists is named by its last component."""
+    """The project a working directory belongs to, named as sessions name it
+    (:func:`~session_buddy.core.project.project_identity` of the git work tree containing it,
+    found by looking for ``.git`` upwards, no subprocess; else of the folder itself). A
+    folder that no longer exists is named by its last component."""
     parts = [p for p in re.split(r"[\\/]", cwd) if p]
     fallback = parts[-1] if parts else cwd
     path = Path(cwd)
@@ -331,7 +334,8 @@ def project_from_cwd(cwd: str) -> str:
         if path.is_absolute() and path.is_dir():
             for candidate in (path, *path.parents):
                 if (candidate / ".git").exists():
-                    return candidate.name or fallback
+                    return project_identity(candidate).name if candidate.name else fallback
+            return project_identity(path).name
     except OSError:
         pass
     return fallback
