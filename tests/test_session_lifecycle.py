@@ -356,3 +356,34 @@ async def test_a_project_has_one_identity(client: Client[Any], tmp_path: Path) -
         client, "search", query="Defaults to the session's project", project="widget"
     )
     assert [h["id"] for h in found["hits"]][:1] == [stored["id"]]
+
+
+async def test_session_buddys_own_files_do_not_cost_points(client: Client[Any], repo: Path) -> None:
+    """Hook entries in the local or the shared settings file and handoffs are not the
+    project's work: checkpoint scores the tree as clean; a real change still counts."""
+    from session_buddy.cli import claude_settings
+
+    shared = repo / ".claude" / "settings.json"
+    shared.parent.mkdir()
+    shared.write_text(json.dumps({"permissions": {"allow": ["Bash(pytest:*)"]}}, indent=2))
+    commit_all(repo, "team settings")
+    for path in (shared, repo / ".claude" / "settings.local.json"):  # as an older install left it
+        claude_settings.apply_plan(claude_settings.plan_install(path), None)
+    (repo / ".claude" / "handoff").mkdir()
+    (repo / ".claude" / "handoff" / "20260101T000000Z-abc.md").write_text("# Session handoff\n")
+    assert len(git(repo, "status", "--porcelain", "--untracked-files=all").splitlines()) == 3
+
+    await call(client, "start", working_directory=str(repo))
+    clean = await call(client, "checkpoint")
+    parts = {c["key"]: c for c in clean["breakdown"]}
+    assert parts["uncommitted"]["points"] == 10 and parts["untracked"]["points"] == 5
+    assert "not counted" in parts["untracked"]["evidence"]
+    assert ".claude/settings.json" in parts["untracked"]["evidence"]
+
+    (repo / "parser.py").write_text("def parse(s):\n    return s.strip()\n")
+    (repo / "notes.txt").write_text("mine\n")
+    shared.write_text(shared.read_text().replace("pytest:*", "ruff:*"))  # a team change
+    dirty = await call(client, "checkpoint")
+    parts = {c["key"]: c for c in dirty["breakdown"]}
+    assert parts["uncommitted"]["evidence"].startswith("2 changed file(s)")
+    assert parts["untracked"]["evidence"] == "1 untracked: notes.txt"

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from session_buddy.core.hooks import without_our_hooks
+
 GIT_TIMEOUT_S = 10.0
 
 #: file suffix -> language
@@ -219,6 +221,9 @@ class GitState:
     bisect_in_progress: bool = False
     last_commit_at: float | None = None  # unix time of HEAD's committer date
     last_commit_subject: str | None = None
+    #: changed or untracked files that are session-buddy's (or Claude Code's local) own, not
+    #: the project's work: the quality score leaves them out (see :func:`own_files`)
+    own: list[str] = field(default_factory=list)
 
     @property
     def tracked_changes(self) -> list[str]:
@@ -551,6 +556,58 @@ def git_state(root: Path | str) -> GitState:
     return state
 
 
+#: Claude Code's settings for this machine (git-ignored by convention; hooks install there)
+LOCAL_SETTINGS = ".claude/settings.local.json"
+#: The project's shared Claude Code settings (older versions installed the hooks there)
+SHARED_SETTINGS = ".claude/settings.json"
+#: Where handoffs are written by default
+HANDOFF_FOLDER = ".claude/handoff/"
+
+
+def own_files(root: Path, state: GitState) -> list[str]:
+    """The changes session-buddy made itself: Claude Code's local settings, handoffs, and a
+    shared settings file whose only change is session-buddy's hook entries (untracked and
+    holding nothing else, or tracked and equal to HEAD once those entries are left out)."""
+    own: set[str] = set()
+    untracked = set(state.untracked)
+    for path in sorted(untracked | set(state.tracked_changes)):
+        if (
+            path == LOCAL_SETTINGS
+            or path.startswith(HANDOFF_FOLDER)
+            or (path == SHARED_SETTINGS and _only_our_hooks(root, path, path in untracked))
+        ):
+            own.add(path)
+    return sorted(own)
+
+
+def _settings(text: str | None) -> dict[str, Any] | None:
+    try:
+        data = json.loads(text) if text is not None else None
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _only_our_hooks(root: Path, rel: str, untracked: bool) -> bool:
+    try:
+        current = _settings((root / rel).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return False
+    if current is None:
+        return False
+    rest, removed = without_our_hooks(current)
+    if not removed:
+        return False
+    if untracked:
+        return not rest
+    try:
+        shown = run_git(["show", f"HEAD:{rel}"], root)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    committed = _settings(shown.stdout) if shown.returncode == 0 else None
+    return committed is not None and without_our_hooks(committed)[0] == rest
+
+
 def _classify(state: GitState, xy: str, path: str) -> None:
     if xy[0] != ".":
         state.staged.append(path)
@@ -798,6 +855,7 @@ def analyze_project(working_directory: Path | str | None = None) -> ProjectInfo:
     if git_root is not None:
         try:
             info.git = git_state(git_root)
+            info.git.own = own_files(git_root, info.git)
         except (OSError, subprocess.SubprocessError) as exc:
             info.git_error = f"git status failed: {exc}"
     return info
