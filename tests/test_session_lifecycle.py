@@ -351,6 +351,8 @@ async def test_a_project_has_one_identity(client: Client[Any], tmp_path: Path) -
         "Widget: the cache key includes the locale.",
         "Stored under the folder name: retries are capped at 3.",
     }
+    prompt = await client.get_prompt("start", {"working_directory": str(repo)})
+    assert "for project widget, also known as widget-main (" in prompt.messages[0].content.text  # type: ignore[union-attr]
     stored = await call(client, "store_reflection", content="Defaults to the session's project.")
     found = await call(
         client, "search", query="Defaults to the session's project", project="widget"
