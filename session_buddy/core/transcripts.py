@@ -289,7 +289,10 @@ class ToolNames:
         return found[1] if found else None
 
     def recent(self, count: int = TOOL_CALLS_KEPT) -> list[list[str]]:
-        return [[k, *v] for k, v in list(self._calls.items())[-count:]]
+        """The newest ``count`` calls as ``[id, name, call]`` (the call cut short)."""
+        return [
+            [k, name, _clip(call, 200)] for k, (name, call) in list(self._calls.items())[-count:]
+        ]
 
 
 def decode_line(data: bytes) -> tuple[str, bool]:
