@@ -18,6 +18,9 @@ from session_buddy.server.auth import load_secret, login_name, mint_token
 from session_buddy.server.discovery import live_service, spawn_service
 
 TOKEN_TTL_S = 120
+#: the service a hook warms up starts after this long: Claude Code is starting too, and its MCP
+#: front must answer within Claude Code's wait for MCP servers (about 2 s), on a busy machine too
+WARM_DELAY_S = 1.5
 
 
 def ask(
@@ -60,7 +63,7 @@ def warm(data_dir: Path, config: str | None = None) -> str:
     if live_service(data_dir) is not None:
         return "service already running"
     try:
-        pid = spawn_service(data_dir, config)
+        pid = spawn_service(data_dir, config, delay_s=WARM_DELAY_S)
     except Exception as exc:
         return f"could not start the service: {type(exc).__name__}: {exc}"
-    return f"started the service (pid {pid})"
+    return f"starting the service in {WARM_DELAY_S:.1f} s (pid {pid})"
