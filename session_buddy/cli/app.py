@@ -14,10 +14,12 @@ from session_buddy.cli._common import app
 from session_buddy.cli.hooks import hook_command, hooks_app
 from session_buddy.cli.imports import import_app
 from session_buddy.cli.migrate import migrate_command
+from session_buddy.cli.report import report_command
 
 app.add_typer(hooks_app, name="hooks", help="Install or remove Claude Code hooks")
 app.add_typer(import_app, name="import", help="Import Claude Code transcripts")
 app.command("migrate")(migrate_command)
+app.command("report")(report_command)
 
 
 @app.command()
