@@ -23,6 +23,7 @@ from session_buddy.core.charts import sparkline
 from session_buddy.core.handoff import HandoffContent, render_handoff, write_handoff
 from session_buddy.core.testresults import COLLECTION
 from tests.conftest import session_buddy_cmd
+from tests.test_session_lifecycle import call, settings_for
 from tests.test_storage import _params, make_storage
 from tests.test_testresults import run_pytest, scratch_python_repo
 
@@ -36,29 +37,12 @@ def _reset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     di.reset()
 
 
-def settings_for(tmp_path: Path, storage: str = "memory") -> Any:
-    from session_buddy.settings import load_settings
-
-    return load_settings(
-        mode="lite",
-        data_dir=tmp_path / "data",
-        adapters={"embeddings": "none", "storage": storage},
-    ).settings
-
-
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[Client[Any]]:
     from session_buddy.server.app import create_server
 
     async with Client(create_server(settings_for(tmp_path))) as c:
         yield c
-
-
-async def call(client: Client[Any], tool: str, **args: Any) -> dict[str, Any]:
-    result = await client.call_tool(tool, args)
-    data = result.structured_content
-    assert isinstance(data, dict)
-    return data
 
 
 def chart_points(svg: str) -> dict[str, list[float]]:
@@ -164,6 +148,9 @@ async def seed(storage: Any, project: str, scores: list[int], rates: list[float 
             "name": None,
             "project_path": None,
             "ended_at": (at + timedelta(hours=1)).isoformat(),
+            "checkpoints": 2,  # as the session service keeps them
+            "last_score": score,
+            "last_checkpoint_at": (at + timedelta(minutes=60)).isoformat(),
         }
         await storage.put_record(Record(SESSIONS, sid, data, project, "ended", at, at))
         for k, value in enumerate((score - 5, score)):
@@ -212,7 +199,7 @@ async def test_history_chart_and_handoff_on_a_real_store(backend: str, tmp_path:
 
         since = await service.history("shop", datetime(2026, 11, 3, tzinfo=UTC))
         assert [s.last_score for s in since.sessions] == scores[2:]
-        assert len(since.checkpoints) == 6
+        assert since.checkpoints == 6
 
         trend, svg = await service.handoff_trend("shop", "20261201-100000-abc.md")
         assert trend is not None and svg is not None and trend["chart"] == "20261201-100000-abc.svg"

@@ -34,7 +34,7 @@ from typing import Any
 
 from session_buddy.adapters.storage._base import ItemFilter, Record, StorageBase
 from session_buddy.core.charts import Series, line_chart, sparkline
-from session_buddy.core.temporal import parse_expression
+from session_buddy.core.temporal import parse_datetime, parse_expression
 from session_buddy.core.testresults import COLLECTION as TEST_RESULTS
 from session_buddy.errors import ValidationError
 
@@ -64,27 +64,28 @@ def parse_since(text: str | None, now: datetime | None = None) -> datetime | Non
 
 
 def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
+    """A stored ISO time, or None when absent or unreadable."""
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
+        return parse_datetime(value) if isinstance(value, str) and value else None
+    except ValidationError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 @dataclass
 class SessionStats:
-    """One session over the period: its checkpoints' scores and its test runs."""
+    """One session over the period: its score, checkpoints and test runs. ``final_score``,
+    ``checkpoints`` and the times come from the session record (every session of the period);
+    ``scores`` (each checkpoint's) are read for the recent sessions only."""
 
     id: str
     name: str | None
     status: str | None
     started_at: datetime
     ended_at: datetime | None
-    scores: list[int] = field(default_factory=list)  # chronological, known scores only
+    final_score: int | None = None  # the score of its last checkpoint
     checkpoints: int = 0
     last_checkpoint_at: datetime | None = None
+    scores: list[int] = field(default_factory=list)  # chronological (recent sessions only)
     test: dict[str, Any] | None = None  # newest test run (test_results data or test_run)
     test_runs: int = 0
     reflections: int = 0
@@ -97,7 +98,9 @@ class SessionStats:
 
     @property
     def last_score(self) -> int | None:
-        return self.scores[-1] if self.scores else None
+        return (
+            self.final_score if self.final_score is not None or not self.scores else self.scores[-1]
+        )
 
     @property
     def pass_rate(self) -> float | None:
@@ -113,7 +116,8 @@ class SessionStats:
             "started_at": self.started_at.isoformat(timespec="minutes"),
             "minutes": round(self.duration_s / 60),
             "checkpoints": self.checkpoints,
-            "score": _score_stats(self.scores),
+            "score": _score_stats(self.scores)
+            or ({"last": self.last_score} if self.last_score is not None else None),
             "pass_rate": self.pass_rate,
             "coverage": self.coverage,
             "reflections": self.reflections,
@@ -156,13 +160,17 @@ class History:
     project: str | None
     since: datetime | None
     sessions: list[SessionStats]  # oldest first
-    checkpoints: list[tuple[datetime, int | None]]  # every checkpoint's score, oldest first
     lost: dict[str, float]  # component label -> points lost on average (recent checkpoints)
     files: list[tuple[str, int]] = field(default_factory=list)  # most-touched, with counts
 
     @property
+    def checkpoints(self) -> int:
+        return sum(s.checkpoints for s in self.sessions)
+
+    @property
     def scores(self) -> list[int]:
-        return [s for _, s in self.checkpoints if s is not None]
+        """Each session's final score, oldest first."""
+        return [s.last_score for s in self.sessions if s.last_score is not None]
 
     def recent(self, count: int = CHART_SESSIONS) -> list[SessionStats]:
         return self.sessions[-count:]
@@ -206,48 +214,51 @@ class AnalyticsService:
         return cls(resolve(StorageBase))
 
     async def _since(
-        self, collection: str, project: str | None, since: datetime | None
+        self, collection: str, project: str | None, since: datetime | None, page: int = PAGE
     ) -> list[Record]:
-        """A collection's records of the period, oldest first (read newest first in pages)."""
+        """A collection's records of the period, oldest first (read newest first in pages
+        of ``page``: every record of a page is decoded, so a good guess saves time)."""
         out: list[Record] = []
         offset = 0
         while True:
-            page = await self.storage.list_records(
-                collection, project=project, limit=PAGE, offset=offset, newest_first=True
+            rows = await self.storage.list_records(
+                collection, project=project, limit=page, offset=offset, newest_first=True
             )
-            for record in page:
+            for record in rows:
                 if since is not None and record.created_at < since:
                     out.reverse()
                     return out
                 out.append(record)
-            if len(page) < PAGE:
+            if len(rows) < page:
                 out.reverse()
                 return out
-            offset += PAGE
+            offset += page
 
     async def history(
         self, project: str | None, since: datetime | None, *, files: bool = True
     ) -> History:
-        sessions_rec, checkpoints, tests = await asyncio.gather(
-            self._since(SESSIONS, project, since),
-            self._since(QUALITY, project, since),
-            self._since(TEST_RESULTS, project, since),
+        """Every session of the period from the session records; each checkpoint (its score
+        and test run) only for the last :data:`CHART_SESSIONS` sessions: a checkpoint record
+        holds the whole breakdown, and reading 10,000 of them would cost seconds."""
+        sessions_rec, tests = await asyncio.gather(
+            self._since(SESSIONS, project, since), self._since(TEST_RESULTS, project, since)
         )
         stats = {r.id: _stats_of(r) for r in sessions_rec}
-        for missing in {c.data.get("session_id") for c in checkpoints} - stats.keys():
-            if isinstance(missing, str) and (
-                found := await self.storage.get_record(SESSIONS, missing)
-            ):
-                stats[found.id] = _stats_of(found)
-        points: list[tuple[datetime, int | None]] = []
+        ordered = sorted(stats.values(), key=lambda s: s.started_at)
+        recent = ordered[-CHART_SESSIONS:]
+        window = recent[0].started_at if recent else since
+        expected = sum(s.checkpoints for s in recent) + 10  # other projects' may interleave
+        checkpoints = await self._since(
+            QUALITY,
+            project,
+            max(filter(None, (since, window)), default=None),
+            page=min(PAGE, expected if project else PAGE),
+        )
         for record in checkpoints:
-            score = record.data.get("score")
-            points.append((record.created_at, score if isinstance(score, int) else None))
             s = stats.get(str(record.data.get("session_id")))
             if s is None:
                 continue
-            s.checkpoints += 1
-            s.last_checkpoint_at = record.created_at
+            score = record.data.get("score")
             if isinstance(score, int):
                 s.scores.append(score)
             run = (record.data.get("quality") or {}).get("test_run")
@@ -258,9 +269,8 @@ class AnalyticsService:
             if s is not None:
                 s.test_runs += 1
                 s.test = {**record.data, "id": record.id}
-        ordered = sorted(stats.values(), key=lambda s: s.started_at)
         await self._count_reflections(project, since, ordered)
-        history = History(project, since, ordered, points, _lost_points(checkpoints[-20:]))
+        history = History(project, since, ordered, _lost_points(checkpoints[-20:]))
         if files:
             path = _project_path(sessions_rec)
             if path is not None:
@@ -306,7 +316,7 @@ class AnalyticsService:
         trend (``HandoffContent.trend``) and the SVG chart to write beside it
         (``write_handoff(..., chart=...)``); (None, None) before the first checkpoint."""
         history = await self.history(project, None, files=False)
-        if not history.checkpoints:
+        if not history.scores:
             return None, None
         trend = {
             "chart": Path(handoff_name).with_suffix(".svg").name,
@@ -330,12 +340,17 @@ class AnalyticsService:
 
 
 def _stats_of(record: Record) -> SessionStats:
+    d = record.data
+    score, checkpoints = d.get("last_score"), d.get("checkpoints")
     return SessionStats(
         id=record.id,
-        name=record.data.get("name"),
+        name=d.get("name"),
         status=record.status,
         started_at=record.created_at,
-        ended_at=_time(record.data.get("ended_at")),
+        ended_at=_time(d.get("ended_at")),
+        final_score=score if isinstance(score, int) else None,
+        checkpoints=checkpoints if isinstance(checkpoints, int) else 0,
+        last_checkpoint_at=_time(d.get("last_checkpoint_at")),
     )
 
 
@@ -385,8 +400,8 @@ def _summary(history: History) -> dict[str, Any]:
         "project": history.project,
         "since": history.since.isoformat(timespec="minutes") if history.since else None,
         "sessions": len(history.sessions),
-        "checkpoints": len(history.checkpoints),
-        "score": _score_stats(scores),
+        "checkpoints": history.checkpoints,
+        "score": _score_stats(scores),  # over the sessions' final scores
         "direction": history.direction(),
         "sparkline": history.sparklines(),
         "sessions_in_sparkline": len(recent),
