@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import subprocess
@@ -141,6 +142,15 @@ async def time_report(storage: Any, runs: int) -> dict[str, float]:
         timings["html"].append(t3 - t2)
         timings["json"].append(t4 - t3)
     assert len(history.sessions) > 0
+    from session_buddy.core.analytics import analytics_answer, trend_answer
+
+    sizes = {
+        "quality_trend": len(json.dumps(trend_answer(history, 15), ensure_ascii=False)),
+        "session_analytics": len(
+            json.dumps(analytics_answer(history, 5, False), ensure_ascii=False)
+        ),
+    }
+    print("answer sizes (characters, defaults):", ", ".join(f"{k} {v}" for k, v in sizes.items()))
     return {k: statistics.median(v) for k, v in timings.items()}
 
 

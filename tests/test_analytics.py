@@ -172,7 +172,7 @@ async def seed(storage: Any, project: str, scores: list[int], rates: list[float 
                 "session_id": sid,
                 "passed": int(rate),
                 "failed": failed,
-                "coverage": 70.0 + n,
+                "coverage": 70.0 + n % 30,
             }
             cp = at + timedelta(minutes=40)
             await storage.put_record(Record(COLLECTION, f"{sid}-r", result, project, None, cp, cp))
@@ -218,6 +218,28 @@ async def test_history_chart_and_handoff_on_a_real_store(backend: str, tmp_path:
     finally:
         await storage.close()
         await drop_schemas()
+
+
+async def test_default_answers_stay_compact_on_a_long_history() -> None:
+    from session_buddy.adapters.storage.memory import Storage
+
+    storage: Any = Storage(dimension=8)
+    await storage.initialize()
+    scores = [40 + (n * 7) % 55 for n in range(60)]
+    await seed(storage, "long", scores, [float(90 + n % 10) for n in range(60)])
+    service = AnalyticsService(storage)
+    trend = await service.quality_trend("long", None)
+    stats = await service.session_analytics("long", None)
+    assert trend["sessions"] == 60 and trend["checkpoints"] == 120
+    assert len(trend["points"]) == 15 and len(stats["last_sessions"]) == 5
+    assert trend["sparkline"]["score"] == sparkline(scores[-30:])
+    assert stats["score"] == {
+        "min": min(scores),
+        "avg": round(sum(scores) / 60, 1),
+        "last": scores[-1],
+    }
+    for answer in (trend, stats):
+        assert len(json.dumps(answer, ensure_ascii=False)) <= 2000
 
 
 def test_report_cli_in_three_formats(tmp_path: Path) -> None:

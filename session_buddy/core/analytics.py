@@ -327,13 +327,13 @@ class AnalyticsService:
         return trend, history.chart()
 
     async def quality_trend(
-        self, project: str | None, since: datetime | None, *, points: int = 20
+        self, project: str | None, since: datetime | None, *, points: int = 15
     ) -> dict[str, Any]:
         history = await self.history(project, since, files=False)
         return trend_answer(history, points)
 
     async def session_analytics(
-        self, project: str | None, since: datetime | None, *, limit: int = 10, detail: bool = False
+        self, project: str | None, since: datetime | None, *, limit: int = 5, detail: bool = False
     ) -> dict[str, Any]:
         history = await self.history(project, since)
         return analytics_answer(history, limit, detail)
@@ -417,8 +417,7 @@ def trend_answer(history: History, points: int) -> dict[str, Any]:
         return out
     out["points"] = [
         {
-            "at": s.started_at.isoformat(timespec="minutes"),
-            "session": s.id[:12],
+            "at": s.started_at.strftime("%Y-%m-%d %H:%M"),
             "score": s.last_score,
             "pass_rate": s.pass_rate,
             "coverage": s.coverage,

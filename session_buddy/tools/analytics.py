@@ -87,7 +87,7 @@ async def store_test_result(
 async def quality_trend(
     project: Project = None,
     since: Since = None,
-    points: Annotated[int, Field(ge=1, le=100, description="Sessions listed")] = 20,
+    points: Annotated[int, Field(ge=1, le=100, description="Sessions listed")] = 15,
 ) -> dict[str, Any]:
     return await di.get(AnalyticsService).quality_trend(
         default_project(project), parse_since(since), points=points
@@ -97,7 +97,7 @@ async def quality_trend(
 async def session_analytics(
     project: Project = None,
     since: Since = None,
-    limit: Annotated[int, Field(ge=1, le=100, description="Last sessions listed")] = 10,
+    limit: Annotated[int, Field(ge=1, le=100, description="Last sessions listed")] = 5,
     detail: Annotated[
         bool, Field(description="Full ids, names and each session's newest test run")
     ] = False,
