@@ -13,7 +13,7 @@ checkpoint with a large JUnit file.
    parsed run is remembered by path, size and time), and storing the run once
    (``TestResultService.pickup_project``).
 
-    .venv/bin/python benchmarks/report.py [--sessions 1000] [--checkpoints 10000] [--runs 5]
+    .venv/bin/python benchmarks/report.py [--sessions 1000] [--checkpoints 10000] [--runs 5] [--data DIR]
 """
 
 from __future__ import annotations
@@ -184,8 +184,7 @@ async def time_pickup(folder: Path, megabytes: float, runs: int, storage: Any) -
     from session_buddy.core.project import analyze_project
     from session_buddy.core.testresults import TestResultService
 
-    repo = folder / "big-suite"
-    repo.mkdir()
+    repo = Path(tempfile.mkdtemp(prefix="big-suite-", dir=folder))
     for args in (
         ["init", "-q", "-b", "main"],
         ["config", "user.email", "b@example.com"],
@@ -208,10 +207,10 @@ async def time_pickup(folder: Path, megabytes: float, runs: int, storage: Any) -
     assert info.test_result is not None and info.test_result.total == cases
     service = TestResultService(storage)
     t0 = time.perf_counter()
-    await service.pickup_project(info, session_id="bench", project="big-suite")
+    await service.pickup_project(info, session_id="bench", project=repo.name)
     first_store = time.perf_counter() - t0
     t0 = time.perf_counter()
-    await service.pickup_project(info, session_id="bench", project="big-suite")
+    await service.pickup_project(info, session_id="bench", project=repo.name)
     again_store = time.perf_counter() - t0
     return {
         "cases": cases,
@@ -262,9 +261,13 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--storage", choices=["duckdb", "postgres"], default="duckdb")
     parser.add_argument("--dsn", default=os.environ.get("SESSION_BUDDY_TEST_PG_DSN"))
+    parser.add_argument("--data", help="Keep the DuckDB store in this folder and reuse it")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sb-report-bench-") as tmp:
         folder = Path(tmp)
+        if args.data:  # keep (and reuse) the DuckDB store: filling it takes minutes
+            folder = Path(args.data)
+            folder.mkdir(parents=True, exist_ok=True)
         if args.storage == "postgres":
             from session_buddy.adapters.storage.postgres import Storage as PgStorage
 
@@ -276,7 +279,10 @@ async def main() -> None:
             storage = Storage(folder / "data" / "memory.duckdb", dimension=384)
         await storage.initialize()
         t0 = time.perf_counter()
-        await fill(storage, args.sessions, args.checkpoints)
+        from session_buddy.core.analytics import SESSIONS
+
+        if not await storage.list_records(SESSIONS, project="bench", limit=1):
+            await fill(storage, args.sessions, args.checkpoints)
         print(
             f"filled {args.sessions} sessions / {args.checkpoints} checkpoints "
             f"({args.storage}) in {time.perf_counter() - t0:.1f} s"

@@ -25,15 +25,34 @@ class Series:
     values: Sequence[float | None]
 
 
-def sparkline(values: Sequence[float | None], low: float = 0.0, high: float = 100.0) -> str:
-    """One character per value (``·`` where a value is missing)."""
-    span = (high - low) or 1.0
+def span(values: Sequence[float | None], minimum: float = 20.0) -> tuple[float, float]:
+    """The range a sparkline of ``values`` is drawn on: the values' own, widened to at least
+    ``minimum`` points (so noise does not look like a trend), within 0-100."""
+    known = [v for v in values if v is not None]
+    if not known:
+        return 0.0, 100.0
+    low, high = min(known), max(known)
+    pad = max(0.0, minimum - (high - low)) / 2
+    low, high = max(0.0, low - pad), min(100.0, high + pad)
+    if high - low < minimum:
+        low, high = (0.0, minimum) if low == 0.0 else (100.0 - minimum, 100.0)
+    return low, high
+
+
+def sparkline(
+    values: Sequence[float | None], low: float | None = None, high: float | None = None
+) -> str:
+    """One character per value (``·`` where a value is missing), on ``low``-``high``
+    (default: :func:`span` of the values)."""
+    if low is None or high is None:
+        low, high = span(values)
+    width = (high - low) or 1.0
     out = []
     for value in values:
         if value is None:
             out.append("·")
             continue
-        level = (min(max(value, low), high) - low) / span
+        level = (min(max(value, low), high) - low) / width
         out.append(SPARKS[min(len(SPARKS) - 1, int(level * len(SPARKS)))])
     return "".join(out)
 

@@ -15,6 +15,7 @@ from html import escape
 from typing import Any, Literal
 
 from session_buddy.core.analytics import History, SessionStats, analytics_answer
+from session_buddy.core.charts import span
 
 Format = Literal["md", "html", "json"]
 FORMATS: tuple[Format, ...] = ("md", "html", "json")
@@ -23,6 +24,11 @@ TABLE_ROWS = 30
 
 def _num(value: float | int | None, suffix: str = "") -> str:
     return "-" if value is None else f"{value:g}{suffix}"
+
+
+def _range(values: list[Any]) -> str:
+    low, high = span(values)
+    return f"({low:g}-{high:g})"
 
 
 def _rows(history: History) -> list[list[str]]:
@@ -82,9 +88,11 @@ def render_markdown(history: History, chart_link: str | None) -> str:
     lines += ["", "## Trend", ""]
     if chart_link:
         lines += [f"![score and test pass rate over the last sessions]({chart_link})", ""]
+    recent = history.recent()
     lines += [
-        f"`score     {spark['score']}` (last {len(history.recent())} sessions, 0-100)",
-        f"`pass rate {spark['pass_rate']}`",
+        f"`score     {spark['score']}` {_range([s.last_score for s in recent])}, "
+        f"last {len(recent)} sessions",
+        f"`pass rate {spark['pass_rate']}` {_range([s.pass_rate for s in recent])}",
     ]
     if history.lost:
         lines += ["", "## Where points are lost (recent checkpoints, average)", ""]
