@@ -281,12 +281,14 @@ async def main() -> None:
         t0 = time.perf_counter()
         from session_buddy.core.analytics import SESSIONS
 
-        if not await storage.list_records(SESSIONS, project="bench", limit=1):
+        if await storage.list_records(SESSIONS, project="bench", limit=1):
+            print(f"reusing the store in {folder}")
+        else:
             await fill(storage, args.sessions, args.checkpoints)
-        print(
-            f"filled {args.sessions} sessions / {args.checkpoints} checkpoints "
-            f"({args.storage}) in {time.perf_counter() - t0:.1f} s"
-        )
+            print(
+                f"filled {args.sessions} sessions / {args.checkpoints} checkpoints "
+                f"({args.storage}) in {time.perf_counter() - t0:.1f} s"
+            )
         report = await time_report(storage, args.runs)
         total = sum(report.values())
         print(

@@ -292,3 +292,56 @@ def test_report_cli_in_three_formats(tmp_path: Path) -> None:
 
     bad = report("--format", "pdf")
     assert bad.returncode != 0
+
+
+async def test_tests_that_changed_state_and_the_files_changed_in_between(tmp_path: Path) -> None:
+    from session_buddy.adapters.storage.memory import Storage
+    from session_buddy.core.project import analyze_project
+    from session_buddy.core.report import render_markdown
+    from session_buddy.core.testresults import TestResultService
+    from tests.test_project import commit_all, git
+
+    storage: Any = Storage(dimension=8)
+    await storage.initialize()
+    repo = scratch_python_repo(tmp_path / "calc", failing=True)
+    at = datetime.now(UTC) - timedelta(hours=1)
+    data = {"project_path": str(repo), "checkpoints": 3, "last_score": 80}
+    await storage.put_record(Record(SESSIONS, "s1", data, "calc", "active", at, at))
+    results = TestResultService(storage)
+
+    async def run_and_pick_up() -> str:
+        run_pytest(repo, "--junitxml=junit.xml")
+        picked = await results.pickup_project(
+            analyze_project(repo), session_id="s1", project="calc"
+        )
+        assert picked is not None and picked["created"]
+        return git(repo, "rev-parse", "HEAD")
+
+    first = await run_and_pick_up()  # test_sum_of_twos fails
+    test_file = repo / "tests" / "test_calc.py"
+    test_file.write_text(test_file.read_text().replace("== 5", "== 4"))
+    (repo / "NOTES.md").write_text("fixed the expectation\n")
+    commit_all(repo, "fix the sum test")
+    second = await run_and_pick_up()  # fixed in a new commit
+    (repo / "calc.py").write_text((repo / "calc.py").read_text().replace("a + b", "a - b"))
+    await run_and_pick_up()  # broken again, not committed yet
+
+    history = await AnalyticsService(storage).history("calc", None)
+    changes = history.test_changes
+    assert [(c["went"], c["test"]) for c in changes] == [
+        ("broke", "tests.test_calc::test_add"),
+        ("broke", "tests.test_calc::test_sum_of_twos"),
+        ("fixed", "tests.test_calc::test_sum_of_twos"),
+    ]
+    fixed = changes[-1]
+    assert (fixed["from"], fixed["to"]) == (first[:10], second[:10])
+    assert fixed["files"] == ["NOTES.md", "tests/test_calc.py"] and fixed["files_changed"] == 2
+    assert "not committed" in changes[0]["note"]
+    stats = await AnalyticsService(storage).session_analytics("calc", None)
+    assert stats["test_changes"] == 3
+    text = render_markdown(history, None)
+    assert "## Tests that changed state" in text
+    assert (
+        "`tests.test_calc::test_sum_of_twos` fixed" in text
+        and "NOTES.md, tests/test_calc.py" in text
+    )

@@ -34,6 +34,7 @@ from typing import Any
 
 from session_buddy.adapters.storage._base import ItemFilter, Record, StorageBase
 from session_buddy.core.charts import Series, line_chart, sparkline
+from session_buddy.core.correlation import transitions
 from session_buddy.core.temporal import parse_datetime, parse_expression
 from session_buddy.core.testresults import COLLECTION as TEST_RESULTS
 from session_buddy.errors import ValidationError
@@ -162,6 +163,8 @@ class History:
     sessions: list[SessionStats]  # oldest first
     lost: dict[str, float]  # component label -> points lost on average (recent checkpoints)
     files: list[tuple[str, int]] = field(default_factory=list)  # most-touched, with counts
+    #: tests that went failing -> passing or back, with the files changed in between
+    test_changes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def checkpoints(self) -> int:
@@ -275,6 +278,8 @@ class AnalyticsService:
             path = _project_path(sessions_rec)
             if path is not None:
                 history.files = await asyncio.to_thread(most_touched_files, path, since)
+            runs = [r.data for r in tests]
+            history.test_changes = await asyncio.to_thread(transitions, runs, path)
         return history
 
     async def _count_reflections(
@@ -455,6 +460,7 @@ def analytics_answer(history: History, limit: int, detail: bool) -> dict[str, An
         reflections=sum(s.reflections for s in sessions),
         insights=sum(s.insights for s in sessions),
         most_touched_files=[f"{name} ({n})" for name, n in history.files[: 10 if detail else 5]],
+        test_changes=history.test_changes if detail else len(history.test_changes),
         last_sessions=[s.view(detail) for s in sessions[-limit:]],
     )
     return out

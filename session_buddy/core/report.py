@@ -26,6 +26,20 @@ def _num(value: float | int | None, suffix: str = "") -> str:
     return "-" if value is None else f"{value:g}{suffix}"
 
 
+def _change(change: dict[str, Any]) -> str:
+    """`test` fixed/broke between two commits, and what changed in between."""
+    where = f"{change.get('from') or '?'}..{change.get('to') or '?'}"
+    if change.get("note"):
+        what = change["note"]
+    elif change.get("files_changed") is None:
+        what = "files changed: unknown"
+    else:
+        shown = ", ".join(change.get("files") or [])
+        more = (change["files_changed"] or 0) - len(change.get("files") or [])
+        what = f"files changed: {shown or 'none'}" + (f" (+{more} more)" if more > 0 else "")
+    return f"`{change['test']}` {change['went']} ({where}); {what}"
+
+
 def _range(values: list[Any]) -> str:
     low, high = span(values)
     return f"({low:g}-{high:g})"
@@ -100,6 +114,9 @@ def render_markdown(history: History, chart_link: str | None) -> str:
     if history.files:
         lines += ["", "## Most-touched files", ""]
         lines += [f"- `{name}`: {n} commit(s)" for name, n in history.files]
+    if history.test_changes:
+        lines += ["", "## Tests that changed state", ""]
+        lines += [f"- {_change(c)}" for c in history.test_changes[:10]]
     lines += ["", "## Sessions", "", "| " + " | ".join(HEADER) + " |"]
     lines.append("|" + "---|" * len(HEADER))
     lines += ["| " + " | ".join(r) + " |" for r in _rows(history)]
@@ -122,6 +139,10 @@ def render_html(history: History) -> str:
         if history.files:
             body.append("<h2>Most-touched files</h2><ul>")
             body += [f"<li><code>{escape(f)}</code>: {n}</li>" for f, n in history.files]
+            body.append("</ul>")
+        if history.test_changes:
+            body.append("<h2>Tests that changed state</h2><ul>")
+            body += [f"<li>{escape(_change(c))}</li>" for c in history.test_changes[:10]]
             body.append("</ul>")
         body.append("<h2>Sessions</h2><table><tr>")
         body += [f"<th>{escape(h)}</th>" for h in HEADER]
