@@ -16,7 +16,6 @@ import fcntl
 import json
 import os
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -117,6 +116,8 @@ def spawn_service(data_dir: Path, config: str | None, delay_s: float = 0.0) -> i
     so the service is not our child and never lingers as a zombie); returns its pid.
     ``delay_s`` lets the service start later (a hook warming it up leaves the CPU to the
     client and its MCP front first)."""
+    import subprocess  # here: the hooks import this module and rarely spawn
+
     logs = data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
