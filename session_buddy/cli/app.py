@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from session_buddy.cli import info, serve  # noqa: F401  (their commands register on import)
+from session_buddy.cli import info, serve, sync  # noqa: F401  (their commands register on import)
 from session_buddy.cli._common import app
 from session_buddy.cli.hooks import hook_command, hooks_app
 from session_buddy.cli.imports import import_app
@@ -18,6 +18,7 @@ from session_buddy.cli.migrate import migrate_command
 app.add_typer(hooks_app, name="hooks", help="Install or remove Claude Code hooks")
 app.add_typer(import_app, name="import", help="Import Claude Code transcripts")
 app.command("migrate")(migrate_command)
+app.add_typer(sync.sync_app, name="sync", help="Sync to Akosha: the dead-letter queue")
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""Default health checks: python env, data dir, storage, embeddings, http.
+"""Default health checks: python env, data dir, storage, embeddings, http, sync.
 
 Uses mcp-common's ``ComponentHealth``/``HealthStatus``/``HealthCheckResponse``; mcp-common
 takes seconds to import, so it is imported on the first check, never at start.
@@ -69,6 +69,7 @@ class Health(HealthBase):
             await self._storage(settings, ComponentHealth, HealthStatus),
             self._embeddings(ComponentHealth, HealthStatus),
             self._http(ComponentHealth, HealthStatus),
+            self._sync(ComponentHealth, HealthStatus),
         ]
         response = HealthCheckResponse.create(
             components=components,
@@ -168,6 +169,26 @@ class Health(HealthBase):
             status=HS.DEGRADED,
             message=f"semantic search degraded, keyword search only: {reason}",
             metadata=meta,
+        )
+
+    def _sync(self, CH: Any, HS: Any) -> Any:
+        """The sync remote's circuit: closed is healthy; open or half-open is degraded (local
+        memory works, pushes wait)."""
+        from session_buddy.core.sync import SyncService
+
+        service: SyncService = self._resolve(SyncService)
+        if not service.sync.enabled:
+            return CH(name="sync", status=HS.HEALTHY, message="off", metadata={"adapter": "none"})
+        circuit = service.breaker.snapshot()
+        healthy = circuit["state"] == "closed"
+        message = f"{service.sync.remote}: circuit {circuit['state']}"
+        if not healthy and circuit["last_error"]:
+            message += f" ({circuit['last_error']})"
+        return CH(
+            name="sync",
+            status=HS.HEALTHY if healthy else HS.DEGRADED,
+            message=message,
+            metadata={"adapter": service.sync.name, "circuit": circuit},
         )
 
     def _http(self, CH: Any, HS: Any) -> Any:
