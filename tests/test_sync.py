@@ -480,3 +480,29 @@ def test_cli_goes_through_the_running_service(tmp_path: Path, standin: AkoshaSta
             peer.proc.stdin.close()
         peer.proc.wait(timeout=60)
         stop_service(data_dir)
+
+
+async def test_the_server_syncs_in_the_background_every_interval(
+    tmp_path: Path, standin: AkoshaStandin
+) -> None:
+    """The server's lifespan starts the loop once storage is open; shutdown stops it."""
+    from fastmcp import Client
+
+    from session_buddy.adapters.shutdown._base import ShutdownBase
+    from session_buddy.server.app import create_server
+
+    settings = settings_for(tmp_path, standin.url, interval_s=0.2)
+    async with Client(create_server(settings)) as client:
+        await client.call_tool("sync_status", {})  # waits for storage
+        ids = await add_items(di.get(StorageBase), 30)
+        deadline = time.monotonic() + 20
+        while len(standin.stored) < 30 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert_exactly_once(standin, ids)
+        status = (await client.call_tool("sync_status", {})).structured_content
+        assert status is not None and status["background"] is True
+        service = di.get(SyncService)
+        assert service._task is not None
+        stats = await di.get(ShutdownBase).shutdown()
+        assert "sync" in stats.order and stats.order.index("sync") == 0
+        assert service._task is None
