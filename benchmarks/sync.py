@@ -144,7 +144,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             result[phase] = {
                 "seconds": round(elapsed, 2),
                 "items_per_s": round(args.items / elapsed, 1),
-                "stored": len(originals),
+                "stored_on_standin": len(originals),
                 "duplicates": standin.duplicates(),
                 "lost": len(set(ids) - set(originals)),
                 "dlq_left": recovered["left"],
