@@ -506,3 +506,29 @@ async def test_the_server_syncs_in_the_background_every_interval(
         stats = await di.get(ShutdownBase).shutdown()
         assert "sync" in stats.order and stats.order.index("sync") == 0
         assert service._task is None
+
+
+async def test_a_failing_model_stops_the_round_and_skips_nothing(
+    tmp_path: Path, standin: AkoshaStandin
+) -> None:
+    settings = load_settings(
+        data_dir=tmp_path / "data",
+        adapters={"storage": "duckdb", "sync": "akosha", "embeddings": "onnx"},
+        embeddings={"model_path": str(tmp_path / "missing.onnx"), "preload": False},
+        sync={"akosha_url": standin.url, "token_env": TOKEN_ENV, "settle_s": 0},
+    ).settings
+    service = await start(settings)
+    try:
+        storage = di.get(StorageBase)
+        ids = await add_items(storage, 3)  # stored with vectors: no model needed
+        now = datetime.now(UTC)
+        await storage.put_record(Record("sessions", "s1", {}, "sync", "active", now, now))
+        report = await service.sync_now()
+        assert "embedding for sync failed" in str(report["stopped"])
+        assert report["skipped_no_vector"] == 0
+        assert_exactly_once(standin, ids)
+        status = await service.status()
+        assert status["streams"]["items"]["up_to_date"]
+        assert not status["streams"]["sessions"]["up_to_date"]  # waits for a working model
+    finally:
+        await di.shutdown()

@@ -261,16 +261,15 @@ class SyncService:
     async def _memories(
         self, rows: list[tuple[Any, np.ndarray | None]], report: RoundReport
     ) -> list[Memory]:
-        """The rows as memories; rows without a vector are embedded now (or skipped)."""
+        """The rows as memories; rows without a vector are embedded now, or skipped when
+        embeddings are off (the none adapter). A model that fails raises: the round stops
+        and the cursor stays, so nothing is skipped for a passing problem."""
         texts = [r.content if isinstance(r, MemoryItem) else record_text(r) for r, _ in rows]
         missing = [i for i, (_, v) in enumerate(rows) if v is None]
         vectors: dict[int, np.ndarray] = {i: v for i, (_, v) in enumerate(rows) if v is not None}
-        if missing and self.embeddings.available and self.embeddings.state != "disabled":
-            try:
-                made = await self.embeddings.embed([texts[i] for i in missing])
-                vectors.update(zip(missing, made, strict=True))
-            except Exception as exc:
-                report.note(f"embedding for sync failed: {exc}")
+        if missing and self.embeddings.state != "disabled":
+            made = await self.embeddings.embed([texts[i] for i in missing])
+            vectors.update(zip(missing, made, strict=True))
         memories: list[Memory] = []
         for i, (row, _) in enumerate(rows):
             vector = vectors.get(i)
@@ -289,7 +288,12 @@ class SyncService:
             rows = await self._page(stream, after)
             if not rows:
                 return True
-            memories = await self._memories(rows, report)
+            try:
+                memories = await self._memories(rows, report)
+            except Exception as exc:
+                report.stopped = f"embedding for sync failed: {exc}"
+                report.note(report.stopped)
+                return False
             advance, go_on = await self._deliver(memories, report) if memories else (True, True)
             if advance:
                 last = rows[-1][0]
