@@ -165,6 +165,7 @@ class SyncService:
         self.breaker = CircuitBreaker(
             sync.remote, settings.breaker_failures, settings.breaker_cooldown_s
         )
+        sync.circuit_state = self.breaker.snapshot  # health reads it from the adapter
         self.backoff = Backoff(
             settings.backoff_base_s, settings.backoff_max_s, settings.max_attempts
         )

@@ -16,8 +16,27 @@ from session_buddy import di
 from session_buddy.core.sync import SyncService
 
 
+async def sync_now() -> dict[str, Any]:
+    return await di.get(SyncService).sync_now()
+
+
+async def sync_status() -> dict[str, Any]:
+    return await di.get(SyncService).status()
+
+
+async def sync_dlq(
+    action: Annotated[Literal["list", "retry", "drop"], Field(description="What to do")],
+    ids: Annotated[
+        list[str] | None, Field(description="dead-letter ids to retry or drop; omit for all")
+    ] = None,
+    limit: Annotated[int, Field(ge=1, le=10_000, description="list: most entries")] = 50,
+) -> dict[str, Any]:
+    return await di.get(SyncService).dlq(action, ids, limit)
+
+
 def register(mcp: FastMCP) -> None:
-    @mcp.tool(
+    mcp.tool(
+        sync_now,
         description=(
             "Push new and changed memories (conversations, reflections, insights, session and "
             "quality records) to the sync remote (Akosha) now, then retry due dead letters. "
@@ -25,10 +44,8 @@ def register(mcp: FastMCP) -> None:
             "dead-lettered, recovered, and why it stopped early (circuit open, auth)."
         ),
     )
-    async def sync_now() -> dict[str, Any]:
-        return await di.get(SyncService).sync_now()
-
-    @mcp.tool(
+    mcp.tool(
+        sync_status,
         annotations={"readOnlyHint": True},
         description=(
             "Sync state: cursor and lag per stream (items, sessions, quality), the circuit "
@@ -36,20 +53,11 @@ def register(mcp: FastMCP) -> None:
             "last round and its last error."
         ),
     )
-    async def sync_status() -> dict[str, Any]:
-        return await di.get(SyncService).status()
-
-    @mcp.tool(
+    mcp.tool(
+        sync_dlq,
         description=(
             "The sync dead-letter queue (memories that kept failing, with their last error): "
-            "list them, retry them now, or drop them. ids: dead-letter ids (from list); omit for all."
+            "list them, retry them now, or drop them. ids: dead-letter ids (from list); omit "
+            "for all."
         ),
     )
-    async def sync_dlq(
-        action: Annotated[Literal["list", "retry", "drop"], Field(description="What to do")],
-        ids: Annotated[
-            list[str] | None, Field(description="dead-letter ids to retry or drop; omit for all")
-        ] = None,
-        limit: Annotated[int, Field(ge=1, le=10_000, description="list: most entries")] = 50,
-    ) -> dict[str, Any]:
-        return await di.get(SyncService).dlq(action, ids, limit)

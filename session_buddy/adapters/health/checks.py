@@ -20,6 +20,7 @@ from session_buddy.adapters.embeddings._base import EmbeddingsBase
 from session_buddy.adapters.health._base import HealthBase
 from session_buddy.adapters.http._base import HttpBase
 from session_buddy.adapters.storage._base import StorageBase
+from session_buddy.adapters.sync._base import SyncBase
 from session_buddy.paths import SessionPaths
 from session_buddy.settings import SessionBuddySettings
 
@@ -174,21 +175,19 @@ class Health(HealthBase):
     def _sync(self, CH: Any, HS: Any) -> Any:
         """The sync remote's circuit: closed is healthy; open or half-open is degraded (local
         memory works, pushes wait)."""
-        from session_buddy.core.sync import SyncService
-
-        service: SyncService = self._resolve(SyncService)
-        if not service.sync.enabled:
+        sync: SyncBase = self._resolve(SyncBase)
+        if not sync.enabled:
             return CH(name="sync", status=HS.HEALTHY, message="off", metadata={"adapter": "none"})
-        circuit = service.breaker.snapshot()
+        circuit = sync.circuit_state() if sync.circuit_state else {"state": "closed"}
         healthy = circuit["state"] == "closed"
-        message = f"{service.sync.remote}: circuit {circuit['state']}"
-        if not healthy and circuit["last_error"]:
+        message = f"{sync.remote}: circuit {circuit['state']}"
+        if not healthy and circuit.get("last_error"):
             message += f" ({circuit['last_error']})"
         return CH(
             name="sync",
             status=HS.HEALTHY if healthy else HS.DEGRADED,
             message=message,
-            metadata={"adapter": service.sync.name, "circuit": circuit},
+            metadata={"adapter": sync.name, "circuit": circuit},
         )
 
     def _http(self, CH: Any, HS: Any) -> Any:

@@ -12,7 +12,7 @@ backend gets the same ones.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +53,9 @@ class SyncBase(ABC):
     name: str = ""
     #: Most memories one :meth:`push` takes.
     max_batch: int = 1000
+    #: set by whoever guards the calls (the sync service's circuit breaker): the state of
+    #: the circuit to :attr:`remote`, for health; None while nothing guards it
+    circuit_state: Callable[[], dict[str, Any]] | None = None
 
     @property
     def enabled(self) -> bool:
