@@ -63,12 +63,16 @@ def configure(
         target = container if container is not None else get_container()
 
         from session_buddy.adapters import adapter_class, base_class
+        from session_buddy.core.analytics import AnalyticsService
         from session_buddy.core.capture import CaptureService
         from session_buddy.core.memory import MemoryService
+        from session_buddy.core.permissions import PermissionService
         from session_buddy.core.projects import ProjectService
+        from session_buddy.core.recall import RecallService
         from session_buddy.core.sessions import SessionService
         from session_buddy.core.sync import SyncService
         from session_buddy.core.teams import TeamService
+        from session_buddy.core.testresults import TestResultService
         from session_buddy.settings import SessionBuddySettings
 
         paths = SessionPaths.from_settings(settings.data_dir)
@@ -92,11 +96,13 @@ def configure(
 
         put(SessionBuddySettings, settings)
         put(SessionPaths, paths)
-        for category in ("shutdown", "http", "embeddings", "storage", "health", "sync"):
+        for category in ("shutdown", "http", "embeddings", "storage", "sync", "health"):
             choice = getattr(settings.adapters, category)
             cls = adapter_class(category, choice)
+            # health checks storage once it is open: it is handed the start-up to await
+            extra: dict[str, Any] = {"ready": ready} if category == "health" else {}
             instance = (
-                cls.from_settings(settings, paths, resolve)
+                cls.from_settings(settings, paths, resolve, **extra)
                 if hasattr(cls, "from_settings")
                 else cls()
             )
@@ -109,6 +115,10 @@ def configure(
         put(CaptureService, CaptureService.from_container(resolve))
         put(SessionService, SessionService.from_container(resolve))
         put(SyncService, SyncService.from_container(resolve))
+        put(RecallService, RecallService.from_container(resolve))
+        put(PermissionService, PermissionService.from_container(resolve))
+        put(TestResultService, TestResultService.from_container(resolve))
+        put(AnalyticsService, AnalyticsService.from_container(resolve))
         _container = target
         _registered[:] = registered
         _started = False
