@@ -320,7 +320,7 @@ async def test_changed_items_and_records_are_pushed_as_new_versions(
         types = sorted(m["metadata"]["type"] for m in standin.stored.values())
         assert types == ["conversation", "quality", "session"]
         assert all(len(m["metadata"]["created_at"]) > 10 for m in standin.stored.values())
-        later = now + timedelta(seconds=1)
+        later = datetime.now(UTC)  # after the first version, not in the future
         await storage.put_record(
             Record("sessions", "s1", {"checkpoints": 1}, "sync", "ended", now, later)
         )
