@@ -54,6 +54,11 @@ class AdaptersSettings(_Section):
     http: Literal["httpx"] = Field(default="httpx", description="The shared HTTP client.")
     health: Literal["default"] = Field(default="default", description="Component health checks.")
     shutdown: Literal["default"] = Field(default="default", description="Ordered cleanup.")
+    sync: Literal["none", "akosha"] = Field(
+        default="none",
+        description="Where memories are pushed (akosha: the Akosha MCP server at sync.akosha_url; "
+        "docs/sync.md).",
+    )
 
 
 class StorageSettings(_Section):
@@ -235,6 +240,68 @@ class SessionsSettings(_Section):
     )
 
 
+class SyncSettings(_Section):
+    akosha_url: str = Field(
+        default="http://localhost:8682/mcp",
+        description="akosha: the MCP endpoint (streamable HTTP).",
+    )
+    token_env: str = Field(
+        default="AKOSHA_TOKEN",
+        description="Name of the environment variable holding Akosha's bearer token (none: no "
+        "Authorization header).",
+    )
+    interval_s: float = Field(
+        default=300.0, ge=0.0, description="Seconds between background syncs; 0: only sync-now."
+    )
+    batch_size: int = Field(
+        default=500,
+        ge=1,
+        le=1000,
+        description="Memories per batch call (Akosha takes 1,000 at most).",
+    )
+    records: bool = Field(
+        default=True, description="Also push session and quality-checkpoint records."
+    )
+    settle_s: float = Field(
+        default=2.0,
+        ge=0.0,
+        description="Changes younger than this are left for the next round (a write stamped "
+        "before a sync read but committed after it is not skipped).",
+    )
+    source: str | None = Field(
+        default=None,
+        description="metadata.source of pushed memories and the prefix of their memory_ids; "
+        "default: session-buddy@<hostname>.",
+    )
+    timeout_s: float = Field(default=30.0, gt=0, description="Timeout of one call to the remote.")
+    max_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=50,
+        description="Tries per batch before its items go to the dead-letter queue.",
+    )
+    backoff_base_s: float = Field(
+        default=0.5,
+        ge=0.0,
+        description="Retry delay cap of the first retry; doubles each retry (full jitter).",
+    )
+    backoff_max_s: float = Field(default=30.0, ge=0.0, description="Largest retry delay cap.")
+    breaker_failures: int = Field(
+        default=5, ge=1, description="Consecutive failed calls that open the circuit to the remote."
+    )
+    breaker_cooldown_s: float = Field(
+        default=30.0, ge=0.0, description="Open circuit: wait this long before one half-open probe."
+    )
+    dlq_backoff_base_s: float = Field(
+        default=60.0,
+        ge=0.0,
+        description="Dead letters: first automatic retry after up to this long.",
+    )
+    dlq_backoff_max_s: float = Field(
+        default=3600.0, ge=0.0, description="Dead letters: longest wait between automatic retries."
+    )
+
+
 class HooksSettings(_Section):
     recall: bool = Field(
         default=True,
@@ -303,6 +370,7 @@ class SessionBuddySettings(BaseSettings):
     search: SearchSettings = Field(default_factory=SearchSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     sessions: SessionsSettings = Field(default_factory=SessionsSettings)
+    sync: SyncSettings = Field(default_factory=SyncSettings)
     hooks: HooksSettings = Field(default_factory=HooksSettings)
     permissions: PermissionsSettings = Field(default_factory=PermissionsSettings)
 

@@ -860,3 +860,44 @@ async def test_concurrent_writes_and_searches(storage: StorageBase) -> None:
 
     await asyncio.gather(*(writer(n) for n in range(3)), reader(), reader())
     assert await storage.count_items() == 60
+
+
+# -- changes in order (sync) ------------------------------------------------------------------
+
+
+async def test_changed_items_and_records_in_update_order(storage: StorageBase) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    results = await storage.add_items(
+        [item(f"change {n}", embedding=vec(1.0, float(n))) for n in range(5)]
+    )
+    ids = [r.id for r in results]
+    page = await storage.changed_items(None, 3)
+    assert len(page) == 3
+    keys = [(x.updated_at, x.id) for x, _ in page]
+    assert keys == sorted(keys)
+    rest = await storage.changed_items(keys[-1], 10)
+    assert {x.id for x, _ in page} | {x.id for x, _ in rest} == set(ids)
+    assert len(rest) == 2
+    if storage.name != "memory":  # the memory backend keeps no vectors at hand
+        assert all(v is not None and v.shape == (DIM,) for _, v in page + rest)
+    # an update moves the item after the cursor
+    last = (rest[-1][0].updated_at, rest[-1][0].id)
+    assert await storage.changed_items(last, 10) == []
+    await storage.update_item(page[0][0].id, tags=["changed"])
+    [(changed, _)] = await storage.changed_items(last, 10)
+    assert changed.id == page[0][0].id and changed.tags == ["changed"]
+
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    for n in range(3):
+        moment = base + timedelta(seconds=n)
+        await storage.put_record(Record("sessions", f"s{n}", {"n": n}, None, None, moment, moment))
+    await storage.put_record(Record("quality", "q", {}, None, None, base, base))
+    found = await storage.changed_records("sessions", None, 2)
+    assert [r.id for r in found] == ["s0", "s1"]
+    after = (found[-1].updated_at, found[-1].id)
+    assert [r.id for r in await storage.changed_records("sessions", after, 5)] == ["s2"]
+    later = base + timedelta(seconds=10)
+    await storage.put_record(Record("sessions", "s0", {"n": 9}, None, None, base, later))
+    again = await storage.changed_records("sessions", after, 5)
+    assert [r.id for r in again] == ["s2", "s0"]

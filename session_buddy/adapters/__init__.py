@@ -24,6 +24,10 @@ ADAPTERS: dict[str, dict[str, str]] = {
     "http": {"httpx": "session_buddy.adapters.http.httpx:Http"},
     "health": {"default": "session_buddy.adapters.health.checks:Health"},
     "shutdown": {"default": "session_buddy.adapters.shutdown.manager:ShutdownManager"},
+    "sync": {
+        "none": "session_buddy.adapters.sync.none:Sync",
+        "akosha": "session_buddy.adapters.sync.akosha:Sync",
+    },
 }
 
 #: category -> "module:BaseClass" (the type each adapter is registered under)
@@ -33,6 +37,7 @@ BASES: dict[str, str] = {
     "http": "session_buddy.adapters.http._base:HttpBase",
     "health": "session_buddy.adapters.health._base:HealthBase",
     "shutdown": "session_buddy.adapters.shutdown._base:ShutdownBase",
+    "sync": "session_buddy.adapters.sync._base:SyncBase",
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from session_buddy.cli import info, serve  # noqa: F401  (their commands register on import)
+from session_buddy.cli import info, serve, sync  # noqa: F401  (their commands register on import)
 from session_buddy.cli._common import app
 from session_buddy.cli.hook_runtime import hook_command
 from session_buddy.cli.hooks import hooks_app
@@ -22,6 +22,7 @@ app.add_typer(hooks_app, name="hooks", help="Install or remove Claude Code hooks
 app.add_typer(import_app, name="import", help="Import Claude Code transcripts")
 app.add_typer(permissions_app, name="permissions", help="Learned permissions for shell commands")
 app.command("migrate")(migrate_command)
+app.add_typer(sync.sync_app, name="sync", help="Sync to Akosha: the dead-letter queue")
 app.command("report")(report_command)
 
 

@@ -70,6 +70,7 @@ def configure(
         from session_buddy.core.projects import ProjectService
         from session_buddy.core.recall import RecallService
         from session_buddy.core.sessions import SessionService
+        from session_buddy.core.sync import SyncService
         from session_buddy.core.teams import TeamService
         from session_buddy.core.testresults import TestResultService
         from session_buddy.settings import SessionBuddySettings
@@ -95,7 +96,7 @@ def configure(
 
         put(SessionBuddySettings, settings)
         put(SessionPaths, paths)
-        for category in ("shutdown", "http", "embeddings", "storage", "health"):
+        for category in ("shutdown", "http", "embeddings", "storage", "sync", "health"):
             choice = getattr(settings.adapters, category)
             cls = adapter_class(category, choice)
             # health checks storage once it is open: it is handed the start-up to await
@@ -113,6 +114,7 @@ def configure(
         put(ProjectService, ProjectService.from_container(resolve))
         put(CaptureService, CaptureService.from_container(resolve))
         put(SessionService, SessionService.from_container(resolve))
+        put(SyncService, SyncService.from_container(resolve))
         put(RecallService, RecallService.from_container(resolve))
         put(PermissionService, PermissionService.from_container(resolve))
         put(TestResultService, TestResultService.from_container(resolve))
@@ -203,6 +205,20 @@ async def _startup() -> None:
     if settings.embeddings.preload:
         embeddings.start_background_load()
     _started = True
+
+
+async def start_sync() -> None:
+    """Start the background sync loop once storage is open (the server's lifespan does
+    this; the CLI does not, so a one-off command never syncs in the background). The
+    ShutdownManager stops it before storage closes."""
+    from session_buddy.adapters.shutdown._base import ShutdownBase
+    from session_buddy.adapters.shutdown.manager import PRIORITY_BACKGROUND
+    from session_buddy.core.sync import SyncService
+
+    await ready()
+    service = get(SyncService)
+    if service.start() is not None:
+        get(ShutdownBase).register("sync", service.stop, PRIORITY_BACKGROUND + 1, timeout_s=10.0)
 
 
 async def shutdown() -> Any:

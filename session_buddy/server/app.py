@@ -8,6 +8,8 @@ Tool modules are thin: each defines ``register(mcp)`` and looks its services up 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
 import logging
 from collections.abc import AsyncIterator
@@ -33,6 +35,7 @@ TOOL_MODULES = [
     "session_buddy.tools.session",
     "session_buddy.tools.projects",
     "session_buddy.tools.teams",
+    "session_buddy.tools.sync",
     "session_buddy.tools.permissions",
     "session_buddy.tools.analytics",
 ]
@@ -83,12 +86,23 @@ class _ExpectedErrors(logging.Filter):
 _FASTMCP_SERVER_LOGGER = "fastmcp.server.server"
 
 
+async def _start_sync() -> None:
+    try:
+        await di.start_sync()
+    except Exception as exc:  # storage failed to open: health and the tools say why
+        log.warning("background sync not started: %s", exc)
+
+
 @asynccontextmanager
 async def lifespan(app: FastMCP) -> AsyncIterator[dict[str, Any]]:
     di.start_background()
+    sync_start = asyncio.get_running_loop().create_task(_start_sync(), name="sync-start")
     try:
         yield {}
     finally:
+        sync_start.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sync_start
         stats = await di.shutdown()
         if stats is not None:
             log.info(

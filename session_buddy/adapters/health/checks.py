@@ -1,4 +1,4 @@
-"""Default health checks: python env, data dir, storage, embeddings, http.
+"""Default health checks: python env, data dir, storage, embeddings, http, sync.
 
 Uses mcp-common's ``ComponentHealth``/``HealthStatus``/``HealthCheckResponse``; mcp-common
 takes seconds to import, so it is imported on the first check, never at start.
@@ -21,6 +21,7 @@ from session_buddy.adapters.embeddings._base import EmbeddingsBase
 from session_buddy.adapters.health._base import HealthBase
 from session_buddy.adapters.http._base import HttpBase
 from session_buddy.adapters.storage._base import StorageBase
+from session_buddy.adapters.sync._base import SyncBase
 from session_buddy.paths import SessionPaths
 from session_buddy.settings import SessionBuddySettings
 
@@ -51,6 +52,7 @@ class Health(HealthBase):
     embeddings: EmbeddingsBase
     http: HttpBase
     ready: Callable[[], Awaitable[None]] | None = None
+    sync: SyncBase | None = None
     started: float = field(default_factory=time.time)
     name = "default"
 
@@ -70,6 +72,7 @@ class Health(HealthBase):
             resolve(EmbeddingsBase),
             resolve(HttpBase),
             ready=ready,
+            sync=resolve(SyncBase),
         )
 
     async def check(self) -> dict[str, Any]:
@@ -89,6 +92,7 @@ class Health(HealthBase):
             await self._storage(settings, ComponentHealth, HealthStatus),
             self._embeddings(ComponentHealth, HealthStatus),
             self._http(ComponentHealth, HealthStatus),
+            self._sync(ComponentHealth, HealthStatus),
         ]
         response = HealthCheckResponse.create(
             components=components,
@@ -187,6 +191,24 @@ class Health(HealthBase):
             status=HS.DEGRADED,
             message=f"semantic search degraded, keyword search only: {reason}",
             metadata=meta,
+        )
+
+    def _sync(self, CH: Any, HS: Any) -> Any:
+        """The sync remote's circuit: closed is healthy; open or half-open is degraded (local
+        memory works, pushes wait)."""
+        sync = self.sync
+        if sync is None or not sync.enabled:
+            return CH(name="sync", status=HS.HEALTHY, message="off", metadata={"adapter": "none"})
+        circuit = sync.circuit_state() if sync.circuit_state else {"state": "closed"}
+        healthy = circuit["state"] == "closed"
+        message = f"{sync.remote}: circuit {circuit['state']}"
+        if not healthy and circuit.get("last_error"):
+            message += f" ({circuit['last_error']})"
+        return CH(
+            name="sync",
+            status=HS.HEALTHY if healthy else HS.DEGRADED,
+            message=message,
+            metadata={"adapter": sync.name, "circuit": circuit},
         )
 
     def _http(self, CH: Any, HS: Any) -> Any:

@@ -583,6 +583,23 @@ class StorageBase(ABC):
             await self.put_record(new)
             return new
 
+    # -- changes in order (sync): what changed after a cursor -------------------------------
+
+    async def changed_items(
+        self, after: tuple[datetime, str] | None, limit: int
+    ) -> list[tuple[MemoryItem, np.ndarray | None]]:
+        """Up to ``limit`` items whose ``(updated_at, id)`` is greater than ``after``, in that
+        order, each with its vector (None when it has none, or when the backend keeps no
+        vectors at hand: the memory backend)."""
+        raise NotImplementedError(f"the {self.name} storage cannot list changes")
+
+    async def changed_records(
+        self, collection: str, after: tuple[datetime, str] | None, limit: int
+    ) -> list[Record]:
+        """Up to ``limit`` records of ``collection`` whose ``(updated_at, id)`` is greater than
+        ``after``, in that order."""
+        raise NotImplementedError(f"the {self.name} storage cannot list changes")
+
     # -- bulk copy (session-buddy migrate): ids, times and vectors preserved ---------------
 
     async def export_items(

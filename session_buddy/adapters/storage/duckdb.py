@@ -542,6 +542,45 @@ class Storage(_sql.SqlStorage):
 
     # -- bulk copy (session-buddy migrate) ------------------------------------------------
 
+    @staticmethod
+    def _after(after: tuple[datetime, str] | None) -> tuple[str, list[Any]]:
+        if after is None:
+            return "TRUE", []
+        moment = after[0] if after[0].tzinfo else after[0].replace(tzinfo=UTC)
+        us = (moment - _EPOCH) // timedelta(microseconds=1)
+        return "(epoch_us(updated_at) > ? OR (epoch_us(updated_at) = ? AND id > ?))", [
+            us,
+            us,
+            after[1],
+        ]
+
+    async def changed_items(
+        self, after: tuple[datetime, str] | None, limit: int
+    ) -> list[tuple[MemoryItem, np.ndarray | None]]:
+        where, params = self._after(after)
+        rows = await asyncio.to_thread(
+            self._read,
+            f"SELECT {_ITEM_COLUMNS}, embedding FROM items WHERE {where} "
+            "ORDER BY updated_at, id LIMIT ?",
+            [*params, max(0, limit)],
+        )
+        return [
+            (DUCKDB.item(r), None if r[13] is None else np.asarray(r[13], dtype=np.float32))
+            for r in rows
+        ]
+
+    async def changed_records(
+        self, collection: str, after: tuple[datetime, str] | None, limit: int
+    ) -> list[Record]:
+        where, params = self._after(after)
+        rows = await asyncio.to_thread(
+            self._read,
+            f"SELECT {DUCKDB.record_columns} FROM records WHERE collection = ? AND {where} "
+            "ORDER BY updated_at, id LIMIT ?",
+            [collection, *params, max(0, limit)],
+        )
+        return [DUCKDB.record(r) for r in rows]
+
     async def export_items(
         self, after_id: str | None, limit: int
     ) -> list[tuple[MemoryItem, np.ndarray | None]]:

@@ -13,6 +13,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -234,6 +235,28 @@ class Storage(StorageBase):
     async def delete_record(self, collection: str, record_id: str) -> bool:
         with self._lock:
             return self._records.pop((collection, record_id), None) is not None
+
+    async def changed_items(
+        self, after: tuple[datetime, str] | None, limit: int
+    ) -> list[tuple[MemoryItem, np.ndarray | None]]:
+        with self._lock:
+            found = [
+                i for i in self._items.values() if after is None or (i.updated_at, i.id) > after
+            ]
+        found.sort(key=lambda i: (i.updated_at, i.id))
+        return [(_copy(i), None) for i in found[: max(0, limit)]]
+
+    async def changed_records(
+        self, collection: str, after: tuple[datetime, str] | None, limit: int
+    ) -> list[Record]:
+        with self._lock:
+            found = [
+                r
+                for (c, _), r in self._records.items()
+                if c == collection and (after is None or (r.updated_at, r.id) > after)
+            ]
+        found.sort(key=lambda r: (r.updated_at, r.id))
+        return [_copy_record(r) for r in found[: max(0, limit)]]
 
 
 def _copy(item: MemoryItem) -> MemoryItem:

@@ -897,6 +897,37 @@ class Storage(_Server, _sql.SqlStorage):
 
     # -- bulk copy (session-buddy migrate) ------------------------------------------------
 
+    _AFTER = (
+        '($1::timestamptz IS NULL OR (updated_at, id COLLATE "C") > ($1, $2)) '
+        'ORDER BY updated_at, id COLLATE "C"'
+    )
+
+    async def changed_items(
+        self, after: tuple[datetime, str] | None, limit: int
+    ) -> list[tuple[MemoryItem, np.ndarray | None]]:
+        async with self._con() as con:
+            rows = await con.fetch(
+                f"SELECT {_ITEM_COLUMNS}, embedding FROM items WHERE {self._AFTER} LIMIT $3",
+                after[0] if after else None,
+                after[1] if after else None,
+                max(0, limit),
+            )
+        return [(POSTGRES.item(r), r[13]) for r in rows]
+
+    async def changed_records(
+        self, collection: str, after: tuple[datetime, str] | None, limit: int
+    ) -> list[Record]:
+        async with self._con() as con:
+            rows = await con.fetch(
+                f"SELECT {_RECORD_COLUMNS} FROM records WHERE collection = $4 AND {self._AFTER} "
+                "LIMIT $3",
+                after[0] if after else None,
+                after[1] if after else None,
+                max(0, limit),
+                collection,
+            )
+        return [POSTGRES.record(r) for r in rows]
+
     async def export_items(
         self, after_id: str | None, limit: int
     ) -> list[tuple[MemoryItem, np.ndarray | None]]:
