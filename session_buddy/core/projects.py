@@ -71,7 +71,6 @@ import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -89,6 +88,7 @@ from session_buddy.core.memory import MemoryService, SearchMode
 from session_buddy.core.project import find_git_root
 from session_buddy.core.teams import TeamService, check_name
 from session_buddy.errors import EmbeddingError, NotFound, ValidationError
+from session_buddy.search.pipeline import Candidate, Rescore, ScopeFacts, SearchHit, SearchRequest
 from session_buddy.settings import SessionBuddySettings
 
 PROJECTS = "projects"  # shared with the session service (same record per project)
@@ -147,31 +147,12 @@ class Related:
 
 
 @dataclass
-class ProjectHit:
-    id: str
-    kind: str
-    content: str
-    content_length: int
-    truncated: bool
-    score: float  # fused score x tier weight (the order)
-    fused_score: float
-    tier: Tier
-    tier_weight: float
-    confidence: str
-    project: str | None  # the project the item is stored under
-    source_project: str | None  # the canonical project (when stored under an alias)
-    why: str
-    created_at: datetime
-    tags: list[str]
-
-
-@dataclass
 class CrossProjectSearch:
     query: str
     project: str
     include: Include
     projects: list[Related]
-    hits: list[ProjectHit]
+    hits: list[SearchHit]  # with their ScopeFacts (tier, weight, why)
     confidence: str
     mode: str
     degraded: str | None
@@ -562,60 +543,49 @@ class ProjectService:
         by_name = {r.project: r for r in scope}
         stored = await self._stored_names(scope)
         alias_map = await self._alias_map()
-        pool = min(100, max(4 * limit, 40))
-        response = await self.memory.search(
-            query,
-            projects=None if include == "all" else sorted(stored),
-            mode=mode,
-            limit=pool,
-        )
-        visible = await self.teams.visibility()
-        items = {i.id: i for i in await self.storage.get_items([h.id for h in response.hits])}
-        other = Related("", "other", ["other project (include='all')"])
-        hits: list[ProjectHit] = []
-        for h in response.hits:
-            item = items.get(h.id)
-            if item is None or not visible(item):
-                continue
-            canonical = alias_map.get(h.project, h.project) if h.project else None
-            rel = by_name.get(canonical) if canonical else None
-            rel = rel or other
-            why = "; ".join(rel.reasons)
-            if h.project and canonical != h.project:
-                why += f" (stored under its alias {h.project!r})"
-            hits.append(
-                ProjectHit(
-                    id=h.id,
-                    kind=h.kind,
-                    content=h.content,
-                    content_length=h.content_length,
-                    truncated=h.truncated,
-                    score=round(h.score * rel.weight, 6),
-                    fused_score=h.score,
-                    tier=rel.tier,
-                    tier_weight=rel.weight,
-                    confidence=h.confidence,
-                    project=h.project,
-                    source_project=canonical,
-                    why=why,
-                    created_at=h.created_at,
-                    tags=h.tags,
-                )
+        response = await self.memory.pipeline.run(
+            SearchRequest(
+                query,
+                ItemFilter(projects=None if include == "all" else sorted(stored)),
+                access=await self.memory.access(),
+                mode=mode,
+                limit=limit,
+                half_life_days=self.settings.search.decay_half_life_days,
+                rescore=self._tier_rescore(by_name, alias_map),
             )
-        hits.sort(key=lambda x: (-x.score, TIER_ORDER.index(x.tier)))
-        hits = hits[:limit]
-        levels = ("none", "low", "medium", "high")
-        best = max((h.confidence for h in hits), key=levels.index, default="none")
+        )
         return CrossProjectSearch(
             query=query,
             project=current,
             include=include,
             projects=scope,
-            hits=hits,
-            confidence=best,
+            hits=response.hits,
+            confidence=response.confidence,
             mode=response.mode,
             degraded=response.degraded,
         )
+
+    @staticmethod
+    def _tier_rescore(by_name: dict[str, Related], alias_map: dict[str, str]) -> Rescore:
+        """The rescoring step of cross-project search: fused score x the tier weight of the
+        hit's project (module doc), best first, the better tier first on a tie."""
+        other = Related("", "other", ["other project (include='all')"])
+
+        async def rescore(candidates: list[Candidate]) -> list[Candidate]:
+            tiers: dict[str, int] = {}
+            for c in candidates:
+                canonical = alias_map.get(c.project, c.project) if c.project else None
+                rel = (by_name.get(canonical) if canonical else None) or other
+                why = "; ".join(rel.reasons)
+                if c.project and canonical != c.project:
+                    why += f" (stored under its alias {c.project!r})"
+                c.score = c.fused_score * rel.weight
+                c.scope = ScopeFacts(rel.tier, rel.weight, canonical, why)
+                tiers[c.id] = TIER_ORDER.index(rel.tier)
+            candidates.sort(key=lambda c: (-c.score, tiers[c.id]))
+            return candidates
+
+        return rescore
 
     # -- insights ---------------------------------------------------------------------------
 
@@ -627,7 +597,7 @@ class ProjectService:
         current = scope[0].project
         by_name = {r.project: r for r in scope}
         stored = await self._stored_names(scope)
-        visible = await self.teams.visibility()
+        access = await self.memory.access()
         items = [
             i
             for i in await self.storage.list_items(
@@ -635,7 +605,7 @@ class ProjectService:
                 limit=PATTERN_CANDIDATES,
                 newest_first=True,
             )
-            if visible(i)
+            if access is None or access.allows(i.author, i.id)
         ]
         now = utcnow()
 

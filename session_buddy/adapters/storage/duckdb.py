@@ -39,6 +39,7 @@ import numpy as np
 
 from session_buddy._acb import AdapterCapability, AdapterMetadata, AdapterStatus
 from session_buddy.adapters.storage._base import (
+    Access,
     AddResult,
     DedupKey,
     Hit,
@@ -362,7 +363,8 @@ class Storage(StorageBase):
         del result
         entries: list[IndexEntry] = []
         cursor = con.execute(
-            "SELECT id, kind, content, project, session_id, role, tags, epoch_us(created_at) "
+            "SELECT id, kind, content, project, session_id, role, tags, epoch_us(created_at), "
+            "author "
             "FROM items ORDER BY created_at, id"
         )
         while rows := cursor.fetchmany(10_000):
@@ -379,6 +381,7 @@ class Storage(StorageBase):
                         tags=tuple(r[6] or ()),
                         created_at=_from_us(r[7]),
                         vector=None if pos is None else matrix[pos],
+                        author=r[8],
                     )
                 )
         self.index.add(entries)
@@ -695,13 +698,17 @@ class Storage(StorageBase):
         rows = await asyncio.to_thread(self._read, f"SELECT count(*) FROM items{where}", params)
         return int(rows[0][0])
 
-    async def keyword_search(self, query: str, flt: ItemFilter, limit: int) -> list[Hit]:
+    async def keyword_search(
+        self, query: str, flt: ItemFilter, limit: int, access: Access | None = None
+    ) -> list[Hit]:
         self.con  # noqa: B018 - raises when not open
-        return await asyncio.to_thread(self.index.keyword_search, query, flt, limit)
+        return await asyncio.to_thread(self.index.keyword_search, query, flt, limit, access)
 
-    async def vector_search(self, vector: np.ndarray, flt: ItemFilter, limit: int) -> list[Hit]:
+    async def vector_search(
+        self, vector: np.ndarray, flt: ItemFilter, limit: int, access: Access | None = None
+    ) -> list[Hit]:
         self.con  # noqa: B018 - raises when not open
-        return await asyncio.to_thread(self.index.vector_search, vector, flt, limit)
+        return await asyncio.to_thread(self.index.vector_search, vector, flt, limit, access)
 
     async def stats(self) -> StorageStats:
         def collect() -> StorageStats:

@@ -59,6 +59,7 @@ import numpy as np
 
 from session_buddy._acb import AdapterCapability, AdapterMetadata, AdapterStatus
 from session_buddy.adapters.storage._base import (
+    Access,
     AddResult,
     DedupKey,
     Hit,
@@ -901,7 +902,33 @@ class Storage(StorageBase):
         async with self._con() as con:
             return int(await con.fetchval(sql, *params.values))
 
-    async def keyword_search(self, query: str, flt: ItemFilter, limit: int) -> list[Hit]:
+    @staticmethod
+    def _access(access: Access | None, params: _Params, table: str = "") -> list[str]:
+        """The access rule as a condition (none when everything is visible)."""
+        if access is None:
+            return []
+        authors = sorted(a for a in access.authors if a is not None)
+        parts = [f"{table}author = ANY({params.add(authors)}::text[])"]
+        if None in access.authors:
+            parts.append(f"{table}author IS NULL")
+        if access.shared:
+            parts.append(f"{table}id = ANY({params.add(sorted(access.shared))}::text[])")
+        return [f"({' OR '.join(parts)})"]
+
+    @staticmethod
+    def _hit(row: Any) -> Hit:
+        return Hit(
+            id=row[0],
+            score=float(row[1]),
+            created_at=row[2],
+            author=row[3],
+            kind=row[4],
+            project=row[5],
+        )
+
+    async def keyword_search(
+        self, query: str, flt: ItemFilter, limit: int, access: Access | None = None
+    ) -> list[Hit]:
         """BM25 over every item (collection statistics of the whole store, as the
         in-process index computes them), then the filter: the same scores as DuckDB's.
 
@@ -915,7 +942,7 @@ class Storage(StorageBase):
             return []
         tsquery, terms = built
         params = _Params(list(dict.fromkeys(terms)), K1, B)
-        where = _where(flt, params)
+        where = _where(flt, params) + self._access(access, params)
         weights = (
             # document frequencies over the whole store, from the postings index
             "WITH q AS MATERIALIZED (SELECT u.lexeme, (SELECT count(*) FROM postings p"
@@ -934,7 +961,8 @@ class Storage(StorageBase):
             sql = (
                 f"{weights} SELECT i.id, sum("
                 + bm25.format(tf="coalesce(cardinality(u.positions), 1)", dl="i.doc_len")
-                + ") AS score FROM items i CROSS JOIN LATERAL"
+                + ") AS score, i.created_at, i.author, i.kind, i.project"
+                " FROM items i CROSS JOIN LATERAL"
                 # keep only the query's lexemes before unnesting: mark them, filter on it
                 " unnest(ts_filter(setweight(i.terms, 'A', $1::text[]), '{a}')) u"
                 " JOIN w ON w.lexeme = u.lexeme"
@@ -956,21 +984,25 @@ class Storage(StorageBase):
                 + ") AS score FROM w JOIN postings p ON p.lexeme = w.lexeme"
                 f" WHERE p.lexeme = ANY($1::text[]){kept}"
                 f" GROUP BY p.seq ORDER BY score DESC, p.seq LIMIT {params.add(limit)})"
-                " SELECT i.id, top.score FROM top JOIN items i ON i.seq = top.seq"
+                " SELECT i.id, top.score, i.created_at, i.author, i.kind, i.project"
+                " FROM top JOIN items i ON i.seq = top.seq"
                 " ORDER BY top.score DESC, top.seq"
             )
         async with self._con() as con:
             rows = await con.fetch(sql, *params.values)
-        return [Hit(id=r[0], score=float(r[1])) for r in rows if r[1] > 0]
+        return [self._hit(r) for r in rows if r[1] > 0]
 
-    async def vector_search(self, vector: np.ndarray, flt: ItemFilter, limit: int) -> list[Hit]:
+    async def vector_search(
+        self, vector: np.ndarray, flt: ItemFilter, limit: int, access: Access | None = None
+    ) -> list[Hit]:
         vec = self._check_vector(vector)
         if limit <= 0:
             return []
         params = _Params(vec)
-        where = ["embedding IS NOT NULL", *_where(flt, params)]
+        where = ["embedding IS NOT NULL", *_where(flt, params), *self._access(access, params)]
         sql = (
-            "SELECT id, 1 - (embedding <=> $1) AS score FROM items WHERE "
+            "SELECT id, 1 - (embedding <=> $1) AS score, created_at, author, kind, project"
+            " FROM items WHERE "
             + " AND ".join(where)
             + f" ORDER BY embedding <=> $1, seq LIMIT {params.add(limit)}"
         )
@@ -981,7 +1013,7 @@ class Storage(StorageBase):
                     "SET LOCAL ivfflat.iterative_scan = relaxed_order"
                 )
             rows = await con.fetch(sql, *params.values)
-        hits = [Hit(id=r[0], score=float(r[1])) for r in rows]
+        hits = [self._hit(r) for r in rows]
         if self.vector_index == "ivfflat":  # relaxed order: sort what came back
             hits.sort(key=lambda h: -h.score)
         return hits
