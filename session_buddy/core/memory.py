@@ -2,14 +2,16 @@
 
 No MCP in here: tools call this, this calls the storage and embeddings adapters.
 
-**Search.** ``hybrid`` asks both rankers of the storage (keyword BM25 and vector cosine) for
-``settings.search.candidates`` hits each and fuses them with reciprocal rank fusion
-(:mod:`session_buddy.search.hybrid`, which also documents the 0..1 score, the time
-decay and the ``confidence`` rule). ``semantic`` and ``keyword`` use one ranker. When vectors
-cannot be used (embeddings adapter ``none`` or failed, or a model mismatch) ``semantic`` and
-``hybrid`` fall back to ``keyword`` and :attr:`SearchResponse.degraded` says why; a search
-never comes back empty merely because a component is missing. A model that is still loading
-is waited for (embedding the query loads it).
+**Search.** Every search runs through :mod:`session_buddy.search.pipeline`, which this
+service owns: it gives the pipeline the query's vector (:meth:`MemoryService.query_vector`)
+and the access rule (:class:`~session_buddy.core.access.Visibility`: what the acting user
+may see, applied inside the storage's rankers). ``hybrid`` fuses the keyword (BM25) and
+vector (cosine) rankings (:mod:`session_buddy.search.hybrid` documents the 0..1 score, the
+time decay and the ``confidence`` rule). ``semantic`` and ``keyword`` use one ranker. When
+vectors cannot be used (embeddings adapter ``none`` or failed, or a model mismatch)
+``semantic`` and ``hybrid`` fall back to ``keyword`` and :attr:`SearchResponse.degraded`
+says why; a search never comes back empty merely because a component is missing. A model
+that is still loading is waited for (embedding the query loads it).
 
 **Vector space.** The first vectors stored record the embedding adapter's ``model_id`` and
 ``dimension`` in the storage's meta table (``embedding_model``, ``embedding_dimension``).
