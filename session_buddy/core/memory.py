@@ -130,16 +130,7 @@ class MemoryService:
         #: access control: who may see what (a user sees their own items and those shared
         #: with their teams). None lets everything through (library use without teams).
         self.visibility = visibility
-        search = settings.search
-        self.pipeline = Pipeline(
-            storage,
-            self,
-            fusion=search.fusion,
-            keyword_weight=search.keyword_weight,
-            rrf_k=search.rrf_k,
-            candidates=search.candidates,
-            snippet_chars=search.snippet_chars,
-        )
+        self.pipeline = Pipeline(storage, self, settings.search)
 
     @classmethod
     def from_container(cls, resolve: Callable[[type], Any]) -> MemoryService:

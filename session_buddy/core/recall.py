@@ -92,26 +92,5 @@ async def items_in_span(
         before=span.before,
         limit=limit,
     )
-    hits = [
-        SearchHit(
-            id=i.id,
-            kind=i.kind,
-            content=i.content,
-            content_length=len(i.content),
-            truncated=False,
-            score=1.0,
-            fused_score=1.0,
-            confidence="high",
-            semantic_score=None,
-            keyword_score=None,
-            project=i.project,
-            session_id=i.session_id,
-            role=i.role,
-            author=i.author,
-            created_at=i.created_at,
-            tags=i.tags,
-            metadata=i.metadata,
-        )
-        for i in items
-    ]
+    hits = [SearchHit.of(i, None, score=1.0, fused_score=1.0, confidence="high") for i in items]
     return SearchResponse(hits=hits, mode="list", confidence="high" if hits else "none")

@@ -48,6 +48,7 @@ from session_buddy.adapters.storage._base import (
 )
 from session_buddy.errors import DimensionMismatch, ValidationError
 from session_buddy.search import hybrid
+from session_buddy.settings import SearchSettings
 
 __all__ = [
     "Confidence",
@@ -130,6 +131,44 @@ class SearchHit:
     team: TeamFacts | None = None
     scope: ScopeFacts | None = None
 
+    @classmethod
+    def of(
+        cls,
+        item: MemoryItem,
+        snippet_chars: int | None,
+        *,
+        score: float,
+        fused_score: float,
+        confidence: Confidence,
+        semantic_score: float | None = None,
+        keyword_score: float | None = None,
+        team: TeamFacts | None = None,
+        scope: ScopeFacts | None = None,
+    ) -> SearchHit:
+        """The hit of a stored item (its content cut to ``snippet_chars``, whole if None)."""
+        content = item.content if snippet_chars is None else item.content[:snippet_chars]
+        return cls(
+            id=item.id,
+            kind=item.kind,
+            content=content,
+            content_length=len(item.content),
+            truncated=len(content) < len(item.content),
+            score=round(score, 6),
+            fused_score=round(fused_score, 6),
+            confidence=confidence,
+            semantic_score=semantic_score,
+            keyword_score=keyword_score,
+            project=item.project,
+            session_id=item.session_id,
+            role=item.role,
+            author=item.author,
+            created_at=item.created_at,
+            tags=list(item.tags),
+            metadata=dict(item.metadata),
+            team=team,
+            scope=scope,
+        )
+
 
 @dataclass
 class SearchResponse:
@@ -206,23 +245,11 @@ def _candidates(fused: list[hybrid.Fused], first: dict[str, Hit]) -> list[Candid
 
 class Pipeline:
     def __init__(
-        self,
-        storage: StorageBase,
-        vectors: QueryVectors,
-        *,
-        fusion: Literal["weighted", "rrf"],
-        keyword_weight: float,
-        rrf_k: int,
-        candidates: int,
-        snippet_chars: int,
+        self, storage: StorageBase, vectors: QueryVectors, settings: SearchSettings
     ) -> None:
         self.storage = storage
         self.vectors = vectors
-        self.fusion = fusion
-        self.keyword_weight = keyword_weight
-        self.rrf_k = rrf_k
-        self.candidates = candidates
-        self.snippet_chars = snippet_chars
+        self.settings = settings
 
     async def rank(
         self, query: str, flt: ItemFilter, access: Access | None, depth: int, mode: SearchMode
@@ -266,10 +293,10 @@ class Pipeline:
                     keyword.cancel()
                 elif not keyword.cancelled():
                     keyword.exception()  # retrieved: an error elsewhere is the one raised
-        if self.fusion == "rrf":
-            fused = hybrid.fuse(rankings, self.rrf_k, kinds=names)
+        if self.settings.fusion == "rrf":
+            fused = hybrid.fuse(rankings, self.settings.rrf_k, kinds=names)
         else:
-            fused = hybrid.fuse_weighted(rankings, self.keyword_weight, kinds=names)
+            fused = hybrid.fuse_weighted(rankings, self.settings.keyword_weight, kinds=names)
         first: dict[str, Hit] = {}
         for ranking in rankings:
             for hit in ranking:
@@ -281,7 +308,7 @@ class Pipeline:
         request.check()
         offset = max(0, request.offset)
         wanted = offset + request.limit
-        depth = max(self.candidates, wanted + 1)
+        depth = max(self.settings.candidates, wanted + 1)
         ranked, used, degraded = await self.rank(
             request.query, request.filter, request.access, depth, request.mode
         )
@@ -306,36 +333,22 @@ class Pipeline:
         """The hits of a page, with their confidence (an item deleted since it was ranked
         is left out)."""
         groups = hybrid.query_groups(query)
-        snippet = self.snippet_chars
-        out: list[SearchHit] = []
-        for c in page:
-            item = items.get(c.id)
-            if item is None:
-                continue
-            out.append(
-                SearchHit(
-                    id=item.id,
-                    kind=item.kind,
-                    content=item.content[:snippet],
-                    content_length=len(item.content),
-                    truncated=len(item.content) > snippet,
-                    score=round(c.score, 6),
-                    fused_score=round(c.fused_score, 6),
-                    confidence=hybrid.hit_level(c.semantic_score, groups, item.content),
-                    semantic_score=c.semantic_score,
-                    keyword_score=c.keyword_score,
-                    project=item.project,
-                    session_id=item.session_id,
-                    role=item.role,
-                    author=item.author,
-                    created_at=item.created_at,
-                    tags=list(item.tags),
-                    metadata=dict(item.metadata),
-                    team=c.team,
-                    scope=c.scope,
-                )
+        snippet = self.settings.snippet_chars
+        return [
+            SearchHit.of(
+                item,
+                snippet,
+                score=c.score,
+                fused_score=c.fused_score,
+                confidence=hybrid.hit_level(c.semantic_score, groups, item.content),
+                semantic_score=c.semantic_score,
+                keyword_score=c.keyword_score,
+                team=c.team,
+                scope=c.scope,
             )
-        return out
+            for c in page
+            if (item := items.get(c.id)) is not None
+        ]
 
 
 def decay(candidates: list[Candidate], half_life_days: float) -> None:
