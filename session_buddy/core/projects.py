@@ -68,13 +68,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-
-import numpy as np
 
 from session_buddy.adapters.storage._base import (
     ItemFilter,
@@ -85,9 +82,10 @@ from session_buddy.adapters.storage._base import (
     utcnow,
 )
 from session_buddy.core.memory import MemoryService, SearchMode
+from session_buddy.core.patterns import rank_useful, recurring_patterns
 from session_buddy.core.project import find_git_root
 from session_buddy.core.teams import TeamService, check_name
-from session_buddy.errors import EmbeddingError, NotFound, ValidationError
+from session_buddy.errors import NotFound, ValidationError
 from session_buddy.search.pipeline import Candidate, Rescore, ScopeFacts, SearchHit, SearchRequest
 from session_buddy.settings import SessionBuddySettings
 
@@ -110,27 +108,9 @@ _VERBS = {
     "references": "references",
     "shares_code": "shares code with",
 }
-#: usefulness of an insight halves every this many days
-INSIGHT_HALF_LIFE_DAYS = 30.0
-#: near-duplicate threshold for recurring patterns (all-MiniLM-L6-v2 cosine)
-PATTERN_COSINE = 0.80
+#: how many recent reflections and insights get_project_insights considers
 PATTERN_CANDIDATES = 300
 _ALL = 1_000_000
-
-#: identifiers that make two items "the same problem": error codes, exception names, errnos
-_IDENTIFIER = re.compile(
-    r"\b(?:[A-Z][A-Z0-9]*_[A-Z0-9_]*[A-Z0-9]"  # ERR_CONN_4021, SQLITE_BUSY
-    r"|[A-Z][A-Za-z0-9]*(?:Error|Exception|Warning|Fault)"  # ConnectionResetError
-    r"|E[A-Z]{4,}"  # ECONNREFUSED, ENOENT-like errnos
-    r"|[A-Z]{1,4}\d{3,5})\b"  # E1101, TS2345, HTTP-ish codes with a prefix
-)
-#: identifiers too common to mean anything on their own
-_COMMON_IDENTIFIERS = frozenset({"Error", "Exception", "Warning", "TODO_", "EOF"})
-
-
-def identifiers(text: str) -> set[str]:
-    """Distinctive identifiers of a text (error codes, exception names, errnos)."""
-    return {m for m in _IDENTIFIER.findall(text) if m not in _COMMON_IDENTIFIERS}
 
 
 @dataclass
@@ -156,6 +136,28 @@ class CrossProjectSearch:
     confidence: str
     mode: str
     degraded: str | None
+
+
+def tier_rescore(by_name: dict[str, Related], alias_map: dict[str, str]) -> Rescore:
+    """The rescoring step of cross-project search: fused score x the tier weight of the
+    hit's project (module doc), best first, the better tier first on a tie."""
+    other = Related("", "other", ["other project (include='all')"])
+
+    async def rescore(candidates: list[Candidate]) -> list[Candidate]:
+        tiers: dict[str, int] = {}
+        for c in candidates:
+            canonical = alias_map.get(c.project, c.project) if c.project else None
+            rel = (by_name.get(canonical) if canonical else None) or other
+            why = "; ".join(rel.reasons)
+            if c.project and canonical != c.project:
+                why += f" (stored under its alias {c.project!r})"
+            c.score = c.fused_score * rel.weight
+            c.scope = ScopeFacts(rel.tier, rel.weight, canonical, why)
+            tiers[c.id] = TIER_ORDER.index(rel.tier)
+        candidates.sort(key=lambda c: (-c.score, tiers[c.id]))
+        return candidates
+
+    return rescore
 
 
 def _looks_like_path(value: str) -> bool:
@@ -551,7 +553,7 @@ class ProjectService:
                 mode=mode,
                 limit=limit,
                 half_life_days=self.settings.search.decay_half_life_days,
-                rescore=self._tier_rescore(by_name, alias_map),
+                rescore=tier_rescore(by_name, alias_map),
             )
         )
         return CrossProjectSearch(
@@ -564,28 +566,6 @@ class ProjectService:
             mode=response.mode,
             degraded=response.degraded,
         )
-
-    @staticmethod
-    def _tier_rescore(by_name: dict[str, Related], alias_map: dict[str, str]) -> Rescore:
-        """The rescoring step of cross-project search: fused score x the tier weight of the
-        hit's project (module doc), best first, the better tier first on a tie."""
-        other = Related("", "other", ["other project (include='all')"])
-
-        async def rescore(candidates: list[Candidate]) -> list[Candidate]:
-            tiers: dict[str, int] = {}
-            for c in candidates:
-                canonical = alias_map.get(c.project, c.project) if c.project else None
-                rel = (by_name.get(canonical) if canonical else None) or other
-                why = "; ".join(rel.reasons)
-                if c.project and canonical != c.project:
-                    why += f" (stored under its alias {c.project!r})"
-                c.score = c.fused_score * rel.weight
-                c.scope = ScopeFacts(rel.tier, rel.weight, canonical, why)
-                tiers[c.id] = TIER_ORDER.index(rel.tier)
-            candidates.sort(key=lambda c: (-c.score, tiers[c.id]))
-            return candidates
-
-        return rescore
 
     # -- insights ---------------------------------------------------------------------------
 
@@ -607,21 +587,12 @@ class ProjectService:
             )
             if access is None or access.allows(i.author, i.id)
         ]
-        now = utcnow()
 
         def canonical(item: MemoryItem) -> str:
             return stored.get(item.project or "", item.project or "")
 
-        useful: list[tuple[float, MemoryItem]] = []
-        for item in items:
-            rel = by_name.get(canonical(item))
-            if rel is None or rel.tier == "current":
-                continue
-            age_days = max(0.0, (now - item.created_at).total_seconds() / 86400)
-            recency = 0.5 ** (age_days / INSIGHT_HALF_LIFE_DAYS)
-            useful.append((rel.weight * recency, item))
-        useful.sort(key=lambda u: (-u[0], -u[1].created_at.timestamp()))
-        patterns = await self._patterns(items, canonical)
+        useful = rank_useful(items, {r.project: (r.tier, r.weight) for r in scope}, canonical)
+        patterns = await recurring_patterns(items, canonical, self.memory.embeddings)
         return {
             "project": current,
             "related_projects": [
@@ -643,79 +614,3 @@ class ProjectService:
             "patterns": patterns[:limit],
             "items_considered": len(items),
         }
-
-    async def _vectors(self, texts: list[str]) -> np.ndarray | None:
-        emb = self.memory.embeddings
-        if not texts or emb.state == "disabled" or not emb.available:
-            return None
-        try:
-            return np.asarray(await emb.embed(texts), dtype=np.float32)
-        except EmbeddingError:
-            return None
-
-    async def _patterns(
-        self, items: list[MemoryItem], canonical: Callable[[MemoryItem], str]
-    ) -> list[dict[str, Any]]:
-        """Groups of items from two or more projects about the same thing."""
-        if len({canonical(i) for i in items}) < 2:
-            return []
-        parent = list(range(len(items)))
-        evidence: dict[int, set[str]] = {}
-
-        def find(i: int) -> int:
-            while parent[i] != i:
-                parent[i] = parent[parent[i]]
-                i = parent[i]
-            return i
-
-        def link(a: int, b: int, why: str) -> None:
-            ra, rb = find(a), find(b)
-            if ra != rb:
-                parent[rb] = ra
-                evidence.setdefault(ra, set()).update(evidence.pop(rb, set()))
-            evidence.setdefault(find(a), set()).add(why)
-
-        first_with: dict[str, int] = {}
-        for index, item in enumerate(items):
-            for ident in sorted(identifiers(item.content)):
-                if ident in first_with:
-                    other = first_with[ident]
-                    if canonical(items[other]) != canonical(item) or find(other) != find(index):
-                        link(other, index, f"shared identifier {ident}")
-                else:
-                    first_with[ident] = index
-        vectors = await self._vectors([i.content[:2000] for i in items])
-        if vectors is not None:
-            sims = vectors @ vectors.T
-            for a in range(len(items)):
-                for b in range(a + 1, len(items)):
-                    cos = float(sims[a, b])
-                    if cos >= PATTERN_COSINE and canonical(items[a]) != canonical(items[b]):
-                        link(a, b, f"similar text (cosine {cos:.2f})")
-        clusters: dict[int, list[int]] = {}
-        for index in range(len(items)):
-            clusters.setdefault(find(index), []).append(index)
-        out: list[dict[str, Any]] = []
-        for root, members in clusters.items():
-            projects = sorted({canonical(items[i]) for i in members})
-            if len(projects) < 2:
-                continue
-            newest = max(members, key=lambda i: items[i].created_at)
-            out.append(
-                {
-                    "summary": items[newest].content[:300],
-                    "projects": projects,
-                    "evidence": sorted(evidence.get(root, set()))[:10],
-                    "items": [
-                        {
-                            "id": items[i].id,
-                            "project": canonical(items[i]),
-                            "excerpt": items[i].content[:200],
-                            "created_at": items[i].created_at.isoformat(),
-                        }
-                        for i in sorted(members, key=lambda i: items[i].created_at, reverse=True)
-                    ][:10],
-                }
-            )
-        out.sort(key=lambda p: (-len(p["projects"]), -len(p["items"])))
-        return out
