@@ -46,7 +46,7 @@ insights of the related projects (``group`` scope, the current project left out;
 items of two or more projects (the current one included) that share an identifier (an error
 code such as ``ERR_CONN_4021``, an exception name such as ``ConnectionResetError``, an errno
 such as ``ECONNREFUSED``) or whose texts are near-duplicates (cosine >= 0.80 of their
-embeddings), linked transitively.
+embeddings), linked transitively (:mod:`session_buddy.core.patterns`).
 
 Records (``project`` is the key each collection is listed by):
 
