@@ -505,6 +505,8 @@ async def test_access_applies_inside_both_rankers(storage: StorageBase) -> None:
     )
     assert await both(Access(frozenset())) == (set(), set())
     assert await both(None) == (set(ids.values()),) * 2
+    everyone = Access(frozenset({"alice", "bob", "carol", None}))
+    assert await both(everyone) == (set(ids.values()),) * 2
     # exact: the best visible item, not a post-filtered global top-1
     (top,) = await storage.vector_search(q, ItemFilter(), 1, Access(frozenset({"carol"})))
     assert top.id == ids["carol"]
@@ -521,6 +523,27 @@ async def test_access_applies_inside_both_rankers(storage: StorageBase) -> None:
             stored.kind,
             stored.project,
         )
+
+
+async def test_access_finds_own_items_behind_many_of_others(storage: StorageBase) -> None:
+    """The best keyword hits all belong to someone else: the rankers still return the best
+    visible ones, in order (PostgreSQL: deeper rankings, then the rule as a filter)."""
+    mine = await storage.add_items(
+        [item("ledger note", author="alice"), item("ledger and other words here", author="alice")]
+    )
+    alice = Access(frozenset({"alice"}))
+    for others in (30, 100):
+        await storage.add_items(
+            [
+                item(f"ledger ledger ledger reconciliation {others} {n}", author="bob")
+                for n in range(others)
+            ]
+        )
+        for limit in (1, 5):
+            hits = await storage.keyword_search("ledger", ItemFilter(), limit, alice)
+            assert [h.id for h in hits] == [a.id for a in mine][:limit], (others, limit)
+            assert all(h.author == "alice" for h in hits)
+    assert await storage.keyword_search("ledger", ItemFilter(), 5, Access(frozenset())) == []
 
 
 async def test_vector_search_ranks_by_cosine(storage: StorageBase) -> None:

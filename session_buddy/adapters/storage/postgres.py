@@ -935,11 +935,35 @@ class Storage(StorageBase):
         Two plans, one formula. In general the postings of the query's terms are summed
         from the covering index alone (no item row is read until the top hits are known);
         with a narrow filter (given ids or one session) the filtered items matching the
-        query (GIN on ``terms``) are scored from their own term vectors instead."""
+        query (GIN on ``terms``) are scored from their own term vectors instead.
+
+        The access rule: no index knows the authors (a filter on them would read every
+        item row), so the postings plan ranks without it and checks the hits, which carry
+        their author: when ``limit`` of the best ``depth`` are visible, they are exactly the
+        best visible ones (the usual case, one's own store, at ``depth = limit``). Else it
+        looks 4 and 16 times deeper, then ranks with the rule as a filter."""
         self.pool  # noqa: B018 - raises when not open
         built = terms_tsquery(query)
         if built is None or limit <= 0:
             return []
+        if access is None or flt.ids is not None or flt.session_id is not None:
+            return await self._keyword(built, flt, limit, access)
+        depth = limit
+        while depth <= 16 * limit:
+            hits = await self._keyword(built, flt, depth, None)
+            visible = [h for h in hits if access.allows(h.author, h.id)]
+            if len(visible) >= limit or len(hits) < depth:
+                return visible[:limit]
+            depth *= 4
+        return await self._keyword(built, flt, limit, access)
+
+    async def _keyword(
+        self,
+        built: tuple[str, list[str]],
+        flt: ItemFilter,
+        limit: int,
+        access: Access | None,
+    ) -> list[Hit]:
         tsquery, terms = built
         params = _Params(list(dict.fromkeys(terms)), K1, B)
         where = _where(flt, params) + self._access(access, params)
