@@ -51,6 +51,7 @@ from session_buddy.search import hybrid
 from session_buddy.settings import SearchSettings
 
 __all__ = [
+    "Candidate",
     "Confidence",
     "Pipeline",
     "QueryVectors",
@@ -183,7 +184,7 @@ class SearchResponse:
 
 #: A rescoring step: new scores for every candidate (reading what it needs for all of them
 #: at once), and the candidates in their final order.
-Rescore = Callable[[list["Candidate"]], Awaitable[list["Candidate"]]]
+Rescore = Callable[[list[Candidate]], Awaitable[list[Candidate]]]
 
 
 class QueryVectors(Protocol):
