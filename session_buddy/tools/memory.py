@@ -1,7 +1,7 @@
 """MCP tools: store and search memories (thin: argument shaping and answers only).
 
 The search mechanics live in :mod:`session_buddy.search.pipeline`, the ways of asking
-(favouring code or errors, summaries, time spans) in :mod:`session_buddy.core.recall`.
+(favouring code or errors, summaries, time spans) in :mod:`session_buddy.core.searches`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from fastmcp import FastMCP
 from pydantic import BaseModel, Field
 
 from session_buddy import di
-from session_buddy.core import recall
+from session_buddy.core import searches
 from session_buddy.core.memory import ItemInput, MemoryService, SearchHit, SearchResponse
 from session_buddy.core.temporal import parse_datetime, parse_expression
 from session_buddy.core.users import acting_user
@@ -28,7 +28,7 @@ from session_buddy.tools import READ, READ_UNCHECKED, Tools, add_tools
 Mode = Literal["hybrid", "semantic", "keyword"]
 KindFilter = Literal["conversation", "reflection", "insight"]
 Role = Literal["user", "assistant", "system", "tool"]
-MAX_LIMIT = recall.MAX_LIMIT
+MAX_LIMIT = searches.MAX_LIMIT
 MAX_BATCH = 5000
 Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT)]
 
@@ -319,7 +319,7 @@ async def quick_search(query: str, project: str | None = None, limit: Limit = 5)
 
 async def search_summary(query: str, project: str | None = None) -> dict[str, Any]:
     found = await memory().search(query, projects=[project] if project else None, limit=20)
-    return recall.summarise(query, found)
+    return searches.summarise(query, found)
 
 
 async def get_more_results(cursor: str) -> SearchResults:
@@ -343,12 +343,12 @@ async def search_by_concept(
 
 
 async def search_code(query: str, project: str | None = None, limit: Limit = 10) -> SearchResults:
-    found = await recall.search_favouring(memory(), query, "code", project=project, limit=limit)
+    found = await searches.search_favouring(memory(), query, "code", project=project, limit=limit)
     return _results(query, found)
 
 
 async def search_errors(query: str, project: str | None = None, limit: Limit = 10) -> SearchResults:
-    found = await recall.search_favouring(memory(), query, "errors", project=project, limit=limit)
+    found = await searches.search_favouring(memory(), query, "errors", project=project, limit=limit)
     return _results(query, found)
 
 
@@ -365,7 +365,7 @@ async def search_temporal(
             limit=limit,
         )
         return _results(query, found)
-    listed = await recall.items_in_span(memory(), span, project=project, limit=limit)
+    listed = await searches.items_in_span(memory(), span, project=project, limit=limit)
     return _results(f"({span.description})", listed)
 
 
