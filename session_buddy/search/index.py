@@ -330,26 +330,25 @@ class SearchIndex:
             part = np.argpartition(-scores, limit - 1)[:limit]
             rows, scores = rows[part], scores[part]
         order = np.lexsort((rows, -scores))  # score desc, then older row first (stable)
+        top = rows[order]
         id_of, kinds, projects, authors = (
             self._id_of,
             self._kinds.values,
             self._projects.values,
             self._authors.values,
         )
-        hits: list[Hit] = []
-        for i in order:
-            row = rows[i]
-            hits.append(
-                Hit(
-                    id=id_of[row] or "",
-                    score=float(scores[i]),
-                    created_at=from_epoch_us(int(self.created[row])),
-                    author=authors[self.author[row]],
-                    kind=kinds[self.kind[row]],
-                    project=projects[self.project[row]],
-                )
+        return [
+            Hit(id_of[r] or "", s, from_epoch_us(c), authors[a], kinds[k], projects[p])
+            for r, s, c, a, k, p in zip(
+                top.tolist(),
+                scores[order].tolist(),
+                self.created[top].tolist(),
+                self.author[top].tolist(),
+                self.kind[top].tolist(),
+                self.project[top].tolist(),
+                strict=True,
             )
-        return hits
+        ]
 
     def keyword_search(
         self, query: str, flt: ItemFilter | None, limit: int, access: Access | None = None
