@@ -67,7 +67,7 @@ async def test_users_see_only_their_own_and_shared_memories(lite_settings) -> No
 
 async def test_own_items_are_found_behind_many_of_others(lite_settings) -> None:  # type: ignore[no-untyped-def]
     """On a store many users share, the best-ranked items may all be someone else's: the
-    search looks deeper until it has what the user may see."""
+    rankers apply the access rule, so what the user may see is still found."""
     settings = lite_settings.model_copy(
         update={"search": lite_settings.search.model_copy(update={"candidates": 10})}
     )

@@ -61,13 +61,7 @@ LONG_ALLOWED: dict[str, int] = {
     "session_buddy.core.sessions:SessionService": 968,
     "session_buddy.core.sessions:SessionService._checkpoint": 88,
     "session_buddy.core.sessions:SessionService.export_session": 85,
-    "session_buddy.core.projects:ProjectService": 565,
-    "session_buddy.core.memory:MemoryService": 500,
-    "session_buddy.core.memory:MemoryService.search": 96,
-    "session_buddy.tools.memory:register": 338,
     "session_buddy.tools.session:register": 239,
-    "session_buddy.tools.projects:register": 123,
-    "session_buddy.tools.teams:register": 113,
     "session_buddy.core.quality:project_components": 134,
     "session_buddy.core.quality:git_components": 122,
     "session_buddy.core.quality:session_components": 86,
@@ -78,12 +72,7 @@ LONG_ALLOWED: dict[str, int] = {
 }
 
 #: Tool modules whose ``register`` still defines the tools inside it. Do not add to this.
-NESTED_TOOLS_ALLOWED = (
-    "session_buddy.tools.memory",
-    "session_buddy.tools.session",
-    "session_buddy.tools.projects",
-    "session_buddy.tools.teams",
-)
+NESTED_TOOLS_ALLOWED = ("session_buddy.tools.session",)
 
 
 def _covers(pattern: str, module: str) -> bool:

@@ -20,7 +20,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from session_buddy.adapters.storage._base import ItemFilter, NewItem, Record, StorageBase
+from session_buddy.adapters.storage._base import (
+    Access,
+    ItemFilter,
+    NewItem,
+    Record,
+    StorageBase,
+)
 from session_buddy.errors import DimensionMismatch, NotFound, StorageError, ValidationError
 from tests.pg_support import PG_ENABLED, drop_schemas, needs_pg, pg_dsn, schema_for
 
@@ -453,6 +459,93 @@ async def test_filters_apply_inside_both_rankers(storage: StorageBase) -> None:
     assert await storage.count_items(ItemFilter(kinds=["insight"])) == 1
 
 
+async def _authored(storage: StorageBase) -> dict[str, str]:
+    """Four ledger items: alice's, bob's, one without an author, carol's (project q)."""
+    base = datetime(2024, 1, 1, tzinfo=UTC)
+    specs = [
+        ("alice", "ledger ledger totals", "p", "reflection", vec(1, 0)),
+        ("bob", "ledger note by bob", "p", "insight", vec(1, 0.1)),
+        (None, "ledger without an author", None, "conversation", vec(1, 0.2)),
+        ("carol", "ledger shared by carol", "q", "reflection", vec(1, 0.3)),
+    ]
+    added = await storage.add_items(
+        [
+            item(
+                text,
+                author=who,
+                project=project,
+                kind=kind,
+                created_at=base + timedelta(n),
+                embedding=v,
+            )
+            for n, (who, text, project, kind, v) in enumerate(specs)
+        ]
+    )
+    return {who or "none": a.id for (who, *_), a in zip(specs, added, strict=True)}
+
+
+async def test_access_applies_inside_both_rankers(storage: StorageBase) -> None:
+    """Access (visible authors, shared ids) is a filter of both rankers: exact, combined
+    with the item filter, and each hit carries its item's created_at, author, kind, project."""
+    ids = await _authored(storage)
+    q = vec(1, 0)
+
+    async def both(access: Access | None, flt: ItemFilter | None = None) -> tuple[set[str], ...]:
+        kw = await storage.keyword_search("ledger", flt or ItemFilter(), 10, access)
+        vs = await storage.vector_search(q, flt or ItemFilter(), 10, access)
+        return {h.id for h in kw}, {h.id for h in vs}
+
+    alice = Access(frozenset({"alice"}), frozenset({ids["carol"]}))
+    assert await both(alice) == ({ids["alice"], ids["carol"]},) * 2
+    local = Access(frozenset({"bob", None}))
+    assert await both(local) == ({ids["bob"], ids["none"]},) * 2
+    assert (
+        await both(Access(frozenset({"alice", "bob"})), ItemFilter(projects=["p"]))
+        == ({ids["alice"], ids["bob"]},) * 2
+    )
+    assert await both(Access(frozenset())) == (set(), set())
+    assert await both(None) == (set(ids.values()),) * 2
+    everyone = Access(frozenset({"alice", "bob", "carol", None}))
+    assert await both(everyone) == (set(ids.values()),) * 2
+    # exact: the best visible item, not a post-filtered global top-1
+    (top,) = await storage.vector_search(q, ItemFilter(), 1, Access(frozenset({"carol"})))
+    assert top.id == ids["carol"]
+    items = {i.id: i for i in await storage.get_items(list(ids.values()))}
+    hits = await storage.keyword_search("ledger", ItemFilter(), 10) + await storage.vector_search(
+        q, ItemFilter(), 10
+    )
+    assert len(hits) == 8
+    for h in hits:
+        stored = items[h.id]
+        assert (h.created_at, h.author, h.kind, h.project) == (
+            stored.created_at,
+            stored.author,
+            stored.kind,
+            stored.project,
+        )
+
+
+async def test_access_finds_own_items_behind_many_of_others(storage: StorageBase) -> None:
+    """The best keyword hits all belong to someone else: the rankers still return the best
+    visible ones, in order (PostgreSQL: deeper rankings, then the rule as a filter)."""
+    mine = await storage.add_items(
+        [item("ledger note", author="alice"), item("ledger and other words here", author="alice")]
+    )
+    alice = Access(frozenset({"alice"}))
+    for others in (30, 100):
+        await storage.add_items(
+            [
+                item(f"ledger ledger ledger reconciliation {others} {n}", author="bob")
+                for n in range(others)
+            ]
+        )
+        for limit in (1, 5):
+            hits = await storage.keyword_search("ledger", ItemFilter(), limit, alice)
+            assert [h.id for h in hits] == [a.id for a in mine][:limit], (others, limit)
+            assert all(h.author == "alice" for h in hits)
+    assert await storage.keyword_search("ledger", ItemFilter(), 5, Access(frozenset())) == []
+
+
 async def test_vector_search_ranks_by_cosine(storage: StorageBase) -> None:
     ids = await _corpus(storage)
     hits = await storage.vector_search(vec(1, 0), ItemFilter(), 3)
@@ -729,6 +822,13 @@ async def test_restart_keeps_items_vectors_and_keyword_index(
         assert [
             h.id for h in await store.vector_search(vec(0, 1), ItemFilter(tags=["kept"]), 5)
         ] == [ids["b"]]
+        # the authors are loaded with the index: access still filters after a restart
+        mine = await store.keyword_search("ERR_CONN_4021", ItemFilter(), 5, Access(frozenset()))
+        assert mine == []
+        (hit,) = await store.keyword_search(
+            "ERR_CONN_4021", ItemFilter(), 5, Access(frozenset({None}))
+        )
+        assert hit.id == ids["a"] and hit.author is None and hit.kind == "conversation"
         assert (await store.get_record("c", "r")) is not None
         assert await store.get_meta("embedding_model") == "m"
         (dup,) = await store.add_items(

@@ -208,7 +208,7 @@ async def test_votes_count_once_per_user_and_change_team_ranking(alice: Client[A
         for _ in range(4):
             await teams.vote_on_reflection(retry, 1)
         side = await teams.search_team_knowledge(query, "side")
-    assert {h.id: h.net_votes for h in side.hits} == {retry: 0}  # alice -1, erin +1
+    assert {h.id: h.team.net_votes for h in side.hits} == {retry: 0}  # alice -1, erin +1
     again_core = await call(alice, "search_team_knowledge", query=query, team="core")
     assert {h["id"]: h["net_votes"] for h in again_core["hits"]} == {retry: -2, short: 2}
 

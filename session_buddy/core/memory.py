@@ -2,14 +2,16 @@
 
 No MCP in here: tools call this, this calls the storage and embeddings adapters.
 
-**Search.** ``hybrid`` asks both rankers of the storage (keyword BM25 and vector cosine) for
-``settings.search.candidates`` hits each and fuses them with reciprocal rank fusion
-(:mod:`session_buddy.search.hybrid`, which also documents the 0..1 score, the time
-decay and the ``confidence`` rule). ``semantic`` and ``keyword`` use one ranker. When vectors
-cannot be used (embeddings adapter ``none`` or failed, or a model mismatch) ``semantic`` and
-``hybrid`` fall back to ``keyword`` and :attr:`SearchResponse.degraded` says why; a search
-never comes back empty merely because a component is missing. A model that is still loading
-is waited for (embedding the query loads it).
+**Search.** Every search runs through :mod:`session_buddy.search.pipeline`, which this
+service owns: it gives the pipeline the query's vector (:meth:`MemoryService.query_vector`)
+and the access rule (:class:`~session_buddy.core.access.Visibility`: what the acting user
+may see, applied inside the storage's rankers). ``hybrid`` fuses the keyword (BM25) and
+vector (cosine) rankings (:mod:`session_buddy.search.hybrid` documents the 0..1 score, the
+time decay and the ``confidence`` rule). ``semantic`` and ``keyword`` use one ranker. When
+vectors cannot be used (embeddings adapter ``none`` or failed, or a model mismatch)
+``semantic`` and ``hybrid`` fall back to ``keyword`` and :attr:`SearchResponse.degraded`
+says why; a search never comes back empty merely because a component is missing. A model
+that is still loading is waited for (embedding the query loads it).
 
 **Vector space.** The first vectors stored record the embedding adapter's ``model_id`` and
 ``dimension`` in the storage's meta table (``embedding_model``, ``embedding_dimension``).
@@ -23,19 +25,18 @@ The fix is to configure the recorded model again, or to re-embed the store with 
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from session_buddy.adapters.embeddings._base import EmbeddingsBase
 from session_buddy.adapters.storage._base import (
     KINDS,
-    Hit,
+    Access,
     ItemFilter,
     MemoryItem,
     NewItem,
@@ -43,6 +44,7 @@ from session_buddy.adapters.storage._base import (
     utcnow,
     validate_item,
 )
+from session_buddy.core.access import Visibility
 from session_buddy.core.users import MACHINE_AUTHORS, acting_user, owner_of
 from session_buddy.errors import (
     AuthError,
@@ -51,19 +53,30 @@ from session_buddy.errors import (
     NotFound,
     ValidationError,
 )
-from session_buddy.search import hybrid
+from session_buddy.search.pipeline import (
+    Confidence,
+    Pipeline,
+    SearchHit,
+    SearchMode,
+    SearchRequest,
+    SearchResponse,
+)
 from session_buddy.settings import SessionBuddySettings
+
+__all__ = [
+    "Confidence",
+    "ItemInput",
+    "MemoryService",
+    "SearchHit",
+    "SearchMode",
+    "SearchResponse",
+    "StoreResult",
+]
 
 log = logging.getLogger(__name__)
 
-#: how deep a search may look (per ranker) for items the acting user may see
-MAX_DEPTH = 6400
-
 META_MODEL = "embedding_model"
 META_DIMENSION = "embedding_dimension"
-
-SearchMode = Literal["hybrid", "semantic", "keyword"]
-Confidence = Literal["high", "medium", "low", "none"]
 
 
 @dataclass
@@ -88,34 +101,6 @@ class StoreResult:
     embedded: bool  # False: stored without a vector (embeddings unavailable)
 
 
-@dataclass
-class SearchHit:
-    id: str
-    kind: str
-    content: str  # full text, or a snippet when longer than settings.search.snippet_chars
-    content_length: int
-    truncated: bool
-    score: float  # fused score, 0..1 (1 = best possible)
-    confidence: Confidence
-    semantic_score: float | None  # cosine similarity, when the vector ranker saw it
-    keyword_score: float | None  # BM25 score, when the keyword ranker saw it
-    project: str | None
-    session_id: str | None
-    role: str | None
-    created_at: datetime
-    tags: list[str]
-    metadata: dict[str, Any]
-
-
-@dataclass
-class SearchResponse:
-    hits: list[SearchHit]
-    mode: SearchMode  # the mode actually used (hybrid falls back to keyword when degraded)
-    confidence: Confidence  # of the best hit; "none" when nothing relevant came back
-    degraded: str | None = None  # why semantic search was not used, if it was asked for
-    has_more: bool = False
-
-
 _TOOL_BLOCKS = ("tool_use", "tool_result")
 
 
@@ -131,21 +116,26 @@ def _dialogue(item: NewItem | MemoryItem) -> bool:
 
 class MemoryService:
     def __init__(
-        self, storage: StorageBase, embeddings: EmbeddingsBase, settings: SessionBuddySettings
+        self,
+        storage: StorageBase,
+        embeddings: EmbeddingsBase,
+        settings: SessionBuddySettings,
+        visibility: Visibility | None = None,
     ) -> None:
         self.storage = storage
         self.embeddings = embeddings
         self.settings = settings
         #: None: not checked yet; "": vectors usable; else why they are not
         self._space_problem: str | None = None
-        #: access control: returns a predicate "may the acting user see this item?". Set by
-        #: the TeamService (a user sees their own items and those shared with their teams);
-        #: None lets everything through (library use without teams).
-        self.access: Callable[[], Awaitable[Callable[[MemoryItem], bool]]] | None = None
+        #: access control: who may see what (a user sees their own items and those shared
+        #: with their teams). None lets everything through (library use without teams).
+        self.visibility = visibility
+        self.pipeline = Pipeline(storage, self, settings.search)
 
     @classmethod
     def from_container(cls, resolve: Callable[[type], Any]) -> MemoryService:
-        return cls(resolve(StorageBase), resolve(EmbeddingsBase), resolve(SessionBuddySettings))
+        storage, settings = resolve(StorageBase), resolve(SessionBuddySettings)
+        return cls(storage, resolve(EmbeddingsBase), settings, Visibility(storage, settings))
 
     # -- vector space -------------------------------------------------------------------
 
@@ -317,7 +307,8 @@ class MemoryService:
 
     # -- search -------------------------------------------------------------------------
 
-    async def _query_vector(self, query: str) -> tuple[np.ndarray | None, str | None]:
+    async def query_vector(self, query: str) -> tuple[np.ndarray | None, str | None]:
+        """The query's vector, or None and why vectors cannot be used (for the pipeline)."""
         reason = self._unavailable()
         if reason is not None:
             return None, reason
@@ -329,54 +320,13 @@ class MemoryService:
         except EmbeddingError as exc:
             return None, f"embedding the query failed ({exc})"
 
-    async def rank(
-        self, query: str, flt: ItemFilter, depth: int, mode: SearchMode = "hybrid"
-    ) -> tuple[list[hybrid.Fused], SearchMode, str | None]:
-        """The fused ranking of ``query`` among the items ``flt`` keeps (each ranker's best
-        ``depth``), the mode actually used and why it was degraded, if it was. No access
-        rule is applied here: :meth:`search` applies it; team search passes the ids."""
-        used: SearchMode = mode
-        degraded: str | None = None
-        vector: np.ndarray | None = None
-        # the keyword ranker needs no vector: it runs while the query is embedded and the
-        # vector ranker runs (on a database server the two queries overlap)
-        keyword: asyncio.Task[list[Hit]] | None = None
-        if mode != "semantic":
-            keyword = asyncio.create_task(self.storage.keyword_search(query, flt, depth))
-        rankings: list[list[Hit]] = []
-        names: list[str] = []
-        try:
-            if mode != "keyword":
-                vector, degraded = await self._query_vector(query)
-                if vector is None:
-                    used = "keyword"
-            semantic: list[Hit] | None = None
-            if vector is not None:
-                try:
-                    semantic = await self.storage.vector_search(vector, flt, depth)
-                except DimensionMismatch as exc:
-                    self._space_problem = degraded = f"{exc}"
-                    vector = None
-                    used = "keyword"
-            if used != "semantic":
-                if keyword is None:  # semantic asked for, keyword is the fallback
-                    keyword = asyncio.create_task(self.storage.keyword_search(query, flt, depth))
-                rankings.append(await keyword)
-                names.append("keyword")
-            if semantic is not None:
-                rankings.append(semantic)
-                names.append("semantic")
-        finally:
-            if keyword is not None:
-                if not keyword.done():
-                    keyword.cancel()
-                elif not keyword.cancelled():
-                    keyword.exception()  # retrieved: an error elsewhere is the one raised
-        if self.settings.search.fusion == "rrf":
-            fused = hybrid.fuse(rankings, self.settings.search.rrf_k, kinds=names)
-        else:
-            fused = hybrid.fuse_weighted(rankings, self.settings.search.keyword_weight, kinds=names)
-        return fused, used, degraded
+    def vectors_refused(self, reason: str) -> None:
+        """The storage refused a vector of this model: semantic search is off from now on."""
+        self._space_problem = reason
+
+    async def access(self) -> Access | None:
+        """What the acting user may see (None: everything, without access control)."""
+        return None if self.visibility is None else await self.visibility.access()
 
     async def search(
         self,
@@ -393,15 +343,8 @@ class MemoryService:
         limit: int = 10,
         offset: int = 0,
     ) -> SearchResponse:
-        if not isinstance(query, str) or not query.strip():
-            raise ValidationError("query is empty; give words to search for")
-        if mode not in ("hybrid", "semantic", "keyword"):
-            raise ValidationError(f"mode must be hybrid, semantic or keyword, not {mode!r}")
-        if kinds is not None and any(k not in KINDS for k in kinds):
-            raise ValidationError(f"kinds must be among {', '.join(KINDS)}, not {kinds!r}")
-        if limit < 1:
-            raise ValidationError("limit must be at least 1")
-        offset = max(0, offset)
+        """Hybrid (or semantic, or keyword) search of what the acting user may see, with
+        the configured time decay (:mod:`session_buddy.search.pipeline`)."""
         flt = ItemFilter(
             projects=list(projects) if projects else None,
             kinds=list(kinds) if kinds else None,
@@ -411,103 +354,31 @@ class MemoryService:
             after=after,
             before=before,
         )
-        wanted = offset + limit
-        depth = max(self.settings.search.candidates, wanted + 1)
-        half_life = self.settings.search.decay_half_life_days
-        items: dict[str, MemoryItem] = {}  # fetched items, kept across deeper rounds
-        while True:
-            fused, used, degraded = await self.rank(query, flt, depth, mode)
-            if half_life > 0 and fused:
-                # decay can reorder: weigh every candidate, not just the page
-                missing = [f.id for f in fused if f.id not in items]
-                items.update({i.id: i for i in await self.storage.get_items(missing)})
-                now = utcnow()
-                for f in fused:
-                    if f.id in items:
-                        f.score *= hybrid.decay(items[f.id].created_at, now, half_life)
-                fused.sort(key=lambda f: -f.score)
-            if self.access is None or not fused:
-                break
-            visible = await self._visible(fused, items, wanted)
-            # On a store shared by many users, others' items may fill the candidates: when
-            # too few are visible and the rankers had more to give, look deeper.
-            if len(visible) > wanted or len(fused) < depth or depth >= MAX_DEPTH:
-                fused = visible
-                break
-            depth = min(depth * 4, MAX_DEPTH)
-        page = fused[offset:wanted]
-        missing = [f.id for f in page if f.id not in items]
-        if missing:
-            items.update({i.id: i for i in await self.storage.get_items(missing)})
-        groups = hybrid.query_groups(query)
-        snippet = self.settings.search.snippet_chars
-        hits: list[SearchHit] = []
-        for f in page:
-            item = items.get(f.id)
-            if item is None:  # deleted between ranking and fetching
-                continue
-            level = hybrid.hit_level(f, groups, item.content)
-            hits.append(
-                SearchHit(
-                    id=item.id,
-                    kind=item.kind,
-                    content=item.content[:snippet],
-                    content_length=len(item.content),
-                    truncated=len(item.content) > snippet,
-                    score=round(f.score, 6),
-                    confidence=level,
-                    semantic_score=f.semantic_score,
-                    keyword_score=f.keyword_score,
-                    project=item.project,
-                    session_id=item.session_id,
-                    role=item.role,
-                    created_at=item.created_at,
-                    tags=list(item.tags),
-                    metadata=dict(item.metadata),
-                )
+        return await self.pipeline.run(
+            SearchRequest(
+                query,
+                flt,
+                access=await self.access(),
+                mode=mode,
+                limit=limit,
+                offset=offset,
+                half_life_days=self.settings.search.decay_half_life_days,
             )
-        confidence = hybrid.best_level(*(h.confidence for h in hits))
-        return SearchResponse(
-            hits=hits,
-            mode=used,
-            confidence=confidence,
-            degraded=degraded if mode != "keyword" else None,
-            has_more=len(fused) > wanted,
         )
 
     # -- single items -------------------------------------------------------------------
 
-    async def _visible(
-        self, fused: list[hybrid.Fused], items: dict[str, MemoryItem], wanted: int
-    ) -> list[hybrid.Fused]:
-        """The candidates the acting user may see, in order: items are fetched in chunks
-        until the page is full (usually one chunk, as most items are one's own)."""
-        assert self.access is not None
-        allowed = await self.access()
-        kept: list[hybrid.Fused] = []
-        chunk = max(2 * wanted, 20)
-        start = 0
-        while start < len(fused):
-            part = fused[start : start + chunk]
-            missing = [f.id for f in part if f.id not in items]
-            if missing:
-                items.update({i.id: i for i in await self.storage.get_items(missing)})
-            kept.extend(f for f in part if f.id in items and allowed(items[f.id]))
-            if len(kept) > wanted:
-                break
-            start += chunk
-            chunk *= 2  # mostly others' items: fetch faster
-        return kept
-
     async def get(self, item_id: str) -> MemoryItem:
         found = await self.storage.get_items([item_id])
         # an item the acting user may not see answers exactly like a missing one
-        if not found or (self.access is not None and not (await self.access())(found[0])):
+        if not found or (
+            self.visibility is not None and not await self.visibility.allows(found[0])
+        ):
             raise NotFound(f"no memory item with id {item_id!r}")
         return found[0]
 
     def _check_owner(self, item: MemoryItem) -> None:
-        if self.access is not None and owner_of(item.author, self.settings) != acting_user(
+        if self.visibility is not None and owner_of(item.author, self.settings) != acting_user(
             self.settings
         ):
             raise AuthError(

@@ -46,7 +46,7 @@ insights of the related projects (``group`` scope, the current project left out;
 items of two or more projects (the current one included) that share an identifier (an error
 code such as ``ERR_CONN_4021``, an exception name such as ``ConnectionResetError``, an errno
 such as ``ECONNREFUSED``) or whose texts are near-duplicates (cosine >= 0.80 of their
-embeddings), linked transitively.
+embeddings), linked transitively (:mod:`session_buddy.core.patterns`).
 
 Records (``project`` is the key each collection is listed by):
 
@@ -69,14 +69,10 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
-
-import numpy as np
 
 from session_buddy.adapters.storage._base import (
     ItemFilter,
@@ -87,9 +83,11 @@ from session_buddy.adapters.storage._base import (
     utcnow,
 )
 from session_buddy.core.memory import MemoryService, SearchMode
+from session_buddy.core.patterns import rank_useful, recurring_patterns
 from session_buddy.core.project import find_git_root, project_identity
 from session_buddy.core.teams import TeamService, check_name
-from session_buddy.errors import EmbeddingError, NotFound, ValidationError
+from session_buddy.errors import NotFound, ValidationError
+from session_buddy.search.pipeline import Candidate, Rescore, ScopeFacts, SearchHit, SearchRequest
 from session_buddy.settings import SessionBuddySettings
 
 PROJECTS = "projects"  # shared with the session service (same record per project)
@@ -111,27 +109,9 @@ _VERBS = {
     "references": "references",
     "shares_code": "shares code with",
 }
-#: usefulness of an insight halves every this many days
-INSIGHT_HALF_LIFE_DAYS = 30.0
-#: near-duplicate threshold for recurring patterns (all-MiniLM-L6-v2 cosine)
-PATTERN_COSINE = 0.80
+#: how many recent reflections and insights get_project_insights considers
 PATTERN_CANDIDATES = 300
 _ALL = 1_000_000
-
-#: identifiers that make two items "the same problem": error codes, exception names, errnos
-_IDENTIFIER = re.compile(
-    r"\b(?:[A-Z][A-Z0-9]*_[A-Z0-9_]*[A-Z0-9]"  # ERR_CONN_4021, SQLITE_BUSY
-    r"|[A-Z][A-Za-z0-9]*(?:Error|Exception|Warning|Fault)"  # ConnectionResetError
-    r"|E[A-Z]{4,}"  # ECONNREFUSED, ENOENT-like errnos
-    r"|[A-Z]{1,4}\d{3,5})\b"  # E1101, TS2345, HTTP-ish codes with a prefix
-)
-#: identifiers too common to mean anything on their own
-_COMMON_IDENTIFIERS = frozenset({"Error", "Exception", "Warning", "TODO_", "EOF"})
-
-
-def identifiers(text: str) -> set[str]:
-    """Distinctive identifiers of a text (error codes, exception names, errnos)."""
-    return {m for m in _IDENTIFIER.findall(text) if m not in _COMMON_IDENTIFIERS}
 
 
 @dataclass
@@ -148,34 +128,37 @@ class Related:
 
 
 @dataclass
-class ProjectHit:
-    id: str
-    kind: str
-    content: str
-    content_length: int
-    truncated: bool
-    score: float  # fused score x tier weight (the order)
-    fused_score: float
-    tier: Tier
-    tier_weight: float
-    confidence: str
-    project: str | None  # the project the item is stored under
-    source_project: str | None  # the canonical project (when stored under an alias)
-    why: str
-    created_at: datetime
-    tags: list[str]
-
-
-@dataclass
 class CrossProjectSearch:
     query: str
     project: str
     include: Include
     projects: list[Related]
-    hits: list[ProjectHit]
+    hits: list[SearchHit]  # with their ScopeFacts (tier, weight, why)
     confidence: str
     mode: str
     degraded: str | None
+
+
+def tier_rescore(by_name: dict[str, Related], alias_map: dict[str, str]) -> Rescore:
+    """The rescoring step of cross-project search: fused score x the tier weight of the
+    hit's project (module doc), best first, the better tier first on a tie."""
+    other = Related("", "other", ["other project (include='all')"])
+
+    async def rescore(candidates: list[Candidate]) -> list[Candidate]:
+        tiers: dict[str, int] = {}
+        for c in candidates:
+            canonical = alias_map.get(c.project, c.project) if c.project else None
+            rel = (by_name.get(canonical) if canonical else None) or other
+            why = "; ".join(rel.reasons)
+            if c.project and canonical != c.project:
+                why += f" (stored under its alias {c.project!r})"
+            c.score = c.fused_score * rel.weight
+            c.scope = ScopeFacts(rel.tier, rel.weight, canonical, why)
+            tiers[c.id] = TIER_ORDER.index(rel.tier)
+        candidates.sort(key=lambda c: (-c.score, tiers[c.id]))
+        return candidates
+
+    return rescore
 
 
 def _looks_like_path(value: str) -> bool:
@@ -569,57 +552,24 @@ class ProjectService:
         by_name = {r.project: r for r in scope}
         stored = await self._stored_names(scope)
         alias_map = await self._alias_map()
-        pool = min(100, max(4 * limit, 40))
-        response = await self.memory.search(
-            query,
-            projects=None if include == "all" else sorted(stored),
-            mode=mode,
-            limit=pool,
-        )
-        visible = await self.teams.visibility()
-        items = {i.id: i for i in await self.storage.get_items([h.id for h in response.hits])}
-        other = Related("", "other", ["other project (include='all')"])
-        hits: list[ProjectHit] = []
-        for h in response.hits:
-            item = items.get(h.id)
-            if item is None or not visible(item):
-                continue
-            canonical = alias_map.get(h.project, h.project) if h.project else None
-            rel = by_name.get(canonical) if canonical else None
-            rel = rel or other
-            why = "; ".join(rel.reasons)
-            if h.project and canonical != h.project:
-                why += f" (stored under its alias {h.project!r})"
-            hits.append(
-                ProjectHit(
-                    id=h.id,
-                    kind=h.kind,
-                    content=h.content,
-                    content_length=h.content_length,
-                    truncated=h.truncated,
-                    score=round(h.score * rel.weight, 6),
-                    fused_score=h.score,
-                    tier=rel.tier,
-                    tier_weight=rel.weight,
-                    confidence=h.confidence,
-                    project=h.project,
-                    source_project=canonical,
-                    why=why,
-                    created_at=h.created_at,
-                    tags=h.tags,
-                )
+        response = await self.memory.pipeline.run(
+            SearchRequest(
+                query,
+                ItemFilter(projects=None if include == "all" else sorted(stored)),
+                access=await self.memory.access(),
+                mode=mode,
+                limit=limit,
+                half_life_days=self.settings.search.decay_half_life_days,
+                rescore=tier_rescore(by_name, alias_map),
             )
-        hits.sort(key=lambda x: (-x.score, TIER_ORDER.index(x.tier)))
-        hits = hits[:limit]
-        levels = ("none", "low", "medium", "high")
-        best = max((h.confidence for h in hits), key=levels.index, default="none")
+        )
         return CrossProjectSearch(
             query=query,
             project=current,
             include=include,
             projects=scope,
-            hits=hits,
-            confidence=best,
+            hits=response.hits,
+            confidence=response.confidence,
             mode=response.mode,
             degraded=response.degraded,
         )
@@ -634,7 +584,7 @@ class ProjectService:
         current = scope[0].project
         by_name = {r.project: r for r in scope}
         stored = await self._stored_names(scope)
-        visible = await self.teams.visibility()
+        access = await self.memory.access()
         items = [
             i
             for i in await self.storage.list_items(
@@ -642,23 +592,14 @@ class ProjectService:
                 limit=PATTERN_CANDIDATES,
                 newest_first=True,
             )
-            if visible(i)
+            if access is None or access.allows(i.author, i.id)
         ]
-        now = utcnow()
 
         def canonical(item: MemoryItem) -> str:
             return stored.get(item.project or "", item.project or "")
 
-        useful: list[tuple[float, MemoryItem]] = []
-        for item in items:
-            rel = by_name.get(canonical(item))
-            if rel is None or rel.tier == "current":
-                continue
-            age_days = max(0.0, (now - item.created_at).total_seconds() / 86400)
-            recency = 0.5 ** (age_days / INSIGHT_HALF_LIFE_DAYS)
-            useful.append((rel.weight * recency, item))
-        useful.sort(key=lambda u: (-u[0], -u[1].created_at.timestamp()))
-        patterns = await self._patterns(items, canonical)
+        useful = rank_useful(items, {r.project: (r.tier, r.weight) for r in scope}, canonical)
+        patterns = await recurring_patterns(items, canonical, self.memory.embeddings)
         return {
             "project": current,
             "related_projects": [
@@ -680,79 +621,3 @@ class ProjectService:
             "patterns": patterns[:limit],
             "items_considered": len(items),
         }
-
-    async def _vectors(self, texts: list[str]) -> np.ndarray | None:
-        emb = self.memory.embeddings
-        if not texts or emb.state == "disabled" or not emb.available:
-            return None
-        try:
-            return np.asarray(await emb.embed(texts), dtype=np.float32)
-        except EmbeddingError:
-            return None
-
-    async def _patterns(
-        self, items: list[MemoryItem], canonical: Callable[[MemoryItem], str]
-    ) -> list[dict[str, Any]]:
-        """Groups of items from two or more projects about the same thing."""
-        if len({canonical(i) for i in items}) < 2:
-            return []
-        parent = list(range(len(items)))
-        evidence: dict[int, set[str]] = {}
-
-        def find(i: int) -> int:
-            while parent[i] != i:
-                parent[i] = parent[parent[i]]
-                i = parent[i]
-            return i
-
-        def link(a: int, b: int, why: str) -> None:
-            ra, rb = find(a), find(b)
-            if ra != rb:
-                parent[rb] = ra
-                evidence.setdefault(ra, set()).update(evidence.pop(rb, set()))
-            evidence.setdefault(find(a), set()).add(why)
-
-        first_with: dict[str, int] = {}
-        for index, item in enumerate(items):
-            for ident in sorted(identifiers(item.content)):
-                if ident in first_with:
-                    other = first_with[ident]
-                    if canonical(items[other]) != canonical(item) or find(other) != find(index):
-                        link(other, index, f"shared identifier {ident}")
-                else:
-                    first_with[ident] = index
-        vectors = await self._vectors([i.content[:2000] for i in items])
-        if vectors is not None:
-            sims = vectors @ vectors.T
-            for a in range(len(items)):
-                for b in range(a + 1, len(items)):
-                    cos = float(sims[a, b])
-                    if cos >= PATTERN_COSINE and canonical(items[a]) != canonical(items[b]):
-                        link(a, b, f"similar text (cosine {cos:.2f})")
-        clusters: dict[int, list[int]] = {}
-        for index in range(len(items)):
-            clusters.setdefault(find(index), []).append(index)
-        out: list[dict[str, Any]] = []
-        for root, members in clusters.items():
-            projects = sorted({canonical(items[i]) for i in members})
-            if len(projects) < 2:
-                continue
-            newest = max(members, key=lambda i: items[i].created_at)
-            out.append(
-                {
-                    "summary": items[newest].content[:300],
-                    "projects": projects,
-                    "evidence": sorted(evidence.get(root, set()))[:10],
-                    "items": [
-                        {
-                            "id": items[i].id,
-                            "project": canonical(items[i]),
-                            "excerpt": items[i].content[:200],
-                            "created_at": items[i].created_at.isoformat(),
-                        }
-                        for i in sorted(members, key=lambda i: items[i].created_at, reverse=True)
-                    ][:10],
-                }
-            )
-        out.sort(key=lambda p: (-len(p["projects"]), -len(p["items"])))
-        return out

@@ -45,11 +45,9 @@ item_votes     ``["item", "user"]``   item id      item_id, user, vote
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
 from session_buddy.adapters.storage._base import (
@@ -60,14 +58,14 @@ from session_buddy.adapters.storage._base import (
     check_text,
     utcnow,
 )
+from session_buddy.core.access import SHARES, TEAMS, Visibility
 from session_buddy.core.memory import MemoryService
-from session_buddy.core.users import acting_user, owner_of, resolve_user_argument
+from session_buddy.core.users import owner_of, resolve_user_argument
 from session_buddy.errors import NotFound, ValidationError
 from session_buddy.search import hybrid
+from session_buddy.search.pipeline import Candidate, Rescore, SearchHit, SearchRequest, TeamFacts
 from session_buddy.settings import SessionBuddySettings
 
-TEAMS = "teams"
-SHARES = "team_shares"
 VOTES = "item_votes"
 SHAREABLE_KINDS = ("reflection", "insight")
 #: each net vote changes a team-search score by this share of it
@@ -97,38 +95,14 @@ def check_name(value: object, what: str) -> str:
 
 
 @dataclass
-class TeamHit:
-    id: str
-    kind: str
-    content: str
-    content_length: int
-    truncated: bool
-    score: float  # the team score: fused score x vote factor
-    fused_score: float  # the plain hybrid score
-    votes_up: int
-    votes_down: int
-    net_votes: int
-    your_vote: int | None
-    confidence: hybrid.Level
-    project: str | None
-    author: str
-    shared_by: str | None
-    created_at: datetime
-    tags: list[str] = field(default_factory=list)
-
-
-@dataclass
 class TeamSearch:
     team: str
     user: str
-    hits: list[TeamHit]
+    hits: list[SearchHit]  # with their TeamFacts (votes, author, shared_by)
     confidence: hybrid.Level
     mode: str
     degraded: str | None
     shared_items: int
-
-
-SHARED_TTL_S = 2.0
 
 
 class TeamService:
@@ -141,9 +115,11 @@ class TeamService:
         #: let a ``user`` argument name someone else when the request is not authenticated
         #: (a trusted local setup, tests). Never applies to authenticated requests.
         self.allow_user_override = False
-        self._shared_cache: dict[str, tuple[float, set[str]]] = {}
-        # every memory search and lookup obeys the same rule as team search
-        memory.access = self.visibility
+        # where there are teams, every memory search and lookup obeys the access rule (the
+        # container gives the memory service one already; a library user may not have)
+        if memory.visibility is None:
+            memory.visibility = Visibility(storage, settings)
+        self.visibility = memory.visibility
 
     @classmethod
     def from_container(cls, resolve: Callable[[type], Any]) -> TeamService:
@@ -167,13 +143,6 @@ class TeamService:
     def _item_missing(item_id: str) -> NotFound:
         return NotFound(f"no memory item with id {item_id!r} that you can see")
 
-    async def _all_teams(self) -> list[Record]:
-        return await self.storage.list_records(TEAMS, limit=_ALL, newest_first=False)
-
-    async def teams_of(self, user: str) -> list[Record]:
-        """The teams ``user`` is a member of."""
-        return [t for t in await self._all_teams() if user in t.data.get("members", [])]
-
     async def _team(self, name: object, user: str) -> Record:
         """The team, when ``user`` is a member; else the same NotFound as a missing team."""
         if not isinstance(name, str) or not name.strip():
@@ -190,7 +159,7 @@ class TeamService:
         """Change a team's record as one step (members added by two services at once are
         both kept); clears the visibility cache."""
         record = await self.storage.modify_record(TEAMS, team, change)
-        self._shared_cache.clear()
+        self.visibility.forget()
         assert record is not None  # every change here writes, or raises
         return record
 
@@ -214,27 +183,7 @@ class TeamService:
 
     async def _put(self, record: Record) -> None:
         await self.storage.put_record(record)
-        self._shared_cache.clear()
-
-    async def shared_ids(self, user: str) -> set[str]:
-        """Ids of the items shared with any team ``user`` belongs to. Every memory search
-        asks this, so it is cached: cleared by this process's own team writes, and at most
-        SHARED_TTL_S old for writes by another process on the same store."""
-        now = time.monotonic()
-        cached = self._shared_cache.get(user)
-        if cached is not None and now - cached[0] < SHARED_TTL_S:
-            return cached[1]
-        ids: set[str] = set()
-        for team in await self.teams_of(user):
-            ids.update(r.data["item_id"] for r in await self._shares(team.id))
-        self._shared_cache[user] = (now, ids)
-        return ids
-
-    async def visibility(self, user: str | None = None) -> Callable[[MemoryItem], bool]:
-        """A predicate: may ``user`` (default the acting user) see this item?"""
-        who = user or acting_user(self.settings)
-        shared = await self.shared_ids(who)
-        return lambda item: item.id in shared or self.owner(item) == who
+        self.visibility.forget()
 
     async def _visible_item(self, item_id: object, user: str) -> MemoryItem:
         if not isinstance(item_id, str) or not item_id.strip():
@@ -244,7 +193,7 @@ class TeamService:
         if not found:
             raise self._item_missing(item_id)
         item = found[0]
-        if self.owner(item) != user and item.id not in await self.shared_ids(user):
+        if self.owner(item) != user and item.id not in await self.visibility.shared_ids(user):
             raise self._item_missing(item_id)
         return item
 
@@ -345,7 +294,7 @@ class TeamService:
 
     async def list_teams(self) -> list[dict[str, Any]]:
         """The teams the acting user belongs to."""
-        return [self._team_view(t) for t in await self.teams_of(self.user())]
+        return [self._team_view(t) for t in await self.visibility.teams_of(self.user())]
 
     # -- sharing and votes -------------------------------------------------------------------
 
@@ -397,7 +346,7 @@ class TeamService:
                     f"they or its author ({self.owner(item)}) can withdraw it"
                 )
             await self.storage.delete_record(SHARES, key)
-            self._shared_cache.clear()
+            self.visibility.forget()
         return {"id": item.id, "team": record.id, "unshared": existing is not None}
 
     async def vote_on_reflection(
@@ -409,7 +358,7 @@ class TeamService:
         if isinstance(vote, bool) or vote not in (1, -1):
             raise ValidationError(f"vote must be +1 or -1, not {vote!r}")
         item = await self._visible_item(item_id, voter)
-        if item.id not in await self.shared_ids(voter):
+        if item.id not in await self.visibility.shared_ids(voter):
             raise ValidationError(
                 f"item {item.id!r} is not shared with any team of yours; votes count in team "
                 "search only, so share it first (share_reflection)"
@@ -439,12 +388,15 @@ class TeamService:
             "replaced": previous is not None,
         }
 
-    async def _votes(self, item_id: str, members: set[str]) -> dict[str, int]:
-        """user -> vote on the item, for the given members only."""
-        out: dict[str, int] = {}
-        for r in await self.storage.list_records(VOTES, project=item_id, limit=_ALL):
-            if r.data.get("user") in members:
-                out[r.data["user"]] = int(r.data.get("vote", 0))
+    async def _votes(self, item_ids: Iterable[str], members: set[str]) -> dict[str, dict[str, int]]:
+        """item id -> (user -> vote) on these items, for the given members only: one read
+        of the votes for all the items, never one per item."""
+        wanted = set(item_ids)
+        out: dict[str, dict[str, int]] = {i: {} for i in wanted}
+        for r in await self.storage.list_records(VOTES, limit=_ALL):
+            item_id, user = r.data.get("item_id"), r.data.get("user")
+            if item_id in wanted and user in members:
+                out[item_id][user] = int(r.data.get("vote", 0))
         return out
 
     # -- search and statistics ---------------------------------------------------------------
@@ -463,53 +415,45 @@ class TeamService:
         shares = {r.data["item_id"]: r for r in await self._shares(record.id)}
         if not shares:
             return TeamSearch(record.id, who, [], "none", "hybrid", None, 0)
-        depth = max(self.settings.search.candidates, limit + 1)
-        # the same hybrid ranking as every search, restricted to the team's shared items
-        fused, mode, degraded = await self.memory.rank(query, ItemFilter(ids=set(shares)), depth)
-        votes = {f.id: await self._votes(f.id, members) for f in fused}
-        team_score = {f.id: f.score * vote_factor(sum(votes[f.id].values())) for f in fused}
-        fused.sort(key=lambda f: (-team_score[f.id], f.id))
-        page = fused[:limit]
-        items = {i.id: i for i in await self.storage.get_items([f.id for f in page])}
-        groups = hybrid.query_groups(query)
-        snippet = self.settings.search.snippet_chars
-        hits: list[TeamHit] = []
-        for f in page:
-            item = items.get(f.id)
-            if item is None:
-                continue
-            cast = votes[f.id]
-            level = hybrid.hit_level(f, groups, item.content)
-            hits.append(
-                TeamHit(
-                    id=item.id,
-                    kind=item.kind,
-                    content=item.content[:snippet],
-                    content_length=len(item.content),
-                    truncated=len(item.content) > snippet,
-                    score=round(team_score[f.id], 6),
-                    fused_score=round(f.score, 6),
+        found = await self.memory.pipeline.run(
+            SearchRequest(
+                query,
+                # the same hybrid ranking as every search, restricted to the team's shares
+                ItemFilter(ids=set(shares)),
+                limit=limit,
+                rescore=self._vote_rescore(who, members, shares),
+            )
+        )
+        return TeamSearch(
+            team=record.id,
+            user=who,
+            hits=found.hits,
+            confidence=found.confidence,
+            mode=found.mode,
+            degraded=found.degraded,
+            shared_items=len(shares),
+        )
+
+    def _vote_rescore(self, who: str, members: set[str], shares: dict[str, Record]) -> Rescore:
+        """The rescoring step of team search: fused score x the members' vote factor."""
+
+        async def rescore(candidates: list[Candidate]) -> list[Candidate]:
+            votes = await self._votes((c.id for c in candidates), members)
+            for c in candidates:
+                cast = votes[c.id]
+                c.score = c.fused_score * vote_factor(sum(cast.values()))
+                c.team = TeamFacts(
                     votes_up=sum(1 for v in cast.values() if v > 0),
                     votes_down=sum(1 for v in cast.values() if v < 0),
                     net_votes=sum(cast.values()),
                     your_vote=cast.get(who),
-                    confidence=level,
-                    project=item.project,
-                    author=self.owner(item),
-                    shared_by=shares[item.id].data.get("shared_by"),
-                    created_at=item.created_at,
-                    tags=list(item.tags),
+                    author=owner_of(c.author, self.settings),
+                    shared_by=shares[c.id].data.get("shared_by"),
                 )
-            )
-        return TeamSearch(
-            team=record.id,
-            user=who,
-            hits=hits,
-            confidence=hybrid.best_level(*(h.confidence for h in hits)),
-            mode=mode,
-            degraded=degraded,
-            shared_items=len(shares),
-        )
+            candidates.sort(key=lambda c: (-c.score, c.id))
+            return candidates
+
+        return rescore
 
     async def get_team_statistics(self, team: str) -> dict[str, Any]:
         """Members, projects, shared items and votes of a team (members only)."""
@@ -521,6 +465,7 @@ class TeamService:
         by_kind: Counter[str] = Counter()
         by_project: Counter[str] = Counter()
         by_member: Counter[str] = Counter()
+        votes = await self._votes((s.data["item_id"] for s in shares), members)
         up = down = 0
         voters: set[str] = set()
         ranked: list[tuple[int, str]] = []
@@ -531,7 +476,7 @@ class TeamService:
             by_kind[item.kind] += 1
             by_project[item.project or "(none)"] += 1
             by_member[share.data.get("shared_by") or self.owner(item)] += 1
-            cast = await self._votes(item.id, members)
+            cast = votes[item.id]
             up += sum(1 for v in cast.values() if v > 0)
             down += sum(1 for v in cast.values() if v < 0)
             voters.update(cast)

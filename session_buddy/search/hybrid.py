@@ -109,10 +109,10 @@ class Fused:
     semantic_score: float | None = None
 
 
-def hit_level(fused: Fused, groups: list[tuple[str, ...]], content: str) -> Level:
+def hit_level(semantic_score: float | None, groups: list[tuple[str, ...]], content: str) -> Level:
     """A hit's confidence: the better of its semantic and its keyword level."""
     return best_level(
-        semantic_level(fused.semantic_score),
+        semantic_level(semantic_score),
         keyword_level(groups, content) if groups else "none",
     )
 

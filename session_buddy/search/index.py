@@ -17,12 +17,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 
-from session_buddy.adapters.storage._base import KINDS, ROLES, Hit, ItemFilter
+from session_buddy.adapters.storage._base import KINDS, ROLES, Access, Hit, ItemFilter
 from session_buddy.search.keyword import KeywordIndex
 from session_buddy.search.tokens import query_terms, tokenize
 
@@ -41,6 +41,10 @@ def epoch_us(moment: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+def from_epoch_us(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=value)
+
+
 @dataclass(slots=True)
 class IndexEntry:
     id: str
@@ -52,6 +56,7 @@ class IndexEntry:
     role: str | None = None
     tags: Sequence[str] = field(default_factory=tuple)
     vector: np.ndarray | None = None
+    author: str | None = None
 
     @classmethod
     def of(cls, item: Any, vector: np.ndarray | None, *, item_id: str | None = None) -> IndexEntry:
@@ -66,6 +71,7 @@ class IndexEntry:
             role=item.role,
             tags=tuple(item.tags),
             vector=vector,
+            author=item.author,
         )
 
 
@@ -74,6 +80,7 @@ class _Codes:
 
     def __init__(self, fixed: Sequence[str] = ()) -> None:
         self.codes: dict[str, int] = {v: i for i, v in enumerate(fixed)}
+        self.values: list[str | None] = [*fixed, None]  # values[-1]: code -1 is None
 
     def code(self, value: str | None) -> int:
         if value is None:
@@ -81,6 +88,7 @@ class _Codes:
         found = self.codes.get(value)
         if found is None:
             found = self.codes[value] = len(self.codes)
+            self.values.insert(found, value)
         return found
 
     def lookup(self, values: Iterable[str]) -> list[int]:
@@ -102,6 +110,7 @@ class SearchIndex:
         self._sessions = _Codes()
         self._kinds = _Codes(KINDS)
         self._roles = _Codes(ROLES)
+        self._authors = _Codes()
         self._tags: dict[str, set[int]] = {}
         self._row_tags: dict[int, tuple[str, ...]] = {}
         cap = 0
@@ -110,6 +119,7 @@ class SearchIndex:
         self.project = np.zeros(cap, dtype=np.int32)
         self.session = np.zeros(cap, dtype=np.int32)
         self.role = np.zeros(cap, dtype=np.int16)
+        self.author = np.zeros(cap, dtype=np.int32)
         self.created = np.zeros(cap, dtype=np.int64)
 
     @property
@@ -128,7 +138,7 @@ class SearchIndex:
 
     # -- capacity -------------------------------------------------------------------------
 
-    _COLUMNS = ("alive", "kind", "project", "session", "role", "created")
+    _COLUMNS = ("alive", "kind", "project", "session", "role", "author", "created")
 
     def _ensure_capacity(self, need: int) -> None:
         cap = len(self.alive)
@@ -176,6 +186,7 @@ class SearchIndex:
                 self.project[row] = self._projects.code(entry.project)
                 self.session[row] = self._sessions.code(entry.session_id)
                 self.role[row] = self._roles.code(entry.role)
+                self.author[row] = self._authors.code(entry.author)
                 self.created[row] = epoch_us(entry.created_at)
                 self._set_tags_locked(row, entry.tags)
                 if not bulk:
@@ -258,16 +269,27 @@ class SearchIndex:
 
     # -- reads ----------------------------------------------------------------------------
 
-    def _mask(self, flt: ItemFilter | None) -> np.ndarray:
+    def _rows(self, ids: Iterable[str]) -> np.ndarray:
+        """A mask of the rows of these ids."""
+        chosen = np.zeros(self._size, dtype=bool)
+        chosen[[r for i in ids if (r := self._row_of.get(i)) is not None]] = True
+        return chosen
+
+    def _access_mask(self, access: Access) -> np.ndarray:
+        codes = self._authors.lookup(a for a in access.authors if a is not None)
+        if None in access.authors:
+            codes.append(-1)
+        return np.isin(self.author[: self._size], codes) | self._rows(access.shared)
+
+    def _mask(self, flt: ItemFilter | None, access: Access | None = None) -> np.ndarray:
         size = self._size
         mask = self.alive[:size].copy()
+        if access is not None:
+            mask &= self._access_mask(access)
         if flt is None:
             return mask
         if flt.ids is not None:
-            id_rows = [r for i in flt.ids if (r := self._row_of.get(i)) is not None]
-            chosen = np.zeros(size, dtype=bool)
-            chosen[id_rows] = True
-            mask &= chosen
+            mask &= self._rows(flt.ids)
         if flt.projects is not None:
             mask &= np.isin(self.project[:size], self._projects.lookup(flt.projects))
         if flt.kinds is not None:
@@ -308,10 +330,29 @@ class SearchIndex:
             part = np.argpartition(-scores, limit - 1)[:limit]
             rows, scores = rows[part], scores[part]
         order = np.lexsort((rows, -scores))  # score desc, then older row first (stable)
-        id_of = self._id_of
-        return [Hit(id=id_of[rows[i]] or "", score=float(scores[i])) for i in order]
+        top = rows[order]
+        id_of, kinds, projects, authors = (
+            self._id_of,
+            self._kinds.values,
+            self._projects.values,
+            self._authors.values,
+        )
+        return [
+            Hit(id_of[r] or "", s, from_epoch_us(c), authors[a], kinds[k], projects[p])
+            for r, s, c, a, k, p in zip(
+                top.tolist(),
+                scores[order].tolist(),
+                self.created[top].tolist(),
+                self.author[top].tolist(),
+                self.kind[top].tolist(),
+                self.project[top].tolist(),
+                strict=True,
+            )
+        ]
 
-    def keyword_search(self, query: str, flt: ItemFilter | None, limit: int) -> list[Hit]:
+    def keyword_search(
+        self, query: str, flt: ItemFilter | None, limit: int, access: Access | None = None
+    ) -> list[Hit]:
         terms = query_terms(query)
         if not terms:
             return []
@@ -319,11 +360,13 @@ class SearchIndex:
             scores = self.keyword.scores(terms, self._size)
             if scores is None:
                 return []
-            scores *= self._mask(flt)
+            scores *= self._mask(flt, access)
             rows = np.flatnonzero(scores > 0)
             return self._top(rows, scores[rows], limit)
 
-    def vector_search(self, vector: np.ndarray, flt: ItemFilter | None, limit: int) -> list[Hit]:
+    def vector_search(
+        self, vector: np.ndarray, flt: ItemFilter | None, limit: int, access: Access | None = None
+    ) -> list[Hit]:
         with self.lock:
-            rows, sims = self.vectors.scores(vector, self._mask(flt))
+            rows, sims = self.vectors.scores(vector, self._mask(flt, access))
             return self._top(rows, sims, limit)

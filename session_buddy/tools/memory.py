@@ -1,34 +1,36 @@
-"""MCP tools: store and search memories (thin: validation and shaping only)."""
+"""MCP tools: store and search memories (thin: argument shaping and answers only).
+
+The search mechanics live in :mod:`session_buddy.search.pipeline`, the ways of asking
+(favouring code or errors, summaries, time spans) in :mod:`session_buddy.core.searches`.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
-import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+import pydantic
 from fastmcp import FastMCP
 from pydantic import BaseModel, Field
 
 from session_buddy import di
-from session_buddy.core.memory import ItemInput, MemoryService, SearchResponse
+from session_buddy.core import searches
+from session_buddy.core.memory import ItemInput, MemoryService, SearchHit, SearchResponse
 from session_buddy.core.temporal import parse_datetime, parse_expression
 from session_buddy.core.users import acting_user
 from session_buddy.errors import ConfigurationError, ValidationError
 from session_buddy.settings import SessionBuddySettings
+from session_buddy.tools import READ, READ_UNCHECKED, Tools, add_tools
 
 Mode = Literal["hybrid", "semantic", "keyword"]
 KindFilter = Literal["conversation", "reflection", "insight"]
-MAX_LIMIT = 100
+Role = Literal["user", "assistant", "system", "tool"]
+MAX_LIMIT = searches.MAX_LIMIT
 MAX_BATCH = 5000
-
-CODE_RE = re.compile(r"```|^\s{4}\S|\bdef |\bclass |\bfunction\b|=>|;\s*$|\{\s*$", re.M)
-ERROR_RE = re.compile(
-    r"error|exception|traceback|failed|failure|panic|segfault|errno|\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b|\bE\d{3,}\b",
-    re.I,
-)
+Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT)]
 
 
 class Hit(BaseModel):
@@ -75,11 +77,40 @@ class StoredBatch(BaseModel):
 
 class ConversationItem(BaseModel):
     content: str
-    role: Literal["user", "assistant", "system", "tool"] = "user"
+    role: Role = "user"
     project: str | None = None
     session_id: str | None = None
     timestamp: str | None = Field(default=None, description="ISO timestamp; default now")
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class SearchQuery(BaseModel):
+    """One search as the tools run it; a cursor is this, encoded, with the next offset."""
+
+    query: str
+    project: str | None = None
+    kinds: list[KindFilter] | None = None
+    tags: list[str] | None = None
+    role: str | None = None
+    after: str | None = None
+    before: str | None = None
+    mode: Mode = "hybrid"
+    limit: Limit = 10
+    offset: Annotated[int, Field(ge=0)] = 0
+
+    def cursor(self) -> str:
+        raw = self.model_dump_json(exclude_defaults=True).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def from_cursor(cls, cursor: str) -> SearchQuery:
+        try:
+            padded = cursor + "=" * (-len(cursor) % 4)
+            return cls.model_validate(json.loads(base64.urlsafe_b64decode(padded.encode())))
+        except (ValueError, binascii.Error, UnicodeDecodeError, pydantic.ValidationError):
+            raise ValidationError(
+                "cursor is not valid: pass the next_cursor value of an earlier search unchanged"
+            ) from None
 
 
 def memory() -> MemoryService:
@@ -113,61 +144,51 @@ def _time(value: str | None, name: str) -> datetime | None:
         raise ValidationError(f"{name}={value!r} is not an ISO date or timestamp") from None
 
 
-def _limit(limit: int) -> int:
-    if not 1 <= limit <= MAX_LIMIT:
-        raise ValidationError(f"limit must be between 1 and {MAX_LIMIT}, not {limit}")
-    return limit
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
-def _encode_cursor(params: dict[str, Any]) -> str:
-    raw = json.dumps(params, separators=(",", ":"), default=str).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> dict[str, Any]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        params = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if not isinstance(params, dict) or "query" not in params:
-            raise ValueError
-        return params
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ValidationError(
-            "cursor is not valid: pass the next_cursor value of an earlier search unchanged"
-        ) from None
-
-
-def hit_fields(h: Any) -> dict[str, Any]:
-    """The fields every kind of search hit returns, as the tools present them (a core hit:
-    search, cross-project and team hits share these attributes)."""
-    return {
+def hit_view(h: SearchHit) -> dict[str, Any]:
+    """Every field a tool may show of a hit, as the tools present them (each answer's model
+    keeps the fields it declares): the search fields, plus the team facts of a team hit and
+    the scope facts of a cross-project hit (whose ``project`` is the canonical one)."""
+    view: dict[str, Any] = {
         "id": h.id,
         "kind": h.kind,
         "content": h.content,
         "content_length": h.content_length,
         "truncated": h.truncated,
         "score": round(h.score, 4),
+        "fused_score": round(h.fused_score, 4),
         "confidence": h.confidence,
+        "semantic_score": _round(h.semantic_score),
+        "keyword_score": _round(h.keyword_score),
+        "project": h.project,
+        "session_id": h.session_id,
+        "role": h.role,
         "created_at": h.created_at.isoformat(),
         "tags": h.tags,
+        "metadata": h.metadata,
     }
+    if h.team is not None:
+        t = h.team
+        view.update(
+            net_votes=t.net_votes,
+            votes_up=t.votes_up,
+            votes_down=t.votes_down,
+            your_vote=t.your_vote,
+            author=t.author,
+            shared_by=t.shared_by,
+        )
+    if h.scope is not None:
+        view.update(tier=h.scope.tier, why=h.scope.why, project=h.scope.source_project or h.project)
+    return view
 
 
 def _results(
-    query: str, response: SearchResponse, next_params: dict[str, Any] | None
+    query: str, response: SearchResponse, next_query: SearchQuery | None = None
 ) -> SearchResults:
-    hits = [
-        Hit(
-            **hit_fields(h),
-            semantic_score=None if h.semantic_score is None else round(h.semantic_score, 4),
-            keyword_score=None if h.keyword_score is None else round(h.keyword_score, 4),
-            project=h.project,
-            session_id=h.session_id,
-            role=h.role,
-            metadata=h.metadata,
-        )
-        for h in response.hits
-    ]
+    hits = [Hit.model_validate(hit_view(h)) for h in response.hits]
     return SearchResults(
         query=query,
         mode=response.mode,
@@ -175,382 +196,339 @@ def _results(
         degraded=response.degraded,
         count=len(hits),
         hits=hits,
-        next_cursor=_encode_cursor(next_params) if (response.has_more and next_params) else None,
+        next_cursor=next_query.cursor() if (response.has_more and next_query) else None,
     )
 
 
-async def run_search(params: dict[str, Any]) -> SearchResults:
-    """Run a search described by plain parameters (also what a cursor holds)."""
-    query = params["query"]
-    if not isinstance(query, str) or not query.strip():
-        raise ValidationError("query must be a non-empty string")
-    limit = _limit(int(params.get("limit", 10)))
-    offset = int(params.get("offset", 0))
-    if offset < 0:
-        raise ValidationError("offset must not be negative")
-    kinds = params.get("kinds")
+async def run_search(q: SearchQuery) -> SearchResults:
+    """Run one search (also what a cursor holds)."""
     response = await memory().search(
-        query,
-        projects=[params["project"]] if params.get("project") else None,
-        kinds=kinds,
-        tags=params.get("tags") or None,
-        role=params.get("role"),
-        after=_time(params.get("after"), "after"),
-        before=_time(params.get("before"), "before"),
-        mode=params.get("mode", "hybrid"),
-        limit=limit,
-        offset=offset,
+        q.query,
+        projects=[q.project] if q.project else None,
+        kinds=list(q.kinds) if q.kinds else None,
+        tags=q.tags or None,
+        role=q.role,
+        after=_time(q.after, "after"),
+        before=_time(q.before, "before"),
+        mode=q.mode,
+        limit=q.limit,
+        offset=q.offset,
     )
-    return _results(query, response, {**params, "offset": offset + limit})
+    return _results(q.query, response, q.model_copy(update={"offset": q.offset + q.limit}))
 
 
-async def _rerank(params: dict[str, Any], pattern: re.Pattern[str]) -> SearchResults:
-    """Search wider, then put hits matching ``pattern`` first (stable within each group)."""
-    limit = _limit(int(params.get("limit", 10)))
-    wide = await run_search({**params, "limit": min(MAX_LIMIT, limit * 4)})
-    matching = [h for h in wide.hits if pattern.search(h.content)]
-    others = [h for h in wide.hits if not pattern.search(h.content)]
-    wide.hits = (matching + others)[:limit]
-    wide.count = len(wide.hits)
-    wide.next_cursor = None
-    return wide
+def _stored(result: Any) -> Stored:
+    return Stored(id=result.id, created=result.created, embedded=result.embedded)
 
 
-def register(mcp: FastMCP) -> None:
-    @mcp.tool(
-        description=(
-            "Store a reflection: something learned worth remembering across sessions (a fix, a "
-            "decision, a gotcha). Identical content you stored in the same project is stored "
-            "once; the existing id is returned. project defaults to the current session's "
-            "project."
+# -- the tools -------------------------------------------------------------------------------
+
+
+async def store_reflection(
+    content: Annotated[str, Field(description="The text to remember, verbatim")],
+    tags: Annotated[list[str], Field(description="Topic tags, e.g. ['duckdb', 'locking']")] = [],  # noqa: B006
+    project: Annotated[
+        str | None, Field(description="Project name; default: the session's")
+    ] = None,
+) -> Stored:
+    item = ItemInput(
+        content=content,
+        kind="reflection",
+        tags=list(tags),
+        project=default_project(project),
+        author=author(),
+    )
+    return _stored((await memory().store([item]))[0])
+
+
+async def store_conversation(
+    content: str,
+    role: Role = "user",
+    project: str | None = None,
+    session_id: str | None = None,
+    timestamp: str | None = None,
+    metadata: dict[str, Any] = {},  # noqa: B006
+) -> Stored:
+    item = ItemInput(
+        content=content,
+        kind="conversation",
+        role=role,
+        author=author(),
+        project=default_project(project),
+        session_id=session_id,
+        metadata=dict(metadata),
+        created_at=_time(timestamp, "timestamp"),
+    )
+    return _stored((await memory().store([item]))[0])
+
+
+async def store_conversations(
+    items: Annotated[list[ConversationItem], Field(min_length=1, max_length=MAX_BATCH)],
+) -> StoredBatch:
+    who = author()
+    inputs = [
+        ItemInput(
+            content=i.content,
+            kind="conversation",
+            role=i.role,
+            author=who,
+            project=default_project(i.project),
+            session_id=i.session_id,
+            metadata=dict(i.metadata),
+            created_at=_time(i.timestamp, f"items[{n}].timestamp"),
+        )
+        for n, i in enumerate(items)
+    ]
+    results = await memory().store(inputs)
+    created = sum(1 for r in results if r.created)
+    return StoredBatch(
+        stored=created, duplicates=len(results) - created, items=[_stored(r) for r in results]
+    )
+
+
+async def search(
+    query: str,
+    project: str | None = None,
+    kind: KindFilter | None = None,
+    tags: list[str] | None = None,
+    after: str | None = None,
+    before: str | None = None,
+    mode: Mode = "hybrid",
+    limit: Limit = 10,
+    cursor: str | None = None,
+) -> SearchResults:
+    if cursor:
+        return await run_search(SearchQuery.from_cursor(cursor))
+    return await run_search(
+        SearchQuery(
+            query=query,
+            project=project,
+            kinds=[kind] if kind else None,
+            tags=tags,
+            after=after,
+            before=before,
+            mode=mode,
+            limit=limit,
         )
     )
-    async def store_reflection(
-        content: Annotated[str, Field(description="The text to remember, verbatim")],
-        tags: Annotated[
-            list[str], Field(description="Topic tags, e.g. ['duckdb', 'locking']")
-        ] = [],  # noqa: B006
-        project: Annotated[
-            str | None, Field(description="Project name; default: the session's")
-        ] = None,
-    ) -> Stored:
-        result = (
-            await memory().store(
-                [
-                    ItemInput(
-                        content=content,
-                        kind="reflection",
-                        tags=list(tags),
-                        project=default_project(project),
-                        author=author(),
-                    )
-                ]
-            )
-        )[0]
-        return Stored(id=result.id, created=result.created, embedded=result.embedded)
 
-    @mcp.tool(
-        description=(
-            "Store one conversation turn (user, assistant, system or tool text) so it can be "
-            "searched later. timestamp is ISO (default now)."
-        )
-    )
-    async def store_conversation(
-        content: str,
-        role: Literal["user", "assistant", "system", "tool"] = "user",
-        project: str | None = None,
-        session_id: str | None = None,
-        timestamp: str | None = None,
-        metadata: dict[str, Any] = {},  # noqa: B006
-    ) -> Stored:
-        result = (
-            await memory().store(
-                [
-                    ItemInput(
-                        content=content,
-                        kind="conversation",
-                        role=role,
-                        author=author(),
-                        project=default_project(project),
-                        session_id=session_id,
-                        metadata=dict(metadata),
-                        created_at=_time(timestamp, "timestamp"),
-                    )
-                ]
-            )
-        )[0]
-        return Stored(id=result.id, created=result.created, embedded=result.embedded)
 
-    @mcp.tool(
-        description=(
-            f"Store many conversation turns at once (imports); up to {MAX_BATCH} per call. "
-            "Each item has the fields of store_conversation. Duplicates are reported, not stored."
-        )
-    )
-    async def store_conversations(items: list[ConversationItem]) -> StoredBatch:
-        if not items:
-            raise ValidationError("items is empty: give at least one conversation turn")
-        if len(items) > MAX_BATCH:
-            raise ValidationError(
-                f"at most {MAX_BATCH} items per call, got {len(items)}; split the batch"
-            )
-        who = author()
-        inputs = [
-            ItemInput(
-                content=i.content,
-                kind="conversation",
-                role=i.role,
-                author=who,
-                project=default_project(i.project),
-                session_id=i.session_id,
-                metadata=dict(i.metadata),
-                created_at=_time(i.timestamp, f"items[{n}].timestamp"),
-            )
-            for n, i in enumerate(items)
-        ]
-        results = await memory().store(inputs)
-        out = [Stored(id=r.id, created=r.created, embedded=r.embedded) for r in results]
-        created = sum(1 for r in results if r.created)
-        return StoredBatch(stored=created, duplicates=len(results) - created, items=out)
+async def quick_search(query: str, project: str | None = None, limit: Limit = 5) -> SearchResults:
+    return await run_search(SearchQuery(query=query, project=project, limit=limit))
 
-    @mcp.tool(
-        annotations={"readOnlyHint": True},
-        # no declared output schema: the Python MCP client re-validates each result with
-        # jsonschema (~30 ms a call, docs/performance.md); the result is still structured
-        output_schema=None,
-        description=(
-            "Search memory by meaning and keywords (hybrid), or mode='semantic' / 'keyword'. "
-            "project=None searches every project; a project name scopes to it. Filters: kind "
-            "(conversation|reflection|insight), tags (all must match), after/before (ISO). "
-            "Each hit has a score and a confidence; the result's confidence is 'none' when "
-            "nothing relevant is stored. Pass next_cursor to get_more_results for more."
-        ),
-    )
-    async def search(
-        query: str,
-        project: str | None = None,
-        kind: KindFilter | None = None,
-        tags: list[str] | None = None,
-        after: str | None = None,
-        before: str | None = None,
-        mode: Mode = "hybrid",
-        limit: int = 10,
-        cursor: str | None = None,
-    ) -> SearchResults:
-        if cursor:
-            return await run_search(_decode_cursor(cursor))
-        return await run_search(
-            {
-                "query": query,
-                "project": project,
-                "kinds": [kind] if kind else None,
-                "tags": tags,
-                "after": after,
-                "before": before,
-                "mode": mode,
-                "limit": limit,
-            }
-        )
 
-    @mcp.tool(
-        annotations={"readOnlyHint": True},
-        # no declared output schema: the Python MCP client re-validates each result with
-        # jsonschema (~30 ms a call, docs/performance.md); the result is still structured
-        output_schema=None,
-        description="Fast hybrid search returning the top few hits (default 5).",
-    )
-    async def quick_search(query: str, project: str | None = None, limit: int = 5) -> SearchResults:
-        return await run_search({"query": query, "project": project, "limit": limit})
+async def search_summary(query: str, project: str | None = None) -> dict[str, Any]:
+    found = await memory().search(query, projects=[project] if project else None, limit=20)
+    return searches.summarise(query, found)
 
-    @mcp.tool(
-        annotations={"readOnlyHint": True},
-        description=(
-            "Summarise what memory holds about a query: how many relevant items, by kind and "
-            "project, the time span, and the best few excerpts."
-        ),
-    )
-    async def search_summary(query: str, project: str | None = None) -> dict[str, Any]:
-        results = await run_search({"query": query, "project": project, "limit": 20})
-        relevant = [h for h in results.hits if h.confidence in ("high", "medium")]
-        by_kind: dict[str, int] = {}
-        by_project: dict[str, int] = {}
-        for h in relevant:
-            by_kind[h.kind] = by_kind.get(h.kind, 0) + 1
-            key = h.project or "(none)"
-            by_project[key] = by_project.get(key, 0) + 1
-        dates = sorted(h.created_at for h in relevant)
-        return {
-            "query": query,
-            "confidence": results.confidence,
-            "relevant": len(relevant),
-            "weak": len(results.hits) - len(relevant),
-            "by_kind": by_kind,
-            "by_project": by_project,
-            "first": dates[0] if dates else None,
-            "last": dates[-1] if dates else None,
-            "top": [
-                {
-                    "id": h.id,
-                    "kind": h.kind,
-                    "project": h.project,
-                    "excerpt": h.content[:240],
-                    "confidence": h.confidence,
-                }
-                for h in (relevant or results.hits)[:5]
-            ],
-            "degraded": results.degraded,
-        }
 
-    @mcp.tool(
-        annotations={"readOnlyHint": True},
-        # no declared output schema: the Python MCP client re-validates each result with
-        # jsonschema (~30 ms a call, docs/performance.md); the result is still structured
-        output_schema=None,
-        description="Next page of a search: pass the next_cursor of an earlier result.",
-    )
-    async def get_more_results(cursor: str) -> SearchResults:
-        return await run_search(_decode_cursor(cursor))
+async def get_more_results(cursor: str) -> SearchResults:
+    return await run_search(SearchQuery.from_cursor(cursor))
 
-    @mcp.tool(
-        annotations={"readOnlyHint": True},
-        # no declared output schema: the Python MCP client re-validates each result with
-        # jsonschema (~30 ms a call, docs/performance.md); the result is still structured
-        output_schema=None,
-        description="Find memories that mention a file path (whole path or its file name).",
-    )
-    async def search_by_file(
-        path: str, project: str | None = None, limit: int = 10
-    ) -> SearchResults:
-        if not path.strip():
-            raise ValidationError("path must not be empty")
-        name = path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
-        query = path if name == path else f"{path} {name}"
-        return await run_search(
-            {"query": query, "project": project, "mode": "keyword", "limit": limit}
-        )
 
-    @mcp.tool(
-        annotations={"readOnlyHint": True},
-        # no declared output schema: the Python MCP client re-validates each result with
-        # jsonschema (~30 ms a call, docs/performance.md); the result is still structured
-        output_schema=None,
-        description="Find memories about a concept by meaning (semantic search), e.g. 'retry backoff'.",
-    )
-    async def search_by_concept(
-        concept: str, project: str | None = None, limit: int = 10
-    ) -> SearchResults:
-        return await run_search(
-            {"query": concept, "project": project, "mode": "semantic", "limit": limit}
-        )
+async def search_by_file(path: str, project: str | None = None, limit: Limit = 10) -> SearchResults:
+    if not path.strip():
+        raise ValidationError("path must not be empty")
+    name = path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    query = path if name == path else f"{path} {name}"
+    return await run_search(SearchQuery(query=query, project=project, mode="keyword", limit=limit))
 
-    @mcp.tool(
-        annotations={"readOnlyHint": True},
-        # no declared output schema: the Python MCP client re-validates each result with
-        # jsonschema (~30 ms a call, docs/performance.md); the result is still structured
-        output_schema=None,
-        description="Hybrid search that ranks memories containing code first.",
-    )
-    async def search_code(query: str, project: str | None = None, limit: int = 10) -> SearchResults:
-        return await _rerank({"query": query, "project": project, "limit": limit}, CODE_RE)
 
-    @mcp.tool(
-        annotations={"readOnlyHint": True},
-        # no declared output schema: the Python MCP client re-validates each result with
-        # jsonschema (~30 ms a call, docs/performance.md); the result is still structured
-        output_schema=None,
-        description="Hybrid search that ranks memories about errors (tracebacks, error codes, failures) first.",
+async def search_by_concept(
+    concept: str, project: str | None = None, limit: Limit = 10
+) -> SearchResults:
+    return await run_search(
+        SearchQuery(query=concept, project=project, mode="semantic", limit=limit)
     )
-    async def search_errors(
-        query: str, project: str | None = None, limit: int = 10
-    ) -> SearchResults:
-        return await _rerank({"query": query, "project": project, "limit": limit}, ERROR_RE)
 
-    @mcp.tool(
-        annotations={"readOnlyHint": True},
-        # no declared output schema: the Python MCP client re-validates each result with
-        # jsonschema (~30 ms a call, docs/performance.md); the result is still structured
-        output_schema=None,
-        description=(
-            "Memories from a time range: 'today', 'yesterday', 'last week', 'last 3 days', "
-            "'since March 3', 'before 2026-01-01', '2026-11-01..2026-11-05' or an ISO date. "
-            "With a query, searches within the range; without, lists newest first."
-        ),
-    )
-    async def search_temporal(
-        expression: str, query: str | None = None, project: str | None = None, limit: int = 10
-    ) -> SearchResults:
-        span = parse_expression(expression)
-        after = span.after.isoformat() if span.after else None
-        before = span.before.isoformat() if span.before else None
-        if query and query.strip():
-            return await run_search(
-                {
-                    "query": query,
-                    "project": project,
-                    "after": after,
-                    "before": before,
-                    "limit": limit,
-                }
-            )
-        items = await memory().list_recent(
+
+async def search_code(query: str, project: str | None = None, limit: Limit = 10) -> SearchResults:
+    found = await searches.search_favouring(memory(), query, "code", project=project, limit=limit)
+    return _results(query, found)
+
+
+async def search_errors(query: str, project: str | None = None, limit: Limit = 10) -> SearchResults:
+    found = await searches.search_favouring(memory(), query, "errors", project=project, limit=limit)
+    return _results(query, found)
+
+
+async def search_temporal(
+    expression: str, query: str | None = None, project: str | None = None, limit: Limit = 10
+) -> SearchResults:
+    span = parse_expression(expression)
+    if query and query.strip():
+        found = await memory().search(
+            query,
             projects=[project] if project else None,
             after=span.after,
             before=span.before,
-            limit=_limit(limit),
+            limit=limit,
         )
-        return SearchResults(
-            query=f"({span.description})",
-            mode="list",
-            confidence="high" if items else "none",
-            count=len(items),
-            hits=[
-                Hit(
-                    id=i.id,
-                    kind=i.kind,
-                    content=i.content,
-                    content_length=len(i.content),
-                    truncated=False,
-                    score=1.0,
-                    confidence="high",
-                    project=i.project,
-                    session_id=i.session_id,
-                    role=i.role,
-                    created_at=i.created_at.isoformat(),
-                    tags=i.tags,
-                    metadata=i.metadata,
-                )
-                for i in items
-            ],
-        )
+        return _results(query, found)
+    listed = await searches.items_in_span(memory(), span, project=project, limit=limit)
+    return _results(f"({span.description})", listed)
 
-    @mcp.tool(
-        annotations={"readOnlyHint": True},
-        description="Counts of stored memories: total, by kind, by project, how many have vectors, and the model.",
-    )
-    async def reflection_stats(project: str | None = None) -> dict[str, Any]:
-        return await memory().stats(project)
 
-    @mcp.tool(
-        annotations={"destructiveHint": True},
-        description="Delete one memory (conversation, reflection or insight) by id.",
-    )
-    async def delete_memory(id: str) -> dict[str, Any]:
-        await memory().delete(id)
-        return {"id": id, "deleted": True}
+async def reflection_stats(project: str | None = None) -> dict[str, Any]:
+    return await memory().stats(project)
 
-    @mcp.tool(
-        description="Change a reflection's content and/or tags (new content is re-embedded).",
-    )
-    async def update_reflection(
-        id: str, content: str | None = None, tags: list[str] | None = None
-    ) -> dict[str, Any]:
-        if content is None and tags is None:
-            raise ValidationError("give content, tags, or both to update")
-        item = await memory().update(id, content=content, tags=tags)
-        return {
-            "id": item.id,
-            "kind": item.kind,
-            "content": item.content,
-            "tags": item.tags,
-            "updated_at": item.updated_at.isoformat(),
-        }
+
+async def delete_memory(id: str) -> dict[str, Any]:
+    await memory().delete(id)
+    return {"id": id, "deleted": True}
+
+
+async def update_reflection(
+    id: str, content: str | None = None, tags: list[str] | None = None
+) -> dict[str, Any]:
+    if content is None and tags is None:
+        raise ValidationError("give content, tags, or both to update")
+    item = await memory().update(id, content=content, tags=tags)
+    return {
+        "id": item.id,
+        "kind": item.kind,
+        "content": item.content,
+        "tags": item.tags,
+        "updated_at": item.updated_at.isoformat(),
+    }
+
+
+TOOLS: Tools = [
+    (
+        store_reflection,
+        {
+            "description": (
+                "Store a reflection: something learned worth remembering across sessions (a "
+                "fix, a decision, a gotcha). Identical content you stored in the same project "
+                "is stored once; the existing id is returned. project defaults to the current "
+                "session's project."
+            )
+        },
+    ),
+    (
+        store_conversation,
+        {
+            "description": (
+                "Store one conversation turn (user, assistant, system or tool text) so it can "
+                "be searched later. timestamp is ISO (default now)."
+            )
+        },
+    ),
+    (
+        store_conversations,
+        {
+            "description": (
+                f"Store many conversation turns at once (imports); up to {MAX_BATCH} per call. "
+                "Each item has the fields of store_conversation. Duplicates are reported, not "
+                "stored."
+            )
+        },
+    ),
+    (
+        search,
+        {
+            **READ_UNCHECKED,
+            "description": (
+                "Search memory by meaning and keywords (hybrid), or mode='semantic' / "
+                "'keyword'. project=None searches every project; a project name scopes to it. "
+                "Filters: kind (conversation|reflection|insight), tags (all must match), "
+                "after/before (ISO). Each hit has a score and a confidence; the result's "
+                "confidence is 'none' when nothing relevant is stored. Pass next_cursor to "
+                "get_more_results for more."
+            ),
+        },
+    ),
+    (
+        quick_search,
+        {
+            **READ_UNCHECKED,
+            "description": "Fast hybrid search returning the top few hits (default 5).",
+        },
+    ),
+    (
+        search_summary,
+        {
+            **READ,
+            "description": (
+                "Summarise what memory holds about a query: how many relevant items, by kind "
+                "and project, the time span, and the best few excerpts."
+            ),
+        },
+    ),
+    (
+        get_more_results,
+        {
+            **READ_UNCHECKED,
+            "description": "Next page of a search: pass the next_cursor of an earlier result.",
+        },
+    ),
+    (
+        search_by_file,
+        {
+            **READ_UNCHECKED,
+            "description": "Find memories that mention a file path (whole path or its file name).",
+        },
+    ),
+    (
+        search_by_concept,
+        {
+            **READ_UNCHECKED,
+            "description": (
+                "Find memories about a concept by meaning (semantic search), e.g. 'retry backoff'."
+            ),
+        },
+    ),
+    (
+        search_code,
+        {
+            **READ_UNCHECKED,
+            "description": "Hybrid search that ranks memories containing code first.",
+        },
+    ),
+    (
+        search_errors,
+        {
+            **READ_UNCHECKED,
+            "description": (
+                "Hybrid search that ranks memories about errors (tracebacks, error codes, "
+                "failures) first."
+            ),
+        },
+    ),
+    (
+        search_temporal,
+        {
+            **READ_UNCHECKED,
+            "description": (
+                "Memories from a time range: 'today', 'yesterday', 'last week', 'last 3 days', "
+                "'since March 3', 'before 2026-01-01', '2026-11-01..2026-11-05' or an ISO date. "
+                "With a query, searches within the range; without, lists newest first."
+            ),
+        },
+    ),
+    (
+        reflection_stats,
+        {
+            **READ,
+            "description": (
+                "Counts of stored memories: total, by kind, by project, how many have vectors, "
+                "and the model."
+            ),
+        },
+    ),
+    (
+        delete_memory,
+        {
+            "annotations": {"destructiveHint": True},
+            "description": "Delete one memory (conversation, reflection or insight) by id.",
+        },
+    ),
+    (
+        update_reflection,
+        {"description": "Change a reflection's content and/or tags (new content is re-embedded)."},
+    ),
+]
+
+
+def register(mcp: FastMCP) -> None:
+    add_tools(mcp, TOOLS)

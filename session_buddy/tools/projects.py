@@ -13,7 +13,8 @@ from pydantic import BaseModel, Field
 from session_buddy import di
 from session_buddy.core.project import default_directory
 from session_buddy.core.projects import CrossProjectSearch, ProjectService
-from session_buddy.tools.memory import default_project, hit_fields
+from session_buddy.tools import READ, Tools, add_tools
+from session_buddy.tools.memory import default_project, hit_view
 
 DependencyType = Literal["uses", "extends", "references", "shares_code"]
 IncludeArg = Literal["related", "group", "all"]
@@ -81,139 +82,161 @@ def _results(found: CrossProjectSearch) -> CrossProjectResults:
         mode=found.mode,
         degraded=found.degraded,
         count=len(found.hits),
-        hits=[
-            ProjectHitOut(
-                **hit_fields(h),
-                fused_score=round(h.fused_score, 4),
-                tier=h.tier,
-                project=h.source_project or h.project,
-                why=h.why,
-            )
-            for h in found.hits
-        ],
+        hits=[ProjectHitOut.model_validate(hit_view(h)) for h in found.hits],
     )
+
+
+async def create_project(
+    name: Annotated[str, Field(description="The project's stable name")],
+    path: Annotated[str | None, Field(description="Its folder (the git root is used)")] = None,
+    aliases: Annotated[list[str], Field(description="Other names of the project")] = [],  # noqa: B006
+    description: str | None = None,
+) -> dict[str, Any]:
+    return await projects().create_project(name, path, list(aliases), description)
+
+
+async def create_project_group(
+    name: Annotated[str, Field(description="Group name, e.g. 'payments'")],
+    projects: Annotated[list[str], Field(description="Project names, aliases or folders")],
+    description: str | None = None,
+) -> dict[str, Any]:
+    return await di.get(ProjectService).create_project_group(name, projects, description)
+
+
+async def list_project_groups() -> dict[str, Any]:
+    groups = await projects().list_project_groups()
+    return {"count": len(groups), "groups": groups}
+
+
+async def add_project_dependency(
+    source: ProjectArg,
+    target: ProjectArg,
+    dependency_type: DependencyType,
+    description: str | None = None,
+) -> dict[str, Any]:
+    return await projects().add_project_dependency(source, target, dependency_type, description)
+
+
+async def remove_project_dependency(
+    source: ProjectArg,
+    target: ProjectArg,
+    dependency_type: DependencyType | None = None,
+) -> dict[str, Any]:
+    return await projects().remove_project_dependency(source, target, dependency_type)
+
+
+async def get_project_graph(
+    project: Annotated[
+        str | None, Field(description="Project name, alias or folder; omit for all")
+    ] = None,
+) -> dict[str, Any]:
+    return await projects().get_project_graph(project)
+
+
+async def search_across_projects(
+    query: str,
+    project: Annotated[
+        str | None,
+        Field(
+            description="A project name, one of its aliases, or a folder (its git root); "
+            "default: the caller's project"
+        ),
+    ] = None,
+    limit: Annotated[int, Field(ge=1, le=100)] = 10,
+    include: IncludeArg = "related",
+) -> CrossProjectResults:
+    found = await projects().search_across_projects(query, caller_project(project), limit, include)
+    return _results(found)
+
+
+async def get_project_insights(
+    project: ProjectArg,
+    limit: Annotated[int, Field(ge=1, le=100)] = 10,
+) -> dict[str, Any]:
+    return await projects().get_project_insights(project, limit)
+
+
+TOOLS: Tools = [
+    (
+        create_project,
+        {
+            "description": (
+                "Create a project explicitly (projects also exist implicitly from a session's "
+                "git root), or add a folder, aliases (other names meaning the same project, "
+                "e.g. an old name) or a description to an existing one."
+            )
+        },
+    ),
+    (
+        create_project_group,
+        {
+            "description": (
+                "Create a named group of related projects (a monorepo's packages, a set of "
+                "microservices), or replace the projects of an existing group. Group members "
+                "are searched together by search_across_projects(include='group')."
+            )
+        },
+    ),
+    (list_project_groups, {**READ, "description": "List the project groups with their projects."}),
+    (
+        add_project_dependency,
+        {
+            "description": (
+                "Record that source depends on target: uses, extends, references or "
+                "shares_code. Direct dependencies (either direction) are searched by "
+                "search_across_projects."
+            )
+        },
+    ),
+    (
+        remove_project_dependency,
+        {
+            "annotations": {"destructiveHint": True},
+            "description": (
+                "Remove a dependency between two projects (of the given type, or of every type "
+                "when dependency_type is omitted)."
+            ),
+        },
+    ),
+    (
+        get_project_graph,
+        {
+            **READ,
+            "description": (
+                "A project's dependencies (both directions), aliases, groups and which projects "
+                "search_across_projects covers from it, with tiers; project omitted: the whole "
+                "graph."
+            ),
+        },
+    ),
+    (
+        search_across_projects,
+        {
+            **READ,
+            "description": (
+                "Search a project together with its related projects. include: 'related' (the "
+                "project and its direct dependencies), 'group' (plus projects sharing a group), "
+                "'all' (every project). Ranking: fused score x tier weight (current 1.0, "
+                "dependency 0.85, group 0.7, other 0.5), so the current project wins ties. Each "
+                "hit says which project it came from and why that project was searched. "
+                "Unrelated projects are never searched unless include='all'. project defaults "
+                "to the caller's project (the current session's, else the working directory's)."
+            ),
+        },
+    ),
+    (
+        get_project_insights,
+        {
+            **READ,
+            "description": (
+                "What related projects learned: their most useful recent reflections and "
+                "insights (tier weight x recency), and patterns that recur across projects (the "
+                "same error code, exception or near-identical fix in two or more projects)."
+            ),
+        },
+    ),
+]
 
 
 def register(mcp: FastMCP) -> None:
-    @mcp.tool(
-        description=(
-            "Create a project explicitly (projects also exist implicitly from a session's git "
-            "root), or add a folder, aliases (other names meaning the same project, e.g. an old "
-            "name) or a description to an existing one."
-        )
-    )
-    async def create_project(
-        name: Annotated[str, Field(description="The project's stable name")],
-        path: Annotated[str | None, Field(description="Its folder (the git root is used)")] = None,
-        aliases: Annotated[list[str], Field(description="Other names of the project")] = [],  # noqa: B006
-        description: str | None = None,
-    ) -> dict[str, Any]:
-        return await projects().create_project(name, path, list(aliases), description)
-
-    @mcp.tool(
-        description=(
-            "Create a named group of related projects (a monorepo's packages, a set of "
-            "microservices), or replace the projects of an existing group. Group members are "
-            "searched together by search_across_projects(include='group')."
-        )
-    )
-    async def create_project_group(
-        name: Annotated[str, Field(description="Group name, e.g. 'payments'")],
-        projects: Annotated[list[str], Field(description="Project names, aliases or folders")],
-        description: str | None = None,
-    ) -> dict[str, Any]:
-        return await di.get(ProjectService).create_project_group(name, projects, description)
-
-    @mcp.tool(
-        annotations={"readOnlyHint": True},
-        description="List the project groups with their projects.",
-    )
-    async def list_project_groups() -> dict[str, Any]:
-        groups = await projects().list_project_groups()
-        return {"count": len(groups), "groups": groups}
-
-    @mcp.tool(
-        description=(
-            "Record that source depends on target: uses, extends, references or shares_code. "
-            "Direct dependencies (either direction) are searched by search_across_projects."
-        )
-    )
-    async def add_project_dependency(
-        source: ProjectArg,
-        target: ProjectArg,
-        dependency_type: DependencyType,
-        description: str | None = None,
-    ) -> dict[str, Any]:
-        return await projects().add_project_dependency(source, target, dependency_type, description)
-
-    @mcp.tool(
-        annotations={"destructiveHint": True},
-        description=(
-            "Remove a dependency between two projects (of the given type, or of every type "
-            "when dependency_type is omitted)."
-        ),
-    )
-    async def remove_project_dependency(
-        source: ProjectArg,
-        target: ProjectArg,
-        dependency_type: DependencyType | None = None,
-    ) -> dict[str, Any]:
-        return await projects().remove_project_dependency(source, target, dependency_type)
-
-    @mcp.tool(
-        annotations={"readOnlyHint": True},
-        description=(
-            "A project's dependencies (both directions), aliases, groups and which projects "
-            "search_across_projects covers from it, with tiers; project omitted: the whole "
-            "graph."
-        ),
-    )
-    async def get_project_graph(
-        project: Annotated[
-            str | None, Field(description="Project name, alias or folder; omit for all")
-        ] = None,
-    ) -> dict[str, Any]:
-        return await projects().get_project_graph(project)
-
-    @mcp.tool(
-        annotations={"readOnlyHint": True},
-        description=(
-            "Search a project together with its related projects. include: 'related' (the "
-            "project and its direct dependencies), 'group' (plus projects sharing a group), "
-            "'all' (every project). Ranking: fused score x tier weight (current 1.0, dependency "
-            "0.85, group 0.7, other 0.5), so the current project wins ties. Each hit says which "
-            "project it came from and why that project was searched. Unrelated projects are "
-            "never searched unless include='all'. project defaults to the caller's project "
-            "(the current session's, else the working directory's)."
-        ),
-    )
-    async def search_across_projects(
-        query: str,
-        project: Annotated[
-            str | None,
-            Field(
-                description="A project name, one of its aliases, or a folder (its git root); "
-                "default: the caller's project"
-            ),
-        ] = None,
-        limit: Annotated[int, Field(ge=1, le=100)] = 10,
-        include: IncludeArg = "related",
-    ) -> CrossProjectResults:
-        found = await projects().search_across_projects(
-            query, caller_project(project), limit, include
-        )
-        return _results(found)
-
-    @mcp.tool(
-        annotations={"readOnlyHint": True},
-        description=(
-            "What related projects learned: their most useful recent reflections and insights "
-            "(tier weight x recency), and patterns that recur across projects (the same error "
-            "code, exception or near-identical fix in two or more projects)."
-        ),
-    )
-    async def get_project_insights(
-        project: ProjectArg,
-        limit: Annotated[int, Field(ge=1, le=100)] = 10,
-    ) -> dict[str, Any]:
-        return await projects().get_project_insights(project, limit)
+    add_tools(mcp, TOOLS)

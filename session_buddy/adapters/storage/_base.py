@@ -352,12 +352,30 @@ class ItemFilter:
     ids: set[str] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Access:
+    """Who may see what, as data the rankers apply like a filter: an item is visible when
+    its ``author`` is one of ``authors`` (``None`` included when author-less items count)
+    or its id is one of ``shared``. ``None`` in place of an Access means "everything"."""
+
+    authors: frozenset[str | None]
+    shared: frozenset[str] = frozenset()
+
+    def allows(self, author: str | None, item_id: str) -> bool:
+        return author in self.authors or item_id in self.shared
+
+
 @dataclass(slots=True)
 class Hit:
-    """One ranker's answer: an id and a score (BM25 score or cosine similarity)."""
+    """One ranker's answer: an id, a score (BM25 score or cosine similarity) and what the
+    later steps of a search need without fetching the item (time decay, access, scoping)."""
 
     id: str
     score: float
+    created_at: datetime | None = None
+    author: str | None = None
+    kind: str | None = None
+    project: str | None = None
 
 
 @dataclass(slots=True)
@@ -514,12 +532,19 @@ class StorageBase(ABC):
     async def count_items(self, flt: ItemFilter | None = None) -> int: ...
 
     @abstractmethod
-    async def keyword_search(self, query: str, flt: ItemFilter, limit: int) -> list[Hit]:
-        """BM25 ranking of items matching the filter; sees every acknowledged write."""
+    async def keyword_search(
+        self, query: str, flt: ItemFilter, limit: int, access: Access | None = None
+    ) -> list[Hit]:
+        """BM25 ranking of the items matching the filter that ``access`` lets through (all
+        when None); sees every acknowledged write. Each hit carries the item's created_at,
+        author, kind and project."""
 
     @abstractmethod
-    async def vector_search(self, vector: np.ndarray, flt: ItemFilter, limit: int) -> list[Hit]:
-        """Cosine ranking (vectors are L2-normalised) of items matching the filter."""
+    async def vector_search(
+        self, vector: np.ndarray, flt: ItemFilter, limit: int, access: Access | None = None
+    ) -> list[Hit]:
+        """Cosine ranking (vectors are L2-normalised) of the items matching the filter that
+        ``access`` lets through; hits carry the same fields as :meth:`keyword_search`'s."""
 
     @abstractmethod
     async def stats(self) -> StorageStats: ...

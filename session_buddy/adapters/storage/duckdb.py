@@ -38,6 +38,7 @@ import numpy as np
 from session_buddy._acb import AdapterCapability, AdapterMetadata, AdapterStatus
 from session_buddy.adapters.storage import _sql
 from session_buddy.adapters.storage._base import (
+    Access,
     AddResult,
     DedupKey,
     Hit,
@@ -332,7 +333,8 @@ class Storage(_sql.SqlStorage):
         del result
         entries: list[IndexEntry] = []
         cursor = con.execute(
-            "SELECT id, kind, content, project, session_id, role, tags, epoch_us(created_at) "
+            "SELECT id, kind, content, project, session_id, role, tags, epoch_us(created_at), "
+            "author "
             "FROM items ORDER BY created_at, id"
         )
         while rows := cursor.fetchmany(10_000):
@@ -349,6 +351,7 @@ class Storage(_sql.SqlStorage):
                         tags=tuple(r[6] or ()),
                         created_at=_from_us(r[7]),
                         vector=None if pos is None else matrix[pos],
+                        author=r[8],
                     )
                 )
         self.index.add(entries)
@@ -532,13 +535,17 @@ class Storage(_sql.SqlStorage):
 
         return await asyncio.to_thread(run)
 
-    async def keyword_search(self, query: str, flt: ItemFilter, limit: int) -> list[Hit]:
+    async def keyword_search(
+        self, query: str, flt: ItemFilter, limit: int, access: Access | None = None
+    ) -> list[Hit]:
         self.con  # noqa: B018 - raises when not open
-        return await asyncio.to_thread(self.index.keyword_search, query, flt, limit)
+        return await asyncio.to_thread(self.index.keyword_search, query, flt, limit, access)
 
-    async def vector_search(self, vector: np.ndarray, flt: ItemFilter, limit: int) -> list[Hit]:
+    async def vector_search(
+        self, vector: np.ndarray, flt: ItemFilter, limit: int, access: Access | None = None
+    ) -> list[Hit]:
         self.con  # noqa: B018 - raises when not open
-        return await asyncio.to_thread(self.index.vector_search, vector, flt, limit)
+        return await asyncio.to_thread(self.index.vector_search, vector, flt, limit, access)
 
     # -- bulk copy (session-buddy migrate) ------------------------------------------------
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from session_buddy._acb import AdapterCapability, AdapterMetadata, AdapterStatus
 from session_buddy.adapters.storage._base import (
+    Access,
     AddResult,
     DedupKey,
     Hit,
@@ -176,11 +177,15 @@ class Storage(StorageBase):
     async def count_items(self, flt: ItemFilter | None = None) -> int:
         return self.index.count(flt)
 
-    async def keyword_search(self, query: str, flt: ItemFilter, limit: int) -> list[Hit]:
-        return await asyncio.to_thread(self.index.keyword_search, query, flt, limit)
+    async def keyword_search(
+        self, query: str, flt: ItemFilter, limit: int, access: Access | None = None
+    ) -> list[Hit]:
+        return await asyncio.to_thread(self.index.keyword_search, query, flt, limit, access)
 
-    async def vector_search(self, vector: np.ndarray, flt: ItemFilter, limit: int) -> list[Hit]:
-        return await asyncio.to_thread(self.index.vector_search, vector, flt, limit)
+    async def vector_search(
+        self, vector: np.ndarray, flt: ItemFilter, limit: int, access: Access | None = None
+    ) -> list[Hit]:
+        return await asyncio.to_thread(self.index.vector_search, vector, flt, limit, access)
 
     async def stats(self) -> StorageStats:
         with self._lock:

@@ -59,6 +59,7 @@ import numpy as np
 from session_buddy._acb import AdapterCapability, AdapterMetadata, AdapterStatus
 from session_buddy.adapters.storage import _sql
 from session_buddy.adapters.storage._base import (
+    Access,
     AddResult,
     DedupKey,
     Hit,
@@ -767,21 +768,71 @@ class Storage(_Server, _sql.SqlStorage):
             await _count(con, -len(rows), -sum(r[1] for r in rows))
         return len(rows)
 
-    async def keyword_search(self, query: str, flt: ItemFilter, limit: int) -> list[Hit]:
+    @staticmethod
+    def _access(access: Access | None, params: _sql.Params, table: str = "") -> list[str]:
+        """The access rule as a condition (none when everything is visible)."""
+        if access is None:
+            return []
+        authors = sorted(a for a in access.authors if a is not None)
+        parts = [f"{table}author = ANY({params.add(authors)}::text[])"]
+        if None in access.authors:
+            parts.append(f"{table}author IS NULL")
+        if access.shared:
+            parts.append(f"{table}id = ANY({params.add(sorted(access.shared))}::text[])")
+        return [f"({' OR '.join(parts)})"]
+
+    @staticmethod
+    def _hit(row: Any) -> Hit:
+        return Hit(
+            id=row[0],
+            score=float(row[1]),
+            created_at=row[2],
+            author=row[3],
+            kind=row[4],
+            project=row[5],
+        )
+
+    async def keyword_search(
+        self, query: str, flt: ItemFilter, limit: int, access: Access | None = None
+    ) -> list[Hit]:
         """BM25 over every item (collection statistics of the whole store, as the
         in-process index computes them), then the filter: the same scores as DuckDB's.
 
         Two plans, one formula. In general the postings of the query's terms are summed
         from the covering index alone (no item row is read until the top hits are known);
         with a narrow filter (given ids or one session) the filtered items matching the
-        query (GIN on ``terms``) are scored from their own term vectors instead."""
+        query (GIN on ``terms``) are scored from their own term vectors instead.
+
+        The access rule: no index knows the authors (a filter on them would read every
+        item row), so the postings plan ranks without it and checks the hits, which carry
+        their author: when ``limit`` of the best ``depth`` are visible, they are exactly the
+        best visible ones (the usual case, one's own store, at ``depth = limit``). Else it
+        looks 4 and 16 times deeper, then ranks with the rule as a filter."""
         self.pool  # noqa: B018 - raises when not open
         built = terms_tsquery(query)
         if built is None or limit <= 0:
             return []
+        if access is None or flt.ids is not None or flt.session_id is not None:
+            return await self._keyword(built, flt, limit, access)
+        depth = limit
+        while depth <= 16 * limit:
+            hits = await self._keyword(built, flt, depth, None)
+            visible = [h for h in hits if access.allows(h.author, h.id)]
+            if len(visible) >= limit or len(hits) < depth:
+                return visible[:limit]
+            depth *= 4
+        return await self._keyword(built, flt, limit, access)
+
+    async def _keyword(
+        self,
+        built: tuple[str, list[str]],
+        flt: ItemFilter,
+        limit: int,
+        access: Access | None,
+    ) -> list[Hit]:
         tsquery, terms = built
         params = POSTGRES.params(list(dict.fromkeys(terms)), K1, B)
-        where = _sql.where(flt, params)
+        where = _sql.where(flt, params) + self._access(access, params)
         weights = (
             # document frequencies over the whole store, from the postings index
             "WITH q AS MATERIALIZED (SELECT u.lexeme, (SELECT count(*) FROM postings p"
@@ -800,7 +851,8 @@ class Storage(_Server, _sql.SqlStorage):
             sql = (
                 f"{weights} SELECT i.id, sum("
                 + bm25.format(tf="coalesce(cardinality(u.positions), 1)", dl="i.doc_len")
-                + ") AS score FROM items i CROSS JOIN LATERAL"
+                + ") AS score, i.created_at, i.author, i.kind, i.project"
+                " FROM items i CROSS JOIN LATERAL"
                 # keep only the query's lexemes before unnesting: mark them, filter on it
                 " unnest(ts_filter(setweight(i.terms, 'A', $1::text[]), '{a}')) u"
                 " JOIN w ON w.lexeme = u.lexeme"
@@ -822,21 +874,25 @@ class Storage(_Server, _sql.SqlStorage):
                 + ") AS score FROM w JOIN postings p ON p.lexeme = w.lexeme"
                 f" WHERE p.lexeme = ANY($1::text[]){kept}"
                 f" GROUP BY p.seq ORDER BY score DESC, p.seq LIMIT {params.add(limit)})"
-                " SELECT i.id, top.score FROM top JOIN items i ON i.seq = top.seq"
+                " SELECT i.id, top.score, i.created_at, i.author, i.kind, i.project"
+                " FROM top JOIN items i ON i.seq = top.seq"
                 " ORDER BY top.score DESC, top.seq"
             )
         async with self._con() as con:
             rows = await con.fetch(sql, *params.values)
-        return [Hit(id=r[0], score=float(r[1])) for r in rows if r[1] > 0]
+        return [self._hit(r) for r in rows if r[1] > 0]
 
-    async def vector_search(self, vector: np.ndarray, flt: ItemFilter, limit: int) -> list[Hit]:
+    async def vector_search(
+        self, vector: np.ndarray, flt: ItemFilter, limit: int, access: Access | None = None
+    ) -> list[Hit]:
         vec = self._check_vector(vector)
         if limit <= 0:
             return []
         params = POSTGRES.params(vec)
-        where = ["embedding IS NOT NULL", *_sql.where(flt, params)]
+        where = ["embedding IS NOT NULL", *_sql.where(flt, params), *self._access(access, params)]
         sql = (
-            "SELECT id, 1 - (embedding <=> $1) AS score FROM items WHERE "
+            "SELECT id, 1 - (embedding <=> $1) AS score, created_at, author, kind, project"
+            " FROM items WHERE "
             + " AND ".join(where)
             + f" ORDER BY embedding <=> $1, seq LIMIT {params.add(limit)}"
         )
@@ -847,7 +903,7 @@ class Storage(_Server, _sql.SqlStorage):
                     "SET LOCAL ivfflat.iterative_scan = relaxed_order"
                 )
             rows = await con.fetch(sql, *params.values)
-        hits = [Hit(id=r[0], score=float(r[1])) for r in rows]
+        hits = [self._hit(r) for r in rows]
         if self.vector_index == "ivfflat":  # relaxed order: sort what came back
             hits.sort(key=lambda h: -h.score)
         return hits
