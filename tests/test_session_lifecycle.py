@@ -12,7 +12,7 @@ from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
 from session_buddy import di
-from session_buddy.core import hooks as hooks_core
+from session_buddy.core.sessions import spool_files as hooks_core
 from tests.test_project import commit_all, git, make_repo
 
 

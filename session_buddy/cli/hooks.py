@@ -20,7 +20,7 @@ from typing import Annotated, Any, TextIO
 import typer
 
 from session_buddy.cli import claude_settings
-from session_buddy.core import hooks as hooks_core
+from session_buddy.core.sessions import spool_files
 
 HOOK_DEADLINE_S = 2.0
 STDIN_TIMEOUT_S = 1.0
@@ -140,9 +140,9 @@ def _read_stdin(stream: TextIO, timeout: float) -> str:
         try:
             buffer = getattr(stream, "buffer", None)
             data = (
-                buffer.read(hooks_core.MAX_PAYLOAD_BYTES)
+                buffer.read(spool_files.MAX_PAYLOAD_BYTES)
                 if buffer is not None
-                else stream.read(hooks_core.MAX_PAYLOAD_BYTES)
+                else stream.read(spool_files.MAX_PAYLOAD_BYTES)
             )
             box["text"] = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
         except Exception:
@@ -162,18 +162,18 @@ def run_hook(event: str, stdin: TextIO | None = None, stdout: TextIO | None = No
     watchdog.start()
     try:
         raw = _read_stdin(stdin or sys.stdin, STDIN_TIMEOUT_S)
-        payload: dict[str, Any] = hooks_core.parse_hook_input(raw)
-        name = hooks_core.normalise_event(event)
+        payload: dict[str, Any] = spool_files.parse_hook_input(raw)
+        name = spool_files.normalise_event(event)
         if name is None:
             print(f"session-buddy hook: unknown event {event!r} ignored", file=sys.stderr)
             return 0
         data_dir, handoff_dir = _settings_values()
         try:
-            hooks_core.spool_event(data_dir, name, payload)
+            spool_files.spool_event(data_dir, name, payload)
         except OSError as exc:
             print(f"session-buddy hook: cannot spool {name} in {data_dir}: {exc}", file=sys.stderr)
         if name == "SessionStart" and payload.get("source") != "compact":
-            note = hooks_core.start_context(payload, data_dir, handoff_dir)
+            note = spool_files.start_context(payload, data_dir, handoff_dir)
             if note:
                 out.write(note + "\n")
                 out.flush()

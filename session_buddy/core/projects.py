@@ -91,7 +91,7 @@ from session_buddy.core.teams import TeamService, check_name
 from session_buddy.errors import EmbeddingError, NotFound, ValidationError
 from session_buddy.settings import SessionBuddySettings
 
-PROJECTS = "projects"  # shared with the session service (same record per project)
+PROJECTS = "projects"  # written only here (sessions report to record_session)
 ALIASES = "project_aliases"
 GROUPS = "project_groups"
 DEPENDENCIES = "project_dependencies"
@@ -163,6 +163,15 @@ class ProjectHit:
     why: str
     created_at: datetime
     tags: list[str]
+
+
+@dataclass
+class SessionFacts:
+    """What sessions recorded about a project: its folder, latest session and handoff."""
+
+    path: str | None
+    last_session_id: str | None
+    latest_handoff: str | None
 
 
 @dataclass
@@ -273,6 +282,46 @@ class ProjectService:
         record = await self.storage.modify_record(PROJECTS, name, ensure)
         assert record is not None  # created when missing
         return record
+
+    async def record_session(
+        self,
+        name: str,
+        path: str | None,
+        *,
+        last_session_id: str | None = None,
+        latest_handoff: str | None = None,
+    ) -> None:
+        """A session of the project started or ended: note its folder, the session and the
+        handoff in the project's record (one read-change-write step; created when new)."""
+
+        def note(current: Record | None) -> Record:
+            at = utcnow()
+            record = current or Record(
+                collection=PROJECTS, id=name, project=name, data={}, created_at=at
+            )
+            if path:
+                record.data["path"] = path
+            if last_session_id is not None:
+                record.data["last_session_id"] = last_session_id
+            if latest_handoff is not None:
+                record.data["latest_handoff"] = latest_handoff
+            record.data["last_seen"] = at.isoformat()
+            record.updated_at = at
+            return record
+
+        await self.storage.modify_record(PROJECTS, name, note)
+
+    async def session_facts(self, name: str) -> SessionFacts | None:
+        record = await self.storage.get_record(PROJECTS, name)
+        if record is None:
+            return None
+        d = record.data
+
+        def text(key: str) -> str | None:
+            value = d.get(key)
+            return value if isinstance(value, str) else None
+
+        return SessionFacts(text("path"), text("last_session_id"), text("latest_handoff"))
 
     async def create_project(
         self,

@@ -135,7 +135,7 @@ def register(mcp: FastMCP) -> None:
             Field(description="A folder inside the project; default: the current folder"),
         ] = None,
     ) -> dict[str, Any]:
-        return await sessions().start(working_directory)
+        return (await sessions().start(working_directory)).to_dict()
 
     @mcp.tool(
         description=(
@@ -155,7 +155,7 @@ def register(mcp: FastMCP) -> None:
             ),
         ] = False,
     ) -> dict[str, Any]:
-        return await sessions().checkpoint(session_id, name, git_commit)
+        return (await sessions().checkpoint(session_id, name, git_commit)).to_dict()
 
     @mcp.tool(
         description=(
@@ -166,7 +166,7 @@ def register(mcp: FastMCP) -> None:
         )
     )
     async def end(session_id: OptionalSessionId = None) -> dict[str, Any]:
-        return await sessions().end(session_id)
+        return (await sessions().end(session_id)).to_dict()
 
     @mcp.tool(
         annotations={"readOnlyHint": True},
@@ -176,7 +176,7 @@ def register(mcp: FastMCP) -> None:
         ),
     )
     async def status() -> dict[str, Any]:
-        result = await sessions().status()
+        result = (await sessions().status()).to_dict()
         result["health"] = await health_summary()
         return result
 
@@ -286,7 +286,7 @@ def register(mcp: FastMCP) -> None:
     )
     async def start_prompt(working_directory: str | None = None) -> str:
         async def action() -> str:
-            return _brief_text(await sessions().start(working_directory))
+            return _brief_text((await sessions().start(working_directory)).to_dict())
 
         text = await _run(action)
         return (
@@ -302,7 +302,7 @@ def register(mcp: FastMCP) -> None:
         commit = (git_commit or "").strip().lower() in ("1", "true", "yes", "y", "commit")
 
         async def action() -> str:
-            return _checkpoint_text(await sessions().checkpoint(None, name, commit))
+            return _checkpoint_text((await sessions().checkpoint(None, name, commit)).to_dict())
 
         text = await _run(action)
         return (
@@ -333,7 +333,7 @@ def register(mcp: FastMCP) -> None:
     )
     async def status_prompt() -> str:
         async def action() -> str:
-            result = await sessions().status()
+            result = (await sessions().status()).to_dict()
             result["health"] = await health_summary()
             return json.dumps(result, indent=2, default=str)
 
