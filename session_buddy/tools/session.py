@@ -132,7 +132,10 @@ def register(mcp: FastMCP) -> None:
     async def start(
         working_directory: Annotated[
             str | None,
-            Field(description="A folder inside the project; default: the current folder"),
+            Field(
+                description="A folder inside the project; default: the folder the client "
+                "works in (sent by the stdio bridge; required from a plain HTTP client)"
+            ),
         ] = None,
     ) -> dict[str, Any]:
         return (await sessions().start(working_directory)).to_dict()
