@@ -87,11 +87,12 @@ from session_buddy.adapters.storage._base import (
 )
 from session_buddy.core.memory import MemoryService, SearchMode
 from session_buddy.core.project import find_git_root
+from session_buddy.core.project_records import PROJECTS, ProjectRecords
 from session_buddy.core.teams import TeamService, check_name
 from session_buddy.errors import EmbeddingError, NotFound, ValidationError
 from session_buddy.settings import SessionBuddySettings
 
-PROJECTS = "projects"  # written only here (sessions report to record_session)
+# PROJECTS is written only through ProjectRecords (sessions report there too)
 ALIASES = "project_aliases"
 GROUPS = "project_groups"
 DEPENDENCIES = "project_dependencies"
@@ -166,15 +167,6 @@ class ProjectHit:
 
 
 @dataclass
-class SessionFacts:
-    """What sessions recorded about a project: its folder, latest session and handoff."""
-
-    path: str | None
-    last_session_id: str | None
-    latest_handoff: str | None
-
-
-@dataclass
 class CrossProjectSearch:
     query: str
     project: str
@@ -211,6 +203,7 @@ class ProjectService:
         self.memory = memory
         self.teams = teams
         self.settings = settings
+        self.records = ProjectRecords(storage)
         self._lock = asyncio.Lock()
 
     @classmethod
@@ -279,49 +272,9 @@ class ProjectService:
                 return current
             return None
 
-        record = await self.storage.modify_record(PROJECTS, name, ensure)
+        record = await self.records.change(name, ensure)
         assert record is not None  # created when missing
         return record
-
-    async def record_session(
-        self,
-        name: str,
-        path: str | None,
-        *,
-        last_session_id: str | None = None,
-        latest_handoff: str | None = None,
-    ) -> None:
-        """A session of the project started or ended: note its folder, the session and the
-        handoff in the project's record (one read-change-write step; created when new)."""
-
-        def note(current: Record | None) -> Record:
-            at = utcnow()
-            record = current or Record(
-                collection=PROJECTS, id=name, project=name, data={}, created_at=at
-            )
-            if path:
-                record.data["path"] = path
-            if last_session_id is not None:
-                record.data["last_session_id"] = last_session_id
-            if latest_handoff is not None:
-                record.data["latest_handoff"] = latest_handoff
-            record.data["last_seen"] = at.isoformat()
-            record.updated_at = at
-            return record
-
-        await self.storage.modify_record(PROJECTS, name, note)
-
-    async def session_facts(self, name: str) -> SessionFacts | None:
-        record = await self.storage.get_record(PROJECTS, name)
-        if record is None:
-            return None
-        d = record.data
-
-        def text(key: str) -> str | None:
-            value = d.get(key)
-            return value if isinstance(value, str) else None
-
-        return SessionFacts(text("path"), text("last_session_id"), text("latest_handoff"))
 
     async def create_project(
         self,
@@ -367,7 +320,7 @@ class ProjectService:
                 record.updated_at = utcnow()
                 return record
 
-            await self.storage.modify_record(PROJECTS, project, update)
+            await self.records.change(project, update)
         return await self.describe(project)
 
     async def _add_alias(self, project: str, alias: str) -> None:

@@ -27,7 +27,7 @@ from session_buddy.core.sessions.state import CheckpointEntry, SessionState, Ses
 from session_buddy.errors import ConfigurationError, NotFound
 
 if TYPE_CHECKING:
-    from session_buddy.core.projects import ProjectService
+    from session_buddy.core.project_records import ProjectRecords
 
 HANDOFF_BRIEF_CHARS = 8000
 _GIT_BRIEF_KEYS = (
@@ -110,7 +110,7 @@ class HandoffDocs:
         self,
         data_dir: Path,
         handoff_dir: str | None,
-        projects: ProjectService,
+        projects: ProjectRecords,
         store: SessionStore,
     ) -> None:
         self.data_dir = data_dir

@@ -45,7 +45,7 @@ from session_buddy.errors import GitError, NotFound, ValidationError
 
 if TYPE_CHECKING:
     from session_buddy.core.capture import CaptureService
-    from session_buddy.core.projects import ProjectService
+    from session_buddy.core.project_records import ProjectRecords
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class Lifecycle:
         store: SessionStore,
         current: CurrentSessions,
         docs: HandoffDocs,
-        projects: ProjectService,
+        projects: ProjectRecords,
         capture: CaptureService | None,
         *,
         git_commit_always: bool = False,

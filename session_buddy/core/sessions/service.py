@@ -4,7 +4,8 @@ It wires the parts (typed state and its store, the current session of each clien
 lifecycle, the brief and handoff documents, the records API, the hook spool) and applies
 spooled hook events before each lifecycle call. Its dependencies arrive through
 :meth:`SessionService.from_container`; it writes ``sessions`` and ``quality`` records and
-leaves ``projects`` records to :class:`~session_buddy.core.projects.ProjectService`.
+reports to ``projects`` records through ProjectService's
+:class:`~session_buddy.core.project_records.ProjectRecords` (their one write path).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from session_buddy.adapters.storage._base import StorageBase
 from session_buddy.core.capture import CaptureService
 from session_buddy.core.memory import MemoryService
+from session_buddy.core.project_records import ProjectRecords
 from session_buddy.core.projects import ProjectService
 from session_buddy.core.sessions.brief import Brief, HandoffDocs
 from session_buddy.core.sessions.current import CurrentSessions, client_context
@@ -56,7 +58,7 @@ class SessionService:
         memory: MemoryService,
         settings: SessionBuddySettings,
         paths: SessionPaths,
-        projects: ProjectService,
+        projects: ProjectRecords,
         capture: CaptureService | None = None,
     ) -> None:
         self.storage = storage
@@ -88,7 +90,7 @@ class SessionService:
             resolve(MemoryService),
             resolve(SessionBuddySettings),
             resolve(SessionPaths),
-            resolve(ProjectService),
+            resolve(ProjectService).records,  # the one writer of projects records
             capture,
         )
         try:
