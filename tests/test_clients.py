@@ -10,7 +10,7 @@ import httpx
 
 from session_buddy.server.auth import load_secret, mint_token
 from session_buddy.server.discovery import read_service
-from tests.mcp_peers import StdioPeer
+from tests.mcp_peers import StdioPeer, stop_service
 from tests.test_project import commit_all, git, make_repo
 from tests.test_service import HEADERS, _message, _rpc, close, data_dir, services_for, shared_env
 
@@ -94,6 +94,26 @@ def test_two_bridges_in_two_projects_keep_their_own_sessions(
     finally:
         close(a)
         close(b)
+
+
+def test_a_bridge_keeps_its_session_across_a_service_restart(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    """The current sessions live in the service's memory; after it restarts, the bridge
+    (same client id) still finds its own session, and `start` resumes it."""
+    repo = project_repo(tmp_path / "delta-repo")
+    env = shared_env(tmp_path)
+    env.pop("CLAUDE_PROJECT_DIR", None)
+    peer = StdioPeer(env, repo)
+    try:
+        peer.initialize()
+        sid = ok(peer, "start")["session"]["id"]
+        stop_service(data_dir)
+        assert ok(peer, "status")["session"]["id"] == sid  # the service came back
+        again = ok(peer, "start")
+        assert again["session"]["id"] == sid and again["how"] == "resumed"
+    finally:
+        close(peer)
 
 
 def test_a_direct_http_client_names_its_folder(tmp_path: Path, data_dir: Path) -> None:

@@ -9,7 +9,7 @@ else the data dir), the latest one in short for the brief, and the full document
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -87,7 +87,7 @@ class Brief:
         q = self.last_quality
         return {
             "project": self.project_view(),
-            "handoff": self.handoff.__dict__.copy() if self.handoff else None,
+            "handoff": asdict(self.handoff) if self.handoff else None,
             "reflections": self.reflections,
             "last_quality": {
                 "score": q.score,

@@ -33,7 +33,9 @@ CWD_HEADER = "x-session-buddy-cwd"
 #: the bridge's CLAUDE_PROJECT_DIR when set (percent-encoded UTF-8)
 PROJECT_DIR_HEADER = "x-session-buddy-project-dir"
 
-PROCESS_KEY = "process"
+#: this process as the client (the host in it: two machines sharing one PostgreSQL are not
+#: one client)
+PROCESS_KEY = f"process@{os.uname().nodename or 'localhost'}"
 MAX_HEADER_CHARS = 4096
 MAX_CLIENTS = 4096
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")

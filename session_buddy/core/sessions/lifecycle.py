@@ -219,12 +219,15 @@ class Lifecycle:
         return await self.docs.brief(state, info, how)
 
     async def _resumable(self, client: ClientContext, info: ProjectInfo) -> SessionState | None:
+        """The client's active session in this project: its current one, or (after a
+        service restart, the bridge keeps its id) the one it opened here."""
         current = self.current.get(client.key)
-        if current is None:
-            return None
-        found = await self.store.find(current.session_id)
-        if found is not None and found.active and found.project_path == info.path:
-            return found
+        if current is not None:
+            found = await self.store.find(current.session_id)
+            return found if found and found.active and found.project_path == info.path else None
+        for state in await self.store.page(project=info.name, status="active", limit=50):
+            if state.client == client.key and state.project_path == info.path:
+                return state
         return None
 
     async def _adopt(self, client: ClientContext, info: ProjectInfo) -> SessionState | None:
@@ -237,12 +240,15 @@ class Lifecycle:
                 and state.project_path == info.path
                 and (at - state.started_at).total_seconds() < ADOPT_WINDOW_S
             ):
-                return await self.store.change(
-                    state.id,
-                    lambda s: replace(
-                        s, claimed=True, origin_adopted_by="start", client=s.client or client.key
-                    ),
-                )
+
+                def claim(s: SessionState) -> SessionState | None:
+                    if s.claimed:  # another client adopted it first
+                        return None
+                    return replace(s, claimed=True, origin_adopted_by="start", client=client.key)
+
+                adopted = await self.store.change(state.id, claim)
+                if adopted.client == client.key:
+                    return adopted
         return None
 
     async def _open(self, client: ClientContext, info: ProjectInfo, folder: str) -> SessionState:
