@@ -195,14 +195,14 @@ def register(mcp: FastMCP) -> None:
         name: Annotated[str, Field(description="A human-readable name")],
         metadata: Annotated[dict[str, Any], Field(description="Any JSON object")] = {},  # noqa: B006
     ) -> dict[str, Any]:
-        return await sessions().create_session(name, dict(metadata))
+        return (await sessions().create_session(name, dict(metadata))).view()
 
     @mcp.tool(
         annotations={"readOnlyHint": True},
         description="Get one session record by id, with its message count.",
     )
     async def get_session(session_id: SessionId) -> dict[str, Any]:
-        return await sessions().get_session(session_id)
+        return (await sessions().get_session(session_id)).view()
 
     @mcp.tool(
         description=(
@@ -217,7 +217,7 @@ def register(mcp: FastMCP) -> None:
             dict[str, Any] | None, Field(description="Keys to merge; omit to keep")
         ] = None,
     ) -> dict[str, Any]:
-        return await sessions().update_session(session_id, name, metadata)
+        return (await sessions().update_session(session_id, name, metadata)).view()
 
     @mcp.tool(
         annotations={"readOnlyHint": True},
@@ -229,14 +229,14 @@ def register(mcp: FastMCP) -> None:
         limit: Annotated[int, Field(ge=1, le=500)] = 20,
         cursor: Cursor = None,
     ) -> dict[str, Any]:
-        return await sessions().list_sessions(project, status, limit, cursor)
+        return (await sessions().list_sessions(project, status, limit, cursor)).to_dict()
 
     @mcp.tool(
         annotations={"destructiveHint": True},
         description="Delete a session record and its messages. Reflections stored during it stay.",
     )
     async def delete_session(session_id: SessionId) -> dict[str, Any]:
-        return await sessions().delete_session(session_id)
+        return (await sessions().delete_session(session_id)).to_dict()
 
     @mcp.tool(
         description=(
@@ -249,7 +249,7 @@ def register(mcp: FastMCP) -> None:
         role: Annotated[Role, Field(description="user, assistant or system")],
         content: Annotated[str, Field(description="The message text, verbatim")],
     ) -> dict[str, Any]:
-        return await sessions().add_message(session_id, role, content)
+        return (await sessions().add_message(session_id, role, content)).to_dict()
 
     @mcp.tool(
         annotations={"readOnlyHint": True},
@@ -260,7 +260,7 @@ def register(mcp: FastMCP) -> None:
         limit: Annotated[int, Field(ge=1, le=500)] = 50,
         cursor: Cursor = None,
     ) -> dict[str, Any]:
-        return await sessions().get_messages(session_id, limit, cursor)
+        return (await sessions().get_messages(session_id, limit, cursor)).to_dict()
 
     @mcp.tool(
         annotations={"readOnlyHint": True},
@@ -270,7 +270,7 @@ def register(mcp: FastMCP) -> None:
         session_id: SessionId,
         format: Annotated[ExportFormat, Field(description="json or markdown")] = "json",
     ) -> dict[str, Any]:
-        return await sessions().export_session(session_id, format)
+        return (await sessions().export_session(session_id, format)).to_dict()
 
     # -- prompts (slash commands in Claude Code) -------------------------------------------
 

@@ -7,7 +7,7 @@ memory items too, and stay when a session is deleted.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from session_buddy.adapters.storage._base import MemoryItem
@@ -102,6 +102,66 @@ def render_export_markdown(
     return "\n".join(lines) + "\n"
 
 
+@dataclass
+class SessionPage:
+    sessions: list[SessionState]
+    next_cursor: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sessions": [s.view() for s in self.sessions], "next_cursor": self.next_cursor}
+
+
+@dataclass
+class MessagePage:
+    session_id: str
+    messages: list[MemoryItem]
+    next_cursor: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "messages": [message_view(i) for i in self.messages],
+            "next_cursor": self.next_cursor,
+        }
+
+
+@dataclass
+class AddedMessage:
+    id: str
+    session_id: str
+    created: bool
+    embedded: bool
+    message_count: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class DeletedSession:
+    session_id: str
+    messages_deleted: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "deleted": True,
+            "messages_deleted": self.messages_deleted,
+        }
+
+
+@dataclass
+class SessionExport:
+    session_id: str
+    format: str
+    content: str
+    messages: int
+    reflections: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 class SessionRecords:
     def __init__(
         self, store: SessionStore, memory: MemoryService, current: CurrentSessions
@@ -112,7 +172,7 @@ class SessionRecords:
 
     async def create_session(
         self, name: str, metadata: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
+    ) -> SessionState:
         if not isinstance(name, str) or not name.strip():
             raise ValidationError("name must be a non-empty string")
         metadata = dict(metadata or {})
@@ -120,17 +180,17 @@ class SessionRecords:
         state = SessionState.new(
             name=name.strip(), project=project, metadata=metadata, origin="api"
         )
-        return (await self.store.add(state)).view()
+        return await self.store.add(state)
 
-    async def get_session(self, session_id: str) -> dict[str, Any]:
+    async def get_session(self, session_id: str) -> SessionState:
+        """The session, with its message count counted from the stored messages."""
         state = await self.store.get(session_id)
-        view = state.view()
-        view["message_count"] = await self.store.storage.count_items(messages_filter(state))
-        return view
+        count = await self.store.storage.count_items(messages_filter(state))
+        return replace(state, message_count=count)
 
     async def update_session(
         self, session_id: str, name: str | None = None, metadata: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
+    ) -> SessionState:
         if name is not None and not name.strip():
             raise ValidationError("name must not be empty")
         state = await self.store.get(session_id)
@@ -144,7 +204,7 @@ class SessionRecords:
                     merged[key] = value
             return replace(s, name=name.strip() if name is not None else s.name, metadata=merged)
 
-        return (await self.store.change(state.id, change)).view()
+        return await self.store.change(state.id, change)
 
     async def list_sessions(
         self,
@@ -152,18 +212,15 @@ class SessionRecords:
         status: str | None = None,
         limit: int = 20,
         cursor: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> SessionPage:
         if status is not None and status not in STATUSES:
             raise ValidationError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
         limit = page_limit(limit)
         offset = page_offset(cursor)
         page = await self.store.page(project=project, status=status, limit=limit + 1, offset=offset)
-        return {
-            "sessions": [s.view() for s in page[:limit]],
-            "next_cursor": str(offset + limit) if len(page) > limit else None,
-        }
+        return SessionPage(page[:limit], str(offset + limit) if len(page) > limit else None)
 
-    async def delete_session(self, session_id: str) -> dict[str, Any]:
+    async def delete_session(self, session_id: str) -> DeletedSession:
         state = await self.store.get(session_id)
         storage = self.store.storage
         deleted = 0
@@ -177,9 +234,9 @@ class SessionRecords:
                 break
         await self.store.delete(state.id)
         self.current.forget_session(state.id)
-        return {"session_id": state.id, "deleted": True, "messages_deleted": deleted}
+        return DeletedSession(state.id, deleted)
 
-    async def add_message(self, session_id: str, role: str, content: str) -> dict[str, Any]:
+    async def add_message(self, session_id: str, role: str, content: str) -> AddedMessage:
         if role not in MESSAGE_ROLES:
             raise ValidationError(f"role must be one of {', '.join(MESSAGE_ROLES)}, not {role!r}")
         if not isinstance(content, str) or not content.strip():
@@ -197,30 +254,23 @@ class SessionRecords:
             state = await self.store.change(
                 state.id, lambda s: replace(s, message_count=s.message_count + 1)
             )
-        return {
-            "id": stored.id,
-            "session_id": state.id,
-            "created": stored.created,
-            "embedded": stored.embedded,
-            "message_count": state.message_count,
-        }
+        return AddedMessage(
+            stored.id, state.id, stored.created, stored.embedded, state.message_count
+        )
 
     async def get_messages(
         self, session_id: str, limit: int = 50, cursor: str | None = None
-    ) -> dict[str, Any]:
+    ) -> MessagePage:
         state = await self.store.get(session_id)
         limit = page_limit(limit)
         offset = page_offset(cursor)
         items = await self.store.storage.list_items(
             messages_filter(state), limit=limit + 1, offset=offset, newest_first=False
         )
-        return {
-            "session_id": state.id,
-            "messages": [message_view(i) for i in items[:limit]],
-            "next_cursor": str(offset + limit) if len(items) > limit else None,
-        }
+        more = len(items) > limit
+        return MessagePage(state.id, items[:limit], str(offset + limit) if more else None)
 
-    async def export_session(self, session_id: str, format: str = "json") -> dict[str, Any]:
+    async def export_session(self, session_id: str, format: str = "json") -> SessionExport:
         if format not in EXPORT_FORMATS:
             raise ValidationError(
                 f"format must be one of {', '.join(EXPORT_FORMATS)}, not {format!r}"
@@ -244,10 +294,4 @@ class SessionRecords:
             content = json.dumps(document, ensure_ascii=False, indent=2)
         else:
             content = render_export_markdown(view, messages, reflections, checkpoints)
-        return {
-            "session_id": state.id,
-            "format": format,
-            "content": content,
-            "messages": len(messages),
-            "reflections": len(reflections),
-        }
+        return SessionExport(state.id, format, content, len(messages), len(reflections))

@@ -27,9 +27,16 @@ from session_buddy.core.sessions.lifecycle import (
     Lifecycle,
     StatusResult,
 )
-from session_buddy.core.sessions.records import SessionRecords
+from session_buddy.core.sessions.records import (
+    AddedMessage,
+    DeletedSession,
+    MessagePage,
+    SessionExport,
+    SessionPage,
+    SessionRecords,
+)
 from session_buddy.core.sessions.spool import SpoolApplier
-from session_buddy.core.sessions.state import SessionStore
+from session_buddy.core.sessions.state import SessionState, SessionStore
 from session_buddy.errors import ConfigurationError
 from session_buddy.paths import SessionPaths
 from session_buddy.settings import SessionBuddySettings
@@ -147,15 +154,15 @@ class SessionService:
 
     async def create_session(
         self, name: str, metadata: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
+    ) -> SessionState:
         return await self.records.create_session(name, metadata)
 
-    async def get_session(self, session_id: str) -> dict[str, Any]:
+    async def get_session(self, session_id: str) -> SessionState:
         return await self.records.get_session(session_id)
 
     async def update_session(
         self, session_id: str, name: str | None = None, metadata: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
+    ) -> SessionState:
         return await self.records.update_session(session_id, name, metadata)
 
     async def list_sessions(
@@ -164,21 +171,21 @@ class SessionService:
         status: str | None = None,
         limit: int = 20,
         cursor: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> SessionPage:
         return await self.records.list_sessions(project, status, limit, cursor)
 
-    async def delete_session(self, session_id: str) -> dict[str, Any]:
+    async def delete_session(self, session_id: str) -> DeletedSession:
         return await self.records.delete_session(session_id)
 
-    async def add_message(self, session_id: str, role: str, content: str) -> dict[str, Any]:
+    async def add_message(self, session_id: str, role: str, content: str) -> AddedMessage:
         return await self.records.add_message(session_id, role, content)
 
     async def get_messages(
         self, session_id: str, limit: int = 50, cursor: str | None = None
-    ) -> dict[str, Any]:
+    ) -> MessagePage:
         return await self.records.get_messages(session_id, limit, cursor)
 
-    async def export_session(self, session_id: str, format: str = "json") -> dict[str, Any]:
+    async def export_session(self, session_id: str, format: str = "json") -> SessionExport:
         return await self.records.export_session(session_id, format)
 
     # -- handoff documents (resources) ------------------------------------------------------
