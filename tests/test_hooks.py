@@ -65,12 +65,20 @@ def test_install_uninstall_is_byte_identical(tmp_path: Path, home: Path, text: s
     result = runner.invoke(hooks_app, ["install", "--project", str(project)])
     assert result.exit_code == 0, result.output
     installed = json.loads(path.read_text())
-    for event in ("SessionStart", "PreCompact", "SessionEnd"):
+    for event in (
+        "SessionStart",
+        "UserPromptSubmit",
+        "PreToolUse",
+        "PostToolUse",
+        "PreCompact",
+        "SessionEnd",
+    ):
         commands = [h["command"] for g in installed["hooks"][event] for h in g["hooks"]]
         assert any(f"hook {event}" in c for c in commands)
     # what was there is still there
     assert installed.get("permissions") == json.loads(text).get("permissions")
-    assert installed["hooks"]["PreToolUse"] == json.loads(text)["hooks"]["PreToolUse"]
+    theirs = json.loads(text)["hooks"]["PreToolUse"]
+    assert installed["hooks"]["PreToolUse"][: len(theirs)] == theirs  # ours come after theirs
     if "SessionStart" in json.loads(text)["hooks"]:
         assert installed["hooks"]["SessionStart"][0]["hooks"][0]["command"] == "echo hello"
     # idempotent
@@ -92,7 +100,14 @@ def test_structural_uninstall_after_the_user_edited_the_file(tmp_path: Path) -> 
     )
     assert path.read_text() != text
     plan = claude_settings.plan_uninstall(path, None)
-    assert sorted(plan.events) == ["PreCompact", "SessionEnd", "SessionStart"]
+    assert sorted(plan.events) == [
+        "PostToolUse",
+        "PreCompact",
+        "PreToolUse",
+        "SessionEnd",
+        "SessionStart",
+        "UserPromptSubmit",
+    ]
     claude_settings.apply_plan(plan, None)
     assert path.read_text() == text
 
@@ -149,7 +164,7 @@ def test_invalid_settings_json_is_refused_untouched(tmp_path: Path, home: Path) 
 def run_hook(
     event: str, stdin: bytes, env: dict[str, str]
 ) -> tuple[subprocess.CompletedProcess[bytes], float]:
-    code = "import sys; from session_buddy.cli.hooks import hook_command; sys.exit(hook_command(sys.argv[1]))"
+    code = "import sys; from session_buddy.cli.hook_runtime import hook_command; sys.exit(hook_command(sys.argv[1]))"
     start = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-c", code, event], input=stdin, env=env, capture_output=True, timeout=20
@@ -211,7 +226,7 @@ def test_hook_exits_zero_for_an_unknown_event(tmp_path: Path, home: Path) -> Non
 
 
 def test_hook_does_not_wait_for_an_open_stdin(tmp_path: Path, home: Path) -> None:
-    code = "import sys; from session_buddy.cli.hooks import hook_command; sys.exit(hook_command('SessionEnd'))"
+    code = "import sys; from session_buddy.cli.hook_runtime import hook_command; sys.exit(hook_command('SessionEnd'))"
     start = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-c", code],

@@ -330,18 +330,16 @@ async def test_sidechains_and_subagent_transcripts(capture: CaptureService) -> N
 async def test_capture_session_finds_and_indexes_the_transcript(
     capture: CaptureService, tmp_path: Path
 ) -> None:
-    from session_buddy.core.capture import capture_session
-
     home = Path(os.environ["HOME"])
     t = filler_session(3)
     t.assistant(insight("Captured at the end of the session.", "Counted in the report."))
     path = t.write(project_dir(home / ".claude" / "projects", t.cwd) / f"{t.session_id}.jsonl")
-    missing = await capture_session("no-such-session", None, None)
+    missing = await capture.capture_session("no-such-session", None, None)
     assert missing["found"] is False and missing["insights"] == 0
-    found = await capture_session(t.session_id, None, None)
+    found = await capture.capture_session(t.session_id, None, None)
     assert found["found"] is True and found["transcripts"] == [str(path)]
     assert found["stored"] == 4 and found["insights"] == 1
-    again = await capture_session(None, str(path), None)
+    again = await capture.capture_session(None, str(path), None)
     assert again["stored"] == 0 and again["insights"] == 0
 
 

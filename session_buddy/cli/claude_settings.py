@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from session_buddy.core.sessions.spool_files import EVENTS
+from session_buddy.core.sessions.spool_files import EVENTS, TOOL_MATCHERS
 
 HOOK_TIMEOUT_S = 10  # what Claude Code allows the command (the command itself exits in < 2 s)
 
-_OURS = re.compile(r"session[-_]buddy.*\bhook\s+['\"]?(SessionStart|PreCompact|SessionEnd)\b")
+_OURS = re.compile(r"session[-_]buddy.*\bhook\s+['\"]?(" + "|".join(EVENTS) + r")\b")
 
 
 # -- settings.json ------------------------------------------------------------------------
@@ -176,7 +176,7 @@ def plan_install(path: Path, executable: str | None = None) -> HookPlan:
         )
         if present:
             continue
-        group = {
+        group: dict[str, Any] = {
             "hooks": [
                 {
                     "type": "command",
@@ -185,6 +185,8 @@ def plan_install(path: Path, executable: str | None = None) -> HookPlan:
                 }
             ]
         }
+        if event in TOOL_MATCHERS:
+            group = {"matcher": TOOL_MATCHERS[event], **group}
         new_hooks[event] = [*groups, group]
         added.append(event)
     if not added:

@@ -375,7 +375,9 @@ class CaptureService:
     async def capture_session(
         self, session_id: str | None, transcript_path: str | None, project_dir: str | None
     ) -> dict[str, Any]:
-        """Index the transcript of one session (and its subagents), when it can be found."""
+        """Index the transcript of one session (and its subagents), for ``checkpoint`` and
+        ``end``. Returns a report with ``found`` (False when no transcript could be located),
+        ``stored`` turns and ``insights`` stored. Never raises for a missing transcript."""
         files = find_session_transcripts(session_id, transcript_path, project_dir)
         if not files:
             return {
@@ -404,18 +406,6 @@ class CaptureService:
 
     async def insight_statistics(self) -> dict[str, Any]:
         return await insight_statistics(self.storage)
-
-
-async def capture_session(
-    session_id: str | None, transcript_path: str | None, project_dir: str | None
-) -> dict[str, Any]:
-    """Index the current session's transcript (for ``checkpoint`` and ``end``). Returns a
-    report with ``found`` (False when no transcript could be located), ``stored`` turns and
-    ``insights`` stored. Never raises for a missing transcript."""
-    from session_buddy import di
-
-    service = di.get(CaptureService)
-    return await service.capture_session(session_id, transcript_path, project_dir)
 
 
 def find_session_transcripts(

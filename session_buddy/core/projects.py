@@ -203,7 +203,6 @@ class ProjectService:
         self.memory = memory
         self.teams = teams
         self.settings = settings
-        self.records = ProjectRecords(storage)
         self._lock = asyncio.Lock()
 
     @classmethod
@@ -272,7 +271,7 @@ class ProjectService:
                 return current
             return None
 
-        record = await self.records.change(name, ensure)
+        record = await ProjectRecords(self.storage).change(name, ensure)
         assert record is not None  # created when missing
         return record
 
@@ -320,7 +319,7 @@ class ProjectService:
                 record.updated_at = utcnow()
                 return record
 
-            await self.records.change(project, update)
+            await ProjectRecords(self.storage).change(project, update)
         return await self.describe(project)
 
     async def _add_alias(self, project: str, alias: str) -> None:

@@ -33,9 +33,13 @@ import sys
 import threading
 from typing import IO, Any
 
+from session_buddy.server.catalog import listed
 from session_buddy.server.identity import initialize_result
 
 SHUTDOWN_GRACE_S = 30.0
+#: the loader waits this long (or until a request needs the server) before it starts importing,
+#: so that on a busy machine the first answers (initialize, the lists) go out first
+LOADER_DELAY_S = 0.3
 
 
 class _Stop(Exception):
@@ -59,6 +63,7 @@ class StdioFront:
         self._server: Any = None
         self._stopping = False
         self._out: IO[bytes] = sys.stdout.buffer
+        self._needed = threading.Event()  # a request the front cannot answer arrived
 
     # -- output --------------------------------------------------------------------------------
 
@@ -184,6 +189,13 @@ class StdioFront:
                     "result": initialize_result(params.get("protocolVersion")),
                 }
             )
+        elif isinstance(message, dict) and "id" in message:
+            stored = listed(message.get("method"), message.get("params"))
+            if stored is not None:  # answered now, cold service or not (server.catalog)
+                self._send_json({"jsonrpc": "2.0", "id": message["id"], "result": stored})
+                return
+            if message.get("method") != "initialize":
+                self._needed.set()
         self._inbox.put(line)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
@@ -191,6 +203,7 @@ class StdioFront:
         raise _Stop
 
     def _load_and_serve(self) -> None:
+        self._needed.wait(LOADER_DELAY_S)
         try:
             from session_buddy.settings import load_settings
 

@@ -132,10 +132,7 @@ def register(mcp: FastMCP) -> None:
     async def start(
         working_directory: Annotated[
             str | None,
-            Field(
-                description="A folder inside the project; default: the folder the client "
-                "works in (sent by the stdio bridge; required from a plain HTTP client)"
-            ),
+            Field(description="A folder inside the project; default: the client's folder"),
         ] = None,
     ) -> dict[str, Any]:
         return (await sessions().start(working_directory)).to_dict()

@@ -4,8 +4,9 @@ It wires the parts (typed state and its store, the current session of each clien
 lifecycle, the brief and handoff documents, the records API, the hook spool) and applies
 spooled hook events before each lifecycle call. Its dependencies arrive through
 :meth:`SessionService.from_container`; it writes ``sessions`` and ``quality`` records and
-reports to ``projects`` records through ProjectService's
-:class:`~session_buddy.core.project_records.ProjectRecords` (their one write path).
+reports to ``projects`` records through
+:class:`~session_buddy.core.project_records.ProjectRecords`, the one write path
+``ProjectService`` uses too.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from session_buddy.adapters.storage._base import StorageBase
 from session_buddy.core.capture import CaptureService
 from session_buddy.core.memory import MemoryService
 from session_buddy.core.project_records import ProjectRecords
-from session_buddy.core.projects import ProjectService
 from session_buddy.core.sessions.brief import Brief, HandoffDocs
 from session_buddy.core.sessions.current import CurrentSessions, client_context
 from session_buddy.core.sessions.lifecycle import (
@@ -92,12 +92,13 @@ class SessionService:
             capture: CaptureService | None = resolve(CaptureService)
         except ConfigurationError:
             capture = None
+        storage = resolve(StorageBase)
         service = cls(
-            resolve(StorageBase),
+            storage,
             resolve(MemoryService),
             resolve(SessionBuddySettings),
             resolve(SessionPaths),
-            resolve(ProjectService).records,  # the one writer of projects records
+            ProjectRecords(storage),  # the write path of projects records ProjectService uses
             capture,
         )
         try:
