@@ -245,3 +245,19 @@ def test_cold_front_lists_tools_at_once_and_calls_wait_for_the_service(tmp_path:
         peer.proc.wait(timeout=60)
         stop_service(tmp_path / "data")
     peer.finish_stdout()
+
+
+def test_standalone_exits_quietly_when_its_client_closes_stdin(tmp_path: Path) -> None:
+    """The client goes away (stdin closed) after a request: exit 0, no traceback on stderr."""
+    peer = StdioPeer(server_env(tmp_path, SESSION_BUDDY_MODE="lite"), tmp_path, "--standalone")
+    try:
+        peer.initialize()
+        assert "result" in peer.wait_for(peer.request("tools/list"))
+    finally:
+        assert peer.proc.stdin is not None
+        peer.proc.stdin.close()
+        code = peer.proc.wait(timeout=60)
+    peer.finish_stdout()
+    errors = peer.stderr_text()
+    assert code == 0, errors
+    assert "Traceback" not in errors and "I/O operation on closed file" not in errors, errors

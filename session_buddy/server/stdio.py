@@ -25,6 +25,7 @@ this front first, which imports nothing heavy:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -114,8 +115,12 @@ class StdioFront:
         try:
             self._server.run(transport="stdio", show_banner=False)
         finally:
-            sys.stdout.flush()
-            sys.stdout.close()
+            # FastMCP's transport may have closed the pipe already when its client went away
+            if not sys.stdout.closed:
+                with contextlib.suppress(OSError):
+                    sys.stdout.flush()
+                with contextlib.suppress(OSError):
+                    sys.stdout.close()
             sys.stdin, sys.stdout = saved_stdin, saved_stdout
             pump.join(timeout=5)
 

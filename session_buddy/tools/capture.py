@@ -32,7 +32,9 @@ class ImportSummary(BaseModel):
     malformed: int = Field(description="Lines skipped because they are not valid transcript JSON")
     invalid_utf8: int = Field(description="Lines with non-UTF-8 bytes (the bytes were replaced)")
     oversized: int
-    skipped: int = Field(description="Lines with nothing to store (bookkeeping, thinking only)")
+    skipped: int = Field(
+        description="Lines with nothing to store (bookkeeping, thinking or tool calls only)"
+    )
     pending_bytes: int = Field(description="An incomplete last line, left until it is complete")
     bytes_read: int
     seconds: float
@@ -117,8 +119,10 @@ def register(mcp: FastMCP) -> None:
         index_transcripts,
         description=(
             "Import Claude Code transcripts into memory: user and assistant text as "
-            "conversations (tool calls summarised, long tool results cut) and the "
-            "'★ Insight' blocks as insights. path: a folder or one .jsonl file (default "
+            "conversations (the tools a turn called are its metadata, never a turn of their "
+            "own; long tool results cut; session-buddy's own answers and Claude Code's "
+            "helper agents left out) and the '★ Insight' blocks as insights. path: a folder "
+            "or one .jsonl file (default "
             "~/.claude/projects). Incremental: only lines added since the last import are "
             "read; re-running stores nothing twice. Sends progress notifications."
         ),

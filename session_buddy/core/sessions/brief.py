@@ -148,7 +148,7 @@ class HandoffDocs:
     async def brief(self, state: SessionState, info: ProjectInfo, how: str) -> Brief:
         handoff = await asyncio.to_thread(self.latest_info, info.path, info.name)
         reflections = await self.store.storage.list_items(
-            ItemFilter(projects=[info.name], kinds=["reflection", "insight"]),
+            ItemFilter(projects=info.names, kinds=["reflection", "insight"]),
             limit=5,
             newest_first=True,
         )

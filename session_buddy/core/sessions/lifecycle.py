@@ -25,7 +25,7 @@ from session_buddy.core.handoff import (
     compose_handoff,
     project_root_of,
 )
-from session_buddy.core.project import ProjectInfo, analyze_project, run_git
+from session_buddy.core.project import ProjectInfo, analyze_project, default_directory, run_git
 from session_buddy.core.quality import SessionActivity, compute_quality
 from session_buddy.core.sessions.activity import (
     messages_filter,
@@ -160,16 +160,6 @@ class Lifecycle:
 
     # -- whose session ----------------------------------------------------------------------
 
-    @staticmethod
-    def folder_of(client: ClientContext, working_directory: str | None) -> str:
-        folder = working_directory or client.directory
-        if not folder:
-            raise ValidationError(
-                "working_directory is needed: this client did not say which folder it works "
-                "in (pass a folder inside the project)"
-            )
-        return folder
-
     def remember(self, client: ClientContext, state: SessionState) -> None:
         self.current.set(client.key, state.id, state.project)
 
@@ -207,7 +197,7 @@ class Lifecycle:
     async def start(self, working_directory: str | None = None) -> Brief:
         """Open (or adopt, or resume) the client's session for the project; the brief."""
         client = client_context()
-        folder = self.folder_of(client, working_directory)
+        folder = working_directory or default_directory()
         info = await asyncio.to_thread(analyze_project, folder)
         state, how = await self._resumable(client, info), "resumed"
         if state is None:

@@ -45,6 +45,51 @@ PERMISSION_EVENTS = frozenset({"PreToolUse", "PostToolUse"})
 MAX_PAYLOAD_BYTES = 1024 * 1024
 STALE_PROCESSING_S = 600.0
 
+_OURS = re.compile(r"session[-_]buddy.*\bhook\s+['\"]?(" + "|".join(EVENTS) + r")\b")
+
+
+def is_ours(hook: Any) -> bool:
+    """A hook entry of a Claude Code settings file that runs ``session-buddy hook <Event>``."""
+    return (
+        isinstance(hook, dict)
+        and isinstance(hook.get("command"), str)
+        and bool(_OURS.search(hook["command"]))
+    )
+
+
+def without_our_hooks(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Claude Code settings ``data`` without session-buddy's hook entries (a group left empty
+    goes, and ``hooks`` when nothing is left in it), and the events they were under."""
+    hooks = data.get("hooks")
+    if not isinstance(hooks, dict):
+        return data, []
+    removed: list[str] = []
+    new_hooks: dict[str, Any] = {}
+    for event, groups in hooks.items():
+        if not isinstance(groups, list):
+            new_hooks[event] = groups
+            continue
+        kept_groups = []
+        for group in groups:
+            inner = group.get("hooks") if isinstance(group, dict) else None
+            if not isinstance(inner, list) or not any(is_ours(h) for h in inner):
+                kept_groups.append(group)
+                continue
+            removed.append(event)
+            kept = [h for h in inner if not is_ours(h)]
+            if kept:
+                kept_groups.append({**group, "hooks": kept})
+        if kept_groups or event not in removed:
+            new_hooks[event] = kept_groups
+    if not removed:
+        return data, []
+    new_data = dict(data)
+    if new_hooks:
+        new_data["hooks"] = new_hooks
+    else:
+        new_data.pop("hooks", None)
+    return new_data, sorted(set(removed))
+
 
 #: the spool queue of tool approvals the permission hooks could not hand to a service
 APPROVALS_QUEUE = "approvals"
