@@ -238,6 +238,12 @@ def test_cold_front_lists_tools_at_once_and_calls_wait_for_the_service(tmp_path:
         for method in ("prompts/list", "resources/list", "resources/templates/list"):
             answer = peer.wait_for(peer.request(method), timeout=10)
             assert answer["result"] == load_catalog()[method]
+        # Claude Code 2.1 sends server/discover while connecting: answered at once, not by
+        # waiting for the service
+        started = time.monotonic()
+        discover = peer.wait_for(peer.request("server/discover"), timeout=10)
+        assert discover["error"]["code"] == -32601
+        assert time.monotonic() - started < 1.0
         result = peer.call("store_reflection", {"content": "cold start then a call"})
         assert not result.get("isError"), result
     finally:

@@ -16,11 +16,13 @@ from session_buddy.cli.hooks import hooks_app
 from session_buddy.cli.imports import import_app
 from session_buddy.cli.migrate import migrate_command
 from session_buddy.cli.permissions import permissions_app
+from session_buddy.cli.report import report_command
 
 app.add_typer(hooks_app, name="hooks", help="Install or remove Claude Code hooks")
 app.add_typer(import_app, name="import", help="Import Claude Code transcripts")
 app.add_typer(permissions_app, name="permissions", help="Learned permissions for shell commands")
 app.command("migrate")(migrate_command)
+app.command("report")(report_command)
 
 
 @app.command()

@@ -59,6 +59,8 @@ class HandoffContent:
     delta: int | None = None
     reflections: list[dict[str, Any]] = field(default_factory=list)  # id, content, tags
     counts: dict[str, int] = field(default_factory=dict)
+    #: the project's quality trend (AnalyticsService.handoff_trend): chart file, sparklines
+    trend: dict[str, Any] | None = None
 
 
 def _within(path: Path, parent: Path) -> bool:
@@ -145,6 +147,22 @@ def _cell(text: Any) -> str:
     return _one_line(str(text), 160).replace("|", "\\|")
 
 
+def _trend_lines(trend: dict[str, Any] | None) -> list[str]:
+    if not trend:
+        return []
+    spark = trend.get("sparkline") or {}
+    lines = ["", "## Quality trend", ""]
+    if trend.get("chart"):
+        lines += [f"![score and test pass rate over the last sessions]({trend['chart']})", ""]
+    lines.append(
+        f"`score     {spark.get('score', '')}` over the last {trend.get('sessions', '?')} "
+        f"session(s): {trend.get('direction', '?')}"
+    )
+    if spark.get("pass_rate"):
+        lines.append(f"`pass rate {spark['pass_rate']}`")
+    return lines
+
+
 def render_handoff(content: HandoffContent) -> str:
     q = content.quality or {}
     score = q.get("score")
@@ -177,6 +195,7 @@ def render_handoff(content: HandoffContent) -> str:
     lines += ["", "## Decisions", "", *_bullets(content.decisions, "None recorded.")]
     lines += ["", "## Open problems", "", *_bullets(content.open_problems, "None recorded.")]
     lines += ["", "## Next steps", "", *_bullets(content.next_steps, "None recorded.")]
+    lines += _trend_lines(content.trend)
     lines += ["", "## Quality breakdown", ""]
     breakdown = q.get("breakdown") or []
     if breakdown:
@@ -343,22 +362,37 @@ def handoff_filename(session_id: str, at: datetime) -> str:
     return f"{at.astimezone(UTC).strftime('%Y%m%d-%H%M%S')}-{safe}.md"
 
 
-def write_handoff(folder: Path, session_id: str, markdown: str, at: datetime | None = None) -> Path:
-    """Write atomically (temp file + rename); returns the path."""
+def write_handoff(
+    folder: Path,
+    session_id: str,
+    markdown: str,
+    at: datetime | None = None,
+    *,
+    chart: str | None = None,
+) -> Path:
+    """Write atomically (temp file + rename); returns the path. ``chart``: an SVG written
+    beside it under the same name (``.svg``), first, so the handoff never links a missing file."""
     at = at or datetime.now(UTC)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / handoff_filename(session_id, at)
-    fd, tmp = tempfile.mkstemp(prefix=".handoff-", suffix=".tmp", dir=folder)
+    if chart is not None:
+        write_atomically(target.with_suffix(".svg"), chart)
+    write_atomically(target, markdown)
+    return target
+
+
+def write_atomically(target: Path, text: str) -> None:
+    """Write a text file through a temp file in its folder and a rename."""
+    fd, tmp = tempfile.mkstemp(prefix=".handoff-", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(markdown)
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return target
 
 
 def latest_handoff(folder: Path | str) -> Path | None:

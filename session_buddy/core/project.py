@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from session_buddy.core.sessions.spool_files import without_our_hooks
+from session_buddy.core.testresults import TestRun, latest_run
 
 GIT_TIMEOUT_S = 10.0
 
@@ -250,17 +251,6 @@ class GitState:
 
 
 @dataclass
-class TestResult:
-    """The last recorded test run found in the project (pytest cache or a JUnit report)."""
-
-    source: str
-    passed: bool
-    failures: int
-    total: int | None
-    recorded_at: float | None  # unix time
-
-
-@dataclass
 class ProjectInfo:
     path: str  # the folder analysed (the git root when there is one)
     name: str  # from the manifest or the git remote, else the folder's name (project_identity)
@@ -272,7 +262,7 @@ class ProjectInfo:
     manifests: list[str] = field(default_factory=list)
     lockfiles: list[str] = field(default_factory=list)
     tests: list[str] = field(default_factory=list)  # evidence: test folders/files/frameworks
-    test_result: TestResult | None = None
+    test_result: TestRun | None = None  # the newest recorded run (core.testresults)
     ci: list[str] = field(default_factory=list)
     lint: list[str] = field(default_factory=list)
     type_check: list[str] = field(default_factory=list)
@@ -689,75 +679,6 @@ def _setup_cfg_sections(root: Path) -> set[str]:
     return {line.strip()[1:-1] for line in text.splitlines() if line.strip().startswith("[")}
 
 
-def _last_test_result(root: Path) -> TestResult | None:
-    """The newest recorded test run: pytest's cache, or a JUnit XML report."""
-    candidates: list[TestResult] = []
-    cache = root / ".pytest_cache" / "v" / "cache"
-    nodeids = cache / "nodeids"
-    if nodeids.is_file():
-        try:
-            total = len(json.loads(nodeids.read_text(encoding="utf-8")))
-            lastfailed_path = cache / "lastfailed"
-            failed: dict[str, Any] = {}
-            recorded = nodeids.stat().st_mtime
-            if lastfailed_path.is_file():
-                failed = json.loads(lastfailed_path.read_text(encoding="utf-8")) or {}
-                recorded = max(recorded, lastfailed_path.stat().st_mtime)
-            candidates.append(
-                TestResult(
-                    source=".pytest_cache",
-                    passed=not failed,
-                    failures=len(failed),
-                    total=total,
-                    recorded_at=recorded,
-                )
-            )
-        except (OSError, ValueError, TypeError):
-            pass
-    for pattern in (
-        "junit*.xml",
-        "test-results/*.xml",
-        "reports/junit*.xml",
-        "build/test-results/**/*.xml",
-    ):
-        for report in root.glob(pattern):
-            result = _read_junit(report, root)
-            if result is not None:
-                candidates.append(result)
-    if not candidates:
-        return None
-    return max(candidates, key=lambda r: r.recorded_at or 0.0)
-
-
-def _read_junit(path: Path, root: Path) -> TestResult | None:
-    import xml.etree.ElementTree as ET
-
-    try:
-        if path.stat().st_size > 50 * 1024 * 1024:
-            return None
-        tree = ET.parse(path)
-    except (OSError, ET.ParseError):
-        return None
-    node = tree.getroot()
-    suites = [node] if node.tag == "testsuite" else list(node.iter("testsuite"))
-    if node.tag == "testsuites" and node.get("tests") is not None:
-        suites = [node]
-    failures = total = 0
-    for suite in suites:
-        try:
-            failures += int(suite.get("failures", 0)) + int(suite.get("errors", 0))
-            total += int(suite.get("tests", 0))
-        except ValueError:
-            return None
-    return TestResult(
-        source=str(path.relative_to(root)),
-        passed=failures == 0,
-        failures=failures,
-        total=total,
-        recorded_at=path.stat().st_mtime,
-    )
-
-
 def _exists(root: Path, rel: str) -> bool:
     return (root / rel).exists()
 
@@ -826,7 +747,7 @@ def analyze_project(working_directory: Path | str | None = None) -> ProjectInfo:
     scripts = package_json.get("scripts") if isinstance(package_json.get("scripts"), dict) else {}
     if isinstance(scripts, dict) and "test" in scripts:
         info.tests.append("npm test script")
-    info.test_result = _last_test_result(root)
+    info.test_result = latest_run(root)
 
     # CI
     info.ci = [f for f in CI_FILES if _exists(root, f)]

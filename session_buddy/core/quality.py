@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from session_buddy.core.project import ProjectInfo, lockfile_expected
+from session_buddy.core.testresults import TestRun, run_summary
 
 Status = Literal["ok", "partial", "missing", "unknown"]
 Category = Literal["project", "git", "session"]
@@ -72,6 +73,8 @@ class QualityScore:
     earned: float
     possible: int
     components: list[Component] = field(default_factory=list)
+    #: the test run the test_result component was scored on (core.testresults.run_summary)
+    test_run: dict[str, Any] | None = None
 
     @property
     def unknown(self) -> list[str]:
@@ -94,6 +97,7 @@ class QualityScore:
             "unknown": self.unknown,
             "breakdown": [asdict(c) for c in self.components],
             "recommendations": self.recommendations(),
+            "test_run": self.test_run,
         }
 
     @classmethod
@@ -104,6 +108,7 @@ class QualityScore:
             earned=float(data.get("earned", 0.0)),
             possible=int(data.get("possible", 0)),
             components=components,
+            test_run=data.get("test_run"),
         )
 
 
@@ -177,6 +182,42 @@ def _list(items: list[str], limit: int = 5) -> str:
     return shown + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
 
 
+def test_result_evidence(run: TestRun, now: float) -> str:
+    """Counts, where the result came from and how old it is, coverage, the failing ids."""
+    if run.passed:
+        text = f"passed ({run.total if run.total is not None else '?'} tests"
+        text += f", {run.skipped} skipped" if run.skipped else ""
+    else:
+        text = f"{run.failures}" + (f" of {run.total}" if run.total is not None else "")
+        text += " failed (" + (f"{run.skipped} skipped, " if run.skipped else "")
+    text += run.source + (f" by {run.runner}" if run.runner and run.runner != "junit" else "")
+    text += f", {_ago(now - run.recorded_at)} ago)" if run.recorded_at else ")"
+    if run.coverage is not None:
+        text += f"; coverage {run.coverage:g}% ({run.coverage_source})"
+    if run.failing:
+        text += "; failing: " + _list(run.failing, 3)
+    return text
+
+
+def test_result_component(run: TestRun | None, now: float) -> Component:
+    """The last recorded run (picked up from the project's reports, see core.testresults)."""
+    spec = SPECS["test_result"]
+    if run is None:
+        return spec(
+            None,
+            "no recorded test run (JUnit XML, .pytest_cache)",
+            "Run the test suite so its result is recorded (e.g. pytest --junitxml=junit.xml, "
+            "or your runner's JUnit reporter), or report it with store_test_result",
+        )
+    evidence = test_result_evidence(run, now)
+    if run.passed:
+        return spec(10, evidence, "Run the tests again after your next change")
+    first = f" (first: {run.failing[0]})" if run.failing else ""
+    return spec(
+        0, evidence, f"Fix the {run.failures} failing test(s){first}, then re-run the suite"
+    )
+
+
 def project_components(info: ProjectInfo | None, now: float) -> list[Component]:
     out: list[Component] = []
     if info is None:
@@ -211,34 +252,7 @@ def project_components(info: ProjectInfo | None, now: float) -> list[Component]:
             )
         )
 
-    result = info.test_result
-    if result is None:
-        out.append(
-            SPECS["test_result"](
-                None,
-                "no recorded test run (.pytest_cache, junit*.xml)",
-                "Run the test suite so its result is recorded (e.g. pytest, or a JUnit XML report)",
-            )
-        )
-    else:
-        age = f", {_ago(now - result.recorded_at)} ago" if result.recorded_at else ""
-        total = f" of {result.total}" if result.total is not None else ""
-        if result.passed:
-            out.append(
-                SPECS["test_result"](
-                    10,
-                    f"passed ({result.total if result.total is not None else '?'} tests, {result.source}{age})",
-                    "Run the tests again after your next change",
-                )
-            )
-        else:
-            out.append(
-                SPECS["test_result"](
-                    0,
-                    f"{result.failures}{total} failed ({result.source}{age})",
-                    f"Fix the {result.failures} failing test(s), then re-run the suite",
-                )
-            )
+    out.append(test_result_component(info.test_result, now))
 
     def presence(key: str, found: list[str], missing: str, advice: str, keep: str) -> None:
         if found:
@@ -536,4 +550,12 @@ def compute_quality(
     earned = sum(c.points or 0.0 for c in known)
     possible = sum(c.max_points for c in known)
     score = round(100 * earned / possible) if possible else None
-    return QualityScore(score=score, earned=earned, possible=possible, components=components)
+    run = info.test_result if info is not None else None
+    head = info.git.head if info is not None and info.git is not None else None
+    return QualityScore(
+        score=score,
+        earned=earned,
+        possible=possible,
+        components=components,
+        test_run=run_summary(run, commit=head) if run is not None else None,
+    )

@@ -63,6 +63,7 @@ def configure(
         target = container if container is not None else get_container()
 
         from session_buddy.adapters import adapter_class, base_class
+        from session_buddy.core.analytics import AnalyticsService
         from session_buddy.core.capture import CaptureService
         from session_buddy.core.memory import MemoryService
         from session_buddy.core.permissions import PermissionService
@@ -70,6 +71,7 @@ def configure(
         from session_buddy.core.recall import RecallService
         from session_buddy.core.sessions import SessionService
         from session_buddy.core.teams import TeamService
+        from session_buddy.core.testresults import TestResultService
         from session_buddy.settings import SessionBuddySettings
 
         paths = SessionPaths.from_settings(settings.data_dir)
@@ -113,6 +115,8 @@ def configure(
         put(SessionService, SessionService.from_container(resolve))
         put(RecallService, RecallService.from_container(resolve))
         put(PermissionService, PermissionService.from_container(resolve))
+        put(TestResultService, TestResultService.from_container(resolve))
+        put(AnalyticsService, AnalyticsService.from_container(resolve))
         _container = target
         _registered[:] = registered
         _started = False

@@ -34,6 +34,7 @@ TOOL_MODULES = [
     "session_buddy.tools.projects",
     "session_buddy.tools.teams",
     "session_buddy.tools.permissions",
+    "session_buddy.tools.analytics",
 ]
 
 #: Tools that answer before storage is open (they report on it instead).

@@ -21,6 +21,12 @@ CATALOG_FILE = Path(__file__).resolve().parent / "catalog.json"
 #: The list methods the front answers itself, and the key of each in catalog.json.
 METHODS = ("tools/list", "prompts/list", "resources/list", "resources/templates/list")
 
+#: Requests a client sends that the server does not implement: the front says so at once
+#: (JSON-RPC "Method not found") instead of waiting for a cold service to say it. Claude Code
+#: 2.1 sends ``server/discover`` while it connects and counts the server as connected only
+#: once it is answered.
+UNSUPPORTED = frozenset({"server/discover"})
+
 
 @cache
 def load_catalog(path: Path = CATALOG_FILE) -> dict[str, dict[str, Any]]:
@@ -33,6 +39,13 @@ def load_catalog(path: Path = CATALOG_FILE) -> dict[str, dict[str, Any]]:
     if not isinstance(data, dict):
         return {}
     return {m: data[m] for m in METHODS if isinstance(data.get(m), dict)}
+
+
+def unsupported(method: object) -> dict[str, Any] | None:
+    """The JSON-RPC error for a request the server does not implement, or None."""
+    if isinstance(method, str) and method in UNSUPPORTED:
+        return {"code": -32601, "message": f"Method not found: {method}"}
+    return None
 
 
 def listed(method: object, params: object) -> dict[str, Any] | None:

@@ -16,7 +16,6 @@ import fcntl
 import json
 import os
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -104,9 +103,21 @@ _LAUNCHER = (
 )
 
 
-def spawn_service(data_dir: Path, config: str | None) -> int:
+_DELAYED = (
+    "import runpy, sys, time\n"
+    "time.sleep(float(sys.argv[1]))\n"
+    "sys.argv = ['session-buddy', 'service']\n"
+    "runpy.run_module('session_buddy.cli', run_name='__main__')\n"
+)
+
+
+def spawn_service(data_dir: Path, config: str | None, delay_s: float = 0.0) -> int:
     """Start `session-buddy service` fully detached (through a launcher that exits at once,
-    so the service is not our child and never lingers as a zombie); returns its pid."""
+    so the service is not our child and never lingers as a zombie); returns its pid.
+    ``delay_s`` lets the service start later (a hook warming it up leaves the CPU to the
+    client and its MCP front first)."""
+    import subprocess  # here: the hooks import this module and rarely spawn
+
     logs = data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -120,9 +131,11 @@ def spawn_service(data_dir: Path, config: str | None) -> int:
             _LAUNCHER,
             str(logs / "service.log"),
             sys.executable,
-            "-m",
-            "session_buddy.cli",
-            "service",
+            *(
+                ["-c", _DELAYED, str(delay_s)]
+                if delay_s > 0
+                else ["-m", "session_buddy.cli", "service"]
+            ),
         ],
         env=env,
         capture_output=True,

@@ -34,7 +34,7 @@ import sys
 import threading
 from typing import IO, Any
 
-from session_buddy.server.catalog import listed
+from session_buddy.server.catalog import listed, unsupported
 from session_buddy.server.identity import initialize_result
 
 SHUTDOWN_GRACE_S = 30.0
@@ -198,6 +198,10 @@ class StdioFront:
             stored = listed(message.get("method"), message.get("params"))
             if stored is not None:  # answered now, cold service or not (server.catalog)
                 self._send_json({"jsonrpc": "2.0", "id": message["id"], "result": stored})
+                return
+            missing = unsupported(message.get("method"))
+            if missing is not None:
+                self._send_json({"jsonrpc": "2.0", "id": message["id"], "error": missing})
                 return
             if message.get("method") != "initialize":
                 self._needed.set()

@@ -1,0 +1,115 @@
+"""``session-buddy report [--project] [--since] [--format md|html|json] [--output FILE]``.
+
+``report_command`` is a plain typer command function; the main CLI mounts it as ``report``.
+The history is :mod:`session_buddy.core.analytics`, the rendering :mod:`session_buddy.core.report`.
+Markdown links the chart: an SVG written beside ``--output`` (or, printing to the terminal,
+into the data directory's ``reports/`` folder); HTML embeds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from session_buddy.errors import SessionBuddyError
+
+err = Console(stderr=True)
+
+
+def _default_project() -> str:
+    from session_buddy.core.handoff import project_root_of
+
+    return project_root_of(os.environ.get("CLAUDE_PROJECT_DIR") or os.getcwd()).name
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._") or "all"
+
+
+async def build_report(
+    settings: object, project: str | None, since: str | None, fmt: str, output: Path | None
+) -> str:
+    """Open storage, read the history, render it (and write the chart for Markdown)."""
+    from session_buddy import di
+    from session_buddy.adapters.storage._base import StorageBase
+    from session_buddy.core.analytics import AnalyticsService, parse_since
+    from session_buddy.core.handoff import write_atomically
+    from session_buddy.core.report import render_html, render_json, render_markdown
+    from session_buddy.paths import SessionPaths
+
+    di.configure(settings)  # type: ignore[arg-type]
+    storage = di.get(StorageBase)
+    await storage.initialize()
+    try:
+        history = await di.get(AnalyticsService).history(project, parse_since(since))
+    finally:
+        await storage.close()
+    if fmt == "html":
+        return render_html(history)
+    if fmt == "json":
+        return render_json(history)
+    link = None
+    if history.sessions:
+        if output is not None:
+            chart = output.with_suffix(".svg")
+            link = chart.name
+        else:
+            folder = SessionPaths.from_settings(getattr(settings, "data_dir", None)).data
+            chart = folder / "reports" / f"{_safe(project or 'all')}-quality.svg"
+            link = str(chart)
+        chart.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(chart, history.chart())
+    return render_markdown(history, link)
+
+
+def report_command(
+    project: Annotated[
+        str | None,
+        typer.Option(
+            "--project", "-p", help="Project name (default: the current folder's project)"
+        ),
+    ] = None,
+    all_projects: Annotated[
+        bool, typer.Option("--all-projects", help="Every project together")
+    ] = False,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Start of the period: 30d, 2w, 12h or an ISO date"),
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="md, html or json")] = "md",
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write to this file (Markdown: the chart beside it)"),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Settings file or folder (also SESSION_BUDDY_CONFIG)"),
+    ] = None,
+) -> None:
+    """The project's quality over time: sessions, scores, test pass rate, coverage, with the
+    trend chart."""
+    from session_buddy.core.report import FORMATS
+    from session_buddy.logs import route_logging_to_stderr
+    from session_buddy.settings import load_settings
+
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    try:
+        settings = load_settings(config).settings
+        route_logging_to_stderr(settings.log_level)
+        chosen = None if all_projects else (project or _default_project())
+        text = asyncio.run(build_report(settings, chosen, since, fmt, output))
+    except SessionBuddyError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    err.print(f"wrote {output}")
