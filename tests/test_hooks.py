@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from session_buddy.cli import claude_settings
 from session_buddy.cli.hooks import hooks_app
-from session_buddy.core import hooks as hooks_core
-from session_buddy.core.hooks import EVENTS
+from session_buddy.core.sessions import spool_files as hooks_core
+from session_buddy.core.sessions.spool_files import EVENTS
 
 EXISTING = {
     "permissions": {"allow": ["Bash(npm test:*)"]},

@@ -15,6 +15,7 @@ from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
 from session_buddy.settings import load_settings
+from tests.pg_support import needs_pg
 
 A, B, C = "svc-a", "svc-b", "svc-c"
 
@@ -258,6 +259,51 @@ async def test_relations_persist_on_duckdb(tmp_path: Path) -> None:
         assert from_a["hits"][0]["id"] == b_pool
         groups = await call(c, "list_project_groups")
         assert groups["groups"][0]["projects"] == [A, C]
+
+
+@needs_pg
+async def test_sessions_and_projects_write_project_records_without_losing_updates(
+    tmp_path: Path,
+) -> None:
+    """A session reporting to its project (one service) while ProjectService changes the
+    same record (another service, another pool, one PostgreSQL): no write is lost."""
+    import asyncio
+
+    from session_buddy.adapters.storage._base import Record
+    from session_buddy.core.project_records import ProjectRecords
+    from tests.pg_support import drop_schemas
+    from tests.test_postgres import pg
+
+    a, b = pg(tmp_path), pg(tmp_path)
+    await a.initialize()
+    await b.initialize()
+    try:
+        sessions, projects = ProjectRecords(a), ProjectRecords(b)
+
+        def note(n: int) -> Any:
+            def change(current: Record | None) -> Record:
+                record = current or Record(collection="projects", id=A, project=A, data={})
+                record.data["notes"] = [*record.data.get("notes", []), n]
+                return record
+
+            return change
+
+        await asyncio.gather(
+            *(projects.change(A, note(n)) for n in range(20)),
+            *(
+                sessions.record_session(A, str(tmp_path), last_session_id=f"s{n}")
+                for n in range(20)
+            ),
+        )
+        facts = await projects.session_facts(A)
+        assert facts is not None and facts.path == str(tmp_path)
+        assert facts.last_session_id in {f"s{n}" for n in range(20)}
+        got = await a.get_record("projects", A)
+        assert got is not None and sorted(got.data["notes"]) == list(range(20))
+    finally:
+        await a.close()
+        await b.close()
+        await drop_schemas()
 
 
 async def test_search_across_projects_defaults_to_the_callers_project(

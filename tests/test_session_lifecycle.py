@@ -12,7 +12,7 @@ from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
 from session_buddy import di
-from session_buddy.core import hooks as hooks_core
+from session_buddy.core.sessions import spool_files as hooks_core
 from tests.test_project import commit_all, git, make_repo
 
 
@@ -329,6 +329,32 @@ async def test_records_persist_in_duckdb(tmp_path: Path, repo: Path) -> None:
         assert got["status"] == "ended" and got["checkpoints"] == 2
         brief2 = await call(client, "start", working_directory=str(repo))
         assert brief2["last_quality"] is not None and brief2["handoff"] is not None
+
+
+async def test_end_captures_the_transcript_once_and_reports_its_insights(
+    tmp_path: Path, repo: Path
+) -> None:
+    """`end` indexes the session's transcript once (in its final checkpoint) and reports the
+    insights it held; a second capture would find nothing new and report 0."""
+    from session_buddy.server.app import create_server
+    from tests.claude_fixtures import filler_session, insight
+
+    t = filler_session(3, cwd=str(repo))
+    t.assistant(insight("Parsers need one token of lookahead.", "Counted once at the end."))
+    transcript = t.write(tmp_path / "transcripts" / f"{t.session_id}.jsonl")
+    hooks_core.spool_event(
+        tmp_path / "data",
+        "SessionStart",
+        {"session_id": t.session_id, "cwd": str(repo), "transcript_path": str(transcript)},
+    )
+    async with Client(create_server(settings_for(tmp_path))) as client:
+        brief = await call(client, "start", working_directory=str(repo))
+        assert brief["how"] == "adopted"
+        ended = await call(client, "end")
+        assert ended["insights_captured"] == 1
+        assert ended["final_checkpoint"]["insights_captured"] == 1
+        found = await call(client, "search_insights", query="*")
+        assert len(found["insights"]) == 1
 
 
 async def test_a_project_has_one_identity(client: Client[Any], tmp_path: Path) -> None:

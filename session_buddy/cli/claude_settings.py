@@ -24,7 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from session_buddy.core.hooks import EVENTS, TOOL_MATCHERS, is_ours, without_our_hooks
+from session_buddy.core.sessions.spool_files import (
+    EVENTS,
+    TOOL_MATCHERS,
+    is_ours,
+    without_our_hooks,
+)
 
 HOOK_TIMEOUT_S = 10  # what Claude Code allows the command (the command itself exits in < 2 s)
 

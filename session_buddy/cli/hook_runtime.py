@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from session_buddy.core import hooks as hooks_core
+from session_buddy.core.sessions import spool_files as hooks_core
 
 HOOK_DEADLINE_S = 2.0
 DEFAULT_SERVICE_TIMEOUT_S = 1.5

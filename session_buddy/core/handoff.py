@@ -220,6 +220,143 @@ def render_handoff(content: HandoffContent) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class GitFacts:
+    """What git says about the session's project at its end."""
+
+    branch: str | None = None
+    head: str | None = None
+    commits: list[str] = field(default_factory=list)  # "<sha> <subject>", made in the session
+    tracked_changes: list[str] = field(default_factory=list)  # uncommitted tracked files
+    untracked: int = 0
+    operation: str | None = None  # a merge or rebase in progress
+
+
+@dataclass
+class HandoffMessage:
+    role: str | None
+    content: str
+
+
+@dataclass
+class HandoffReflection:
+    id: str
+    content: str
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class HandoffInputs:
+    """Everything a handoff is composed from (gathered by the session service)."""
+
+    project: str
+    session_id: str
+    started_at: datetime
+    ended_at: datetime
+    session_name: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)  # summary, done, decisions, ...
+    messages: list[HandoffMessage] = field(default_factory=list)
+    reflections: list[HandoffReflection] = field(default_factory=list)
+    checkpoints: int = 0
+    git: GitFacts = field(default_factory=GitFacts)
+    quality: dict[str, Any] = field(default_factory=dict)  # the final QualityScore.to_dict()
+    delta: int | None = None
+
+
+_SECTIONS = ("done", "decisions", "open_problems", "next_steps")
+
+
+def _git_lines(git: GitFacts) -> tuple[list[str], list[str]]:
+    """(done, open problems) lines from the git facts."""
+    done = [f"Commit {line}" for line in git.commits]
+    open_problems: list[str] = []
+    changed = git.tracked_changes
+    if changed:
+        shown = ", ".join(changed[:10]) + (
+            f" (+{len(changed) - 10} more)" if len(changed) > 10 else ""
+        )
+        open_problems.append(f"Uncommitted changes in {len(changed)} tracked file(s): {shown}")
+    if git.untracked:
+        open_problems.append(f"{git.untracked} untracked file(s) not in git")
+    if git.operation:
+        open_problems.append(f"A {git.operation} is in progress")
+    return done, open_problems
+
+
+def handoff_sections(inputs: HandoffInputs) -> dict[str, list[str]]:
+    """What was done, decisions, open problems and next steps, from the session's metadata,
+    its messages, its reflections, git and the final quality score."""
+    meta = inputs.metadata
+    sections: dict[str, list[str]] = {k: [] for k in _SECTIONS}
+    for key in sections:
+        value = meta.get(key)
+        if isinstance(value, str) and value.strip():
+            sections[key].append(value.strip())
+        elif isinstance(value, list):
+            sections[key] += [str(v) for v in value if str(v).strip()]
+    notes = extract_notes([m.content for m in inputs.messages if m.role in ("assistant", "user")])
+    for key in ("decisions", "open_problems", "next_steps"):
+        sections[key] += [n for n in notes[key] if n not in sections[key]]
+    for r in inputs.reflections:
+        where = classify_reflection(r.content, r.tags)
+        if where:
+            sections[where].append(r.content)
+        else:
+            sections["done"].append(f"Learned: {r.content.strip().splitlines()[0][:300]}")
+    asked = [
+        m.content.strip().splitlines()[0][:200]
+        for m in inputs.messages
+        if m.role == "user" and m.content.strip()
+    ]
+    sections["done"] = [f"Asked: {a}" for a in asked[:5]] + sections["done"]
+    git_done, git_open = _git_lines(inputs.git)
+    sections["done"] += git_done
+    sections["open_problems"] += git_open
+    for c in inputs.quality.get("breakdown") or []:
+        if c.get("key") == "test_result" and c.get("status") == "missing":
+            sections["open_problems"].append(f"Tests failing: {c.get('evidence')}")
+    if not sections["next_steps"]:
+        sections["next_steps"] = list(inputs.quality.get("recommendations") or [])
+    return sections
+
+
+def compose_handoff(inputs: HandoffInputs) -> str:
+    """The handoff document of a session (Markdown); a pure function of its inputs."""
+    sections = handoff_sections(inputs)
+    summary = inputs.metadata.get("summary")
+    if not isinstance(summary, str) or not summary:
+        summary = (
+            f"{len(inputs.messages)} message(s), {len(inputs.reflections)} "
+            f"reflection(s)/insight(s) and {inputs.checkpoints} checkpoint(s) in this session."
+        )
+    q = inputs.quality
+    content = HandoffContent(
+        project=inputs.project,
+        session_id=inputs.session_id,
+        session_name=inputs.session_name,
+        started_at=inputs.started_at,
+        ended_at=inputs.ended_at,
+        branch=inputs.git.branch,
+        head=inputs.git.head,
+        summary=summary,
+        done=sections["done"],
+        decisions=sections["decisions"],
+        open_problems=sections["open_problems"],
+        next_steps=sections["next_steps"],
+        quality={
+            "score": q.get("score"),
+            "breakdown": q.get("breakdown"),
+            "unknown": q.get("unknown"),
+        },
+        delta=inputs.delta,
+        reflections=[
+            {"id": r.id, "content": r.content, "tags": r.tags} for r in inputs.reflections
+        ],
+        counts={"messages": len(inputs.messages), "reflections": len(inputs.reflections)},
+    )
+    return render_handoff(content)
+
+
 def handoff_filename(session_id: str, at: datetime) -> str:
     safe = re.sub(r"[^\w-]+", "", session_id)[:12] or "session"
     return f"{at.astimezone(UTC).strftime('%Y%m%d-%H%M%S')}-{safe}.md"

@@ -254,7 +254,7 @@ class PermissionService:
         """Count the approvals hooks spooled while no service answered (oldest first)."""
         import asyncio
 
-        from session_buddy.core import hooks as spool
+        from session_buddy.core.sessions import spool_files as spool
 
         events = await asyncio.to_thread(
             spool.claim_spooled, self.paths.data, 500, spool.APPROVALS_QUEUE

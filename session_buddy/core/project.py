@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from session_buddy.core.hooks import without_our_hooks
+from session_buddy.core.sessions.spool_files import without_our_hooks
 from session_buddy.core.testresults import TestRun, latest_run
 
 GIT_TIMEOUT_S = 10.0
@@ -293,10 +293,21 @@ class ProjectInfo:
 # -- the project's name -------------------------------------------------------------------
 
 
-def default_directory() -> str:
-    """The folder "this project" means when a tool is not told: ``$CLAUDE_PROJECT_DIR``,
-    else the process's working directory."""
-    return os.environ.get("CLAUDE_PROJECT_DIR") or os.getcwd()
+def default_directory(argument: str = "working_directory") -> str:
+    """The folder "this project" means when a tool is not told: the calling client's
+    (``CLAUDE_PROJECT_DIR``, else its working directory; the process's when nothing bound a
+    client, see :mod:`session_buddy.core.sessions.current`), never the shared service's.
+    A client that did not say where it works is asked for ``argument``."""
+    from session_buddy.core.sessions.current import client_context
+    from session_buddy.errors import ValidationError
+
+    folder = client_context().directory
+    if not folder:
+        raise ValidationError(
+            f"{argument} is needed: this client did not say which folder it works in "
+            "(pass a folder inside the project)"
+        )
+    return folder
 
 
 @dataclass(frozen=True)

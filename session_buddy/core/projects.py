@@ -85,12 +85,13 @@ from session_buddy.adapters.storage._base import (
 from session_buddy.core.memory import MemoryService, SearchMode
 from session_buddy.core.patterns import rank_useful, recurring_patterns
 from session_buddy.core.project import find_git_root, project_identity
+from session_buddy.core.project_records import PROJECTS, ProjectRecords
 from session_buddy.core.teams import TeamService, check_name
 from session_buddy.errors import NotFound, ValidationError
 from session_buddy.search.pipeline import Candidate, Rescore, ScopeFacts, SearchHit, SearchRequest
 from session_buddy.settings import SessionBuddySettings
 
-PROJECTS = "projects"  # shared with the session service (same record per project)
+# PROJECTS is written only through ProjectRecords (sessions report there too)
 ALIASES = "project_aliases"
 GROUPS = "project_groups"
 DEPENDENCIES = "project_dependencies"
@@ -260,7 +261,7 @@ class ProjectService:
                 return current
             return None
 
-        record = await self.storage.modify_record(PROJECTS, name, ensure)
+        record = await ProjectRecords(self.storage).change(name, ensure)
         assert record is not None  # created when missing
         return record
 
@@ -308,7 +309,7 @@ class ProjectService:
                 record.updated_at = utcnow()
                 return record
 
-            await self.storage.modify_record(PROJECTS, project, update)
+            await ProjectRecords(self.storage).change(project, update)
         return await self.describe(project)
 
     async def _add_alias(self, project: str, alias: str) -> None:

@@ -10,7 +10,7 @@
 
 The texts are plain and short: they are read by a model with a finite context. The service
 answers them for the hook over loopback (:mod:`session_buddy.server.hook_routes`); a hook that
-cannot reach it falls back to the handoff file (:func:`session_buddy.core.hooks.start_context`).
+cannot reach it falls back to the handoff file (:func:`session_buddy.core.sessions.spool_files.start_context`).
 """
 
 from __future__ import annotations

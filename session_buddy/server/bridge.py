@@ -13,13 +13,16 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from session_buddy.core.sessions.current import client_headers
 from session_buddy.server.auth import load_secret, login_name, mint_token
 from session_buddy.server.discovery import ensure_service
 
@@ -46,6 +49,11 @@ class ServiceBridge:
         self._info_lock = threading.Lock()
         self._local = threading.local()
         self._token: tuple[str, float] | None = None
+        # who this bridge is and where its client works, sent with every request, so the
+        # service keeps this client's current session and project apart from the others'
+        self.client_headers = client_headers(
+            uuid.uuid4().hex, os.getcwd(), os.environ.get("CLAUDE_PROJECT_DIR") or None
+        )
 
     # -- service and credentials ---------------------------------------------------------
 
@@ -120,6 +128,7 @@ class ServiceBridge:
                 "Accept": "application/json, text/event-stream",
                 "Authorization": f"Bearer {self.token()}",
                 "MCP-Protocol-Version": self.protocol_version,
+                **self.client_headers,
             },
         )
         response = conn.getresponse()

@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from session_buddy import __version__
+from session_buddy.core.sessions.current import client_from_headers, current_client
 from session_buddy.core.users import current_user
 from session_buddy.errors import AuthError
 from session_buddy.paths import SessionPaths
@@ -131,11 +132,14 @@ class GuardMiddleware:
 
         self.activity.in_flight += 1
         self.activity.last = time.monotonic()
-        # the token's subject is who acts in this request (core/users.py)
+        # the token's subject is who acts in this request (core/users.py); the bridge's
+        # headers say which client and folder (core/sessions/current.py)
         bound = current_user.set(str(user)) if user else None
+        client = current_client.set(client_from_headers(headers, str(user) if user else None))
         try:
             await self.app(scope, limited_receive, send)
         finally:
+            current_client.reset(client)
             if bound is not None:
                 current_user.reset(bound)
             self.activity.in_flight -= 1

@@ -70,9 +70,9 @@ async def store_test_result(
         raise ValidationError("No current session: call start, or pass session_id")
     session = await sessions.get_session(wanted)
     return await di.get(TestResultService).store(
-        session_id=session["id"],
-        project=session.get("project"),
-        project_path=session.get("project_path"),
+        session_id=session.id,
+        project=session.project,
+        project_path=session.project_path,
         test_file=test_file,
         result=result,
         passed=passed,

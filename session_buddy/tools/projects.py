@@ -66,7 +66,7 @@ def projects() -> ProjectService:
 def caller_project(project: str | None) -> str:
     """The project given, else the caller's: its current session's project, else the
     project of its working directory."""
-    return default_project(project) or default_directory()
+    return default_project(project) or default_directory("project")
 
 
 def _results(found: CrossProjectSearch) -> CrossProjectResults:

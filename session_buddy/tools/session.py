@@ -134,10 +134,10 @@ def register(mcp: FastMCP) -> None:
     async def start(
         working_directory: Annotated[
             str | None,
-            Field(description="A folder inside the project; default: the current folder"),
+            Field(description="A folder inside the project; default: the client's folder"),
         ] = None,
     ) -> dict[str, Any]:
-        return await sessions().start(working_directory)
+        return (await sessions().start(working_directory)).to_dict()
 
     @mcp.tool(
         description=(
@@ -157,7 +157,7 @@ def register(mcp: FastMCP) -> None:
             ),
         ] = False,
     ) -> dict[str, Any]:
-        return await sessions().checkpoint(session_id, name, git_commit)
+        return (await sessions().checkpoint(session_id, name, git_commit)).to_dict()
 
     @mcp.tool(
         description=(
@@ -168,7 +168,7 @@ def register(mcp: FastMCP) -> None:
         )
     )
     async def end(session_id: OptionalSessionId = None) -> dict[str, Any]:
-        return await sessions().end(session_id)
+        return (await sessions().end(session_id)).to_dict()
 
     @mcp.tool(
         annotations={"readOnlyHint": True},
@@ -178,7 +178,7 @@ def register(mcp: FastMCP) -> None:
         ),
     )
     async def status() -> dict[str, Any]:
-        result = await sessions().status()
+        result = (await sessions().status()).to_dict()
         result["health"] = await health_summary()
         return result
 
@@ -194,14 +194,14 @@ def register(mcp: FastMCP) -> None:
         name: Annotated[str, Field(description="A human-readable name")],
         metadata: Annotated[dict[str, Any], Field(description="Any JSON object")] = {},  # noqa: B006
     ) -> dict[str, Any]:
-        return await sessions().create_session(name, dict(metadata))
+        return (await sessions().create_session(name, dict(metadata))).view()
 
     @mcp.tool(
         annotations={"readOnlyHint": True},
         description="Get one session record by id, with its message count.",
     )
     async def get_session(session_id: SessionId) -> dict[str, Any]:
-        return await sessions().get_session(session_id)
+        return (await sessions().get_session(session_id)).view()
 
     @mcp.tool(
         description=(
@@ -216,7 +216,7 @@ def register(mcp: FastMCP) -> None:
             dict[str, Any] | None, Field(description="Keys to merge; omit to keep")
         ] = None,
     ) -> dict[str, Any]:
-        return await sessions().update_session(session_id, name, metadata)
+        return (await sessions().update_session(session_id, name, metadata)).view()
 
     @mcp.tool(
         annotations={"readOnlyHint": True},
@@ -228,14 +228,14 @@ def register(mcp: FastMCP) -> None:
         limit: Annotated[int, Field(ge=1, le=500)] = 20,
         cursor: Cursor = None,
     ) -> dict[str, Any]:
-        return await sessions().list_sessions(project, status, limit, cursor)
+        return (await sessions().list_sessions(project, status, limit, cursor)).to_dict()
 
     @mcp.tool(
         annotations={"destructiveHint": True},
         description="Delete a session record and its messages. Reflections stored during it stay.",
     )
     async def delete_session(session_id: SessionId) -> dict[str, Any]:
-        return await sessions().delete_session(session_id)
+        return (await sessions().delete_session(session_id)).to_dict()
 
     @mcp.tool(
         description=(
@@ -248,7 +248,7 @@ def register(mcp: FastMCP) -> None:
         role: Annotated[Role, Field(description="user, assistant or system")],
         content: Annotated[str, Field(description="The message text, verbatim")],
     ) -> dict[str, Any]:
-        return await sessions().add_message(session_id, role, content)
+        return (await sessions().add_message(session_id, role, content)).to_dict()
 
     @mcp.tool(
         annotations={"readOnlyHint": True},
@@ -259,7 +259,7 @@ def register(mcp: FastMCP) -> None:
         limit: Annotated[int, Field(ge=1, le=500)] = 50,
         cursor: Cursor = None,
     ) -> dict[str, Any]:
-        return await sessions().get_messages(session_id, limit, cursor)
+        return (await sessions().get_messages(session_id, limit, cursor)).to_dict()
 
     @mcp.tool(
         annotations={"readOnlyHint": True},
@@ -269,7 +269,7 @@ def register(mcp: FastMCP) -> None:
         session_id: SessionId,
         format: Annotated[ExportFormat, Field(description="json or markdown")] = "json",
     ) -> dict[str, Any]:
-        return await sessions().export_session(session_id, format)
+        return (await sessions().export_session(session_id, format)).to_dict()
 
     # -- prompts (slash commands in Claude Code) -------------------------------------------
 
@@ -288,7 +288,7 @@ def register(mcp: FastMCP) -> None:
     )
     async def start_prompt(working_directory: str | None = None) -> str:
         async def action() -> str:
-            return _brief_text(await sessions().start(working_directory))
+            return _brief_text((await sessions().start(working_directory)).to_dict())
 
         text = await _run(action)
         return (
@@ -304,7 +304,7 @@ def register(mcp: FastMCP) -> None:
         commit = (git_commit or "").strip().lower() in ("1", "true", "yes", "y", "commit")
 
         async def action() -> str:
-            return _checkpoint_text(await sessions().checkpoint(None, name, commit))
+            return _checkpoint_text((await sessions().checkpoint(None, name, commit)).to_dict())
 
         text = await _run(action)
         return (
@@ -335,7 +335,7 @@ def register(mcp: FastMCP) -> None:
     )
     async def status_prompt() -> str:
         async def action() -> str:
-            result = await sessions().status()
+            result = (await sessions().status()).to_dict()
             result["health"] = await health_summary()
             return json.dumps(result, indent=2, default=str)
 
