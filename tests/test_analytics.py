@@ -73,6 +73,12 @@ async def test_sessions_with_real_pytest_runs_make_a_trend(
         assert ("passed (4 tests" if fixed else "1 of 4 failed") in component["evidence"]
         ended = await call(client, "end")
         scores.append(ended["final_checkpoint"]["score"])
+        # the checkpoint picked the JUnit file up and the handoff carries the trend and chart
+        handoff = Path(ended["session"]["handoff_path"])
+        text = handoff.read_text()
+        assert "## Quality trend" in text
+        charts = list(handoff.parent.glob("*.svg"))
+        assert charts and charts[-1].name in text
         pass_rates.append(100.0 if fixed else 66.7)
         if not fixed:
             path = repo / "tests" / "test_calc.py"

@@ -261,6 +261,7 @@ class HandoffInputs:
     git: GitFacts = field(default_factory=GitFacts)
     quality: dict[str, Any] = field(default_factory=dict)  # the final QualityScore.to_dict()
     delta: int | None = None
+    trend: dict[str, Any] | None = None  # AnalyticsService.handoff_trend: chart, sparklines
 
 
 _SECTIONS = ("done", "decisions", "open_problems", "next_steps")
@@ -349,6 +350,7 @@ def compose_handoff(inputs: HandoffInputs) -> str:
             "unknown": q.get("unknown"),
         },
         delta=inputs.delta,
+        trend=inputs.trend,
         reflections=[
             {"id": r.id, "content": r.content, "tags": r.tags} for r in inputs.reflections
         ],

@@ -139,11 +139,14 @@ class HandoffDocs:
             truncated=truncated,
         )
 
-    def write(self, state: SessionState, markdown: str, ended: datetime) -> Path:
-        """Write the session's handoff (blocking); the data dir when its folder is gone."""
+    def write(
+        self, state: SessionState, markdown: str, ended: datetime, chart: str | None = None
+    ) -> Path:
+        """Write the session's handoff (and its trend chart, an SVG, beside it) (blocking);
+        the data dir when its folder is gone."""
         path = state.project_path
         folder = self.folder(path if path and Path(path).is_dir() else None, state.project)
-        return write_handoff(folder, state.id, markdown, ended)
+        return write_handoff(folder, state.id, markdown, ended, chart=chart)
 
     async def brief(self, state: SessionState, info: ProjectInfo, how: str) -> Brief:
         handoff = await asyncio.to_thread(self.latest_info, info.path, info.name)

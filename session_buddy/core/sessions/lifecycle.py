@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from session_buddy.core.analytics import AnalyticsService
 from session_buddy.core.git import checkpoint_commit
 from session_buddy.core.handoff import (
     GitFacts,
@@ -23,6 +24,7 @@ from session_buddy.core.handoff import (
     HandoffMessage,
     HandoffReflection,
     compose_handoff,
+    handoff_filename,
     project_root_of,
 )
 from session_buddy.core.project import ProjectInfo, analyze_project, default_directory, run_git
@@ -41,6 +43,7 @@ from session_buddy.core.sessions.state import (
     iso,
     now,
 )
+from session_buddy.core.testresults import TestResultService
 from session_buddy.errors import GitError, NotFound, ValidationError
 
 if TYPE_CHECKING:
@@ -280,6 +283,10 @@ class Lifecycle:
             info, await session_activity(self.store.storage, state, at), now=at.timestamp()
         )
         project = state.project or (info.name if info else None)
+        # the runners' reports the analysis found, stored once with this session and commit
+        await TestResultService(self.store.storage).pickup_project(
+            info, session_id=state.id, project=project
+        )
         previous = await self.store.last_checkpoint(replace(state, project=project))
         previous_score = previous.score if previous else None
         commit = None
@@ -370,7 +377,12 @@ class Lifecycle:
         state = final.result.session
         ended = ended_at or now()
         inputs = await self._handoff_inputs(state, final, ended)
-        path = str(await asyncio.to_thread(self.docs.write, state, compose_handoff(inputs), ended))
+        # the project's score and pass-rate trend: a section and an SVG chart beside the handoff
+        inputs.trend, chart = await AnalyticsService(self.store.storage).handoff_trend(
+            state.project, handoff_filename(state.id, ended)
+        )
+        markdown = compose_handoff(inputs)
+        path = str(await asyncio.to_thread(self.docs.write, state, markdown, ended, chart))
         state = await self.store.change(
             state.id, lambda s: replace(s, status="ended", ended_at=ended, handoff_path=path)
         )
