@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastmcp import FastMCP
@@ -18,6 +19,7 @@ from pydantic import Field
 from session_buddy import di
 from session_buddy.core.sessions import SessionService
 from session_buddy.errors import SessionBuddyError
+from session_buddy.tools import Tools, add_tools
 
 log = logging.getLogger(__name__)
 
@@ -120,242 +122,313 @@ def _checkpoint_text(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def register(mcp: FastMCP) -> None:
-    # -- lifecycle --------------------------------------------------------------------------
+async def start(
+    working_directory: Annotated[
+        str | None,
+        Field(description="A folder inside the project; default: the client's folder"),
+    ] = None,
+) -> dict[str, Any]:
+    return (await sessions().start(working_directory)).to_dict()
 
-    @mcp.tool(
-        description=(
-            "Start a working session: analyse the project (git root, name, languages, package "
+
+async def checkpoint(
+    session_id: OptionalSessionId = None,
+    name: Annotated[str | None, Field(description="A label for this checkpoint")] = None,
+    git_commit: Annotated[
+        bool,
+        Field(
+            description="Also commit changes of tracked files: 'checkpoint: <project> (quality: N/100)'"
+        ),
+    ] = False,
+) -> dict[str, Any]:
+    return (await sessions().checkpoint(session_id, name, git_commit)).to_dict()
+
+
+async def end(session_id: OptionalSessionId = None) -> dict[str, Any]:
+    return (await sessions().end(session_id)).to_dict()
+
+
+async def status() -> dict[str, Any]:
+    result = (await sessions().status()).to_dict()
+    result["health"] = await health_summary()
+    return result
+
+
+async def create_session(
+    name: Annotated[str, Field(description="A human-readable name")],
+    metadata: Annotated[dict[str, Any], Field(description="Any JSON object")] = {},  # noqa: B006
+) -> dict[str, Any]:
+    return (await sessions().create_session(name, dict(metadata))).view()
+
+
+async def get_session(session_id: SessionId) -> dict[str, Any]:
+    return (await sessions().get_session(session_id)).view()
+
+
+async def update_session(
+    session_id: SessionId,
+    name: Annotated[str | None, Field(description="New name; omit to keep")] = None,
+    metadata: Annotated[
+        dict[str, Any] | None, Field(description="Keys to merge; omit to keep")
+    ] = None,
+) -> dict[str, Any]:
+    return (await sessions().update_session(session_id, name, metadata)).view()
+
+
+async def list_sessions(
+    project: Annotated[str | None, Field(description="Exact project name")] = None,
+    status: Annotated[Status | None, Field(description="active or ended")] = None,
+    limit: Annotated[int, Field(ge=1, le=500)] = 20,
+    cursor: Cursor = None,
+) -> dict[str, Any]:
+    return (await sessions().list_sessions(project, status, limit, cursor)).to_dict()
+
+
+async def delete_session(session_id: SessionId) -> dict[str, Any]:
+    return (await sessions().delete_session(session_id)).to_dict()
+
+
+async def add_message(
+    session_id: SessionId,
+    role: Annotated[Role, Field(description="user, assistant or system")],
+    content: Annotated[str, Field(description="The message text, verbatim")],
+) -> dict[str, Any]:
+    return (await sessions().add_message(session_id, role, content)).to_dict()
+
+
+async def get_messages(
+    session_id: SessionId,
+    limit: Annotated[int, Field(ge=1, le=500)] = 50,
+    cursor: Cursor = None,
+) -> dict[str, Any]:
+    return (await sessions().get_messages(session_id, limit, cursor)).to_dict()
+
+
+async def export_session(
+    session_id: SessionId,
+    format: Annotated[ExportFormat, Field(description="json or markdown")] = "json",
+) -> dict[str, Any]:
+    return (await sessions().export_session(session_id, format)).to_dict()
+
+
+async def _run(action: Any) -> str | None:
+    """Run a lifecycle call for a prompt; prompts are not behind the tool middleware."""
+    try:
+        await di.ready()
+        result: str = await action()
+        return result
+    except SessionBuddyError as exc:
+        return f"session-buddy could not do this: {exc}"
+
+
+async def start_prompt(working_directory: str | None = None) -> str:
+    async def action() -> str:
+        return _brief_text((await sessions().start(working_directory)).to_dict())
+
+    text = await _run(action)
+    return (
+        f"{text}\n\nSummarise this brief for me in a few lines: where we left off, open "
+        "problems and the next steps. Then continue from there."
+    )
+
+
+async def checkpoint_prompt(name: str | None = None, git_commit: str | None = None) -> str:
+    commit = (git_commit or "").strip().lower() in ("1", "true", "yes", "y", "commit")
+
+    async def action() -> str:
+        return _checkpoint_text((await sessions().checkpoint(None, name, commit)).to_dict())
+
+    text = await _run(action)
+    return (
+        f"session-buddy checkpoint:\n\n{text}\n\nIf you learned something worth keeping since "
+        "the last checkpoint, store it with store_reflection. Then tell me the score and the "
+        "one recommendation to act on first."
+    )
+
+
+async def end_prompt() -> str:
+    current = sessions().current_session_id()
+    target = f" (session `{current}`)" if current else ""
+    return (
+        f"We are ending this session{target}. Please:\n"
+        "1. Store each important thing learned as a reflection (store_reflection), with tags "
+        "such as 'decision' or 'problem' where they fit.\n"
+        "2. Call update_session with metadata: summary (one paragraph), done, decisions, "
+        "open_problems and next_steps (lists of short sentences).\n"
+        "3. Call the session-buddy `end` tool, then tell me the handoff path and the quality "
+        "score."
+    )
+
+
+async def status_prompt() -> str:
+    async def action() -> str:
+        result = (await sessions().status()).to_dict()
+        result["health"] = await health_summary()
+        return json.dumps(result, indent=2, default=str)
+
+    text = await _run(action)
+    return f"session-buddy status:\n\n```json\n{text}\n```\n\nSummarise this for me in two or three lines."
+
+
+async def latest_handoff(project: str) -> str:
+    return await sessions().read_latest_handoff(project)
+
+
+async def session_handoff(session_id: str) -> str:
+    return await sessions().read_handoff_for_session(session_id)
+
+
+#: The session tools, each with its options for ``mcp.tool``.
+TOOLS: Tools = [
+    (
+        start,
+        {
+            "description": "Start a working session: analyse the project (git root, name, languages, package "
             "manager, tests, CI, branch, uncommitted changes), open a session record, and return "
             "a brief with the latest handoff of this project, its recent reflections and its last "
             "quality score. Changes nothing in the project. Call it at the beginning of a session."
-        )
-    )
-    async def start(
-        working_directory: Annotated[
-            str | None,
-            Field(description="A folder inside the project; default: the client's folder"),
-        ] = None,
-    ) -> dict[str, Any]:
-        return (await sessions().start(working_directory)).to_dict()
-
-    @mcp.tool(
-        description=(
-            "Checkpoint the session: a quality score 0-100 with a breakdown (evidence, points and "
+        },
+    ),
+    (
+        checkpoint,
+        {
+            "description": "Checkpoint the session: a quality score 0-100 with a breakdown (evidence, points and "
             "one recommendation per component; unknown data is left out of the score), the change "
             "since the previous checkpoint, and optionally a git commit of tracked files only "
             "(never untracked ones; refused during a merge or rebase)."
-        )
-    )
-    async def checkpoint(
-        session_id: OptionalSessionId = None,
-        name: Annotated[str | None, Field(description="A label for this checkpoint")] = None,
-        git_commit: Annotated[
-            bool,
-            Field(
-                description="Also commit changes of tracked files: 'checkpoint: <project> (quality: N/100)'"
-            ),
-        ] = False,
-    ) -> dict[str, Any]:
-        return (await sessions().checkpoint(session_id, name, git_commit)).to_dict()
-
-    @mcp.tool(
-        description=(
-            "End the session: a final checkpoint, and a Markdown handoff (what was done, "
+        },
+    ),
+    (
+        end,
+        {
+            "description": "End the session: a final checkpoint, and a Markdown handoff (what was done, "
             "decisions, open problems, next steps, quality breakdown, stored reflections) written "
             "under <project>/.claude/handoff/ and available as a resource. Before calling it, "
             "record decisions/open_problems/next_steps/summary with update_session(metadata=...)."
-        )
-    )
-    async def end(session_id: OptionalSessionId = None) -> dict[str, Any]:
-        return (await sessions().end(session_id)).to_dict()
-
-    @mcp.tool(
-        annotations={"readOnlyHint": True},
-        description=(
-            "The current session: its duration, counts (messages, reflections, checkpoints), the "
-            "last quality score, and a health summary of session-buddy."
-        ),
-    )
-    async def status() -> dict[str, Any]:
-        result = (await sessions().status()).to_dict()
-        result["health"] = await health_summary()
-        return result
-
-    # -- session records --------------------------------------------------------------------
-
-    @mcp.tool(
-        description=(
-            "Create a session record (for integrations: a container for messages). Put "
+        },
+    ),
+    (
+        status,
+        {
+            "annotations": {"readOnlyHint": True},
+            "description": "The current session: its duration, counts (messages, reflections, checkpoints), the "
+            "last quality score, and a health summary of session-buddy.",
+        },
+    ),
+    (
+        create_session,
+        {
+            "description": "Create a session record (for integrations: a container for messages). Put "
             "'project' in metadata to scope its messages to a project."
-        )
-    )
-    async def create_session(
-        name: Annotated[str, Field(description="A human-readable name")],
-        metadata: Annotated[dict[str, Any], Field(description="Any JSON object")] = {},  # noqa: B006
-    ) -> dict[str, Any]:
-        return (await sessions().create_session(name, dict(metadata))).view()
-
-    @mcp.tool(
-        annotations={"readOnlyHint": True},
-        description="Get one session record by id, with its message count.",
-    )
-    async def get_session(session_id: SessionId) -> dict[str, Any]:
-        return (await sessions().get_session(session_id)).view()
-
-    @mcp.tool(
-        description=(
-            "Rename a session and/or merge metadata into it (a key set to null is removed). "
+        },
+    ),
+    (
+        get_session,
+        {
+            "annotations": {"readOnlyHint": True},
+            "description": "Get one session record by id, with its message count.",
+        },
+    ),
+    (
+        update_session,
+        {
+            "description": "Rename a session and/or merge metadata into it (a key set to null is removed). "
             "Keys summary, done, decisions, open_problems and next_steps feed the handoff."
-        )
-    )
-    async def update_session(
-        session_id: SessionId,
-        name: Annotated[str | None, Field(description="New name; omit to keep")] = None,
-        metadata: Annotated[
-            dict[str, Any] | None, Field(description="Keys to merge; omit to keep")
-        ] = None,
-    ) -> dict[str, Any]:
-        return (await sessions().update_session(session_id, name, metadata)).view()
-
-    @mcp.tool(
-        annotations={"readOnlyHint": True},
-        description="List sessions, newest first, optionally by project and status (active or ended).",
-    )
-    async def list_sessions(
-        project: Annotated[str | None, Field(description="Exact project name")] = None,
-        status: Annotated[Status | None, Field(description="active or ended")] = None,
-        limit: Annotated[int, Field(ge=1, le=500)] = 20,
-        cursor: Cursor = None,
-    ) -> dict[str, Any]:
-        return (await sessions().list_sessions(project, status, limit, cursor)).to_dict()
-
-    @mcp.tool(
-        annotations={"destructiveHint": True},
-        description="Delete a session record and its messages. Reflections stored during it stay.",
-    )
-    async def delete_session(session_id: SessionId) -> dict[str, Any]:
-        return (await sessions().delete_session(session_id)).to_dict()
-
-    @mcp.tool(
-        description=(
-            "Add a message to a session (role: user, assistant or system). It is stored as a "
+        },
+    ),
+    (
+        list_sessions,
+        {
+            "annotations": {"readOnlyHint": True},
+            "description": "List sessions, newest first, optionally by project and status (active or ended).",
+        },
+    ),
+    (
+        delete_session,
+        {
+            "annotations": {"destructiveHint": True},
+            "description": "Delete a session record and its messages. Reflections stored during it stay.",
+        },
+    ),
+    (
+        add_message,
+        {
+            "description": "Add a message to a session (role: user, assistant or system). It is stored as a "
             "searchable conversation in the session's project."
-        )
-    )
-    async def add_message(
-        session_id: SessionId,
-        role: Annotated[Role, Field(description="user, assistant or system")],
-        content: Annotated[str, Field(description="The message text, verbatim")],
-    ) -> dict[str, Any]:
-        return (await sessions().add_message(session_id, role, content)).to_dict()
+        },
+    ),
+    (
+        get_messages,
+        {
+            "annotations": {"readOnlyHint": True},
+            "description": "The messages of a session, oldest first, paginated.",
+        },
+    ),
+    (
+        export_session,
+        {
+            "annotations": {"readOnlyHint": True},
+            "description": "Export a session (record, messages, reflections, checkpoints) as JSON or Markdown text.",
+        },
+    ),
+]
 
-    @mcp.tool(
-        annotations={"readOnlyHint": True},
-        description="The messages of a session, oldest first, paginated.",
-    )
-    async def get_messages(
-        session_id: SessionId,
-        limit: Annotated[int, Field(ge=1, le=500)] = 50,
-        cursor: Cursor = None,
-    ) -> dict[str, Any]:
-        return (await sessions().get_messages(session_id, limit, cursor)).to_dict()
+#: Prompts (slash commands in Claude Code), with their options for ``mcp.prompt``.
+PROMPTS: list[tuple[Callable[..., Any], dict[str, Any]]] = [
+    (
+        start_prompt,
+        {
+            "name": "start",
+            "description": "Start a session-buddy session for this project and bring back where you left off.",
+        },
+    ),
+    (
+        checkpoint_prompt,
+        {
+            "name": "checkpoint",
+            "description": "Checkpoint the session: quality score with breakdown and change since last time.",
+        },
+    ),
+    (
+        end_prompt,
+        {
+            "name": "end",
+            "description": "End the session: record decisions and next steps, then write the handoff.",
+        },
+    ),
+    (
+        status_prompt,
+        {
+            "name": "status",
+            "description": "Show the current session, its counts, last score and health.",
+        },
+    ),
+]
 
-    @mcp.tool(
-        annotations={"readOnlyHint": True},
-        description="Export a session (record, messages, reflections, checkpoints) as JSON or Markdown text.",
-    )
-    async def export_session(
-        session_id: SessionId,
-        format: Annotated[ExportFormat, Field(description="json or markdown")] = "json",
-    ) -> dict[str, Any]:
-        return (await sessions().export_session(session_id, format)).to_dict()
-
-    # -- prompts (slash commands in Claude Code) -------------------------------------------
-
-    async def _run(action: Any) -> str | None:
-        """Run a lifecycle call for a prompt; prompts are not behind the tool middleware."""
-        try:
-            await di.ready()
-            result: str = await action()
-            return result
-        except SessionBuddyError as exc:
-            return f"session-buddy could not do this: {exc}"
-
-    @mcp.prompt(
-        name="start",
-        description="Start a session-buddy session for this project and bring back where you left off.",
-    )
-    async def start_prompt(working_directory: str | None = None) -> str:
-        async def action() -> str:
-            return _brief_text((await sessions().start(working_directory)).to_dict())
-
-        text = await _run(action)
-        return (
-            f"{text}\n\nSummarise this brief for me in a few lines: where we left off, open "
-            "problems and the next steps. Then continue from there."
-        )
-
-    @mcp.prompt(
-        name="checkpoint",
-        description="Checkpoint the session: quality score with breakdown and change since last time.",
-    )
-    async def checkpoint_prompt(name: str | None = None, git_commit: str | None = None) -> str:
-        commit = (git_commit or "").strip().lower() in ("1", "true", "yes", "y", "commit")
-
-        async def action() -> str:
-            return _checkpoint_text((await sessions().checkpoint(None, name, commit)).to_dict())
-
-        text = await _run(action)
-        return (
-            f"session-buddy checkpoint:\n\n{text}\n\nIf you learned something worth keeping since "
-            "the last checkpoint, store it with store_reflection. Then tell me the score and the "
-            "one recommendation to act on first."
-        )
-
-    @mcp.prompt(
-        name="end",
-        description="End the session: record decisions and next steps, then write the handoff.",
-    )
-    async def end_prompt() -> str:
-        current = sessions().current_session_id()
-        target = f" (session `{current}`)" if current else ""
-        return (
-            f"We are ending this session{target}. Please:\n"
-            "1. Store each important thing learned as a reflection (store_reflection), with tags "
-            "such as 'decision' or 'problem' where they fit.\n"
-            "2. Call update_session with metadata: summary (one paragraph), done, decisions, "
-            "open_problems and next_steps (lists of short sentences).\n"
-            "3. Call the session-buddy `end` tool, then tell me the handoff path and the quality "
-            "score."
-        )
-
-    @mcp.prompt(
-        name="status", description="Show the current session, its counts, last score and health."
-    )
-    async def status_prompt() -> str:
-        async def action() -> str:
-            result = (await sessions().status()).to_dict()
-            result["health"] = await health_summary()
-            return json.dumps(result, indent=2, default=str)
-
-        text = await _run(action)
-        return f"session-buddy status:\n\n```json\n{text}\n```\n\nSummarise this for me in two or three lines."
-
-    # -- resources --------------------------------------------------------------------------
-
-    @mcp.resource(
+#: Resources: (URI template, function, options for ``mcp.resource``).
+RESOURCES: list[tuple[str, Callable[..., Any], dict[str, Any]]] = [
+    (
         "session-buddy://handoff/{project}/latest",
-        mime_type="text/markdown",
-        description="The latest handoff document of a project (Markdown).",
-    )
-    async def latest_handoff(project: str) -> str:
-        return await sessions().read_latest_handoff(project)
-
-    @mcp.resource(
+        latest_handoff,
+        {
+            "mime_type": "text/markdown",
+            "description": "The latest handoff document of a project (Markdown).",
+        },
+    ),
+    (
         "session-buddy://sessions/{session_id}/handoff",
-        mime_type="text/markdown",
-        description="The handoff document written when a session ended (Markdown).",
-    )
-    async def session_handoff(session_id: str) -> str:
-        return await sessions().read_handoff_for_session(session_id)
+        session_handoff,
+        {
+            "mime_type": "text/markdown",
+            "description": "The handoff document written when a session ended (Markdown).",
+        },
+    ),
+]
+
+
+def register(mcp: FastMCP) -> None:
+    add_tools(mcp, TOOLS)
+    for function, options in PROMPTS:
+        mcp.prompt(function, **options)
+    for uri, function, options in RESOURCES:
+        mcp.resource(uri, **options)(function)
