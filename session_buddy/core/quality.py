@@ -34,7 +34,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from session_buddy.core.project import ProjectInfo, lockfile_expected
+from session_buddy.core.project import GitState, ProjectInfo, lockfile_expected
 from session_buddy.core.testresults import TestRun, run_summary
 
 Status = Literal["ok", "partial", "missing", "unknown"]
@@ -218,89 +218,35 @@ def test_result_component(run: TestRun | None, now: float) -> Component:
     )
 
 
-def project_components(info: ProjectInfo | None, now: float) -> list[Component]:
-    out: list[Component] = []
-    if info is None:
-        return [
-            SPECS[k](None, "project not analysed", "Run start in the project folder")
-            for k in _PROJECT
-        ]
-
+def _tests_component(info: ProjectInfo) -> Component:
     test_files = any(t.endswith("test files") or t.endswith("/") for t in info.tests)
     if info.tests and test_files:
-        out.append(
-            SPECS["tests"](
-                10,
-                _list(info.tests),
-                "Keep adding a test with every fix",
-            )
+        return SPECS["tests"](
+            10,
+            _list(info.tests),
+            "Keep adding a test with every fix",
         )
     elif info.tests:
-        out.append(
-            SPECS["tests"](
-                4,
-                f"configured but no test files: {_list(info.tests)}",
-                "Add test files (e.g. tests/test_<module>.py) for the code you changed",
-            )
+        return SPECS["tests"](
+            4,
+            f"configured but no test files: {_list(info.tests)}",
+            "Add test files (e.g. tests/test_<module>.py) for the code you changed",
         )
     else:
-        out.append(
-            SPECS["tests"](
-                0,
-                "no test folder, test files or test runner configuration",
-                "Create a tests/ folder with a first test of the main entry point",
-            )
+        return SPECS["tests"](
+            0,
+            "no test folder, test files or test runner configuration",
+            "Create a tests/ folder with a first test of the main entry point",
         )
 
-    out.append(test_result_component(info.test_result, now))
 
-    def presence(key: str, found: list[str], missing: str, advice: str, keep: str) -> None:
-        if found:
-            out.append(SPECS[key](5, _list(found), keep))
-        else:
-            out.append(SPECS[key](0, missing, advice))
-
-    language = info.primary_language or ""
-    presence(
-        "lint",
-        info.lint,
-        "no linter configuration found",
-        "Configure ruff in pyproject.toml ([tool.ruff])"
-        if language == "Python"
-        else "Add a linter configuration (e.g. eslint, golangci-lint, clippy)",
-        "Run the linter before each commit (pre-commit)",
-    )
-    presence(
-        "types",
-        info.type_check,
-        "no type checker configuration found",
-        "Add [tool.mypy] to pyproject.toml and run mypy"
-        if language == "Python"
-        else "Enable a type checker (e.g. tsconfig.json with strict)",
-        "Keep the type checker clean in CI",
-    )
-    presence(
-        "ci",
-        info.ci,
-        "no CI configuration found",
-        "Add a CI workflow (e.g. .github/workflows/tests.yml) that runs the tests",
-        "Make sure CI runs the tests and the linters",
-    )
-    presence(
-        "docs",
-        info.docs,
-        "no README or docs folder",
-        "Write a README.md: what the project does, how to install, run and test it",
-        "Update the docs when behaviour changes",
-    )
+def _lockfile_component(info: ProjectInfo) -> Component:
     expected = lockfile_expected(info)
     if expected is None:
-        out.append(
-            SPECS["lockfile"](
-                None,
-                "no package manifest found (nothing to lock)",
-                "If the project has dependencies, declare them in a manifest with a lockfile",
-            )
+        return SPECS["lockfile"](
+            None,
+            "no package manifest found (nothing to lock)",
+            "If the project has dependencies, declare them in a manifest with a lockfile",
         )
     elif not expected or info.lockfiles:
         evidence = (
@@ -308,23 +254,156 @@ def project_components(info: ProjectInfo | None, now: float) -> list[Component]:
             if info.lockfiles
             else f"{_list(info.manifests)} pins versions itself"
         )
-        out.append(
-            SPECS["lockfile"](
-                5,
-                evidence,
-                "Commit lockfile changes with the code that needs them",
-            )
+        return SPECS["lockfile"](
+            5,
+            evidence,
+            "Commit lockfile changes with the code that needs them",
         )
     else:
         manager = info.package_manager or "your package manager"
-        out.append(
-            SPECS["lockfile"](
-                0,
-                f"{_list(info.manifests)} without a lockfile",
-                f"Generate and commit a lockfile ({manager} lock / install) for reproducible builds",
-            )
+        return SPECS["lockfile"](
+            0,
+            f"{_list(info.manifests)} without a lockfile",
+            f"Generate and commit a lockfile ({manager} lock / install) for reproducible builds",
         )
-    return out
+
+
+def _presence(key: str, found: list[str], missing: str, advice: str, keep: str) -> Component:
+    """A component earned by a configuration being there (lint, types, CI, docs)."""
+    return SPECS[key](5, _list(found), keep) if found else SPECS[key](0, missing, advice)
+
+
+def project_components(info: ProjectInfo | None, now: float) -> list[Component]:
+    if info is None:
+        return [
+            SPECS[k](None, "project not analysed", "Run start in the project folder")
+            for k in _PROJECT
+        ]
+    language = info.primary_language or ""
+    return [
+        _tests_component(info),
+        test_result_component(info.test_result, now),
+        _presence(
+            "lint",
+            info.lint,
+            "no linter configuration found",
+            "Configure ruff in pyproject.toml ([tool.ruff])"
+            if language == "Python"
+            else "Add a linter configuration (e.g. eslint, golangci-lint, clippy)",
+            "Run the linter before each commit (pre-commit)",
+        ),
+        _presence(
+            "types",
+            info.type_check,
+            "no type checker configuration found",
+            "Add [tool.mypy] to pyproject.toml and run mypy"
+            if language == "Python"
+            else "Enable a type checker (e.g. tsconfig.json with strict)",
+            "Keep the type checker clean in CI",
+        ),
+        _presence(
+            "ci",
+            info.ci,
+            "no CI configuration found",
+            "Add a CI workflow (e.g. .github/workflows/tests.yml) that runs the tests",
+            "Make sure CI runs the tests and the linters",
+        ),
+        _presence(
+            "docs",
+            info.docs,
+            "no README or docs folder",
+            "Write a README.md: what the project does, how to install, run and test it",
+            "Update the docs when behaviour changes",
+        ),
+        _lockfile_component(info),
+    ]
+
+
+def _uncommitted(changes: list[str]) -> Component:
+    n = len(changes)
+    if n == 0:
+        return SPECS["uncommitted"](
+            10,
+            "working tree clean",
+            "Commit in small steps as you go",
+        )
+    else:
+        points = 7 if n <= 5 else 4 if n <= 20 else 0
+        return SPECS["uncommitted"](
+            points,
+            f"{n} changed file(s): {_list(changes)}",
+            "Commit the finished part of this work (or checkpoint with git_commit=true)",
+        )
+
+
+def _untracked(untracked: list[str], own: set[str], git: GitState) -> Component:
+    u = len(untracked)
+    if u == 0:
+        return SPECS["untracked"](
+            5,
+            "no untracked files" + (f" (not counted: {_list(git.own)})" if own else ""),
+            "Keep .gitignore up to date",
+        )
+    else:
+        points = 3 if u <= 3 else 1 if u <= 20 else 0
+        return SPECS["untracked"](
+            points,
+            f"{u} untracked: {_list(untracked)}",
+            f"git add the new files that belong to the project, or list them in .gitignore ({_list(untracked, 2)})",
+        )
+
+
+def _last_commit(git: GitState, now: float, n: int, u: int) -> Component:
+    since = git.seconds_since_last_commit(now)
+    if since is None:
+        return SPECS["last_commit"](
+            0 if n or u else None,
+            "no commits yet",
+            "Make a first commit",
+        )
+    elif n == 0:
+        return SPECS["last_commit"](
+            5,
+            f"last commit {_ago(since)} ago, nothing uncommitted",
+            "Commit in small steps as you go",
+        )
+    else:
+        points = 5 if since < 2 * 3600 else 3 if since < 8 * 3600 else 1 if since < 24 * 3600 else 0
+        return SPECS["last_commit"](
+            points,
+            f"last commit {_ago(since)} ago with {n} file(s) uncommitted",
+            "Commit the work in progress; changes older than a few hours are at risk",
+        )
+
+
+def _repo_state(git: GitState) -> Component:
+    if git.conflicted:
+        return SPECS["repo_state"](
+            0,
+            f"{len(git.conflicted)} conflicted file(s): {_list(git.conflicted)}",
+            "Resolve the conflicts, git add them, and finish the " + (git.operation or "merge"),
+        )
+    elif git.operation:
+        return SPECS["repo_state"](
+            2,
+            f"{git.operation} in progress",
+            f"Finish or abort the {git.operation} (git {git.operation} --continue / --abort)",
+        )
+    elif git.detached:
+        return SPECS["repo_state"](
+            5,
+            f"detached HEAD at {(git.head or '')[:10]}",
+            "Create a branch for this work: git switch -c <name>",
+        )
+    else:
+        evidence = f"on branch {git.branch}"
+        if git.behind:
+            evidence += f", {git.behind} behind {git.upstream}"
+        return SPECS["repo_state"](
+            10,
+            evidence,
+            f"Pull {git.upstream} before you push" if git.behind else "Nothing to do",
+        )
 
 
 def git_components(info: ProjectInfo | None, now: float) -> list[Component]:
@@ -347,108 +426,15 @@ def git_components(info: ProjectInfo | None, now: float) -> list[Component]:
         why = info.git_error if info is not None and info.git_error else "git state not available"
         return [SPECS[k](None, why, "Check that git works in the project folder") for k in _GIT]
 
-    out: list[Component] = []
     own = set(git.own)  # session-buddy's own files never count against the score
     changes = [c for c in git.tracked_changes if c not in own]
     untracked = [u for u in git.untracked if u not in own]
-    n = len(changes)
-    if n == 0:
-        out.append(
-            SPECS["uncommitted"](
-                10,
-                "working tree clean",
-                "Commit in small steps as you go",
-            )
-        )
-    else:
-        points = 7 if n <= 5 else 4 if n <= 20 else 0
-        out.append(
-            SPECS["uncommitted"](
-                points,
-                f"{n} changed file(s): {_list(changes)}",
-                "Commit the finished part of this work (or checkpoint with git_commit=true)",
-            )
-        )
-    u = len(untracked)
-    if u == 0:
-        out.append(
-            SPECS["untracked"](
-                5,
-                "no untracked files" + (f" (not counted: {_list(git.own)})" if own else ""),
-                "Keep .gitignore up to date",
-            )
-        )
-    else:
-        points = 3 if u <= 3 else 1 if u <= 20 else 0
-        out.append(
-            SPECS["untracked"](
-                points,
-                f"{u} untracked: {_list(untracked)}",
-                f"git add the new files that belong to the project, or list them in .gitignore ({_list(untracked, 2)})",
-            )
-        )
-    since = git.seconds_since_last_commit(now)
-    if since is None:
-        out.append(
-            SPECS["last_commit"](
-                0 if n or u else None,
-                "no commits yet",
-                "Make a first commit",
-            )
-        )
-    elif n == 0:
-        out.append(
-            SPECS["last_commit"](
-                5,
-                f"last commit {_ago(since)} ago, nothing uncommitted",
-                "Commit in small steps as you go",
-            )
-        )
-    else:
-        points = 5 if since < 2 * 3600 else 3 if since < 8 * 3600 else 1 if since < 24 * 3600 else 0
-        out.append(
-            SPECS["last_commit"](
-                points,
-                f"last commit {_ago(since)} ago with {n} file(s) uncommitted",
-                "Commit the work in progress; changes older than a few hours are at risk",
-            )
-        )
-    if git.conflicted:
-        out.append(
-            SPECS["repo_state"](
-                0,
-                f"{len(git.conflicted)} conflicted file(s): {_list(git.conflicted)}",
-                "Resolve the conflicts, git add them, and finish the " + (git.operation or "merge"),
-            )
-        )
-    elif git.operation:
-        out.append(
-            SPECS["repo_state"](
-                2,
-                f"{git.operation} in progress",
-                f"Finish or abort the {git.operation} (git {git.operation} --continue / --abort)",
-            )
-        )
-    elif git.detached:
-        out.append(
-            SPECS["repo_state"](
-                5,
-                f"detached HEAD at {(git.head or '')[:10]}",
-                "Create a branch for this work: git switch -c <name>",
-            )
-        )
-    else:
-        evidence = f"on branch {git.branch}"
-        if git.behind:
-            evidence += f", {git.behind} behind {git.upstream}"
-        out.append(
-            SPECS["repo_state"](
-                10,
-                evidence,
-                f"Pull {git.upstream} before you push" if git.behind else "Nothing to do",
-            )
-        )
-    return out
+    return [
+        _uncommitted(changes),
+        _untracked(untracked, own, git),
+        _last_commit(git, now, len(changes), len(untracked)),
+        _repo_state(git),
+    ]
 
 
 def session_components(activity: SessionActivity | None) -> list[Component]:
