@@ -437,6 +437,66 @@ def git_components(info: ProjectInfo | None, now: float) -> list[Component]:
     ]
 
 
+def _conversation(activity: SessionActivity) -> Component:
+    if activity.messages is None:
+        return SPECS["conversation"](
+            None,
+            "message count not available",
+            "Check storage health",
+        )
+    elif activity.messages > 0:
+        return SPECS["conversation"](
+            5,
+            f"{activity.messages} message(s) in this session",
+            "Keep storing key exchanges",
+        )
+    else:
+        return SPECS["conversation"](
+            0,
+            "no message stored in this session",
+            "Store the key exchanges with add_message (or import the transcript)",
+        )
+
+
+def _reflections(activity: SessionActivity) -> Component:
+    r = activity.reflections
+    if r is None:
+        return SPECS["reflections"](
+            None,
+            "reflection count not available",
+            "Check storage health",
+        )
+    else:
+        points = 10 if r >= 2 else 6 if r == 1 else 0
+        return SPECS["reflections"](
+            points,
+            f"{r} reflection(s)/insight(s) stored since the session began",
+            "Store what you learned with store_reflection (decisions, pitfalls, fixes)"
+            if r < 2
+            else "Keep recording decisions as reflections",
+        )
+
+
+def _checkpoint_age(activity: SessionActivity) -> Component:
+    s = activity.seconds_since_checkpoint
+    if s is None:
+        return SPECS["checkpoint_age"](
+            None,
+            "unknown",
+            "Checkpoint regularly",
+        )
+    else:
+        points = 10 if s < 1800 else 7 if s < 3600 else 4 if s < 7200 else 1
+        what = "last checkpoint" if activity.checkpoints else "session start (no checkpoint yet)"
+        return SPECS["checkpoint_age"](
+            points,
+            f"{_ago(s)} since {what}",
+            "Checkpoint at least every 30 minutes of work"
+            if points < 10
+            else "Keep checkpointing every 30 minutes",
+        )
+
+
 def session_components(activity: SessionActivity | None) -> list[Component]:
     if activity is None:
         return [
@@ -456,73 +516,7 @@ def session_components(activity: SessionActivity | None) -> list[Component]:
                 "Call start to open a session",
             ),
         ]
-    out: list[Component] = []
-    if activity.messages is None:
-        out.append(
-            SPECS["conversation"](
-                None,
-                "message count not available",
-                "Check storage health",
-            )
-        )
-    elif activity.messages > 0:
-        out.append(
-            SPECS["conversation"](
-                5,
-                f"{activity.messages} message(s) in this session",
-                "Keep storing key exchanges",
-            )
-        )
-    else:
-        out.append(
-            SPECS["conversation"](
-                0,
-                "no message stored in this session",
-                "Store the key exchanges with add_message (or import the transcript)",
-            )
-        )
-    r = activity.reflections
-    if r is None:
-        out.append(
-            SPECS["reflections"](
-                None,
-                "reflection count not available",
-                "Check storage health",
-            )
-        )
-    else:
-        points = 10 if r >= 2 else 6 if r == 1 else 0
-        out.append(
-            SPECS["reflections"](
-                points,
-                f"{r} reflection(s)/insight(s) stored since the session began",
-                "Store what you learned with store_reflection (decisions, pitfalls, fixes)"
-                if r < 2
-                else "Keep recording decisions as reflections",
-            )
-        )
-    s = activity.seconds_since_checkpoint
-    if s is None:
-        out.append(
-            SPECS["checkpoint_age"](
-                None,
-                "unknown",
-                "Checkpoint regularly",
-            )
-        )
-    else:
-        points = 10 if s < 1800 else 7 if s < 3600 else 4 if s < 7200 else 1
-        what = "last checkpoint" if activity.checkpoints else "session start (no checkpoint yet)"
-        out.append(
-            SPECS["checkpoint_age"](
-                points,
-                f"{_ago(s)} since {what}",
-                "Checkpoint at least every 30 minutes of work"
-                if points < 10
-                else "Keep checkpointing every 30 minutes",
-            )
-        )
-    return out
+    return [_conversation(activity), _reflections(activity), _checkpoint_age(activity)]
 
 
 def compute_quality(
