@@ -19,8 +19,9 @@ from fastmcp.exceptions import ToolError
 from fastmcp.server.middleware import Middleware, MiddlewareContext
 
 from session_buddy import __version__, di
-from session_buddy.errors import SessionBuddyError
+from session_buddy.errors import SessionBuddyError, ValidationError
 from session_buddy.server.identity import INSTRUCTIONS, SERVER_NAME
+from session_buddy.server.limits import MAX_ERROR_CHARS, LimitError, check_arguments, cut
 from session_buddy.settings import SessionBuddySettings
 
 log = logging.getLogger(__name__)
@@ -39,21 +40,32 @@ TOOL_MODULES = [
 NO_WAIT_TOOLS = {"health"}
 
 
+def _tool_error(exc: SessionBuddyError) -> ToolError:
+    return ToolError(f"{cut(str(exc), MAX_ERROR_CHARS)} [{exc.code}]")
+
+
 class ErrorMiddleware(Middleware):
-    """Waits for startup, and turns session-buddy errors into MCP tool errors."""
+    """Checks the limits of every argument (server/limits.py), waits for startup, and turns
+    session-buddy errors into MCP tool errors (their messages cut to a bounded length)."""
 
     async def on_call_tool(self, context: MiddlewareContext[Any], call_next: Any) -> Any:
         try:
+            try:
+                check_arguments(context.message.arguments)
+            except LimitError as exc:
+                raise ValidationError(str(exc)) from None
             if context.message.name not in NO_WAIT_TOOLS:
                 await di.ready()
             return await call_next(context)
         except SessionBuddyError as exc:
-            raise ToolError(f"{exc} [{exc.code}]") from exc
+            raise _tool_error(exc) from exc
         except ToolError as exc:
             # FastMCP wraps a tool's exception in a ToolError; keep the code a client can match
             cause = exc.__cause__
             if isinstance(cause, SessionBuddyError):
-                raise ToolError(f"{cause} [{cause.code}]") from cause
+                raise _tool_error(cause) from cause
+            if len(str(exc)) > MAX_ERROR_CHARS:
+                raise ToolError(cut(str(exc), MAX_ERROR_CHARS)) from exc
             raise
 
     async def on_read_resource(self, context: MiddlewareContext[Any], call_next: Any) -> Any:
@@ -61,7 +73,7 @@ class ErrorMiddleware(Middleware):
             await di.ready()
             return await call_next(context)
         except SessionBuddyError as exc:
-            raise ToolError(f"{exc} [{exc.code}]") from exc
+            raise _tool_error(exc) from exc
 
 
 class _ExpectedErrors(logging.Filter):

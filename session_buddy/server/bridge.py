@@ -106,11 +106,11 @@ class ServiceBridge:
         if data:
             yield json.loads("\n".join(data))
 
-    def _post_once(self, message: dict[str, Any]) -> tuple[int, str]:
-        """POST one message and deliver what comes back; returns (status, error text)."""
+    def _post_once(self, message: dict[str, Any], body: bytes) -> tuple[int, str]:
+        """POST one message (its bytes as the client sent them) and deliver what comes back;
+        returns (status, error text)."""
         info = self.service()
         conn = self._connection(info)
-        body = json.dumps(message).encode()
         conn.request(
             "POST",
             "/mcp",
@@ -144,13 +144,35 @@ class ServiceBridge:
             return status, ""
         return status, payload.decode("utf-8", "replace")[:500]
 
-    def forward(self, message: dict[str, Any]) -> None:
-        """Deliver one client message to the service and its answers back (thread-safe)."""
+    def forward(self, message: dict[str, Any], body: bytes | None = None) -> None:
+        """Deliver one client message to the service and its answers back (thread-safe).
+
+        ``body`` is the message as the client encoded it (forwarded as is: no re-encoding,
+        so the size the service sees is the size the client sent). A request always gets
+        an answer, whatever goes wrong here.
+        """
+        try:
+            self._forward(message, body if body is not None else json.dumps(message).encode())
+        except Exception as exc:  # never leave a request unanswered
+            if "method" in message and "id" in message:
+                self.deliver(
+                    {
+                        "jsonrpc": "2.0",
+                        "id": message["id"],
+                        "error": {
+                            "code": -32603,
+                            "message": f"session-buddy bridge failed: {type(exc).__name__}: "
+                            f"{str(exc)[:300]}",
+                        },
+                    }
+                )
+
+    def _forward(self, message: dict[str, Any], body: bytes) -> None:
         is_request = "method" in message and "id" in message
         problem = "no attempt made"
         for attempt in range(ATTEMPTS):
             try:
-                status, text = self._post_once(message)
+                status, text = self._post_once(message, body)
             except (OSError, http.client.HTTPException, RuntimeError, ValueError) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
                 self._forget_service()
@@ -166,8 +188,9 @@ class ServiceBridge:
                 problem = f"HTTP 503: {text}"
                 time.sleep(0.5 * (attempt + 1))
                 continue
-            problem = f"HTTP {status}: {text}"
-            break
+            if is_request:
+                self.deliver(_refused(message["id"], status, text, len(body)))
+            return
         if is_request:
             self.deliver(
                 {
@@ -180,3 +203,15 @@ class ServiceBridge:
                     },
                 }
             )
+
+
+def _refused(request_id: Any, status: int, text: str, size: int) -> dict[str, Any]:
+    """The answer to a request the service refused (it is up: this is not 'unavailable')."""
+    if status == 413:
+        message = (
+            f"request too large: {size} bytes is over the service's limit "
+            f"(server.max_request_bytes); {text}"
+        )
+    else:
+        message = f"the session-buddy service refused the request (HTTP {status}): {text}"
+    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": -32600, "message": message}}

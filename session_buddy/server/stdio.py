@@ -34,6 +34,11 @@ import threading
 from typing import IO, Any
 
 from session_buddy.server.identity import initialize_result
+from session_buddy.server.limits import parse_message, rpc_error
+
+#: The request size limit until the settings are loaded (the default of
+#: ``server.max_request_bytes``); the loaded setting replaces it.
+DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
 
 SHUTDOWN_GRACE_S = 30.0
 
@@ -51,7 +56,9 @@ class StdioFront:
         self.standalone = standalone
         self._protocol_version: str | None = None
         self._out_lock = threading.Lock()
-        self._inbox: queue.Queue[bytes | None] = queue.Queue()
+        # each line with its decoded message (checked by limits.parse_message)
+        self._inbox: queue.Queue[tuple[bytes, dict[str, Any]] | None] = queue.Queue()
+        self.max_request_bytes = DEFAULT_MAX_REQUEST_BYTES
         self._init_id: Any = None
         self._init_answered = False
         self._drop_init_answer = False
@@ -120,8 +127,9 @@ class StdioFront:
                 item = self._inbox.get()
                 if item is None:
                     return
+                line = item[0]
                 try:
-                    pipe.write(item if item.endswith(b"\n") else item + b"\n")
+                    pipe.write(line if line.endswith(b"\n") else line + b"\n")
                 except (BrokenPipeError, OSError):
                     return
 
@@ -130,7 +138,7 @@ class StdioFront:
             for line in pipe:
                 try:
                     message = json.loads(line)
-                except ValueError:
+                except (ValueError, RecursionError):
                     sys.stderr.buffer.write(line)  # never let non-JSON-RPC reach stdout
                     continue
                 if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
@@ -164,19 +172,17 @@ class StdioFront:
     def _on_line(self, line: bytes) -> None:
         if not line.strip():
             return
-        try:
-            message = json.loads(line)
-        except ValueError:
-            message = None
-        if (
-            isinstance(message, dict)
-            and message.get("method") == "initialize"
-            and not self._init_answered
-        ):
+        message, problem = parse_message(line, self.max_request_bytes)
+        if message is None:
+            # answered here, in both modes: never decoded by anything that could choke on it
+            self._send_json(problem or rpc_error(None, -32600, "Invalid Request"))
+            return
+        if message.get("method") == "initialize" and not self._init_answered:
             self._init_answered = True
             self._init_id = message.get("id")
             self._drop_init_answer = True
-            params = message.get("params") or {}
+            params = message.get("params")
+            params = params if isinstance(params, dict) else {}
             self._send_json(
                 {
                     "jsonrpc": "2.0",
@@ -184,7 +190,7 @@ class StdioFront:
                     "result": initialize_result(params.get("protocolVersion")),
                 }
             )
-        self._inbox.put(line)
+        self._inbox.put((line, message))
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self._stopping = True
@@ -195,6 +201,7 @@ class StdioFront:
             from session_buddy.settings import load_settings
 
             settings = load_settings(self.config).settings
+            self.max_request_bytes = settings.server.max_request_bytes
             shared = settings.server.shared and not self.standalone
         except BaseException as exc:
             self._load_error = exc
@@ -211,13 +218,8 @@ class StdioFront:
             item = self._inbox.get()
             if item is None:
                 return
-            try:
-                message = json.loads(item)
-            except ValueError:
-                continue
-            if isinstance(message, dict) and not (
-                message.get("method") == "initialize" and message.get("id") == self._init_id
-            ):
+            message = item[1]
+            if not (message.get("method") == "initialize" and message.get("id") == self._init_id):
                 self._answer_load_error(message)
 
     def _bridge(self, settings: Any) -> None:
@@ -239,26 +241,7 @@ class StdioFront:
                 item = self._inbox.get()
                 if item is None:
                     break
-                try:
-                    message = json.loads(item)
-                except ValueError:
-                    self._send_json(
-                        {
-                            "jsonrpc": "2.0",
-                            "id": None,
-                            "error": {"code": -32700, "message": "Parse error"},
-                        }
-                    )
-                    continue
-                if not isinstance(message, dict):
-                    self._send_json(
-                        {
-                            "jsonrpc": "2.0",
-                            "id": None,
-                            "error": {"code": -32600, "message": "Invalid Request"},
-                        }
-                    )
-                    continue
+                line, message = item
                 method = message.get("method")
                 if method == "initialize" and message.get("id") == self._init_id:
                     continue  # answered by the front
@@ -266,7 +249,7 @@ class StdioFront:
                     continue  # the service is stateless: nothing to tell it
                 if self._protocol_version:
                     bridge.protocol_version = self._protocol_version
-                pool.submit(bridge.forward, message)
+                pool.submit(bridge.forward, message, line.rstrip(b"\r\n"))
 
     def run(self) -> int:
         self._claim_stdout()
@@ -277,9 +260,12 @@ class StdioFront:
         stdin = sys.stdin.buffer
         try:
             while True:
-                line = stdin.readline()
+                line = stdin.readline(self.max_request_bytes + 1)
                 if not line:
                     break
+                if len(line) > self.max_request_bytes and not line.endswith(b"\n"):
+                    while (rest := stdin.readline(1 << 20)) and not rest.endswith(b"\n"):
+                        pass  # skip the rest of an over-long line without holding it
                 self._on_line(line)
         except _Stop:
             pass

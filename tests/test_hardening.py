@@ -1,0 +1,123 @@
+"""Hostile and mistaken input at the server edge (issue 20): every request is answered,
+the server keeps serving, files are private, logs stay bounded, limits are one set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from session_buddy.server.auth import load_secret, mint_token
+from session_buddy.server.discovery import read_service
+from tests.mcp_peers import StdioPeer, server_env, stop_service
+
+MODES = ["shared", "standalone"]
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path):  # type: ignore[no-untyped-def]
+    folder = tmp_path / "data"
+    yield folder
+    stop_service(folder)
+
+
+def _peer(tmp_path: Path, mode: str, **extra: str) -> StdioPeer:
+    env = server_env(tmp_path, SESSION_BUDDY_ADAPTERS__STORAGE="duckdb", **extra)
+    peer = StdioPeer(env, tmp_path, *(["--standalone"] if mode == "standalone" else []))
+    peer.initialize()
+    return peer
+
+
+def _close(peer: StdioPeer) -> None:
+    assert peer.proc.stdin is not None
+    peer.proc.stdin.close()
+    assert peer.proc.wait(timeout=60) == 0, peer.stderr_text()
+    peer.finish_stdout()
+
+
+def _raw(peer: StdioPeer, line: bytes) -> None:
+    assert peer.proc.stdin is not None
+    peer.proc.stdin.write(line + b"\n")
+    peer.proc.stdin.flush()
+
+
+def _still_serves(peer: StdioPeer, word: str) -> None:
+    stored = peer.call("store_reflection", {"content": f"still serving {word}", "project": "h"})
+    assert not stored.get("isError"), stored
+
+
+def _nested(levels: int, request_id: int) -> bytes:
+    return (
+        b'{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"search","arguments":'
+        b'{"query":"x","metadata":' % request_id + b"[" * levels + b"]" * levels + b"}}}"
+    )
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_deeply_nested_json_is_refused_and_the_server_keeps_serving(
+    tmp_path: Path, data_dir: Path, mode: str
+) -> None:
+    peer = _peer(tmp_path, mode)
+    try:
+        for levels in (10_000, 50_000):
+            _raw(peer, _nested(levels, 7))
+            answer = peer.read_message(timeout=30)
+            assert answer["id"] is None and answer["error"]["code"] == -32600, answer
+            assert "nested deeper" in answer["error"]["message"]
+            _still_serves(peer, f"after {levels}")
+        # a depth within the limit still goes through to the tool (which rejects the type)
+        _raw(peer, _nested(20, 8))
+        answer = peer.wait_for(8)
+        assert "result" in answer or "error" in answer
+    finally:
+        _close(peer)
+
+
+BAD_IDS = [{"a": 1}, [1], True, None, 1.5]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_invalid_ids_get_invalid_request_with_null_id(
+    tmp_path: Path, data_dir: Path, mode: str
+) -> None:
+    peer = _peer(tmp_path, mode)
+    try:
+        for bad in BAD_IDS:
+            peer.send({"jsonrpc": "2.0", "id": bad, "method": "tools/list"})
+            answer = peer.read_message(timeout=30)
+            assert answer == {
+                "jsonrpc": "2.0",
+                "id": None,
+                "error": {
+                    "code": -32600,
+                    "message": "Invalid Request: `id` must be a string or an integer",
+                },
+            }, (bad, answer)
+        for garbage in (b"not json", b"[1,2]", b'"text"', b'{"jsonrpc":"1.0","id":3,"method":"x"}'):
+            _raw(peer, garbage)
+            answer = peer.read_message(timeout=30)
+            assert "error" in answer and answer["error"]["code"] in (-32700, -32600), answer
+        _still_serves(peer, "after bad ids")
+    finally:
+        _close(peer)
+
+
+def test_nested_body_on_http_is_refused(tmp_path: Path, data_dir: Path) -> None:
+    peer = _peer(tmp_path, "shared")
+    try:
+        _still_serves(peer, "http")
+        info = read_service(data_dir)
+        assert info is not None
+        token = mint_token(load_secret(data_dir, create=False), "me")
+        headers = {
+            "Accept": "application/json, text/event-stream",
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {token}",
+        }
+        response = httpx.post(str(info["url"]), content=_nested(50_000, 1), headers=headers)
+        assert response.status_code == 400
+        assert response.json()["error"]["code"] == -32600
+        _still_serves(peer, "after http")
+    finally:
+        _close(peer)
