@@ -252,8 +252,16 @@ class SessionBuddySettings(BaseSettings):
         default="WARNING", description="Log level (logs go to stderr or log_file, never stdout)."
     )
     log_file: Path | None = Field(
-        default=None, description="Write logs to this file instead of stderr."
+        default=None,
+        description="Write logs to this file instead of stderr (the shared service: "
+        "default <data_dir>/logs/service.log).",
     )
+    log_max_bytes: int = Field(
+        default=10 * 1024 * 1024,
+        ge=4096,
+        description="A log file is rotated when it reaches this size (log_backups kept).",
+    )
+    log_backups: int = Field(default=3, ge=0, description="Rotated log files kept.")
     user: str | None = Field(
         default=None, description="Who stores memories; default: the login name."
     )

@@ -121,3 +121,69 @@ def test_nested_body_on_http_is_refused(tmp_path: Path, data_dir: Path) -> None:
         _still_serves(peer, "after http")
     finally:
         _close(peer)
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_data_dir_is_private_and_loose_modes_are_repaired(tmp_path: Path, data_dir: Path) -> None:
+    peer = _peer(tmp_path, "shared")
+    try:
+        _still_serves(peer, "modes")
+    finally:
+        _close(peer)
+    stop_service(data_dir)
+    assert _mode(data_dir) == 0o700
+    files = [p for p in data_dir.rglob("*") if p.is_file()]
+    names = {p.name for p in files}
+    assert {"memory.duckdb", "service.log", "auth.secret"} <= names, names
+    assert {p.name: oct(_mode(p)) for p in files if _mode(p) != 0o600} == {}
+    for folder in (data_dir / "logs", data_dir / "handoffs"):
+        assert _mode(folder) == 0o700
+    # an older version left the data readable by everyone: the next start repairs it
+    data_dir.chmod(0o755)
+    (data_dir / "memory.duckdb").chmod(0o644)
+    (data_dir / "logs" / "service.log").chmod(0o644)
+    peer = _peer(tmp_path, "shared")
+    try:
+        _still_serves(peer, "after repair")
+        info = read_service(data_dir)
+        assert info is not None
+        assert _mode(data_dir / "service.json") == 0o600
+    finally:
+        _close(peer)
+    assert _mode(data_dir) == 0o700
+    assert _mode(data_dir / "memory.duckdb") == 0o600
+    log = (data_dir / "logs" / "service.log").read_text(encoding="utf-8")
+    assert "private data:" in log and "memory.duckdb was mode 0644, now 0600" in log
+
+
+def test_logs_stay_bounded_and_rotate(tmp_path: Path, data_dir: Path) -> None:
+    peer = _peer(tmp_path, "shared", SESSION_BUDDY_LOG_MAX_BYTES="8192")
+    log = data_dir / "logs" / "service.log"
+    try:
+        _still_serves(peer, "logs")
+        before = sum(p.stat().st_size for p in log.parent.iterdir())
+        bogus = "b" * 1_000_000
+        for _ in range(5):
+            answer = peer.call("get_session", {"session_id": bogus})
+            assert answer["isError"]
+            text = answer["content"][0]["text"]
+            assert "`session_id`: at most 256 characters" in text and len(text) < 500
+        # the same mistake repeated: logged a few times, then counted
+        for _ in range(30):
+            peer.call("get_session", {"session_id": "no-such-session", "no_such_argument": 1})
+        for n in range(60):  # distinct warnings fill the file: it rotates
+            peer.call("get_session", {"session_id": "x", f"unknown_{n}_{'k' * 150}": 1})
+        _still_serves(peer, "after the noise")
+    finally:
+        _close(peer)
+    stop_service(data_dir)
+    files = sorted(p.name for p in log.parent.iterdir())
+    assert "service.log.1" in files, files
+    total = sum(p.stat().st_size for p in log.parent.iterdir())
+    assert total - before < 4 * 8192 + 8192, files
+    assert all(_mode(p) == 0o600 for p in log.parent.iterdir())
+    text = "".join(p.read_text(encoding="utf-8") for p in log.parent.iterdir())
+    assert text.count("no-such-session") <= 6

@@ -20,6 +20,7 @@ from fastmcp.server.middleware import Middleware, MiddlewareContext
 
 from session_buddy import __version__, di
 from session_buddy.errors import SessionBuddyError, ValidationError
+from session_buddy.paths import SessionPaths
 from session_buddy.server.identity import INSTRUCTIONS, SERVER_NAME
 from session_buddy.server.limits import MAX_ERROR_CHARS, LimitError, check_arguments, cut
 from session_buddy.settings import SessionBuddySettings
@@ -108,6 +109,16 @@ async def lifespan(app: FastMCP) -> AsyncIterator[dict[str, Any]]:
                 stats.timed_out,
                 stats.duration_s,
             )
+
+
+def private_data_dir(settings: SessionBuddySettings) -> SessionPaths:
+    """The data folder of a server process, private: umask 0077 from now on, and looser
+    modes of existing files repaired, each with a warning (see SessionPaths.make_private)."""
+    paths = SessionPaths.from_settings(settings.data_dir)
+    extra = [settings.storage.path] if settings.storage.path else []
+    for line in paths.make_private(*extra):
+        log.warning("private data: %s", line)
+    return paths
 
 
 def create_server(settings: SessionBuddySettings | None = None) -> FastMCP:

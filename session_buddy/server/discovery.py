@@ -40,7 +40,9 @@ def read_service(data_dir: Path) -> dict[str, Any] | None:
 def write_service(data_dir: Path, info: dict[str, Any]) -> None:
     """Atomically replace service.json."""
     tmp = data_dir / f".{SERVICE_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(info), encoding="utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(info))
     os.replace(tmp, data_dir / SERVICE_FILE)
 
 
@@ -86,8 +88,9 @@ def live_service(data_dir: Path) -> dict[str, Any] | None:
 
 @contextlib.contextmanager
 def start_lock(data_dir: Path) -> Iterator[None]:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with open(data_dir / START_LOCK, "a+") as fh:
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(data_dir / START_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "r+") as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
             yield
@@ -96,10 +99,10 @@ def start_lock(data_dir: Path) -> Iterator[None]:
 
 
 _LAUNCHER = (
-    "import subprocess, sys\n"
-    "log = open(sys.argv[1], 'ab')\n"
+    "import os, subprocess, sys\n"
+    "log = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)\n"
     "p = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log, stderr=log,"
-    " start_new_session=True, close_fds=True)\n"
+    " start_new_session=True, close_fds=True, umask=0o077)\n"
     "print(p.pid)\n"
 )
 
@@ -108,7 +111,7 @@ def spawn_service(data_dir: Path, config: str | None) -> int:
     """Start `session-buddy service` fully detached (through a launcher that exits at once,
     so the service is not our child and never lingers as a zombie); returns its pid."""
     logs = data_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    logs.mkdir(parents=True, exist_ok=True, mode=0o700)
     env = dict(os.environ)
     env["SESSION_BUDDY_DATA_DIR"] = str(data_dir)
     if config:

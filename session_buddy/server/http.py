@@ -32,6 +32,7 @@ from typing import Any
 from session_buddy import __version__
 from session_buddy.core.users import current_user
 from session_buddy.errors import AuthError
+from session_buddy.logs import reclaim_logging, route_logging_to_stderr
 from session_buddy.paths import SessionPaths
 from session_buddy.server.auth import load_secret, verify_token
 from session_buddy.server.discovery import SERVICE_LOCK, remove_service, write_service
@@ -221,6 +222,18 @@ def _idle_watchdog(activity: Activity, idle_s: float) -> None:
             return
 
 
+def _service_logging(settings: SessionBuddySettings, paths: SessionPaths) -> None:
+    """The service logs to a size-rotated <data>/logs/service.log (or log_file); its
+    stdout and stderr follow the current file."""
+    route_logging_to_stderr(
+        settings.log_level,
+        settings.log_file or paths.logs / "service.log",
+        max_bytes=settings.log_max_bytes,
+        backups=settings.log_backups,
+        follow_std=True,
+    )
+
+
 def run_service(settings: SessionBuddySettings) -> int:
     """Run the shared service of the settings' data directory until idle or signalled."""
     paths = SessionPaths.from_settings(settings.data_dir).ensure()
@@ -230,6 +243,7 @@ def run_service(settings: SessionBuddySettings) -> int:
     except BlockingIOError:
         print(f"another session-buddy service owns {paths.data}; exiting", file=sys.stderr)
         return 0
+    _service_logging(settings, paths)
     host = settings.server.host
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -239,9 +253,11 @@ def run_service(settings: SessionBuddySettings) -> int:
     sock.listen(256)
     port = sock.getsockname()[1]
     activity = Activity()
-    from session_buddy.server.app import create_server
+    from session_buddy.server.app import create_server, private_data_dir
 
+    private_data_dir(settings)
     server = create_server(settings)
+    reclaim_logging(settings.log_level)  # FastMCP set up its own handlers on import
     middleware = guard_middleware(settings, paths, activity)
     write_service(
         paths.data,
@@ -255,6 +271,7 @@ def run_service(settings: SessionBuddySettings) -> int:
             "auth": settings.server.auth,
         },
     )
+    activity.last = time.monotonic()  # idle from now on, not from before the slow imports
     threading.Thread(
         target=_idle_watchdog, args=(activity, settings.server.idle_timeout_s), daemon=True
     ).start()

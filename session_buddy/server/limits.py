@@ -10,6 +10,7 @@ the stdio front uses this module before FastMCP is loaded.
 from __future__ import annotations
 
 import json
+import os
 import re
 from itertools import accumulate
 from typing import Any
@@ -121,6 +122,8 @@ def check_path(value: str, label: str) -> None:
         raise LimitError(
             f"{label}: a path of at most {MAX_PATH_CHARS} characters (got {len(value)})"
         )
+    if value.startswith("~") and os.path.expanduser(value.split("/", 1)[0]).startswith("~"):
+        raise LimitError(f"{label}: cannot expand {_short(value.split('/', 1)[0])} (no such user)")
     for part in value.split("/"):
         if len(part.encode("utf-8")) > MAX_PATH_PART_BYTES:
             raise LimitError(
@@ -175,7 +178,7 @@ def cut(text: str, limit: int) -> str:
 
 # -- JSON-RPC messages -----------------------------------------------------------------------
 
-PARSE_ERROR, INVALID_REQUEST = -32700, -32600
+PARSE_ERROR, INVALID_REQUEST, INVALID_PARAMS = -32700, -32600, -32602
 
 
 def rpc_error(request_id: Any, code: int, message: str) -> dict[str, Any]:
@@ -236,9 +239,38 @@ def parse_message(
         )
     if "method" not in message and not has_id:
         return None, rpc_error(None, INVALID_REQUEST, "Invalid Request: no `method` and no `id`")
-    params = message.get("params")
-    if "method" in message and params is not None and not isinstance(params, dict | list):
-        return None, rpc_error(
-            request_id, INVALID_REQUEST, "Invalid Request: `params` must be an object"
-        )
+    problem = _params_problem(message.get("method"), message.get("params"))
+    if problem:
+        return None, rpc_error(request_id, INVALID_PARAMS, f"Invalid params: {problem}")
     return message, None
+
+
+#: The params of the methods whose shape is checked here (the SDK drops a request whose
+#: params it cannot validate over stateless HTTP, leaving it unanswered).
+_PARAM_SHAPES: dict[str, dict[str, tuple[type, ...]]] = {
+    "tools/call": {"name": (str,), "arguments": (dict, type(None))},
+    "prompts/get": {"name": (str,), "arguments": (dict, type(None))},
+    "resources/read": {"uri": (str,)},
+}
+_OPTIONAL = frozenset({"arguments"})
+
+
+def _params_problem(method: Any, params: Any) -> str | None:
+    if method is None:
+        return None
+    if params is not None and not isinstance(params, dict):
+        return "`params` must be an object"
+    shape = _PARAM_SHAPES.get(method)
+    if shape is None:
+        return None
+    params = params or {}
+    for key, types in shape.items():
+        if key not in params and key in _OPTIONAL:
+            continue
+        if not isinstance(params.get(key), types):
+            wanted = " or ".join("null" if t is type(None) else _TYPE_NAMES[t] for t in types)
+            return f"`params.{key}` must be {wanted}"
+    return None
+
+
+_TYPE_NAMES: dict[type, str] = {str: "a string", dict: "an object"}

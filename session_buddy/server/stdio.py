@@ -25,6 +25,7 @@ this front first, which imports nothing heavy:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -91,11 +92,12 @@ class StdioFront:
             from session_buddy.logs import route_logging_to_stderr
 
             route_logging_to_stderr()
-            from session_buddy.server.app import create_server
+            from session_buddy.server.app import create_server, private_data_dir
             from session_buddy.settings import load_settings
 
             loaded = load_settings(self.config)
             route_logging_to_stderr(loaded.settings.log_level)
+            private_data_dir(loaded.settings)
             self._server = create_server(loaded.settings)
         except BaseException as exc:  # reported to the client as errors
             self._load_error = exc
@@ -116,8 +118,9 @@ class StdioFront:
         try:
             self._server.run(transport="stdio", show_banner=False)
         finally:
-            sys.stdout.flush()
-            sys.stdout.close()
+            with contextlib.suppress(ValueError, OSError):  # the transport may have closed it
+                sys.stdout.flush()
+                sys.stdout.close()
             sys.stdin, sys.stdout = saved_stdin, saved_stdout
             pump.join(timeout=5)
 
