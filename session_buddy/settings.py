@@ -220,6 +220,20 @@ class ServerSettings(_Section):
     max_concurrent_requests: int = Field(
         default=64, ge=1, description="More requests at once get 503 (retry later)."
     )
+    call_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="stdio bridge: a call without an answer after this long gets an error.",
+    )
+    probe_after_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="stdio bridge: when a call has waited this long, check (every as long) "
+        "that the service still answers; one that does not is restarted if it is ours.",
+    )
+    probe_timeout_s: float = Field(
+        default=3.0, gt=0, description="stdio bridge: how long a health probe may take."
+    )
 
 
 class SessionsSettings(_Section):

@@ -3,13 +3,19 @@ the server keeps serving, files are private, logs stay bounded, limits are one s
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from session_buddy.server.auth import load_secret, mint_token
-from session_buddy.server.discovery import read_service
+from session_buddy.server.discovery import pid_alive, read_service
 from tests.mcp_peers import StdioPeer, server_env, stop_service
 
 MODES = ["shared", "standalone"]
@@ -187,3 +193,98 @@ def test_logs_stay_bounded_and_rotate(tmp_path: Path, data_dir: Path) -> None:
     assert all(_mode(p) == 0o600 for p in log.parent.iterdir())
     text = "".join(p.read_text(encoding="utf-8") for p in log.parent.iterdir())
     assert text.count("no-such-session") <= 6
+
+
+def _service_pid(data_dir: Path) -> int:
+    info = read_service(data_dir)
+    assert info is not None
+    return int(info["pid"])
+
+
+PROBE_FAST = {
+    "SESSION_BUDDY_SERVER__PROBE_AFTER_S": "1",
+    "SESSION_BUDDY_SERVER__PROBE_TIMEOUT_S": "1",
+}
+
+
+def test_a_stopped_service_is_detected_and_restarted(tmp_path: Path, data_dir: Path) -> None:
+    peer = _peer(tmp_path, "shared", **PROBE_FAST)
+    stopped: int | None = None
+    try:
+        _still_serves(peer, "before the stop")
+        stopped = _service_pid(data_dir)
+        os.kill(stopped, signal.SIGSTOP)
+        start = time.monotonic()
+        rid = peer.request("tools/call", {"name": "reflection_stats", "arguments": {}})
+        answer = peer.wait_for(rid, timeout=30)
+        assert time.monotonic() - start < 15
+        assert "does not answer" in answer["error"]["message"], answer
+        assert "next request starts a new one" in answer["error"]["message"]
+        assert not pid_alive(stopped)
+        _still_serves(peer, "after the restart")
+        assert _service_pid(data_dir) != stopped
+        # a bridge that starts while the service is stopped gets a new one at once
+        stopped = _service_pid(data_dir)
+        os.kill(stopped, signal.SIGSTOP)
+        newcomer = _peer(tmp_path, "shared", **PROBE_FAST)
+        try:
+            start = time.monotonic()
+            stats = newcomer.call("reflection_stats", {"project": "h"})
+            assert stats["structuredContent"]["total"] == 2  # nothing acknowledged was lost
+            assert time.monotonic() - start < 20
+        finally:
+            _close(newcomer)
+        assert not pid_alive(stopped)
+    finally:
+        if stopped is not None and pid_alive(stopped):
+            os.kill(stopped, signal.SIGCONT)
+        _close(peer)
+
+
+_FAKE_SERVICE = """
+import http.server, sys, time
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["content-length"]))
+        if b"probe" not in body or sys.argv[1] == "hung":
+            time.sleep(600)
+        self.send_response(200); self.send_header("content-length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+@pytest.mark.parametrize("kind", ["slow", "hung"])
+def test_calls_are_bounded_and_a_foreign_hung_service_is_reported(
+    tmp_path: Path, data_dir: Path, kind: str
+) -> None:
+    """A listener that is not a session-buddy process: answers probes but never calls
+    (slow), or nothing at all (hung). Never killed: it is not ours."""
+    fake = subprocess.Popen(
+        [sys.executable, "-c", _FAKE_SERVICE, kind], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert fake.stdout is not None
+        port = int(fake.stdout.readline())
+        data_dir.mkdir(parents=True)
+        load_secret(data_dir)  # created as a real service would
+        info = {"pid": fake.pid, "host": "127.0.0.1", "port": port, "auth": True}
+        (data_dir / "service.json").write_text(json.dumps(info))
+        peer = _peer(tmp_path, "shared", SESSION_BUDDY_SERVER__CALL_TIMEOUT_S="3", **PROBE_FAST)
+        try:
+            start = time.monotonic()
+            rid = peer.request("tools/call", {"name": "reflection_stats", "arguments": {}})
+            message = peer.wait_for(rid, timeout=30)["error"]["message"]
+            assert time.monotonic() - start < 15
+            if kind == "slow":
+                assert "within 3 s (server.call_timeout_s)" in message, message
+            else:
+                assert "does not answer" in message and "not ours to restart" in message
+            assert fake.poll() is None
+        finally:
+            _close(peer)
+    finally:
+        fake.kill()
+        fake.wait()

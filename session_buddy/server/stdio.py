@@ -230,14 +230,16 @@ class StdioFront:
         from concurrent.futures import ThreadPoolExecutor
 
         from session_buddy.paths import SessionPaths
-        from session_buddy.server.bridge import ServiceBridge
+        from session_buddy.server.bridge import ServiceBridge, Timeouts
 
+        limits = settings.server
         bridge = ServiceBridge(
             SessionPaths.from_settings(settings.data_dir).data,
             self.config,
             self._send_json,
             self._protocol_version or "2025-06-18",
             user=settings.user,
+            timeouts=Timeouts(limits.call_timeout_s, limits.probe_after_s, limits.probe_timeout_s),
         )
         with ThreadPoolExecutor(BRIDGE_WORKERS, thread_name_prefix="bridge") as pool:
             while True:
