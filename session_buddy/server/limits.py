@@ -242,7 +242,40 @@ def parse_message(
     problem = _params_problem(message.get("method"), message.get("params"))
     if problem:
         return None, rpc_error(request_id, INVALID_PARAMS, f"Invalid params: {problem}")
+    if _SURROGATE_ESCAPE.search(line):
+        answer = _lone_surrogate_answer(message)
+        if answer is not None:
+            return None, answer
     return message, None
+
+
+#: A JSON escape of a UTF-16 surrogate: only then can a decoded string hold a lone one.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _lone_surrogate_answer(message: dict[str, Any]) -> dict[str, Any] | None:
+    """The answer to a message with a lone surrogate (the MCP SDK drops such a message
+    unanswered over stdio): for a tool call the tool's own validation error, else
+    Invalid params."""
+    params = message.get("params") or {}
+    request_id = message.get("id")
+    if message.get("method") == "tools/call":
+        try:
+            check_arguments(params.get("arguments"))
+        except LimitError as exc:
+            text = f"{exc} [invalid_argument]"
+            return {
+                "jsonrpc": "2.0",
+                "id": request_id,
+                "result": {"content": [{"type": "text", "text": text}], "isError": True},
+            }
+    try:
+        check_text(json.dumps(message, ensure_ascii=False), "message")
+    except LimitError:
+        return rpc_error(
+            request_id, INVALID_PARAMS, "Invalid params: text with a lone surrogate (not Unicode)"
+        )
+    return None
 
 
 #: The params of the methods whose shape is checked here (the SDK drops a request whose

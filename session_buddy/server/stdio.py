@@ -40,6 +40,8 @@ from session_buddy.server.limits import parse_message, rpc_error
 #: The request size limit until the settings are loaded (the default of
 #: ``server.max_request_bytes``); the loaded setting replaces it.
 DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
+#: The smallest limit the settings allow: a shorter line is within any limit.
+MIN_REQUEST_LIMIT = 1024
 
 SHUTDOWN_GRACE_S = 30.0
 
@@ -60,6 +62,7 @@ class StdioFront:
         # each line with its decoded message (checked by limits.parse_message)
         self._inbox: queue.Queue[tuple[bytes, dict[str, Any]] | None] = queue.Queue()
         self.max_request_bytes = DEFAULT_MAX_REQUEST_BYTES
+        self._limits_known = threading.Event()  # set once the settings are read
         self._init_id: Any = None
         self._init_answered = False
         self._drop_init_answer = False
@@ -175,6 +178,8 @@ class StdioFront:
     def _on_line(self, line: bytes) -> None:
         if not line.strip():
             return
+        if len(line) > MIN_REQUEST_LIMIT:  # it may be over the configured limit: know it first
+            self._limits_known.wait(SHUTDOWN_GRACE_S)
         message, problem = parse_message(line, self.max_request_bytes)
         if message is None:
             # answered here, in both modes: never decoded by anything that could choke on it
@@ -209,6 +214,8 @@ class StdioFront:
         except BaseException as exc:
             self._load_error = exc
             shared = False
+        finally:
+            self._limits_known.set()
         if shared:
             self._bridge(settings)
             return
