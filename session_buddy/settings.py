@@ -249,6 +249,45 @@ class SessionsSettings(_Section):
     )
 
 
+class HooksSettings(_Section):
+    recall: bool = Field(
+        default=True,
+        description="UserPromptSubmit: inject memories relevant to each prompt (high confidence "
+        "only, each at most once per Claude Code session).",
+    )
+    recall_limit: int = Field(default=3, ge=1, le=10, description="Memories per prompt, at most.")
+    recall_max_chars: int = Field(
+        default=1500, ge=200, le=20_000, description="Size bound of what one prompt gets."
+    )
+    brief_max_chars: int = Field(
+        default=2500, ge=200, le=20_000, description="Size bound of the SessionStart brief."
+    )
+    brief_memories: int = Field(
+        default=5, ge=0, le=50, description="Recent reflections and insights in the brief."
+    )
+    service_timeout_ms: int = Field(
+        default=1500,
+        ge=50,
+        le=10_000,
+        description="How long a hook waits for the running service's answer before it falls "
+        "back (the brief to the last handoff file, a prompt to nothing).",
+    )
+
+
+class PermissionsSettings(_Section):
+    enabled: bool = Field(
+        default=False,
+        description="Learned permissions: approve low-risk shell commands automatically once "
+        "approved `threshold` times in a project (never destructive ones).",
+    )
+    threshold: int = Field(
+        default=3, ge=1, le=100, description="Approvals of a pattern before it is automatic."
+    )
+    expiry_days: int = Field(
+        default=30, ge=1, le=3650, description="Approvals older than this no longer count."
+    )
+
+
 class SessionBuddySettings(BaseSettings):
     """The effective settings of one session-buddy process."""
 
@@ -286,6 +325,8 @@ class SessionBuddySettings(BaseSettings):
     search: SearchSettings = Field(default_factory=SearchSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     sessions: SessionsSettings = Field(default_factory=SessionsSettings)
+    hooks: HooksSettings = Field(default_factory=HooksSettings)
+    permissions: PermissionsSettings = Field(default_factory=PermissionsSettings)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, *args, **kwargs):  # type: ignore[no-untyped-def, override]

@@ -83,11 +83,14 @@ class Transcript:
         return self.add(self._event("user", message={"role": "user", "content": content}, **extra))
 
     def assistant(
-        self, *blocks: dict[str, Any] | str, model: str = "claude-sonnet-4-5"
+        self,
+        *blocks: dict[str, Any] | str,
+        model: str = "claude-sonnet-4-5",
+        message_id: str | None = None,
     ) -> dict[str, Any]:
         content = [{"type": "text", "text": b} if isinstance(b, str) else b for b in blocks]
         message = {
-            "id": f"msg_{uuid.uuid4().hex[:24]}",
+            "id": message_id or f"msg_{uuid.uuid4().hex[:24]}",
             "type": "message",
             "role": "assistant",
             "model": model,
@@ -105,6 +108,20 @@ class Transcript:
         tool_id = f"toolu_{self._tool_ids:02d}{uuid.uuid4().hex[:20]}"
         self.assistant({"type": "tool_use", "id": tool_id, "name": name, "input": arguments})
         return tool_id
+
+    def message(self, text: str, *calls: tuple[str, dict[str, Any]]) -> list[str]:
+        """One assistant message as Claude Code writes it: its text, then each tool call, on
+        lines of their own with the same message id. Returns the tool ids."""
+        message_id = f"msg_{uuid.uuid4().hex[:24]}"
+        self.assistant(text, message_id=message_id)
+        ids = []
+        for name, arguments in calls:
+            self._tool_ids += 1
+            tool_id = f"toolu_{self._tool_ids:02d}{uuid.uuid4().hex[:20]}"
+            block = {"type": "tool_use", "id": tool_id, "name": name, "input": arguments}
+            self.assistant(block, message_id=message_id)
+            ids.append(tool_id)
+        return ids
 
     def tool_result(
         self, tool_id: str, content: str | list[dict[str, Any]], is_error: bool = False
@@ -179,14 +196,15 @@ def rich_session(projects: Path, cwd: str = "/home/dev/work/acme-api") -> tuple[
         "The retry test in tests/test_client.py fails about one run in five. Can you find out why?"
     )  # 2
     t.thinking("The user wants me to look at the flaky test. Let me read it first.")  # skipped
-    read = t.tool_use("Read", file_path="/home/dev/work/acme-api/tests/test_client.py")  # 3
-    t.tool_result(read, "     1\timport pytest\n" + "     2\t# retry tests\n" * 3000)  # 4 (cut)
+    # a tool call alone is no turn (skipped); its result is one, labelled with the call
+    read = t.tool_use("Read", file_path="/home/dev/work/acme-api/tests/test_client.py")
+    t.tool_result(read, "     1\timport pytest\n" + "     2\t# retry tests\n" * 3000)  # 3 (cut)
     bash = t.tool_use(
         "Bash",
         command="pytest tests/test_client.py -q -p no:randomly",
         description="Run the retry tests",
-    )  # 5
-    t.tool_result(bash, "1 failed, 11 passed in 2.31s", is_error=True)  # 6
+    )  # skipped
+    t.tool_result(bash, "1 failed, 11 passed in 2.31s", is_error=True)  # 4
     t.assistant(
         "The backoff uses `random.uniform` without a seeded generator, so the jitter sometimes "
         "exceeds the test's 0.5 s budget.\n\n"
@@ -195,13 +213,13 @@ def rich_session(projects: Path, cwd: str = "/home/dev/work/acme-api") -> tuple[
             "Tests that assert on wall time need an injected clock or a seeded `random.Random`.",
         )
         + "\n\nI'll inject a `random.Random` into `RetryPolicy`."
-    )  # 7 (+1 insight)
-    t.system("Conversation compacted", subtype="compact_boundary")  # 8
+    )  # 5 (+1 insight)
+    t.system("Conversation compacted", subtype="compact_boundary")  # 6
     t.system("", subtype="stop_hook_summary")  # skipped
-    t.user([{"type": "text", "text": "Good. Also keep the public signature unchanged."}])  # 9
+    t.user([{"type": "text", "text": "Good. Also keep the public signature unchanged."}])  # 7
     t.assistant(
         "Done: `RetryPolicy(rng=None)` keeps the old behaviour and the test passes 200/200 runs."
-    )  # 10
+    )  # 8
     t.raw(b'{"type": "user", "message": {"role": "user", "content": "unterminated')  # malformed
     t.raw(
         b'{"type":"user","sessionId":"'
@@ -209,14 +227,25 @@ def rich_session(projects: Path, cwd: str = "/home/dev/work/acme-api") -> tuple[
         + b'","cwd":"'
         + cwd.encode()
         + b'","message":{"role":"user","content":"caf\xe9 cr\xe8me is not UTF-8 here"},"uuid":"u-latin1","timestamp":"2025-09-14T10:00:00Z"}'
-    )  # 11 (invalid utf-8)
+    )  # 9 (invalid utf-8)
     path = t.write(project_dir(projects, cwd) / f"{t.session_id}.jsonl")
     return t, path
 
 
-RICH_TURNS = 11
+RICH_TURNS = 9
 RICH_MALFORMED = 1
 RICH_INVALID_UTF8 = 1
+
+
+def internal_agent(main: Transcript, kind: str, text: str) -> Transcript:
+    """A transcript of one of Claude Code's helper agents (``acompact``: compaction,
+    ``aprompt_suggestion``: prompt suggestions) of the session ``main``."""
+    agent = Transcript(
+        cwd=main.cwd, session_id=main.session_id, sidechain=True, agent_id=f"{kind}-5e6f7a"
+    )
+    agent.user(f"Your task is to {text} for the conversation so far.")
+    agent.assistant(f"Here is the {text}: the user worked on the retry policy.")
+    return agent
 
 
 def filler_session(

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from session_buddy.cli import claude_settings
 from session_buddy.cli.hooks import hooks_app
 from session_buddy.core import hooks as hooks_core
+from session_buddy.core.hooks import EVENTS
 
 EXISTING = {
     "permissions": {"allow": ["Bash(npm test:*)"]},
@@ -42,8 +43,9 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-def write_settings(project: Path, text: str) -> Path:
-    path = project / ".claude" / "settings.json"
+def write_settings(project: Path, text: str, name: str = "settings.local.json") -> Path:
+    """A settings file of the project (``--project`` installs into settings.local.json)."""
+    path = project / ".claude" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(text.encode("utf-8"))
     return path
@@ -65,12 +67,20 @@ def test_install_uninstall_is_byte_identical(tmp_path: Path, home: Path, text: s
     result = runner.invoke(hooks_app, ["install", "--project", str(project)])
     assert result.exit_code == 0, result.output
     installed = json.loads(path.read_text())
-    for event in ("SessionStart", "PreCompact", "SessionEnd"):
+    for event in (
+        "SessionStart",
+        "UserPromptSubmit",
+        "PreToolUse",
+        "PostToolUse",
+        "PreCompact",
+        "SessionEnd",
+    ):
         commands = [h["command"] for g in installed["hooks"][event] for h in g["hooks"]]
         assert any(f"hook {event}" in c for c in commands)
     # what was there is still there
     assert installed.get("permissions") == json.loads(text).get("permissions")
-    assert installed["hooks"]["PreToolUse"] == json.loads(text)["hooks"]["PreToolUse"]
+    theirs = json.loads(text)["hooks"]["PreToolUse"]
+    assert installed["hooks"]["PreToolUse"][: len(theirs)] == theirs  # ours come after theirs
     if "SessionStart" in json.loads(text)["hooks"]:
         assert installed["hooks"]["SessionStart"][0]["hooks"][0]["command"] == "echo hello"
     # idempotent
@@ -92,7 +102,14 @@ def test_structural_uninstall_after_the_user_edited_the_file(tmp_path: Path) -> 
     )
     assert path.read_text() != text
     plan = claude_settings.plan_uninstall(path, None)
-    assert sorted(plan.events) == ["PreCompact", "SessionEnd", "SessionStart"]
+    assert sorted(plan.events) == [
+        "PostToolUse",
+        "PreCompact",
+        "PreToolUse",
+        "SessionEnd",
+        "SessionStart",
+        "UserPromptSubmit",
+    ]
     claude_settings.apply_plan(plan, None)
     assert path.read_text() == text
 
@@ -149,7 +166,7 @@ def test_invalid_settings_json_is_refused_untouched(tmp_path: Path, home: Path) 
 def run_hook(
     event: str, stdin: bytes, env: dict[str, str]
 ) -> tuple[subprocess.CompletedProcess[bytes], float]:
-    code = "import sys; from session_buddy.cli.hooks import hook_command; sys.exit(hook_command(sys.argv[1]))"
+    code = "import sys; from session_buddy.cli.hook_runtime import hook_command; sys.exit(hook_command(sys.argv[1]))"
     start = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-c", code, event], input=stdin, env=env, capture_output=True, timeout=20
@@ -211,7 +228,7 @@ def test_hook_exits_zero_for_an_unknown_event(tmp_path: Path, home: Path) -> Non
 
 
 def test_hook_does_not_wait_for_an_open_stdin(tmp_path: Path, home: Path) -> None:
-    code = "import sys; from session_buddy.cli.hooks import hook_command; sys.exit(hook_command('SessionEnd'))"
+    code = "import sys; from session_buddy.cli.hook_runtime import hook_command; sys.exit(hook_command('SessionEnd'))"
     start = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-c", code],
@@ -262,3 +279,68 @@ def test_spool_claims_are_exclusive(tmp_path: Path) -> None:
     for event in first:
         hooks_core.finish_spooled(event)
     assert hooks_core.pending_count(tmp_path) == 0
+
+
+# -- the project's files: settings.local.json, and the migration from settings.json -------
+
+
+def git_repo(path: Path) -> Path:
+    path.mkdir(parents=True)
+    for args in (["init", "-q", "-b", "main"], ["config", "user.email", "t@example.com"]):
+        subprocess.run(["git", *args], cwd=path, check=True)
+    return path
+
+
+def git_status(repo: Path) -> str:
+    return subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+def test_project_install_uses_the_local_settings_file_git_ignores(
+    tmp_path: Path, home: Path
+) -> None:
+    repo = git_repo(tmp_path / "proj")
+    shared = write_settings(repo, json.dumps(EXISTING, indent=2) + "\n", "settings.json")
+    shared_bytes = shared.read_bytes()
+    result = CliRunner().invoke(hooks_app, ["install", "--project", str(repo)])
+    assert result.exit_code == 0, result.output
+    local = repo / ".claude" / "settings.local.json"
+    installed = json.loads(local.read_text())
+    assert sorted(installed["hooks"]) == sorted(EVENTS)
+    assert shared.read_bytes() == shared_bytes  # the shared file is not touched
+    assert "git now ignores settings.local.json" in result.output
+    assert git_status(repo) == "?? .claude/settings.json\n"  # the local file is ignored
+    again = CliRunner().invoke(hooks_app, ["install", "--project", str(repo)])
+    assert "already installed" in again.output and "git now ignores" not in again.output
+    result = CliRunner().invoke(hooks_app, ["uninstall", "--project", str(repo)])
+    assert result.exit_code == 0, result.output
+    assert not local.exists() and shared.read_bytes() == shared_bytes
+
+
+@pytest.mark.parametrize("command", ["install", "uninstall"])
+@pytest.mark.parametrize("answer", ["y", "n"])
+def test_hooks_an_older_version_put_in_settings_json_are_offered_for_removal(
+    tmp_path: Path, home: Path, command: str, answer: str
+) -> None:
+    repo = git_repo(tmp_path / "proj")
+    text = json.dumps(EXISTING, indent=2) + "\n"
+    shared = write_settings(repo, text, "settings.json")
+    claude_settings.apply_plan(claude_settings.plan_install(shared), None)  # the old install
+    legacy = shared.read_text()
+    result = CliRunner().invoke(hooks_app, [command, "--project", str(repo)], input=answer + "\n")
+    assert result.exit_code == 0, result.output
+    assert "older version" in result.output and "Remove them" in result.output
+    local = repo / ".claude" / "settings.local.json"
+    if answer == "y":  # only our entries go; the team's settings stay
+        assert shared.read_text() == text
+        assert local.exists() == (command == "install")
+    else:
+        assert shared.read_text() == legacy
+        assert not local.exists()  # install adds nothing: the old hooks still run
+    dry = CliRunner().invoke(hooks_app, [command, "--project", str(repo), "--dry-run"])
+    assert dry.exit_code == 0 and shared.read_text() == (text if answer == "y" else legacy)

@@ -9,7 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from session_buddy.core.project import analyze_project, find_git_root
+from session_buddy.core.project import (
+    ProjectIdentity,
+    analyze_project,
+    find_git_root,
+    project_identity,
+)
 
 
 def git(repo: Path, *args: str) -> str:
@@ -56,7 +61,8 @@ def python_repo(tmp_path: Path) -> Path:
 def test_detects_python_project_setup(python_repo: Path) -> None:
     info = analyze_project(python_repo / "src")  # a subfolder finds the git root
     assert info.path == str(python_repo.resolve())
-    assert info.name == "demo-app"
+    assert info.name == "demo" and info.aliases == ["demo-app"]  # the manifest names it
+    assert info.name_source == "pyproject.toml" and info.names == ["demo", "demo-app"]
     assert next(iter(info.languages)) == "Python"
     assert info.languages["Python"] == 3
     assert info.languages["TypeScript"] == 1
@@ -113,7 +119,7 @@ def test_outside_a_repository(tmp_path: Path) -> None:
     assert find_git_root(folder) is None
     info = analyze_project(folder)
     assert info.git is None and info.git_error is None
-    assert info.name == "plain"
+    assert info.name == "x" and info.aliases == ["plain"]  # go.mod: module x
     assert info.package_manager == "go"
     assert info.lockfiles == []
     assert "Go compiler" in info.type_check
@@ -134,3 +140,55 @@ def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(ValidationError, match="does not exist"):
         analyze_project(tmp_path / "nope")
+
+
+@pytest.mark.parametrize(
+    ("manifest", "text", "name"),
+    [
+        ("pyproject.toml", '[project]\nname = "widget"\n', "widget"),
+        ("package.json", '{"name": "@acme/widget", "version": "1.0.0"}', "widget"),
+        ("Cargo.toml", '[package]\nname = "widget"\nversion = "0.1.0"\n', "widget"),
+        ("go.mod", "module github.com/acme/widget/v2\n\ngo 1.22\n", "widget"),
+    ],
+)
+def test_the_manifest_names_the_project(
+    tmp_path: Path, manifest: str, text: str, name: str
+) -> None:
+    folder = tmp_path / "widget-main"
+    folder.mkdir()
+    (folder / manifest).write_text(text)
+    identity = project_identity(folder)
+    assert (identity.name, identity.aliases, identity.source) == (name, ("widget-main",), manifest)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "git@github.com:acme/widget.git",
+        "https://github.com/acme/widget.git",
+        "ssh://git@example.com:2222/acme/widget/",
+        "/srv/git/widget.git",
+    ],
+)
+def test_the_git_remote_names_a_project_without_a_manifest(tmp_path: Path, url: str) -> None:
+    repo = make_repo(tmp_path / "widget-main")
+    git(repo, "remote", "add", "origin", url)
+    info = analyze_project(repo)
+    assert (info.name, info.aliases, info.name_source) == ("widget", ["widget-main"], "git remote")
+    # a linked work tree (.git is a file) reads the same remote
+    (repo / "a.txt").write_text("a\n")
+    commit_all(repo)
+    git(repo, "worktree", "add", "-q", str(tmp_path / "wt-fix"), "-b", "fix")
+    linked = project_identity(tmp_path / "wt-fix")
+    assert (linked.name, linked.aliases) == ("widget", ("wt-fix",))
+
+
+def test_manifest_name_wins_and_the_remote_becomes_an_alias(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "checkout")
+    git(repo, "remote", "add", "origin", "git@github.com:acme/widget-py.git")
+    (repo / "pyproject.toml").write_text('[project]\nname = "widget"\n')
+    assert project_identity(repo) == ProjectIdentity(
+        "widget", ("checkout", "widget-py"), "pyproject.toml"
+    )
+    (repo / "pyproject.toml").write_text("[project\nbroken")  # unreadable: the remote names it
+    assert project_identity(repo).name == "widget-py"

@@ -258,3 +258,35 @@ async def test_relations_persist_on_duckdb(tmp_path: Path) -> None:
         assert from_a["hits"][0]["id"] == b_pool
         groups = await call(c, "list_project_groups")
         assert groups["groups"][0]["projects"] == [A, C]
+
+
+async def test_search_across_projects_defaults_to_the_callers_project(
+    client: Client[Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder named widget-main whose manifest says widget is the project widget; items
+    stored under the folder's name are its own; project may be left out."""
+    repo = tmp_path / "widget-main"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "pyproject.toml").write_text('[project]\nname = "widget"\n')
+    await store(client, "The widget cache key includes the locale and the currency.", "widget")
+    await store(client, "Widget retries: the cache client retries three times.", "widget-main")
+    await store(client, "Unrelated: the billing cache is flushed nightly.", "billing")
+    from_dir = await across(client, "widget cache", str(repo))
+    assert from_dir["project"] == "widget"
+    assert sorted(h["project"] for h in from_dir["hits"]) == ["widget", "widget"]
+    assert any("stored under its alias 'widget-main'" in h["why"] for h in from_dir["hits"])
+    graph = await call(client, "get_project_graph", project="widget-main")
+    assert graph["project"]["name"] == "widget" and "widget-main" in graph["project"]["aliases"]
+
+    # no project: the caller's working directory ($CLAUDE_PROJECT_DIR, else its cwd) ...
+    monkeypatch.setenv("CLAUDE_PROJECT_DIR", str(repo))
+    implicit = await call(client, "search_across_projects", query="widget cache")
+    assert implicit["project"] == "widget" and len(implicit["hits"]) == 2
+    # ... and once a session is open, its project
+    elsewhere = tmp_path / "billing"
+    elsewhere.mkdir()
+    await call(client, "start", working_directory=str(elsewhere))
+    current = await call(client, "search_across_projects", query="cache flushed")
+    assert current["project"] == "billing"
+    assert [h["project"] for h in current["hits"]] == ["billing"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from session_buddy.cli.reference import settings_markdown, tools_markdown
+from session_buddy.cli.reference import catalog, catalog_json, settings_markdown, tools_markdown
+from session_buddy.server.catalog import CATALOG_FILE, load_catalog
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 HINT = "regenerate with `./run docs --write`"
@@ -32,3 +33,13 @@ async def test_every_tool_has_a_description_and_typed_parameters(lite_settings) 
         assert tool.description and len(tool.description) > 20, tool.name
         for name, prop in tool.inputSchema.get("properties", {}).items():
             assert any(k in prop for k in ("type", "anyOf", "enum", "$ref")), (tool.name, name)
+
+
+async def test_the_fronts_catalog_is_what_the_server_lists() -> None:
+    """The stdio front answers the list methods from catalog.json: it must be the server's
+    own answer, byte for byte once parsed."""
+    answers = await catalog()
+    assert CATALOG_FILE.read_text(encoding="utf-8") == catalog_json(answers), HINT
+    assert load_catalog() == answers
+    names = {tool["name"] for tool in answers["tools/list"]["tools"]}
+    assert {"start", "search", "store_reflection"} <= names

@@ -64,7 +64,8 @@ async def call(client: Client[Any], tool: str, **args: Any) -> dict[str, Any]:
 async def test_end_to_end_lifecycle(client: Client[Any], repo: Path) -> None:
     brief = await call(client, "start", working_directory=str(repo))
     session_id = brief["session"]["id"]
-    assert brief["session"]["project"] == "parser-app"
+    assert brief["session"]["project"] == "parser"  # pyproject.toml names it
+    assert brief["project"]["name"] == "parser" and brief["project"]["aliases"] == ["parser-app"]
     assert brief["project"]["package_manager"] == "pip"
     assert brief["project"]["git"]["branch"] == "main"
     assert brief["handoff"] is None and brief["last_quality"] is None
@@ -115,7 +116,7 @@ async def test_end_to_end_lifecycle(client: Client[Any], repo: Path) -> None:
     assert second["git_commit"]["committed"] is True
     assert (
         git(repo, "log", "-1", "--format=%s")
-        == f"checkpoint: parser-app (quality: {second['score']}/100)"
+        == f"checkpoint: parser (quality: {second['score']}/100)"
     )
     assert "scratch.txt" not in git(repo, "ls-files")
 
@@ -130,16 +131,16 @@ async def test_end_to_end_lifecycle(client: Client[Any], repo: Path) -> None:
     path = Path(ended["handoff_path"])
     assert path.is_file() and path.parent == repo / ".claude" / "handoff"
     text = path.read_text()
-    assert "# Session handoff: parser-app" in text
+    assert "# Session handoff: parser" in text
     assert "The tokenizer drops the last token" in text  # what was done
     assert "keep the hand-written tokenizer" in text  # decisions
     assert "unicode identifiers" in text  # open problems
     assert "add a test for empty input" in text  # next steps
     assert stored["id"] in text  # link to the stored reflection
     assert "| Tests present |" in text  # quality breakdown
-    assert "checkpoint: parser-app" in text  # the commit made during the session
+    assert "checkpoint: parser" in text  # the commit made during the session
 
-    by_project = await client.read_resource("session-buddy://handoff/parser-app/latest")
+    by_project = await client.read_resource("session-buddy://handoff/parser/latest")
     assert by_project[0].text == text  # type: ignore[union-attr]
     by_session = await client.read_resource(f"session-buddy://sessions/{session_id}/handoff")
     assert by_session[0].text == text  # type: ignore[union-attr]
@@ -328,3 +329,63 @@ async def test_records_persist_in_duckdb(tmp_path: Path, repo: Path) -> None:
         assert got["status"] == "ended" and got["checkpoints"] == 2
         brief2 = await call(client, "start", working_directory=str(repo))
         assert brief2["last_quality"] is not None and brief2["handoff"] is not None
+
+
+async def test_a_project_has_one_identity(client: Client[Any], tmp_path: Path) -> None:
+    """widget-main/ whose pyproject.toml names it widget: reflections stored under either
+    name are in its brief; start shows both names; the session's project is widget."""
+    repo = make_repo(tmp_path / "widget-main")
+    (repo / "pyproject.toml").write_text('[project]\nname = "widget"\n')
+    commit_all(repo, "initial")
+    for content, project in (
+        ("Widget: the cache key includes the locale.", "widget"),
+        ("Stored under the folder name: retries are capped at 3.", "widget-main"),
+        ("Another project's note about billing.", "billing"),
+    ):
+        await call(client, "store_reflection", content=content, project=project)
+    brief = await call(client, "start", working_directory=str(repo))
+    assert brief["project"]["name"] == "widget" and brief["project"]["aliases"] == ["widget-main"]
+    assert brief["project"]["name_source"] == "pyproject.toml"
+    assert brief["session"]["project"] == "widget"
+    assert {r["content"] for r in brief["reflections"]} == {
+        "Widget: the cache key includes the locale.",
+        "Stored under the folder name: retries are capped at 3.",
+    }
+    prompt = await client.get_prompt("start", {"working_directory": str(repo)})
+    assert "for project widget, also known as widget-main (" in prompt.messages[0].content.text  # type: ignore[union-attr]
+    stored = await call(client, "store_reflection", content="Defaults to the session's project.")
+    found = await call(
+        client, "search", query="Defaults to the session's project", project="widget"
+    )
+    assert [h["id"] for h in found["hits"]][:1] == [stored["id"]]
+
+
+async def test_session_buddys_own_files_do_not_cost_points(client: Client[Any], repo: Path) -> None:
+    """Hook entries in the local or the shared settings file and handoffs are not the
+    project's work: checkpoint scores the tree as clean; a real change still counts."""
+    from session_buddy.cli import claude_settings
+
+    shared = repo / ".claude" / "settings.json"
+    shared.parent.mkdir()
+    shared.write_text(json.dumps({"permissions": {"allow": ["Bash(pytest:*)"]}}, indent=2))
+    commit_all(repo, "team settings")
+    for path in (shared, repo / ".claude" / "settings.local.json"):  # as an older install left it
+        claude_settings.apply_plan(claude_settings.plan_install(path), None)
+    (repo / ".claude" / "handoff").mkdir()
+    (repo / ".claude" / "handoff" / "20260101T000000Z-abc.md").write_text("# Session handoff\n")
+    assert len(git(repo, "status", "--porcelain", "--untracked-files=all").splitlines()) == 3
+
+    await call(client, "start", working_directory=str(repo))
+    clean = await call(client, "checkpoint")
+    parts = {c["key"]: c for c in clean["breakdown"]}
+    assert parts["uncommitted"]["points"] == 10 and parts["untracked"]["points"] == 5
+    assert "not counted" in parts["untracked"]["evidence"]
+    assert ".claude/settings.json" in parts["untracked"]["evidence"]
+
+    (repo / "parser.py").write_text("def parse(s):\n    return s.strip()\n")
+    (repo / "notes.txt").write_text("mine\n")
+    shared.write_text(shared.read_text().replace("pytest:*", "ruff:*"))  # a team change
+    dirty = await call(client, "checkpoint")
+    parts = {c["key"]: c for c in dirty["breakdown"]}
+    assert parts["uncommitted"]["evidence"].startswith("2 changed file(s)")
+    assert parts["untracked"]["evidence"] == "1 untracked: notes.txt"

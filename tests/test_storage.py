@@ -510,6 +510,80 @@ async def test_update_and_delete_keep_both_indexes_consistent(storage: StorageBa
         await storage.update_item(temp.id, content="We decided to use DuckDB for local storage")
 
 
+#: update_item calls and what every backend answers: "ok" or the error's type. One rule for
+#: all (validate_update); before it, memory and DuckDB took oversized or NUL tags, a tuple
+#: or a string as tags, and memory said NotFound where the others refused the input.
+UPDATE_CASES: list[tuple[str, dict[str, Any], str]] = [
+    ("tags", {"tags": ["a", "b"]}, "ok"),
+    ("tag of 1024 bytes", {"tags": ["é" * 512]}, "ok"),
+    ("tag over 1024 bytes", {"tags": ["x" * 1025]}, "ValidationError"),
+    ("tag with NUL", {"tags": ["a\x00b"]}, "ValidationError"),
+    ("tag not a string", {"tags": ["a", 1]}, "ValidationError"),
+    ("tags as a tuple", {"tags": ("a",)}, "ValidationError"),
+    ("tags as a string", {"tags": "abc"}, "ValidationError"),
+    ("blank content", {"content": "  \n "}, "ValidationError"),
+    ("content over the limit", {"content": "x" * (LIMIT + 1)}, "ValidationError"),
+    ("content with a lone surrogate", {"content": "bad \ud800"}, "ValidationError"),
+    ("content not text", {"content": 5}, "ValidationError"),
+    ("metadata not JSON", {"metadata": {"when": datetime(2024, 1, 1)}}, "ValidationError"),
+    ("metadata not an object", {"metadata": [1, 2]}, "ValidationError"),
+    ("metadata with NUL", {"metadata": {"k": "a\x00"}}, "ValidationError"),
+    ("vector of the wrong size", {"embedding": np.ones(DIM + 1, np.float32)}, "DimensionMismatch"),
+    ("content identical to another item", {"content": "the other note"}, "ValidationError"),
+    ("metadata", {"metadata": {"n": 1}}, "ok"),
+    ("content and vector", {"content": "the new text", "embedding": vec(1, 2)}, "ok"),
+    ("vector only", {"embedding": vec(0, 1)}, "ok"),
+    ("unknown id", {"item_id": "missing", "tags": []}, "NotFound"),
+    ("unknown id and bad tags", {"item_id": "missing", "tags": [1]}, "ValidationError"),
+]
+
+
+async def test_update_item_accepts_and_refuses_the_same_inputs_everywhere(
+    storage: StorageBase,
+) -> None:
+    (target, _) = await storage.add_items(
+        [item("the note", project="p"), item("the other note", project="p")]
+    )
+    answers: dict[str, str] = {}
+    for name, call, _expected in UPDATE_CASES:
+        kwargs = dict(call)
+        try:
+            await storage.update_item(kwargs.pop("item_id", target.id), **kwargs)
+        except (ValidationError, NotFound, DimensionMismatch) as exc:
+            answers[name] = type(exc).__name__
+        else:
+            answers[name] = "ok"
+    assert answers == {name: expected for name, _, expected in UPDATE_CASES}
+    # what was refused changed nothing; what was accepted is all there
+    (got,) = await storage.get_items([target.id])
+    assert (got.content, got.tags, got.metadata, got.has_embedding) == (
+        "the new text",
+        ["é" * 512],
+        {"n": 1},
+        True,
+    )
+    hits = await storage.vector_search(vec(0, 1), ItemFilter(), 1)
+    assert [h.id for h in hits] == [target.id]
+    assert [h.id for h in await storage.keyword_search("new", ItemFilter(), 5)] == [target.id]
+
+
+async def test_records_and_meta_are_checked_alike(storage: StorageBase) -> None:
+    refused = [
+        Record(collection="c", id="x" * 4097, data={}),
+        Record(collection="c\x00", id="1", data={}),
+        Record(collection="c", id="1", data={}, project="p\ud800"),
+        Record(collection="c", id="1", data={"when": datetime(2024, 1, 1)}),
+    ]
+    for record in refused:
+        with pytest.raises(ValidationError):
+            await storage.put_record(record)
+    assert await storage.list_records("c") == []
+    for key, value in [("k" * 4097, "v"), ("k", "v\x00"), ("k", "v" * ((1 << 20) + 1))]:
+        with pytest.raises(ValidationError):
+            await storage.set_meta(key, value)
+    assert await storage.get_meta("k") is None
+
+
 FRUIT = ["apple", "banana", "cherry", "grape", "lemon", "mango", "peach"]
 
 

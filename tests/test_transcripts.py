@@ -29,6 +29,7 @@ from session_buddy.core.transcripts import (
     LineReader,
     ToolNames,
     encode_project_dir,
+    is_marker_only,
     parse_line,
     project_from_cwd,
     summarise_tool_use,
@@ -41,6 +42,7 @@ from tests.claude_fixtures import (
     Transcript,
     filler_session,
     insight,
+    internal_agent,
     project_dir,
     rich_session,
 )
@@ -99,15 +101,18 @@ def test_tool_use_and_result_are_summarised() -> None:
     t.tool_result(mcp_id, [{"type": "text", "text": "created #42"}])
     tools = ToolNames()
     call, result, mcp_call, mcp_result = (parse_line(line, tools=tools) for line in t.lines)
-    assert call.turns[0].content == "[tool_use Bash] command=pytest -q description=Run tests"
-    assert call.turns[0].metadata["tool"] == "Bash" and not call.turns[0].prose
+    # a line that only calls a tool is no turn: the name is kept, the call labels its result
+    assert call.turns == [] and call.kind == "skipped" and call.tools == ["Bash"]
     (res,) = result.turns
+    assert res.metadata["tool_call"] == "[tool_use Bash] command=pytest -q description=Run tests"
+    assert res.metadata["tool"] == "Bash" and not res.prose
     assert res.role == "tool" and res.content.startswith("[tool_result Bash error] xxxx")
     assert "10,000 chars in the original" in res.content and len(res.content) < 2100
     assert res.metadata["result_chars"] == 10_000 and res.metadata["is_error"] is True
     assert not result.user_text  # a tool result is not a person speaking
+    assert mcp_call.turns == [] and mcp_call.tools == ["mcp__github__create_issue"]
     assert (
-        mcp_call.turns[0].content
+        mcp_result.turns[0].metadata["tool_call"]
         == "[tool_use mcp__github__create_issue] title=Flaky test body=..."
     )
     assert mcp_result.turns[0].content == "[tool_result mcp__github__create_issue] created #42"
@@ -223,7 +228,7 @@ async def test_import_rich_session_exact_counts(capture: CaptureService, tmp_pat
     assert report.malformed == RICH_MALFORMED and report.invalid_utf8 == RICH_INVALID_UTF8
     assert (
         report.insights == 1
-        and report.skipped == 4
+        and report.skipped == 6
         and report.pending_bytes == 0
         and not report.errors
     )
@@ -237,9 +242,7 @@ async def test_import_rich_session_exact_counts(capture: CaptureService, tmp_pat
         [
             "system",
             "user",
-            "assistant",
             "tool",
-            "assistant",
             "tool",
             "assistant",
             "system",
@@ -330,18 +333,16 @@ async def test_sidechains_and_subagent_transcripts(capture: CaptureService) -> N
 async def test_capture_session_finds_and_indexes_the_transcript(
     capture: CaptureService, tmp_path: Path
 ) -> None:
-    from session_buddy.core.capture import capture_session
-
     home = Path(os.environ["HOME"])
     t = filler_session(3)
     t.assistant(insight("Captured at the end of the session.", "Counted in the report."))
     path = t.write(project_dir(home / ".claude" / "projects", t.cwd) / f"{t.session_id}.jsonl")
-    missing = await capture_session("no-such-session", None, None)
+    missing = await capture.capture_session("no-such-session", None, None)
     assert missing["found"] is False and missing["insights"] == 0
-    found = await capture_session(t.session_id, None, None)
+    found = await capture.capture_session(t.session_id, None, None)
     assert found["found"] is True and found["transcripts"] == [str(path)]
     assert found["stored"] == 4 and found["insights"] == 1
-    again = await capture_session(None, str(path), None)
+    again = await capture.capture_session(None, str(path), None)
     assert again["stored"] == 0 and again["insights"] == 0
 
 
@@ -485,6 +486,113 @@ async def test_killed_import_resumes_with_exact_counts(point: str, tmp_path: Pat
         assert (third.files_unchanged, third.stored, third.insights) == (1, 0, 0)
     finally:
         await di.shutdown()
+
+
+# -- noise is not memory ------------------------------------------------------------------------
+
+CHECKPOINT = "mcp__session-buddy__checkpoint"
+
+
+def tool_heavy_session(projects: Path) -> tuple[Transcript, Path]:
+    """A session as Claude Code 2.x writes it: messages split over lines, tool calls to
+    session-buddy itself, empty results, an interruption, and helper-agent transcripts."""
+    t = Transcript(cwd="/home/dev/work/payments")
+    t.user("Checkpoint the work on the double-charge guard, then run the tests.")
+    (checkpoint,) = t.message("I'll checkpoint first.", (CHECKPOINT, {"name": "guard"}))
+    t.tool_result(checkpoint, json.dumps({"score": 71, "delta": 4, "recommendations": []}))
+    edit, bash = t.message(
+        "Now the guard itself, and the tests.",
+        ("Edit", {"file_path": "/home/dev/work/payments/charge.py", "old_string": "pass"}),
+        ("Bash", {"command": "pytest -q tests/test_charge.py"}),
+    )
+    t.tool_result(edit, "")  # an empty result: only a marker
+    t.tool_result(bash, "3 passed in 0.41s")
+    (search,) = t.message("", ("mcp__session-buddy__search", {"query": "double charge"}))
+    t.tool_result(search, [{"type": "text", "text": '{"hits": [{"content": "old memory"}]}'}])
+    t.user("[Request interrupted by user for tool use]")
+    t.assistant("The guard rejects a second charge with the same idempotency key.")
+    path = t.write(project_dir(projects, t.cwd) / f"{t.session_id}.jsonl")
+    agents = path.parent / t.session_id / "subagents"
+    internal_agent(t, "acompact", "detailed summary").write(agents / "agent-acompact-5e6f7a.jsonl")
+    internal_agent(t, "aprompt_suggestion", "next prompt suggestion").write(
+        agents / "agent-aprompt_suggestion-5e6f7a.jsonl"
+    )
+    return t, path
+
+
+def test_marker_only_text() -> None:
+    assert is_marker_only("[tool_use mcp__session-buddy__checkpoint]")
+    assert is_marker_only("[tool_result Edit] ") and is_marker_only("  ")
+    assert is_marker_only("[Request interrupted by user]")
+    assert not is_marker_only("[tool_result Bash] 3 passed")
+    assert not is_marker_only("[WIP] the guard rejects a second charge")
+
+
+async def test_tool_calls_are_metadata_and_noise_is_not_indexed(lite_settings: Any) -> None:
+    """Through a real MCP client: after indexing a tool-heavy session, no search hit is a
+    tool marker, session-buddy's own answers or a helper agent's transcript."""
+    from fastmcp import Client
+
+    from session_buddy.server.app import create_server
+
+    projects = Path(os.environ["HOME"]) / ".claude" / "projects"
+    t, path = tool_heavy_session(projects)
+    assert [p.name for p in find_session_transcripts(t.session_id, None, None)] == [path.name]
+    async with Client(create_server(lite_settings)) as client:
+        report = (await client.call_tool("index_transcripts", {})).structured_content
+        assert report is not None and report["files"] == 1 and report["stored"] == 5
+        for query, mode in (
+            ("tool_use mcp__session-buddy__checkpoint", "keyword"),
+            ("checkpoint", "hybrid"),
+            ("tool_result Edit", "keyword"),
+            ("detailed summary next prompt suggestion", "hybrid"),
+            ("Request interrupted by user", "keyword"),
+        ):
+            found = await client.call_tool("search", {"query": query, "mode": mode, "limit": 50})
+            assert found.structured_content is not None
+            for hit in found.structured_content["hits"]:
+                content = hit["content"]
+                assert not is_marker_only(content), (query, content)
+                assert not content.startswith(("[tool_use", "[tool_result mcp__session-buddy"))
+                assert "old memory" not in content and "Your task is to" not in content
+                assert "agent-a" not in str(hit["metadata"].get("transcript"))
+        items = await conversations()
+        spoken = {i.content: i.metadata.get("tools") for i in items if i.role == "assistant"}
+        assert spoken == {
+            "I'll checkpoint first.": [CHECKPOINT],
+            "Now the guard itself, and the tests.": ["Edit", "Bash"],
+            "The guard rejects a second charge with the same idempotency key.": None,
+        }
+        (result,) = [i for i in items if i.role == "tool"]
+        assert result.content == "[tool_result Bash] 3 passed in 0.41s"
+        assert (
+            result.metadata["tool_call"] == "[tool_use Bash] command=pytest -q tests/test_charge.py"
+        )
+
+
+async def test_own_tool_result_after_the_import_that_read_its_call(
+    capture: CaptureService, tmp_path: Path
+) -> None:
+    """A checkpoint indexes the transcript while its own call is the last line; the result
+    arrives for the next import and is still known as session-buddy's answer."""
+    projects = tmp_path / "projects"
+    t = Transcript(cwd="/home/dev/work/payments")
+    t.user("Checkpoint please.")
+    (call,) = t.message("Checkpointing.", (CHECKPOINT, {}))
+    path = t.write(project_dir(projects, t.cwd) / f"{t.session_id}.jsonl")
+    first = await capture.import_transcripts(projects)
+    assert (first.stored, first.skipped) == (2, 1)
+    count = len(t.lines)
+    t.tool_result(call, json.dumps({"score": 64, "breakdown": ["..."]}))
+    t.assistant("Score 64: commit the finished part.")
+    t.append_to(path, count)
+    second = await capture.import_transcripts(projects)
+    assert (second.stored, second.skipped) == (1, 1)
+    assert [i.content for i in await conversations()] == [
+        "Checkpoint please.",
+        "Checkpointing.",
+        "Score 64: commit the finished part.",
+    ]
 
 
 # -- MCP tool ----------------------------------------------------------------------------------

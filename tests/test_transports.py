@@ -219,3 +219,45 @@ def test_cli_health_unhealthy_exit_code(tmp_path: Path) -> None:
 
 if sys.platform != "linux":  # pragma: no cover
     pytestmark = pytest.mark.skip("POSIX signals and pipes")
+
+
+def test_cold_front_lists_tools_at_once_and_calls_wait_for_the_service(tmp_path: Path) -> None:
+    """Claude Code's first model request goes out ~170 ms after it starts: with no service
+    running, the front still answers tools/list (and the other list methods) at once, with
+    what the server lists; a tool call then waits for the service it starts."""
+    from session_buddy.server.catalog import load_catalog
+
+    peer = StdioPeer(server_env(tmp_path), tmp_path)
+    try:
+        peer.initialize()
+        started = time.monotonic()
+        listed = peer.wait_for(peer.request("tools/list"), timeout=10)
+        seconds = time.monotonic() - started
+        assert listed["result"] == load_catalog()["tools/list"]
+        assert seconds < 1.0, f"tools/list took {seconds:.2f}s on a cold service"
+        for method in ("prompts/list", "resources/list", "resources/templates/list"):
+            answer = peer.wait_for(peer.request(method), timeout=10)
+            assert answer["result"] == load_catalog()[method]
+        result = peer.call("store_reflection", {"content": "cold start then a call"})
+        assert not result.get("isError"), result
+    finally:
+        peer.proc.stdin.close()  # type: ignore[union-attr]
+        peer.proc.wait(timeout=60)
+        stop_service(tmp_path / "data")
+    peer.finish_stdout()
+
+
+def test_standalone_exits_quietly_when_its_client_closes_stdin(tmp_path: Path) -> None:
+    """The client goes away (stdin closed) after a request: exit 0, no traceback on stderr."""
+    peer = StdioPeer(server_env(tmp_path, SESSION_BUDDY_MODE="lite"), tmp_path, "--standalone")
+    try:
+        peer.initialize()
+        assert "result" in peer.wait_for(peer.request("tools/list"))
+    finally:
+        assert peer.proc.stdin is not None
+        peer.proc.stdin.close()
+        code = peer.proc.wait(timeout=60)
+    peer.finish_stdout()
+    errors = peer.stderr_text()
+    assert code == 0, errors
+    assert "Traceback" not in errors and "I/O operation on closed file" not in errors, errors

@@ -42,7 +42,7 @@ def main() -> None:
     if argv[:1] == ["hook"] and len(argv) == 2:
         # Claude Code hooks: keep this path free of heavy imports and never fail.
         try:
-            from session_buddy.cli.hooks import hook_command
+            from session_buddy.cli.hook_runtime import hook_command
 
             raise SystemExit(hook_command(argv[1]))
         except ImportError:

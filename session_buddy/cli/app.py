@@ -11,12 +11,15 @@ import typer
 
 from session_buddy.cli import info, serve  # noqa: F401  (their commands register on import)
 from session_buddy.cli._common import app
-from session_buddy.cli.hooks import hook_command, hooks_app
+from session_buddy.cli.hook_runtime import hook_command
+from session_buddy.cli.hooks import hooks_app
 from session_buddy.cli.imports import import_app
 from session_buddy.cli.migrate import migrate_command
+from session_buddy.cli.permissions import permissions_app
 
 app.add_typer(hooks_app, name="hooks", help="Install or remove Claude Code hooks")
 app.add_typer(import_app, name="import", help="Import Claude Code transcripts")
+app.add_typer(permissions_app, name="permissions", help="Learned permissions for shell commands")
 app.command("migrate")(migrate_command)
 
 

@@ -14,9 +14,9 @@ import hashlib
 import itertools
 import json
 import os
-import re
 import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,24 +24,69 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from session_buddy.core.hooks import EVENTS
+from session_buddy.core.hooks import EVENTS, TOOL_MATCHERS, is_ours, without_our_hooks
 
 HOOK_TIMEOUT_S = 10  # what Claude Code allows the command (the command itself exits in < 2 s)
-
-_OURS = re.compile(r"session[-_]buddy.*\bhook\s+['\"]?(SessionStart|PreCompact|SessionEnd)\b")
 
 
 # -- settings.json ------------------------------------------------------------------------
 
 
 def settings_file(project: Path | str | None = None, user: bool = False) -> Path:
-    """``--project DIR`` → DIR/.claude/settings.json; ``--user`` → ~/.claude/settings.json."""
+    """``--project DIR`` → DIR/.claude/settings.local.json (Claude Code's file for this
+    machine, not shared: the hook commands hold this machine's paths); ``--user`` →
+    ~/.claude/settings.json."""
     if user == (project is not None):
         raise ValueError("choose exactly one of --project DIR or --user")
     if user:
         home = Path(os.environ.get("HOME") or Path.home())
         return home / ".claude" / "settings.json"
-    return Path(project).expanduser().resolve() / ".claude" / "settings.json"  # type: ignore[arg-type]
+    return shared_settings_file(project).with_name("settings.local.json")  # type: ignore[arg-type]
+
+
+def shared_settings_file(project: Path | str) -> Path:
+    """DIR/.claude/settings.json: the project's settings shared through git (where older
+    versions installed the hooks)."""
+    return Path(project).expanduser().resolve() / ".claude" / "settings.json"
+
+
+def has_our_hooks(path: Path) -> bool:
+    """Whether the settings file holds session-buddy hook entries (an unreadable file: no)."""
+    try:
+        return bool(without_our_hooks(_parse(_read(path), path))[1])
+    except (OSError, ValueError):
+        return False
+
+
+def ensure_git_ignored(path: Path) -> Path | None:
+    """Make git ignore ``path`` in its repository when nothing does yet, through the
+    repository's own ``info/exclude`` (never a shared file), as Claude Code does for its
+    local settings. Returns the exclude file written to, or None (already ignored, no git)."""
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["git", *args],
+            cwd=path.parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+
+    try:
+        if git("check-ignore", "-q", str(path)).returncode != 1:
+            return None  # 0: ignored already; 128: not in a repository
+        root = Path(git("rev-parse", "--show-toplevel").stdout.strip()).resolve()
+        exclude = path.parent / git("rev-parse", "--git-path", "info/exclude").stdout.strip()
+        rule = "/" + path.resolve().relative_to(root).as_posix()
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        before = _read(exclude) or ""
+        with exclude.open("a", encoding="utf-8") as fh:
+            fh.write(("" if before.endswith("\n") or not before else "\n") + rule + "\n")
+        return exclude
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
 
 
 def default_executable() -> str:
@@ -56,14 +101,6 @@ def default_executable() -> str:
 def hook_command(event: str, executable: str | None = None) -> str:
     exe = executable or default_executable()
     return f"{shlex.quote(exe)} hook {event}"
-
-
-def is_ours(hook: Any) -> bool:
-    return (
-        isinstance(hook, dict)
-        and isinstance(hook.get("command"), str)
-        and bool(_OURS.search(hook["command"]))
-    )
 
 
 @dataclass
@@ -176,7 +213,7 @@ def plan_install(path: Path, executable: str | None = None) -> HookPlan:
         )
         if present:
             continue
-        group = {
+        group: dict[str, Any] = {
             "hooks": [
                 {
                     "type": "command",
@@ -185,6 +222,8 @@ def plan_install(path: Path, executable: str | None = None) -> HookPlan:
                 }
             ]
         }
+        if event in TOOL_MATCHERS:
+            group = {"matcher": TOOL_MATCHERS[event], **group}
         new_hooks[event] = [*groups, group]
         added.append(event)
     if not added:
@@ -206,37 +245,11 @@ def plan_uninstall(path: Path, state_dir: Path | None = None) -> HookPlan:
         return HookPlan(path, before, original, "uninstall", list(EVENTS), restored_exactly=True)
     if before is None:
         return HookPlan(path, None, None, "uninstall", [])
-    data = _parse(before, path)
-    hooks = data.get("hooks")
-    if not isinstance(hooks, dict):
-        return HookPlan(path, before, before, "uninstall", [])
-    removed: list[str] = []
-    new_hooks: dict[str, Any] = {}
-    for event, groups in hooks.items():
-        if not isinstance(groups, list):
-            new_hooks[event] = groups
-            continue
-        kept_groups = []
-        for group in groups:
-            inner = group.get("hooks") if isinstance(group, dict) else None
-            if not isinstance(inner, list) or not any(is_ours(h) for h in inner):
-                kept_groups.append(group)
-                continue
-            removed.append(event)
-            kept = [h for h in inner if not is_ours(h)]
-            if kept:
-                kept_groups.append({**group, "hooks": kept})
-        if kept_groups or event not in removed:
-            new_hooks[event] = kept_groups
+    new_data, removed = without_our_hooks(_parse(before, path))
     if not removed:
         return HookPlan(path, before, before, "uninstall", [])
-    new_data = dict(data)
-    if new_hooks:
-        new_data["hooks"] = new_hooks
-    else:
-        new_data.pop("hooks", None)
     after = _dump(new_data, _detect_format(before))
-    return HookPlan(path, before, after, "uninstall", sorted(set(removed)))
+    return HookPlan(path, before, after, "uninstall", removed)
 
 
 def _state_file(state_dir: Path, path: Path) -> Path:

@@ -1,41 +1,33 @@
-"""``session-buddy hooks install|uninstall`` and ``session-buddy hook <event>``.
-
-The hook command is what Claude Code runs on SessionStart, PreCompact and SessionEnd. It must
-never block or break Claude Code: it reads the event JSON from stdin (for at most a second),
-spools it for the server, prints the latest handoff summary on SessionStart, and exits 0 within
-a couple of seconds whatever happens (a watchdog ends the process if anything hangs). Its
-imports are the standard library, typer, and session-buddy's light modules (settings is
-loaded only when SESSION_BUDDY_DATA_DIR is not set) — never acb, duckdb, fastmcp or onnx.
-"""
+"""``session-buddy hooks install|uninstall``: session-buddy's entries in Claude Code's
+settings (:mod:`session_buddy.cli.claude_settings`). What the hooks run,
+``session-buddy hook <Event>``, is :mod:`session_buddy.cli.hook_runtime` (kept free of typer)."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
-import threading
 from pathlib import Path
-from typing import Annotated, Any, TextIO
+from typing import Annotated
 
 import typer
 
 from session_buddy.cli import claude_settings
-from session_buddy.core import hooks as hooks_core
+from session_buddy.cli.hook_runtime import _settings_values, hook_command, run_hook
 
-HOOK_DEADLINE_S = 2.0
-STDIN_TIMEOUT_S = 1.0
+__all__ = ["hook_command", "hooks_app", "run_hook"]
 
 hooks_app = typer.Typer(
     name="hooks",
-    help="Install or remove session-buddy's Claude Code hooks (SessionStart → start, "
-    "PreCompact → checkpoint, SessionEnd → end).",
+    help="Install or remove session-buddy's Claude Code hooks (SessionStart → start + brief, "
+    "UserPromptSubmit → recall, PreCompact → checkpoint, SessionEnd → end).",
     no_args_is_help=True,
 )
 
 ProjectOpt = Annotated[
     Path | None,
     typer.Option(
-        "--project", help="Project folder: hooks go to DIR/.claude/settings.json", file_okay=False
+        "--project",
+        help="Project folder: hooks go to DIR/.claude/settings.local.json (this machine only, "
+        "git-ignored)",
+        file_okay=False,
     ),
 ]
 UserOpt = Annotated[
@@ -44,30 +36,12 @@ UserOpt = Annotated[
 DryRunOpt = Annotated[
     bool, typer.Option("--dry-run", help="Show the change as a diff; write nothing")
 ]
-
-
-def _settings_values() -> tuple[Path, str | None]:
-    """The data directory and the configured handoff folder (defaults when settings fail)."""
-    from session_buddy.paths import DATA_DIR_ENV, SessionPaths
-
-    handoff_dir: str | None = None
-    data_dir: Path | None = None
-    if os.environ.get(DATA_DIR_ENV):
-        data_dir = SessionPaths.from_settings(None).data
-    try:
-        from session_buddy.settings import load_settings
-
-        settings = load_settings().settings
-        if data_dir is None:
-            data_dir = SessionPaths.from_settings(settings.data_dir).data
-        sessions = getattr(settings, "sessions", None)
-        configured = getattr(sessions, "handoff_dir", None)
-        handoff_dir = str(configured) if configured else None
-    except Exception:
-        pass
-    if data_dir is None:
-        data_dir = SessionPaths.from_settings(None).data
-    return data_dir, handoff_dir
+YesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--yes", "-y", help="Remove old hook entries from the shared settings.json without asking"
+    ),
+]
 
 
 def _target(project: Path | None, user: bool) -> Path:
@@ -93,99 +67,80 @@ def _show(plan: claude_settings.HookPlan, dry_run: bool) -> None:
     typer.echo(f"{done} session-buddy hooks for {', '.join(plan.events)} in {plan.path}{extra}.")
 
 
-@hooks_app.command("install")
-def install(project: ProjectOpt = None, user: UserOpt = False, dry_run: DryRunOpt = False) -> None:
-    """Add the hooks to settings.json, keeping every hook already there. Running it twice
-    changes nothing."""
-    path = _target(project, user)
+def _migrate(project: Path, state_dir: Path, dry_run: bool, yes: bool) -> bool:
+    """Offer to remove the hook entries older versions wrote to the shared
+    ``.claude/settings.json``. Returns False when they stay there (and so still run)."""
+    shared = claude_settings.shared_settings_file(project)
+    if not claude_settings.has_our_hooks(shared):
+        return True
+    plan = claude_settings.plan_uninstall(shared, state_dir)
+    typer.echo(
+        f"{shared} holds session-buddy hooks with this machine's paths (written by an older "
+        "version); that file is shared with everyone who clones the project."
+    )
+    if dry_run:
+        typer.echo(f"Would offer to remove them:\n{plan.diff()}")
+        return True
     try:
+        agreed = yes or typer.confirm("Remove them from the shared settings.json?", default=False)
+    except typer.Abort:  # no answer (end of input)
+        agreed = False
+    if not agreed:
+        typer.echo(f"Kept them in {shared.name}.")
+        return False
+    claude_settings.apply_plan(plan, state_dir)
+    _show(plan, False)
+    return True
+
+
+@hooks_app.command("install")
+def install(
+    project: ProjectOpt = None,
+    user: UserOpt = False,
+    dry_run: DryRunOpt = False,
+    yes: YesOpt = False,
+) -> None:
+    """Add the hooks to settings.local.json (--project) or ~/.claude/settings.json (--user),
+    keeping every hook already there. Running it twice changes nothing."""
+    path = _target(project, user)
+    ignored_by = None
+    try:
+        data_dir = _settings_values().data_dir
+        if project is not None and not _migrate(project, data_dir / "hooks", dry_run, yes):
+            typer.echo("They still run, so nothing is added to settings.local.json.")
+            return
         plan = claude_settings.plan_install(path)
-        data_dir, _ = _settings_values()
         if not dry_run:
             claude_settings.apply_plan(plan, data_dir / "hooks")
+            if project is not None:
+                ignored_by = claude_settings.ensure_git_ignored(path)
     except (ValueError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     _show(plan, dry_run)
+    if ignored_by is not None:
+        typer.echo(f"git now ignores {path.name} (a line in {ignored_by}).")
 
 
 @hooks_app.command("uninstall")
 def uninstall(
-    project: ProjectOpt = None, user: UserOpt = False, dry_run: DryRunOpt = False
+    project: ProjectOpt = None,
+    user: UserOpt = False,
+    dry_run: DryRunOpt = False,
+    yes: YesOpt = False,
 ) -> None:
     """Remove exactly the hooks install added (the file is restored byte for byte when it was
-    not edited since)."""
+    not edited since); with --project, also offer to remove those an older version wrote
+    to the shared settings.json."""
     path = _target(project, user)
     try:
-        data_dir, _ = _settings_values()
+        data_dir = _settings_values().data_dir
         plan = claude_settings.plan_uninstall(path, data_dir / "hooks")
         if not dry_run:
             claude_settings.apply_plan(plan, data_dir / "hooks")
+        _show(plan, dry_run)
+        if project is not None:
+            _migrate(project, data_dir / "hooks", dry_run, yes)
     except (ValueError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    _show(plan, dry_run)
-
-
-def _read_stdin(stream: TextIO, timeout: float) -> str:
-    """Read what Claude Code wrote to stdin, giving up after ``timeout`` seconds."""
-    try:
-        if stream is None or stream.isatty():
-            return ""
-    except (ValueError, OSError):
-        return ""
-    box: dict[str, str] = {}
-
-    def reader() -> None:
-        try:
-            buffer = getattr(stream, "buffer", None)
-            data = (
-                buffer.read(hooks_core.MAX_PAYLOAD_BYTES)
-                if buffer is not None
-                else stream.read(hooks_core.MAX_PAYLOAD_BYTES)
-            )
-            box["text"] = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
-        except Exception:
-            box["text"] = ""
-
-    thread = threading.Thread(target=reader, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return box.get("text", "")
-
-
-def run_hook(event: str, stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
-    """Spool one Claude Code hook event; always returns 0 (and never raises)."""
-    out = stdout or sys.stdout
-    watchdog = threading.Timer(HOOK_DEADLINE_S, lambda: os._exit(0))
-    watchdog.daemon = True
-    watchdog.start()
-    try:
-        raw = _read_stdin(stdin or sys.stdin, STDIN_TIMEOUT_S)
-        payload: dict[str, Any] = hooks_core.parse_hook_input(raw)
-        name = hooks_core.normalise_event(event)
-        if name is None:
-            print(f"session-buddy hook: unknown event {event!r} ignored", file=sys.stderr)
-            return 0
-        data_dir, handoff_dir = _settings_values()
-        try:
-            hooks_core.spool_event(data_dir, name, payload)
-        except OSError as exc:
-            print(f"session-buddy hook: cannot spool {name} in {data_dir}: {exc}", file=sys.stderr)
-        if name == "SessionStart" and payload.get("source") != "compact":
-            note = hooks_core.start_context(payload, data_dir, handoff_dir)
-            if note:
-                out.write(note + "\n")
-                out.flush()
-    except BaseException as exc:  # a hook must never break Claude Code
-        with contextlib.suppress(Exception):
-            print(f"session-buddy hook: {type(exc).__name__}: {exc}", file=sys.stderr)
-    finally:
-        watchdog.cancel()
-    return 0
-
-
-def hook_command(event: str) -> int:
-    """Run by Claude Code's hooks as ``session-buddy hook <event>`` (reads the hook JSON on
-    stdin). Returns the exit code: always 0, within a couple of seconds."""
-    return run_hook(event)

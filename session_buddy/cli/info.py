@@ -77,11 +77,17 @@ def show_config(
 @app.command()
 def docs(
     write: Annotated[
-        bool, typer.Option("--write", help="Write docs/tools.md and docs/configuration.md")
+        bool,
+        typer.Option(
+            "--write",
+            help="Write docs/tools.md, docs/configuration.md and session_buddy/server/catalog.json",
+        ),
     ] = False,
 ) -> None:
-    """Generate the tool and settings reference from the code (docs/ of a checkout)."""
-    from session_buddy.cli.reference import settings_markdown, tools_markdown
+    """Generate the tool and settings reference from the code (docs/ of a checkout), and the
+    list answers the stdio front gives before the server is loaded."""
+    from session_buddy.cli.reference import catalog, catalog_json, settings_markdown, tools_markdown
+    from session_buddy.server.catalog import CATALOG_FILE
 
     route_logging_to_stderr("WARNING")
     pages = {"tools.md": asyncio.run(tools_markdown()), "configuration.md": settings_markdown()}
@@ -96,6 +102,8 @@ def docs(
     for name, text in pages.items():
         (folder / name).write_text(text, encoding="utf-8")
         err.print(f"wrote {folder / name}")
+    CATALOG_FILE.write_text(catalog_json(asyncio.run(catalog())), encoding="utf-8")
+    err.print(f"wrote {CATALOG_FILE}")
 
 
 @app.command()

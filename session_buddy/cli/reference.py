@@ -170,3 +170,29 @@ def limits_markdown() -> list[str]:
         f"- an error message sent back: {lim.MAX_ERROR_CHARS} characters (the rest is counted)",
         "",
     ]
+
+
+async def catalog() -> dict[str, Any]:
+    """What the server answers to the list methods, as sent on the wire (for
+    :mod:`session_buddy.server.catalog`, which the stdio front answers from)."""
+    from fastmcp import Client
+
+    from session_buddy.server.app import create_server
+    from session_buddy.settings import load_settings
+
+    server = create_server(load_settings(mode="lite", adapters={"embeddings": "none"}).settings)
+    async with Client(server) as client:
+        answers = {
+            "tools/list": await client.list_tools_mcp(),
+            "prompts/list": await client.list_prompts_mcp(),
+            "resources/list": await client.list_resources_mcp(),
+            "resources/templates/list": await client.list_resource_templates_mcp(),
+        }
+    return {
+        method: result.model_dump(mode="json", by_alias=True, exclude_none=True)
+        for method, result in answers.items()
+    }
+
+
+def catalog_json(answers: dict[str, Any]) -> str:
+    return json.dumps(answers, indent=1, sort_keys=True, ensure_ascii=False) + "\n"

@@ -86,8 +86,9 @@ def token(
     config: ConfigOpt = None,
 ) -> None:
     """Print a bearer token (JWT) for the HTTP interface of this data directory."""
+    from session_buddy.core.users import local_user
     from session_buddy.paths import SessionPaths
-    from session_buddy.server.auth import load_secret, login_name, mint_token
+    from session_buddy.server.auth import load_secret, mint_token
 
     settings = load(config).settings
     paths = SessionPaths.from_settings(settings.data_dir)
@@ -96,7 +97,7 @@ def token(
     except SessionBuddyError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
-    print(mint_token(secret, user or settings.user or login_name(), ttl))
+    print(mint_token(secret, user or local_user(settings), ttl))
 
 
 @app.command(hidden=True)

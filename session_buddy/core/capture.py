@@ -43,12 +43,14 @@ from session_buddy.core.memory import ItemInput, MemoryService, StoreResult
 from session_buddy.core.transcripts import (
     HEAD_BYTES,
     LineReader,
+    ParsedLine,
     ToolNames,
     claude_projects_dir,
     discover,
     encode_project_dir,
     file_context,
     head_hash,
+    is_internal_transcript,
     parse_line,
     project_from_cwd,
 )
@@ -114,6 +116,7 @@ class _Batch:
     oversized: int = 0
     skipped: int = 0
     extractor_state: dict[str, Any] | None = None
+    tool_calls: list[list[str]] | None = None  # the newest tool calls, for the next import
     cwd: str | None = None
     session_id: str | None = None
     pending: int = 0
@@ -241,6 +244,7 @@ class CaptureService:
             batch_size=batch_size,
             max_bytes=self.settings.storage.max_content_bytes,
             insight_open=state.get("insight_open"),
+            tool_calls=state.get("tool_calls"),
             cwd=state.get("cwd"),
             session=state.get("session_id"),
         )
@@ -301,6 +305,7 @@ class CaptureService:
         ):
             totals[name] = int(totals.get(name, 0)) + value
         state["insight_open"] = batch.extractor_state
+        state["tool_calls"] = batch.tool_calls or []
         if batch.cwd:
             state["cwd"] = batch.cwd
         if batch.session_id:
@@ -375,7 +380,9 @@ class CaptureService:
     async def capture_session(
         self, session_id: str | None, transcript_path: str | None, project_dir: str | None
     ) -> dict[str, Any]:
-        """Index the transcript of one session (and its subagents), when it can be found."""
+        """Index the transcript of one session (and its subagents), for ``checkpoint`` and
+        ``end``. Returns a report with ``found`` (False when no transcript could be located),
+        ``stored`` turns and ``insights`` stored. Never raises for a missing transcript."""
         files = find_session_transcripts(session_id, transcript_path, project_dir)
         if not files:
             return {
@@ -406,18 +413,6 @@ class CaptureService:
         return await insight_statistics(self.storage)
 
 
-async def capture_session(
-    session_id: str | None, transcript_path: str | None, project_dir: str | None
-) -> dict[str, Any]:
-    """Index the current session's transcript (for ``checkpoint`` and ``end``). Returns a
-    report with ``found`` (False when no transcript could be located), ``stored`` turns and
-    ``insights`` stored. Never raises for a missing transcript."""
-    from session_buddy import di
-
-    service = di.get(CaptureService)
-    return await service.capture_session(session_id, transcript_path, project_dir)
-
-
 def find_session_transcripts(
     session_id: str | None, transcript_path: str | None, project_dir: str | None
 ) -> list[Path]:
@@ -442,7 +437,7 @@ def find_session_transcripts(
     files = [main]
     subagents = main.parent / main.stem / "subagents"
     if subagents.is_dir():
-        files += sorted(subagents.rglob("*.jsonl"))
+        files += sorted(p for p in subagents.rglob("*.jsonl") if not is_internal_transcript(p))
     return files
 
 
@@ -458,20 +453,28 @@ def _read_batches(
     batch_size: int,
     max_bytes: int,
     insight_open: dict[str, Any] | None,
+    tool_calls: list[list[str]] | None,
     cwd: str | None,
     session: str | None,
 ) -> Generator[_Batch]:
     """Batches of items (and insights) from the complete lines of ``path`` after ``offset``
-    (up to ``limit`` bytes). ``insight_open``, ``cwd`` and ``session`` carry on from where an
-    earlier import stopped."""
+    (up to ``limit`` bytes). ``insight_open``, ``tool_calls``, ``cwd`` and ``session`` carry
+    on from where an earlier import stopped. A line that only calls tools is no item: the
+    tool names go to the metadata of the assistant turn of the same message."""
     transcript = str(path)
-    tools = ToolNames()
+    tools = ToolNames(tool_calls)
     extractor = InsightExtractor(insight_open)
     context_read = False
     first_stamp: datetime | None = None
+    speaking: _Speaking = None  # the assistant turn that tool-only lines belong to
 
     def fresh(end: int, number: int) -> _Batch:
         return _Batch([], [], end, number)
+
+    def close(done: _Batch) -> _Batch:
+        done.extractor_state, done.cwd, done.session_id = extractor.state(), cwd, session
+        done.tool_calls = tools.recent()
+        return done
 
     with path.open("rb") as fh:
         reader = LineReader(fh, offset, line, limit)
@@ -488,6 +491,7 @@ def _read_batches(
             if parsed.kind == "malformed":
                 batch.malformed += 1
                 continue
+            _attach_tools(speaking, parsed)
             if parsed.kind == "skipped":
                 batch.skipped += 1
                 continue
@@ -522,6 +526,8 @@ def _read_batches(
                     )
                 )
                 chars += len(content)
+                if turn.role == "assistant" or parsed.user_text:
+                    speaking = (parsed.message_id, batch.items[-1]) if turn.prose else None
                 if turn.prose:
                     context: dict[str, Any] = {
                         k: metadata[k]
@@ -536,14 +542,27 @@ def _read_batches(
                             )
                         )
             if len(batch.items) >= batch_size or chars >= BATCH_CHARS:
-                batch.extractor_state, batch.cwd, batch.session_id = extractor.state(), cwd, session
-                yield batch
+                yield close(batch)
                 batch = fresh(batch.end_offset, batch.end_line)
+                speaking = None  # stored by now: its metadata is final
                 chars = 0
-        batch.extractor_state, batch.cwd, batch.session_id = extractor.state(), cwd, session
+        close(batch)
         batch.pending = reader.pending
         batch.last = True
         yield batch
+
+
+_Speaking = tuple[str | None, ItemInput] | None
+
+
+def _attach_tools(speaking: _Speaking, parsed: ParsedLine) -> None:
+    """Add the tools a line called to the metadata of the assistant turn of the same message
+    (Claude Code writes a message's text and each tool call on lines of their own)."""
+    if not parsed.tools or speaking is None:
+        return
+    message_id, item = speaking
+    if message_id is not None and message_id == parsed.message_id:
+        item.metadata.setdefault("tools", []).extend(parsed.tools)
 
 
 def _fit(text: str, max_bytes: int) -> tuple[str, int]:

@@ -28,15 +28,77 @@ from typing import Any
 #: Claude Code event -> what session-buddy does with it
 EVENTS: dict[str, str] = {
     "SessionStart": "start",
+    "UserPromptSubmit": "recall",
+    "PreToolUse": "permission",
+    "PostToolUse": "approved",
     "PreCompact": "checkpoint",
     "SessionEnd": "end",
 }
+#: the tools whose calls the permission hooks see (Claude Code's hook matcher)
+TOOL_MATCHERS = {"PreToolUse": "Bash", "PostToolUse": "Bash"}
+#: the events the server applies from the spool (the others only ask the service for context)
+SPOOLED = frozenset({"SessionStart", "PreCompact", "SessionEnd"})
+#: the events whose hook output is context for the agent (Claude Code's additionalContext)
+CONTEXT_EVENTS = frozenset({"SessionStart", "UserPromptSubmit"})
+#: the events the service answers with a permission decision (learned permissions)
+PERMISSION_EVENTS = frozenset({"PreToolUse", "PostToolUse"})
 MAX_PAYLOAD_BYTES = 1024 * 1024
 STALE_PROCESSING_S = 600.0
 
+_OURS = re.compile(r"session[-_]buddy.*\bhook\s+['\"]?(" + "|".join(EVENTS) + r")\b")
 
-def spool_dir(data_dir: Path | str) -> Path:
-    return Path(data_dir) / "spool"
+
+def is_ours(hook: Any) -> bool:
+    """A hook entry of a Claude Code settings file that runs ``session-buddy hook <Event>``."""
+    return (
+        isinstance(hook, dict)
+        and isinstance(hook.get("command"), str)
+        and bool(_OURS.search(hook["command"]))
+    )
+
+
+def without_our_hooks(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Claude Code settings ``data`` without session-buddy's hook entries (a group left empty
+    goes, and ``hooks`` when nothing is left in it), and the events they were under."""
+    hooks = data.get("hooks")
+    if not isinstance(hooks, dict):
+        return data, []
+    removed: list[str] = []
+    new_hooks: dict[str, Any] = {}
+    for event, groups in hooks.items():
+        if not isinstance(groups, list):
+            new_hooks[event] = groups
+            continue
+        kept_groups = []
+        for group in groups:
+            inner = group.get("hooks") if isinstance(group, dict) else None
+            if not isinstance(inner, list) or not any(is_ours(h) for h in inner):
+                kept_groups.append(group)
+                continue
+            removed.append(event)
+            kept = [h for h in inner if not is_ours(h)]
+            if kept:
+                kept_groups.append({**group, "hooks": kept})
+        if kept_groups or event not in removed:
+            new_hooks[event] = kept_groups
+    if not removed:
+        return data, []
+    new_data = dict(data)
+    if new_hooks:
+        new_data["hooks"] = new_hooks
+    else:
+        new_data.pop("hooks", None)
+    return new_data, sorted(set(removed))
+
+
+#: the spool queue of tool approvals the permission hooks could not hand to a service
+APPROVALS_QUEUE = "approvals"
+
+
+def spool_dir(data_dir: Path | str, queue: str = "") -> Path:
+    """The spool folder, or the folder of a named queue inside it."""
+    folder = Path(data_dir) / "spool"
+    return folder / queue if queue else folder
 
 
 def normalise_event(name: str) -> str | None:
@@ -48,9 +110,9 @@ def normalise_event(name: str) -> str | None:
     return None
 
 
-def spool_event(data_dir: Path | str, event: str, payload: dict[str, Any]) -> Path:
-    """Append one event to the spool atomically; returns its path."""
-    folder = spool_dir(data_dir)
+def spool_event(data_dir: Path | str, event: str, payload: dict[str, Any], queue: str = "") -> Path:
+    """Append one event to the spool (or a named queue of it) atomically; returns its path."""
+    folder = spool_dir(data_dir, queue)
     folder.mkdir(parents=True, exist_ok=True)
     session = re.sub(r"[^\w-]+", "", str(payload.get("session_id") or "unknown"))[:64] or "unknown"
     name = f"{time.time_ns():020d}-{event}-{session}.json"
@@ -77,10 +139,10 @@ class SpooledEvent:
     payload: dict[str, Any]
 
 
-def claim_spooled(data_dir: Path | str, limit: int = 200) -> list[SpooledEvent]:
+def claim_spooled(data_dir: Path | str, limit: int = 200, queue: str = "") -> list[SpooledEvent]:
     """Claim pending events, oldest first. A claim is an atomic rename into processing/, so
     two processes never apply the same event. Unreadable files go to failed/."""
-    folder = spool_dir(data_dir)
+    folder = spool_dir(data_dir, queue)
     processing = folder / "processing"
     if not folder.is_dir():
         return []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 import tomllib
@@ -16,6 +17,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from session_buddy.core.hooks import without_our_hooks
 
 GIT_TIMEOUT_S = 10.0
 
@@ -218,6 +221,9 @@ class GitState:
     bisect_in_progress: bool = False
     last_commit_at: float | None = None  # unix time of HEAD's committer date
     last_commit_subject: str | None = None
+    #: changed or untracked files that are session-buddy's (or Claude Code's local) own, not
+    #: the project's work: the quality score leaves them out (see :func:`own_files`)
+    own: list[str] = field(default_factory=list)
 
     @property
     def tracked_changes(self) -> list[str]:
@@ -257,7 +263,10 @@ class TestResult:
 @dataclass
 class ProjectInfo:
     path: str  # the folder analysed (the git root when there is one)
-    name: str
+    name: str  # from the manifest or the git remote, else the folder's name (project_identity)
+    #: other names of the same project: the folder's name, the remote's repository name
+    aliases: list[str] = field(default_factory=list)
+    name_source: str = "folder"  # pyproject.toml | package.json | Cargo.toml | go.mod | git remote
     languages: dict[str, int] = field(default_factory=dict)  # language -> file count
     package_manager: str | None = None
     manifests: list[str] = field(default_factory=list)
@@ -272,6 +281,12 @@ class ProjectInfo:
     git_error: str | None = None  # why git state is missing, when inside a repo
 
     @property
+    def names(self) -> list[str]:
+        """Every name items of this project may be stored under: the name, then the aliases
+        (what a filter for "this project" matches)."""
+        return [self.name, *self.aliases]
+
+    @property
     def primary_language(self) -> str | None:
         return next(iter(self.languages), None)
 
@@ -283,6 +298,138 @@ class ProjectInfo:
             since = self.git.seconds_since_last_commit()
             data["git"]["seconds_since_last_commit"] = None if since is None else round(since)
         return data
+
+
+# -- the project's name -------------------------------------------------------------------
+
+
+def default_directory() -> str:
+    """The folder "this project" means when a tool is not told: ``$CLAUDE_PROJECT_DIR``,
+    else the process's working directory."""
+    return os.environ.get("CLAUDE_PROJECT_DIR") or os.getcwd()
+
+
+@dataclass(frozen=True)
+class ProjectIdentity:
+    name: str
+    aliases: tuple[str, ...] = ()
+    source: str = "folder"
+
+
+_MAX_NAME = 200
+
+
+def _clean_name(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    name = value.strip()
+    if not name or len(name) > _MAX_NAME or any(ord(c) < 32 for c in name):
+        return None
+    return name
+
+
+def _toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return {}
+
+
+def _table(data: dict[str, Any], key: str) -> dict[str, Any]:
+    value = data.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _go_module(root: Path) -> str | None:
+    path = root / "go.mod"
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    except (OSError, UnicodeDecodeError):
+        return None
+    for line in lines:
+        words = line.split("//", 1)[0].split()
+        if len(words) >= 2 and words[0] == "module":
+            parts = [p for p in words[1].strip('"').split("/") if p]
+            if len(parts) > 1 and re.fullmatch(r"v\d+", parts[-1]):
+                parts.pop()  # example.com/widget/v2 is the widget module
+            return parts[-1] if parts else None
+    return None
+
+
+def manifest_name(root: Path) -> tuple[str, str] | None:
+    """The project's name as its manifest gives it, and the manifest: ``pyproject.toml``
+    ``[project].name``, ``package.json`` ``name`` (without an ``@scope/``), ``Cargo.toml``
+    ``[package].name``, or the last element of the ``go.mod`` module path."""
+    candidates = (
+        ("pyproject.toml", lambda: _table(_toml(root / "pyproject.toml"), "project").get("name")),
+        ("package.json", lambda: str(_read_package_json(root).get("name") or "").split("/")[-1]),
+        ("Cargo.toml", lambda: _table(_toml(root / "Cargo.toml"), "package").get("name")),
+        ("go.mod", lambda: _go_module(root)),
+    )
+    for manifest, read in candidates:
+        name = _clean_name(read())
+        if name:
+            return name, manifest
+    return None
+
+
+def _git_config(root: Path) -> Path | None:
+    """The config file of the repository at ``root`` (a linked work tree's ``.git`` file
+    points to its git dir, whose ``commondir`` holds the shared config)."""
+    dot_git = root / ".git"
+    try:
+        if dot_git.is_dir():
+            return dot_git / "config"
+        if not dot_git.is_file():
+            return None
+        line = dot_git.read_text(encoding="utf-8").strip()
+        if not line.startswith("gitdir:"):
+            return None
+        git_dir = (root / line[len("gitdir:") :].strip()).resolve()
+        common = git_dir / "commondir"
+        if common.is_file():
+            git_dir = (git_dir / common.read_text(encoding="utf-8").strip()).resolve()
+        return git_dir / "config"
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def remote_name(root: Path, remote: str = "origin") -> str | None:
+    """The repository name in the URL of ``remote`` (``git@host:org/widget.git`` → widget),
+    read from the git config file (no subprocess: the hook path uses it)."""
+    config = _git_config(root)
+    try:
+        text = config.read_text(encoding="utf-8") if config and config.is_file() else ""
+    except (OSError, UnicodeDecodeError):
+        return None
+    section = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("["):
+            section = re.fullmatch(rf'\[remote\s+"{re.escape(remote)}"\]', line) is not None
+        elif section and re.match(r"url\s*=", line):
+            url = line.split("=", 1)[1].strip().strip('"').rstrip("/")
+            last = re.split(r"[/:\\]", url)[-1]
+            return _clean_name(last[:-4] if last.endswith(".git") else last)
+    return None
+
+
+def project_identity(root: Path | str) -> ProjectIdentity:
+    """What a project folder (its git root) is called: the manifest's name, else the git
+    remote's repository name, else the folder's name; the other two, when different, are
+    its aliases (items stored under them belong to the project). Reads files only."""
+    root = Path(root)
+    folder = root.name or str(root)
+    found = manifest_name(root)
+    remote = remote_name(root)
+    if found is not None:
+        name, source = found
+    elif remote is not None:
+        name, source = remote, "git remote"
+    else:
+        name, source = folder, "folder"
+    aliases = tuple(dict.fromkeys(a for a in (folder, remote) if a and a != name))
+    return ProjectIdentity(name, aliases, source)
 
 
 # -- git helpers --------------------------------------------------------------------------
@@ -407,6 +554,58 @@ def git_state(root: Path | str) -> GitState:
                 state.last_commit_at = None
             state.last_commit_subject = subject or None
     return state
+
+
+#: Claude Code's settings for this machine (git-ignored by convention; hooks install there)
+LOCAL_SETTINGS = ".claude/settings.local.json"
+#: The project's shared Claude Code settings (older versions installed the hooks there)
+SHARED_SETTINGS = ".claude/settings.json"
+#: Where handoffs are written by default
+HANDOFF_FOLDER = ".claude/handoff/"
+
+
+def own_files(root: Path, state: GitState) -> list[str]:
+    """The changes session-buddy made itself: Claude Code's local settings, handoffs, and a
+    shared settings file whose only change is session-buddy's hook entries (untracked and
+    holding nothing else, or tracked and equal to HEAD once those entries are left out)."""
+    own: set[str] = set()
+    untracked = set(state.untracked)
+    for path in sorted(untracked | set(state.tracked_changes)):
+        if (
+            path == LOCAL_SETTINGS
+            or path.startswith(HANDOFF_FOLDER)
+            or (path == SHARED_SETTINGS and _only_our_hooks(root, path, path in untracked))
+        ):
+            own.add(path)
+    return sorted(own)
+
+
+def _settings(text: str | None) -> dict[str, Any] | None:
+    try:
+        data = json.loads(text) if text is not None else None
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _only_our_hooks(root: Path, rel: str, untracked: bool) -> bool:
+    try:
+        current = _settings((root / rel).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return False
+    if current is None:
+        return False
+    rest, removed = without_our_hooks(current)
+    if not removed:
+        return False
+    if untracked:
+        return not rest
+    try:
+        shown = run_git(["show", f"HEAD:{rel}"], root)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    committed = _settings(shown.stdout) if shown.returncode == 0 else None
+    return committed is not None and without_our_hooks(committed)[0] == rest
 
 
 def _classify(state: GitState, xy: str, path: str) -> None:
@@ -563,7 +762,13 @@ def analyze_project(working_directory: Path | str | None = None) -> ProjectInfo:
         start = start.parent
     git_root = find_git_root(start)
     root = git_root or start
-    info = ProjectInfo(path=str(root), name=root.name or str(root))
+    identity = project_identity(root)
+    info = ProjectInfo(
+        path=str(root),
+        name=identity.name,
+        aliases=list(identity.aliases),
+        name_source=identity.source,
+    )
     files = _list_files(root, git_root is not None)
     info.languages = _languages(files)
 
@@ -650,6 +855,7 @@ def analyze_project(working_directory: Path | str | None = None) -> ProjectInfo:
     if git_root is not None:
         try:
             info.git = git_state(git_root)
+            info.git.own = own_files(git_root, info.git)
         except (OSError, subprocess.SubprocessError) as exc:
             info.git_error = f"git status failed: {exc}"
     return info

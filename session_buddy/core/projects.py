@@ -3,8 +3,8 @@
 No MCP in here.
 
 **Projects.** A project is a name. It exists implicitly as soon as memory items carry it, or
-a session starts in its folder (the git root's folder name, as
-:func:`session_buddy.core.project.analyze_project` names it); :meth:`ProjectService.resolve`
+a session starts in its folder (named by its manifest, its git remote or the git root's
+folder, as :func:`session_buddy.core.project.project_identity` names it); :meth:`ProjectService.resolve`
 also turns a working directory into its project (git root, or the folder itself outside
 git). It can be created explicitly with a path, a description and **aliases**: other names
 that mean the same project (an old name, the folder name when the project is called
@@ -66,6 +66,7 @@ project_dependencies ``["src", "dst", "type"]``  source       source, target, ty
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -86,7 +87,7 @@ from session_buddy.adapters.storage._base import (
     utcnow,
 )
 from session_buddy.core.memory import MemoryService, SearchMode
-from session_buddy.core.project import find_git_root
+from session_buddy.core.project import find_git_root, project_identity
 from session_buddy.core.teams import TeamService, check_name
 from session_buddy.errors import EmbeddingError, NotFound, ValidationError
 from session_buddy.settings import SessionBuddySettings
@@ -240,14 +241,20 @@ class ProjectService:
 
     async def from_directory(self, directory: str) -> str:
         """The project of a working directory: its git root (or itself outside git), named
-        after that folder as sessions name it, unless a project was registered with that
-        path under another name. Registers the project when new."""
+        as sessions name it (the manifest's name, else the git remote's, else the folder's:
+        :func:`~session_buddy.core.project.project_identity`), unless a project was created
+        explicitly with that path under another name. Registers the project when new, with
+        its other names (the folder's, the remote's) as aliases where they are free."""
         root = await asyncio.to_thread(_root_of, directory)
         for record in await self.storage.list_records(PROJECTS, limit=_ALL):
-            if record.data.get("path") == str(root):
+            if record.data.get("path") == str(root) and record.data.get("explicit"):
                 return record.id
-        name = await self.resolve(root.name or str(root))
+        identity = await asyncio.to_thread(project_identity, root)
+        name = await self.resolve(identity.name)
         await self._ensure(name, path=str(root))
+        for alias in identity.aliases:
+            with contextlib.suppress(ValidationError):  # a name taken by another project
+                await self._add_alias(name, alias)
         return name
 
     async def _ensure(self, name: str, *, path: str | None = None) -> Record:

@@ -22,6 +22,10 @@ session    conversation stored           5
 session    reflections and insights     10
 session    time since last checkpoint   10
 =========  ==========================  ===
+
+The git components leave out session-buddy's own files (:func:`.project.own_files`):
+Claude Code's ``.claude/settings.local.json``, handoffs in ``.claude/handoff/``, and a
+``.claude/settings.json`` whose only change is session-buddy's hook entries.
 """
 
 from __future__ import annotations
@@ -330,7 +334,9 @@ def git_components(info: ProjectInfo | None, now: float) -> list[Component]:
         return [SPECS[k](None, why, "Check that git works in the project folder") for k in _GIT]
 
     out: list[Component] = []
-    changes = git.tracked_changes
+    own = set(git.own)  # session-buddy's own files never count against the score
+    changes = [c for c in git.tracked_changes if c not in own]
+    untracked = [u for u in git.untracked if u not in own]
     n = len(changes)
     if n == 0:
         out.append(
@@ -349,12 +355,12 @@ def git_components(info: ProjectInfo | None, now: float) -> list[Component]:
                 "Commit the finished part of this work (or checkpoint with git_commit=true)",
             )
         )
-    u = len(git.untracked)
+    u = len(untracked)
     if u == 0:
         out.append(
             SPECS["untracked"](
                 5,
-                "no untracked files",
+                "no untracked files" + (f" (not counted: {_list(git.own)})" if own else ""),
                 "Keep .gitignore up to date",
             )
         )
@@ -363,8 +369,8 @@ def git_components(info: ProjectInfo | None, now: float) -> list[Component]:
         out.append(
             SPECS["untracked"](
                 points,
-                f"{u} untracked: {_list(git.untracked)}",
-                f"git add the new files that belong to the project, or list them in .gitignore ({_list(git.untracked, 2)})",
+                f"{u} untracked: {_list(untracked)}",
+                f"git add the new files that belong to the project, or list them in .gitignore ({_list(untracked, 2)})",
             )
         )
     since = git.seconds_since_last_commit(now)

@@ -42,7 +42,12 @@ from session_buddy.core.handoff import (
     write_handoff,
 )
 from session_buddy.core.memory import ItemInput, MemoryService
-from session_buddy.core.project import ProjectInfo, analyze_project, run_git
+from session_buddy.core.project import (
+    ProjectInfo,
+    analyze_project,
+    default_directory,
+    run_git,
+)
 from session_buddy.core.quality import SessionActivity, compute_quality
 from session_buddy.errors import ConfigurationError, GitError, NotFound, ValidationError
 from session_buddy.paths import SessionPaths
@@ -244,7 +249,7 @@ class SessionService:
 
     @staticmethod
     def _default_directory() -> str:
-        return os.environ.get("CLAUDE_PROJECT_DIR") or os.getcwd()
+        return default_directory()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -272,7 +277,9 @@ class SessionService:
                 record.updated_at = _now()
                 await self.storage.put_record(record)
         if record is None:
-            record = await self._new_session(info.name, info.path, folder, origin="start")
+            record = await self._new_session(
+                info.name, info.path, folder, origin="start", project=info.name
+            )
         self._set_current(record)
         await self._touch_project(info.name, info.path, last_session_id=record.id)
         brief = await self._brief(record, info)
@@ -353,7 +360,7 @@ class SessionService:
     async def _brief(self, record: Record, info: ProjectInfo) -> dict[str, Any]:
         handoff = await asyncio.to_thread(self._latest_handoff_info, info.path, info.name)
         reflections = await self.storage.list_items(
-            ItemFilter(projects=[info.name], kinds=["reflection", "insight"]),
+            ItemFilter(projects=info.names, kinds=["reflection", "insight"]),
             limit=5,
             newest_first=True,
         )

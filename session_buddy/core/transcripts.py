@@ -28,11 +28,13 @@ import json
 import os
 import re
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from session_buddy.core.project import project_identity
 
 #: Bytes read from a file at a time.
 CHUNK_BYTES = 1 << 20
@@ -60,6 +62,19 @@ SKIPPED_TYPES = frozenset(
 )
 #: System subtypes that are noise rather than conversation.
 NOISY_SYSTEM_SUBTYPES = frozenset({"stop_hook_summary", "turn_duration", "hook_progress"})
+
+#: Claude Code's own helper agents, whose transcripts are not conversations: compaction and
+#: prompt suggestions (``agent-acompact-*.jsonl``, ``agent-aprompt_suggestion-*.jsonl``).
+INTERNAL_AGENT_PREFIXES = ("agent-acompact-", "agent-aprompt_suggestion-")
+#: session-buddy's own tools as Claude Code names them: their results are our own answers.
+OWN_TOOL_PREFIXES = ("mcp__session-buddy__", "mcp__session_buddy__")
+#: What Claude Code writes in place of a turn when the user interrupts.
+MARKER_TEXTS = frozenset(
+    {"[Request interrupted by user]", "[Request interrupted by user for tool use]"}
+)
+_TOOL_MARKER = re.compile(r"\[(?:tool_use|tool_result)\b[^\]]*\]\s*")
+#: How many recent tool calls an import remembers for the next one (to label their results).
+TOOL_CALLS_KEPT = 32
 
 #: Which argument(s) of a well-known tool say what the call did.
 KEY_ARGUMENTS: dict[str, tuple[str, ...]] = {
@@ -93,8 +108,20 @@ def encode_project_dir(path: Path | str) -> str:
     return re.sub(r"[^A-Za-z0-9]", "-", str(Path(path).expanduser().resolve()))
 
 
+def is_internal_transcript(path: Path) -> bool:
+    """A transcript of one of Claude Code's helper agents (compaction, prompt suggestions)."""
+    return path.name.startswith(INTERNAL_AGENT_PREFIXES)
+
+
+def is_marker_only(text: str) -> bool:
+    """Text that says nothing but "a tool ran" or "interrupted": never a memory."""
+    stripped = text.strip()
+    return not stripped or stripped in MARKER_TEXTS or bool(_TOOL_MARKER.fullmatch(stripped))
+
+
 def discover(root: Path) -> list[Path]:
-    """Transcript files under ``root`` (or ``root`` itself when it is a file), oldest first."""
+    """Transcript files under ``root`` (or ``root`` itself when it is a file), oldest first;
+    the transcripts of Claude Code's helper agents are left out."""
     if root.is_file():
         return [root]
     if not root.is_dir():
@@ -102,7 +129,9 @@ def discover(root: Path) -> list[Path]:
     found: list[tuple[float, str, Path]] = []
     for path in root.rglob("*.jsonl"):
         # workflow journals of subagent workflows are orchestration logs, not sessions
-        if path.name == "journal.jsonl" and "workflows" in path.parts:
+        if (path.name == "journal.jsonl" and "workflows" in path.parts) or (
+            is_internal_transcript(path)
+        ):
             continue
         try:
             if path.is_file():
@@ -223,23 +252,47 @@ class ParsedLine:
     kind: str  # "turns" | "skipped" | "malformed"
     invalid_utf8: bool = False
     user_text: bool = False  # a person wrote something (ends an open insight)
+    #: names of the tools this line called (metadata of its text turn, if it has one)
+    tools: list[str] = field(default_factory=list)
+    message_id: str | None = None  # Claude Code splits one message over several lines
 
 
 class ToolNames:
-    """Recent ``tool_use`` ids and their tool names (to label tool results); bounded."""
+    """Recent ``tool_use`` ids with their tool names and call summaries (to label tool
+    results); bounded. :meth:`recent` / ``ToolNames(recent)`` carry the newest few over to
+    the next import of the same file (a result often arrives after the import that read
+    its call)."""
 
-    def __init__(self, size: int = 2048) -> None:
+    def __init__(self, recent: list[list[str]] | None = None, size: int = 2048) -> None:
         self.size = size
-        self._names: OrderedDict[str, str] = OrderedDict()
+        self._calls: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        for entry in recent or []:
+            if (
+                isinstance(entry, list)
+                and len(entry) == 3
+                and all(isinstance(x, str) for x in entry)
+            ):
+                self.add(*entry)
 
-    def add(self, tool_id: str, name: str) -> None:
-        self._names[tool_id] = name
-        self._names.move_to_end(tool_id)
-        while len(self._names) > self.size:
-            self._names.popitem(last=False)
+    def add(self, tool_id: str, name: str, call: str | None = None) -> None:
+        self._calls[tool_id] = (name, call or f"[tool_use {name}]")
+        self._calls.move_to_end(tool_id)
+        while len(self._calls) > self.size:
+            self._calls.popitem(last=False)
 
     def get(self, tool_id: str) -> str | None:
-        return self._names.get(tool_id)
+        found = self._calls.get(tool_id)
+        return found[0] if found else None
+
+    def call(self, tool_id: str) -> str | None:
+        found = self._calls.get(tool_id)
+        return found[1] if found else None
+
+    def recent(self, count: int = TOOL_CALLS_KEPT) -> list[list[str]]:
+        """The newest ``count`` calls as ``[id, name, call]`` (the call cut short)."""
+        return [
+            [k, name, _clip(call, 200)] for k, (name, call) in list(self._calls.items())[-count:]
+        ]
 
 
 def decode_line(data: bytes) -> tuple[str, bool]:
@@ -273,9 +326,10 @@ def parse_timestamp(value: object) -> datetime | None:
 
 @functools.lru_cache(maxsize=4096)
 def project_from_cwd(cwd: str) -> str:
-    """The project a working directory belongs to: the name of the git work tree containing
-    it (found by looking for ``.git`` upwards, no subprocess), else the folder's own name.
-    A folder that no longer exists is named by its last component."""
+    """The project a working directory belongs to, named as sessions name it
+    (:func:`~session_buddy.core.project.project_identity` of the git work tree containing it,
+    found by looking for ``.git`` upwards, no subprocess; else of the folder itself). A
+    folder that no longer exists is named by its last component."""
     parts = [p for p in re.split(r"[\\/]", cwd) if p]
     fallback = parts[-1] if parts else cwd
     path = Path(cwd)
@@ -283,7 +337,8 @@ def project_from_cwd(cwd: str) -> str:
         if path.is_absolute() and path.is_dir():
             for candidate in (path, *path.parents):
                 if (candidate / ".git").exists():
-                    return candidate.name or fallback
+                    return project_identity(candidate).name if candidate.name else fallback
+            return project_identity(path).name
     except OSError:
         pass
     return fallback
@@ -413,6 +468,7 @@ def parse_line(
     else:
         return ParsedLine([], "malformed", invalid)
     texts: list[str] = []
+    called: list[str] = []  # tool names: metadata of this line's text turn, never a turn
     for index, block in enumerate(blocks):
         if isinstance(block, str):
             block = {"type": "text", "text": block}
@@ -426,41 +482,51 @@ def parse_line(
         elif btype == "tool_use":
             name = str(block.get("name") or "tool")
             if tools is not None and isinstance(block.get("id"), str):
-                tools.add(block["id"], name)
-            extra = {"block": "tool_use", "tool": name}
-            if isinstance(block.get("id"), str):
-                extra["tool_use_id"] = block["id"]
-            turns.append(
-                turn(
-                    "assistant",
-                    summarise_tool_use(name, block.get("input")),
-                    block_index=index,
-                    **extra,
-                )
-            )
+                tools.add(block["id"], name, summarise_tool_use(name, block.get("input")))
+            called.append(name)
         elif btype == "tool_result":
-            tool_id = (
-                block.get("tool_use_id") if isinstance(block.get("tool_use_id"), str) else None
-            )
-            tool = tools.get(tool_id) if (tools is not None and tool_id) else None
-            summary, length = summarise_tool_result(block, tool)
-            extra = {"block": "tool_result", "result_chars": length}
-            if tool:
-                extra["tool"] = tool
-            if tool_id:
-                extra["tool_use_id"] = tool_id
-            if block.get("is_error"):
-                extra["is_error"] = True
-            turns.append(turn("tool", summary, block_index=index, **extra))
+            result = _tool_result_turn(block, tools, lambda c, **x: turn("tool", c, **x))
+            if result is not None:
+                result.metadata["block_index"] = index
+                turns.append(result)
         # thinking / redacted_thinking / image / document: not stored
-    if texts:
-        joined = "\n\n".join(t.strip("\n") for t in texts)
+    joined = "\n\n".join(t.strip("\n") for t in texts)
+    if texts and not is_marker_only(joined):
+        extra = {"tools": called} if called else {}
         if role == "user" and event.get("isCompactSummary"):
-            turns.insert(0, turn("system", joined, compact_summary=True))
+            turns.insert(0, turn("system", joined, compact_summary=True, **extra))
         else:
-            turns.insert(0, turn(role, joined, prose=role == "assistant"))
+            turns.insert(0, turn(role, joined, prose=role == "assistant", **extra))
             user_text = role == "user"
-    return ParsedLine(turns, "turns" if turns else "skipped", invalid, user_text)
+        called = []  # kept on the text turn
+    message_id = message.get("id") if isinstance(message.get("id"), str) else None
+    outcome = "turns" if turns else "skipped"
+    return ParsedLine(turns, outcome, invalid, user_text, called, message_id)
+
+
+def _tool_result_turn(
+    block: dict[str, Any], tools: ToolNames | None, make: Callable[..., Turn]
+) -> Turn | None:
+    """The turn of a tool result, or None when it is only a marker (an empty result) or the
+    answer of one of session-buddy's own tools."""
+    tool_id = block.get("tool_use_id") if isinstance(block.get("tool_use_id"), str) else None
+    tool = tools.get(tool_id) if (tools is not None and tool_id) else None
+    if tool and tool.startswith(OWN_TOOL_PREFIXES):
+        return None
+    summary, length = summarise_tool_result(block, tool)
+    if is_marker_only(summary):
+        return None
+    extra: dict[str, Any] = {"block": "tool_result", "result_chars": length}
+    if tool:
+        extra["tool"] = tool
+    if tool_id:
+        extra["tool_use_id"] = tool_id
+        call = tools.call(tool_id) if tools is not None else None
+        if call:
+            extra["tool_call"] = call
+    if block.get("is_error"):
+        extra["is_error"] = True
+    return make(summary, **extra)
 
 
 def file_context(

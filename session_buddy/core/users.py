@@ -26,12 +26,16 @@ author (:data:`MACHINE_AUTHORS`), belong to the reading install's own user
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import TYPE_CHECKING
 
 from session_buddy.errors import AuthError, ValidationError
-from session_buddy.settings import SessionBuddySettings
+
+if TYPE_CHECKING:  # light imports only: the stdio bridge reads login_name from here
+    from session_buddy.settings import SessionBuddySettings
 
 __all__ = [
     "MACHINE_AUTHORS",
@@ -40,6 +44,7 @@ __all__ = [
     "authenticated",
     "current_user",
     "local_user",
+    "login_name",
     "owner_of",
     "resolve_user_argument",
 ]
@@ -55,9 +60,21 @@ def local_user(settings: SessionBuddySettings) -> str:
     """The install's own user: ``settings.user``, else the login name."""
     if settings.user:
         return settings.user
-    from session_buddy.server.auth import login_name
-
     return login_name()
+
+
+def login_name() -> str:
+    """The operating system's name for the user running this process (also the subject of
+    the tokens the stdio bridge mints)."""
+    for key in ("USER", "LOGNAME", "USERNAME"):
+        if os.environ.get(key):
+            return os.environ[key]
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):
+        return "user"
 
 
 def authenticated() -> bool:

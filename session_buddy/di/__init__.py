@@ -65,7 +65,9 @@ def configure(
         from session_buddy.adapters import adapter_class, base_class
         from session_buddy.core.capture import CaptureService
         from session_buddy.core.memory import MemoryService
+        from session_buddy.core.permissions import PermissionService
         from session_buddy.core.projects import ProjectService
+        from session_buddy.core.recall import RecallService
         from session_buddy.core.sessions import SessionService
         from session_buddy.core.teams import TeamService
         from session_buddy.settings import SessionBuddySettings
@@ -94,8 +96,10 @@ def configure(
         for category in ("shutdown", "http", "embeddings", "storage", "health"):
             choice = getattr(settings.adapters, category)
             cls = adapter_class(category, choice)
+            # health checks storage once it is open: it is handed the start-up to await
+            extra: dict[str, Any] = {"ready": ready} if category == "health" else {}
             instance = (
-                cls.from_settings(settings, paths, resolve)
+                cls.from_settings(settings, paths, resolve, **extra)
                 if hasattr(cls, "from_settings")
                 else cls()
             )
@@ -107,6 +111,8 @@ def configure(
         put(ProjectService, ProjectService.from_container(resolve))
         put(CaptureService, CaptureService.from_container(resolve))
         put(SessionService, SessionService.from_container(resolve))
+        put(RecallService, RecallService.from_container(resolve))
+        put(PermissionService, PermissionService.from_container(resolve))
         _container = target
         _registered[:] = registered
         _started = False

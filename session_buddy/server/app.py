@@ -35,6 +35,7 @@ TOOL_MODULES = [
     "session_buddy.tools.session",
     "session_buddy.tools.projects",
     "session_buddy.tools.teams",
+    "session_buddy.tools.permissions",
 ]
 
 #: Tools that answer before storage is open (they report on it instead).
@@ -137,4 +138,7 @@ def create_server(settings: SessionBuddySettings | None = None) -> FastMCP:
     )
     for name in TOOL_MODULES:
         importlib.import_module(name).register(mcp)
+    from session_buddy.server import hook_routes
+
+    hook_routes.register(mcp)
     return mcp

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from session_buddy.core.users import login_name as login_name  # the tokens' default subject
 from session_buddy.errors import AuthError
 
 SECRET_ENV = "SESSION_BUDDY_AUTH_SECRET"
@@ -88,15 +89,3 @@ def verify_token(secret: bytes, token: str) -> dict[str, Any]:
     except jwt.InvalidTokenError as exc:
         raise AuthError(f"token is not valid: {exc}") from None
     return claims
-
-
-def login_name() -> str:
-    for key in ("USER", "LOGNAME", "USERNAME"):
-        if os.environ.get(key):
-            return os.environ[key]
-    try:
-        import pwd
-
-        return pwd.getpwuid(os.getuid()).pw_name
-    except (ImportError, KeyError):
-        return "user"

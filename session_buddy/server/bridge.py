@@ -383,3 +383,30 @@ def _owned_by_us(pid: int) -> bool:
         return mine and b"session_buddy" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
+
+
+def call_tool(
+    data_dir: Path, config: str | None, name: str, arguments: dict[str, Any]
+) -> dict[str, Any]:
+    """Call one tool on the shared service of ``data_dir`` (starting it when needed) and return
+    its structured result: how a CLI command that writes goes through the one writer instead of
+    opening the store itself. Raises RuntimeError with the service's message on an error."""
+    answers: list[dict[str, Any]] = []
+    bridge = ServiceBridge(data_dir, config, answers.append, "2025-06-18")
+    bridge.forward(
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": name, "arguments": arguments},
+        }
+    )
+    answer = next((a for a in answers if a.get("id") == 1), None)
+    if answer is None or "error" in answer:
+        raise RuntimeError(str((answer or {}).get("error", {}).get("message", "no answer")))
+    result = answer.get("result") or {}
+    text = " ".join(c.get("text", "") for c in result.get("content", []) if isinstance(c, dict))
+    if result.get("isError"):
+        raise RuntimeError(text or "the tool failed")
+    structured = result.get("structuredContent")
+    return structured if isinstance(structured, dict) else {"text": text}

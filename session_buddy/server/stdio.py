@@ -34,6 +34,7 @@ import sys
 import threading
 from typing import IO, Any
 
+from session_buddy.server.catalog import listed
 from session_buddy.server.identity import initialize_result
 from session_buddy.server.limits import parse_message, rpc_error
 
@@ -44,6 +45,9 @@ DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
 MIN_REQUEST_LIMIT = 1024
 
 SHUTDOWN_GRACE_S = 30.0
+#: the loader waits this long (or until a request needs the server) before it starts importing,
+#: so that on a busy machine the first answers (initialize, the lists) go out first
+LOADER_DELAY_S = 0.3
 
 
 class _Stop(Exception):
@@ -70,6 +74,7 @@ class StdioFront:
         self._server: Any = None
         self._stopping = False
         self._out: IO[bytes] = sys.stdout.buffer
+        self._needed = threading.Event()  # a request the front cannot answer arrived
 
     # -- output --------------------------------------------------------------------------------
 
@@ -121,9 +126,12 @@ class StdioFront:
         try:
             self._server.run(transport="stdio", show_banner=False)
         finally:
-            with contextlib.suppress(ValueError, OSError):  # the transport may have closed it
-                sys.stdout.flush()
-                sys.stdout.close()
+            # FastMCP's transport may have closed the pipe already when its client went away
+            if not sys.stdout.closed:
+                with contextlib.suppress(OSError, ValueError):
+                    sys.stdout.flush()
+                with contextlib.suppress(OSError, ValueError):
+                    sys.stdout.close()
             sys.stdin, sys.stdout = saved_stdin, saved_stdout
             pump.join(timeout=5)
 
@@ -198,6 +206,13 @@ class StdioFront:
                     "result": initialize_result(params.get("protocolVersion")),
                 }
             )
+        elif "id" in message:
+            stored = listed(message.get("method"), message.get("params"))
+            if stored is not None:  # answered now, cold service or not (server.catalog)
+                self._send_json({"jsonrpc": "2.0", "id": message["id"], "result": stored})
+                return
+            if message.get("method") != "initialize":
+                self._needed.set()
         self._inbox.put((line, message))
 
     def _on_signal(self, signum: int, frame: Any) -> None:
@@ -205,6 +220,7 @@ class StdioFront:
         raise _Stop
 
     def _load_and_serve(self) -> None:
+        self._needed.wait(LOADER_DELAY_S)
         try:
             from session_buddy.settings import load_settings
 

@@ -32,7 +32,9 @@ class ImportSummary(BaseModel):
     malformed: int = Field(description="Lines skipped because they are not valid transcript JSON")
     invalid_utf8: int = Field(description="Lines with non-UTF-8 bytes (the bytes were replaced)")
     oversized: int
-    skipped: int = Field(description="Lines with nothing to store (bookkeeping, thinking only)")
+    skipped: int = Field(
+        description="Lines with nothing to store (bookkeeping, thinking or tool calls only)"
+    )
     pending_bytes: int = Field(description="An incomplete last line, left until it is complete")
     bytes_read: int
     seconds: float
@@ -78,54 +80,63 @@ def _insight(item: Any) -> Insight:
     )
 
 
+async def index_transcripts(
+    ctx: Context,
+    path: Annotated[
+        str | None, Field(description="Folder or .jsonl file; default ~/.claude/projects")
+    ] = None,
+) -> ImportSummary:
+    async def progress(done: int, total: int) -> None:
+        await ctx.report_progress(done, total or None, "importing transcripts")
+
+    from session_buddy.core.transcripts import claude_projects_dir
+
+    root = path or str(claude_projects_dir())
+    report = await capture().import_transcripts(root, progress=progress)
+    return ImportSummary(path=root, **report.to_dict())
+
+
+async def search_insights(
+    query: Annotated[str, Field(description="What to look for, or '*' for all")],
+    project: str | None = None,
+    limit: int = 20,
+) -> InsightResults:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValidationError(f"limit must be between 1 and {MAX_LIMIT}, not {limit}")
+    if not query.strip():
+        raise ValidationError("query must not be empty: give words to look for, or '*' for all")
+    found = await capture().search_insights(query, project=project, limit=limit)
+    insights = [_insight(i) for i in found]
+    return InsightResults(query=query, count=len(insights), insights=insights)
+
+
+async def insights_statistics() -> dict[str, Any]:
+    return await capture().insight_statistics()
+
+
 def register(mcp: FastMCP) -> None:
-    @mcp.tool(
+    mcp.tool(
+        index_transcripts,
         description=(
             "Import Claude Code transcripts into memory: user and assistant text as "
-            "conversations (tool calls summarised, long tool results cut) and the "
-            "'★ Insight' blocks as insights. path: a folder or one .jsonl file (default "
+            "conversations (the tools a turn called are its metadata, never a turn of their "
+            "own; long tool results cut; session-buddy's own answers and Claude Code's "
+            "helper agents left out) and the '★ Insight' blocks as insights. path: a folder "
+            "or one .jsonl file (default "
             "~/.claude/projects). Incremental: only lines added since the last import are "
             "read; re-running stores nothing twice. Sends progress notifications."
-        )
+        ),
     )
-    async def index_transcripts(
-        ctx: Context,
-        path: Annotated[
-            str | None, Field(description="Folder or .jsonl file; default ~/.claude/projects")
-        ] = None,
-    ) -> ImportSummary:
-        async def progress(done: int, total: int) -> None:
-            await ctx.report_progress(done, total or None, "importing transcripts")
-
-        from session_buddy.core.transcripts import claude_projects_dir
-
-        root = path or str(claude_projects_dir())
-        report = await capture().import_transcripts(root, progress=progress)
-        return ImportSummary(path=root, **report.to_dict())
-
-    @mcp.tool(
+    mcp.tool(
+        search_insights,
         annotations={"readOnlyHint": True},
         description=(
             "Search the insights captured from Claude Code sessions (hybrid search), or "
             "query='*' to list them all, newest first. project scopes to one project."
         ),
     )
-    async def search_insights(
-        query: Annotated[str, Field(description="What to look for, or '*' for all")],
-        project: str | None = None,
-        limit: int = 20,
-    ) -> InsightResults:
-        if not 1 <= limit <= MAX_LIMIT:
-            raise ValidationError(f"limit must be between 1 and {MAX_LIMIT}, not {limit}")
-        if not query.strip():
-            raise ValidationError("query must not be empty: give words to look for, or '*' for all")
-        found = await capture().search_insights(query, project=project, limit=limit)
-        insights = [_insight(i) for i in found]
-        return InsightResults(query=query, count=len(insights), insights=insights)
-
-    @mcp.tool(
+    mcp.tool(
+        insights_statistics,
         annotations={"readOnlyHint": True},
         description="Counts of captured insights: total, by project, by topic tag and by day.",
     )
-    async def insights_statistics() -> dict[str, Any]:
-        return await capture().insight_statistics()

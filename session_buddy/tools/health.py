@@ -10,8 +10,13 @@ from session_buddy import di
 from session_buddy.adapters.health._base import HealthBase
 
 
+async def health() -> dict[str, Any]:
+    return await di.get(HealthBase).check()
+
+
 def register(mcp: FastMCP) -> None:
-    @mcp.tool(
+    mcp.tool(
+        health,
         annotations={"readOnlyHint": True},
         description=(
             "Report the health of session-buddy: overall status (healthy, degraded or unhealthy) "
@@ -19,5 +24,3 @@ def register(mcp: FastMCP) -> None:
             "loaded/lazy/degraded, http). Use it when memory tools fail or return nothing."
         ),
     )
-    async def health() -> dict[str, Any]:
-        return await di.get(HealthBase).check()

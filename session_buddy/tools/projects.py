@@ -11,8 +11,9 @@ from fastmcp import FastMCP
 from pydantic import BaseModel, Field
 
 from session_buddy import di
+from session_buddy.core.project import default_directory
 from session_buddy.core.projects import CrossProjectSearch, ProjectService
-from session_buddy.tools.memory import hit_fields
+from session_buddy.tools.memory import default_project, hit_fields
 
 DependencyType = Literal["uses", "extends", "references", "shares_code"]
 IncludeArg = Literal["related", "group", "all"]
@@ -59,6 +60,12 @@ class CrossProjectResults(BaseModel):
 
 def projects() -> ProjectService:
     return di.get(ProjectService)
+
+
+def caller_project(project: str | None) -> str:
+    """The project given, else the caller's: its current session's project, else the
+    project of its working directory."""
+    return default_project(project) or default_directory()
 
 
 def _results(found: CrossProjectSearch) -> CrossProjectResults:
@@ -176,16 +183,26 @@ def register(mcp: FastMCP) -> None:
             "'all' (every project). Ranking: fused score x tier weight (current 1.0, dependency "
             "0.85, group 0.7, other 0.5), so the current project wins ties. Each hit says which "
             "project it came from and why that project was searched. Unrelated projects are "
-            "never searched unless include='all'."
+            "never searched unless include='all'. project defaults to the caller's project "
+            "(the current session's, else the working directory's)."
         ),
     )
     async def search_across_projects(
         query: str,
-        project: ProjectArg,
+        project: Annotated[
+            str | None,
+            Field(
+                description="A project name, one of its aliases, or a folder (its git root); "
+                "default: the caller's project"
+            ),
+        ] = None,
         limit: Annotated[int, Field(ge=1, le=100)] = 10,
         include: IncludeArg = "related",
     ) -> CrossProjectResults:
-        return _results(await projects().search_across_projects(query, project, limit, include))
+        found = await projects().search_across_projects(
+            query, caller_project(project), limit, include
+        )
+        return _results(found)
 
     @mcp.tool(
         annotations={"readOnlyHint": True},

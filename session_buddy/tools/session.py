@@ -64,9 +64,11 @@ def _brief_text(result: dict[str, Any]) -> str:
     s = result["session"]
     project = result.get("project") or {}
     git = project.get("git") or {}
+    aliases = project.get("aliases") or []
+    also = f", also known as {', '.join(aliases)}" if aliases else ""
     lines = [
         f"session-buddy: session `{s['id']}` {result.get('how', 'opened')} for project "
-        f"{s.get('project')} ({project.get('path')})."
+        f"{s.get('project')}{also} ({project.get('path')})."
     ]
     langs = ", ".join(list((project.get("languages") or {}).keys())[:4])
     facts = [

@@ -11,7 +11,8 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from session_buddy import __version__
@@ -38,24 +39,43 @@ MODULE_METADATA = AdapterMetadata(
 STORAGE_SLOW_MS = 500.0
 
 
+@dataclass(eq=False)  # compared and hashed by identity, like the other adapters
 class Health(HealthBase):
-    name = "default"
+    """The checks, over the adapters they look at (given at construction). ``ready``, when
+    given, is awaited before storage is checked: it opens storage if that has not happened
+    yet (the container hands in its start-up, ``di.ready``)."""
 
-    def __init__(self, resolve: Callable[[type], Any]) -> None:
-        self._resolve = resolve
-        self._started = time.time()
+    settings: SessionBuddySettings
+    paths: SessionPaths
+    storage: StorageBase
+    embeddings: EmbeddingsBase
+    http: HttpBase
+    ready: Callable[[], Awaitable[None]] | None = None
+    started: float = field(default_factory=time.time)
+    name = "default"
 
     @classmethod
     def from_settings(
-        cls, settings: SessionBuddySettings, paths: SessionPaths, resolve: Any
+        cls,
+        settings: SessionBuddySettings,
+        paths: SessionPaths,
+        resolve: Callable[[type], Any],
+        *,
+        ready: Callable[[], Awaitable[None]] | None = None,
     ) -> Health:
-        return cls(resolve)
+        return cls(
+            settings,
+            paths,
+            resolve(StorageBase),
+            resolve(EmbeddingsBase),
+            resolve(HttpBase),
+            ready=ready,
+        )
 
     async def check(self) -> dict[str, Any]:
         from mcp_common.health import ComponentHealth, HealthCheckResponse, HealthStatus
 
-        settings: SessionBuddySettings = self._resolve(SessionBuddySettings)
-        paths: SessionPaths = self._resolve(SessionPaths)
+        settings, paths = self.settings, self.paths
         components = [
             ComponentHealth(
                 name="python",
@@ -73,7 +93,7 @@ class Health(HealthBase):
         response = HealthCheckResponse.create(
             components=components,
             version=__version__,
-            start_time=self._started,
+            start_time=self.started,
             metadata={"mode": settings.mode, "adapters": settings.adapters.model_dump()},
         )
         return response.to_dict()
@@ -109,11 +129,10 @@ class Health(HealthBase):
         )
 
     async def _storage(self, settings: SessionBuddySettings, CH: Any, HS: Any) -> Any:
-        from session_buddy import di
-
-        storage: StorageBase = self._resolve(StorageBase)
+        storage = self.storage
         try:
-            await di.ready()
+            if self.ready is not None:
+                await self.ready()
             latency = await storage.ping()
             stats = await storage.stats()
         except Exception as exc:
@@ -140,7 +159,7 @@ class Health(HealthBase):
         )
 
     def _embeddings(self, CH: Any, HS: Any) -> Any:
-        emb: EmbeddingsBase = self._resolve(EmbeddingsBase)
+        emb = self.embeddings
         state = emb.state
         meta = {
             "adapter": emb.name,
@@ -171,7 +190,7 @@ class Health(HealthBase):
         )
 
     def _http(self, CH: Any, HS: Any) -> Any:
-        http: HttpBase = self._resolve(HttpBase)
+        http = self.http
         return CH(
             name="http",
             status=HS.HEALTHY,

@@ -13,6 +13,7 @@ Every method is async; blocking backends run their work with ``asyncio.to_thread
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import json
 import re
@@ -123,6 +124,42 @@ def _has_nul(value: object) -> bool:
     return False
 
 
+def check_content(content: object, max_bytes: int) -> str:
+    """An item's content: text of at most ``max_bytes`` bytes, not blank."""
+    from session_buddy.errors import ValidationError
+
+    check_text(content, max_bytes)
+    assert isinstance(content, str)
+    if not content.strip():
+        raise ValidationError("content is empty; there is nothing to store")
+    return content
+
+
+def check_tags(tags: object) -> list[str]:
+    """An item's tags: a list of strings of at most 1 KiB each (a copy of it)."""
+    from session_buddy.errors import ValidationError
+
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise ValidationError("tags must be a list of strings")
+    for tag in tags:
+        check_text(tag, 1024, what="a tag")
+    return list(tags)
+
+
+def check_vector(vector: np.ndarray, dimension: int) -> np.ndarray:
+    """``vector`` as a flat float32 array of ``dimension`` values; else DimensionMismatch."""
+    from session_buddy.errors import DimensionMismatch
+
+    vec = np.asarray(vector, dtype=np.float32).reshape(-1)
+    if vec.shape[0] != dimension:
+        raise DimensionMismatch(
+            f"a {vec.shape[0]}-dimensional vector was given but the store holds "
+            f"{dimension}-dimensional vectors; use the embedding model the store "
+            "was built with, or re-embed the store"
+        )
+    return vec
+
+
 def validate_item(item: NewItem, max_bytes: int) -> None:
     """The checks every backend applies to an item before storing it."""
     from session_buddy.errors import ValidationError
@@ -131,13 +168,8 @@ def validate_item(item: NewItem, max_bytes: int) -> None:
         raise ValidationError(f"kind must be one of {', '.join(KINDS)}, not {item.kind!r}")
     if item.role is not None and item.role not in ROLES:
         raise ValidationError(f"role must be one of {', '.join(ROLES)}, not {item.role!r}")
-    check_text(item.content, max_bytes)
-    if not item.content.strip():
-        raise ValidationError("content is empty; there is nothing to store")
-    if not isinstance(item.tags, list) or not all(isinstance(t, str) for t in item.tags):
-        raise ValidationError("tags must be a list of strings")
-    for tag in item.tags:
-        check_text(tag, 1024, what="a tag")
+    check_content(item.content, max_bytes)
+    check_tags(item.tags)
     for name in ("project", "session_id", "author"):
         value = getattr(item, name)
         if value is not None:
@@ -145,6 +177,81 @@ def validate_item(item: NewItem, max_bytes: int) -> None:
     metadata_json(item.metadata)
     if item.created_at.tzinfo is None:
         item.created_at = item.created_at.replace(tzinfo=UTC)
+
+
+def validate_items(
+    items: Sequence[NewItem], max_bytes: int, vector_check: Callable[[np.ndarray], object]
+) -> None:
+    """:func:`validate_item` on each item of an ``add_items`` batch, and its vector through
+    the backend's ``vector_check`` (which raises DimensionMismatch)."""
+    for item in items:
+        validate_item(item, max_bytes)
+        if item.embedding is not None:
+            vector_check(item.embedding)
+
+
+@dataclass(slots=True, frozen=True)
+class ItemChange:
+    """An ``update_item`` call, checked: each field None when it is kept."""
+
+    content: str | None = None
+    content_hash: str | None = None
+    tags: list[str] | None = None
+    metadata: dict[str, Any] | None = None
+    #: ``metadata`` as JSON text (what the SQL backends write)
+    metadata_json: str | None = None
+    #: the new vector (flat float32), or None; with a new content, None clears the vector
+    embedding: np.ndarray | None = None
+
+
+def validate_update(
+    *,
+    content: str | None,
+    tags: list[str] | None,
+    metadata: dict[str, Any] | None,
+    embedding: np.ndarray | None,
+    max_bytes: int,
+    dimension: int,
+) -> ItemChange:
+    """The checks of ``update_item``, the same on every backend and the same rules as
+    :func:`validate_item` for what an update can change (content, tags, metadata, vector).
+    The item's kind, project, author and times are not changed by an update."""
+    md_text = None if metadata is None else metadata_json(metadata)
+    return ItemChange(
+        content=None if content is None else check_content(content, max_bytes),
+        content_hash=None if content is None else content_hash(content),
+        tags=None if tags is None else check_tags(tags),
+        metadata=None if metadata is None else copy.deepcopy(metadata),
+        metadata_json=md_text,
+        embedding=None if embedding is None else check_vector(embedding, dimension),
+    )
+
+
+def no_item(item_id: str) -> Exception:
+    """The error of an update of an item that does not exist."""
+    from session_buddy.errors import NotFound
+
+    return NotFound(f"no memory item with id {item_id!r}")
+
+
+def duplicate_item(kind: str | None, other_id: object) -> Exception:
+    """The error of an update that would make an item identical to another (its dedup key)."""
+    from session_buddy.errors import ValidationError
+
+    return ValidationError(
+        f"an identical {kind or 'item'} already exists (id {other_id}); delete one of them"
+    )
+
+
+def aware(moment: datetime) -> datetime:
+    """``moment`` with a time zone (UTC when it has none)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def in_order(ids: Sequence[str], items: Sequence[MemoryItem]) -> list[MemoryItem]:
+    """``items`` in the order of ``ids`` (what ``get_items`` returns); unknown ids left out."""
+    found = {x.id: x for x in items}
+    return [found[i] for i in ids if i in found]
 
 
 #: kind, content, content_hash, project, session_id, role, tags, author, metadata JSON
@@ -279,6 +386,57 @@ class Record:
     updated_at: datetime = field(default_factory=utcnow)
 
 
+#: collection, id, project, status, created_at, updated_at, data JSON
+RecordValues = tuple[str, str, str | None, str | None, datetime, datetime, str]
+
+
+def record_values(record: Record) -> RecordValues:
+    """A record's stored fields in the column order of the ``records`` tables, checked the
+    same way by every backend (text fields of at most 4 KiB, data a JSON object)."""
+    data = metadata_json(record.data)
+    for name in ("collection", "id", "project", "status"):
+        value = getattr(record, name)
+        if value is not None:
+            check_text(value, 4096, what=f"a record's {name}")
+    return (
+        record.collection,
+        record.id,
+        record.project,
+        record.status,
+        aware(record.created_at),
+        aware(record.updated_at),
+        data,
+    )
+
+
+def check_meta(key: str, value: str) -> None:
+    """A meta key/value, checked the same way by every backend."""
+    check_text(key, 4096, what="a meta key")
+    check_text(value, 1 << 20, what="a meta value")
+
+
+def stats_of(
+    by_kind: dict[str, int],
+    by_project: dict[str, int],
+    embedded: int,
+    meta: dict[str, str],
+    size_bytes: int | None = None,
+    vector_search: str = "exact",
+) -> StorageStats:
+    """The stats answer from the counts every backend gathers."""
+    dim = meta.get("embedding_dimension")
+    return StorageStats(
+        items=sum(by_kind.values()),
+        by_kind=by_kind,
+        by_project=by_project,
+        embedded=int(embedded),
+        embedding_model=meta.get("embedding_model"),
+        embedding_dimension=int(dim) if dim else None,
+        size_bytes=size_bytes,
+        vector_search=vector_search,
+    )
+
+
 def check_record_key(record: Record, collection: str, record_id: str) -> None:
     if (record.collection, record.id) != (collection, record_id):
         raise ValueError(
@@ -292,6 +450,10 @@ class StorageBase(ABC):
 
     #: The name used in settings (``adapters.storage``).
     name: str = ""
+    #: the largest content accepted, in UTF-8 bytes (setting storage.max_content_bytes)
+    max_content_bytes: int
+    #: the dimension of the stored vectors
+    dimension: int
 
     @abstractmethod
     async def initialize(self) -> None:
@@ -311,7 +473,6 @@ class StorageBase(ABC):
     async def get_items(self, ids: Sequence[str]) -> list[MemoryItem]:
         """The items with these ids, in the order given; unknown ids are left out."""
 
-    @abstractmethod
     async def update_item(
         self,
         item_id: str,
@@ -322,7 +483,22 @@ class StorageBase(ABC):
         embedding: np.ndarray | None = None,
     ) -> MemoryItem:
         """Change an item; raises NotFound. A new content must come with its new embedding
-        (or None when embeddings are off)."""
+        (or None when embeddings are off). Checked here by :func:`validate_update`, the same
+        for every backend, then written by the backend's :meth:`_apply_update`."""
+        change = validate_update(
+            content=content,
+            tags=tags,
+            metadata=metadata,
+            embedding=embedding,
+            max_bytes=self.max_content_bytes,
+            dimension=self.dimension,
+        )
+        return await self._apply_update(item_id, change)
+
+    @abstractmethod
+    async def _apply_update(self, item_id: str, change: ItemChange) -> MemoryItem:
+        """Write a checked change (raises NotFound; ValidationError when the new content
+        makes the item identical to another of the same dedup key)."""
 
     @abstractmethod
     async def delete_items(self, ids: Sequence[str]) -> int:

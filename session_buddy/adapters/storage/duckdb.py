@@ -23,41 +23,40 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import numpy as np
 
 from session_buddy._acb import AdapterCapability, AdapterMetadata, AdapterStatus
+from session_buddy.adapters.storage import _sql
 from session_buddy.adapters.storage._base import (
     AddResult,
     DedupKey,
     Hit,
+    ItemChange,
     ItemFilter,
     MemoryItem,
     NewItem,
     Record,
-    StorageBase,
-    StorageStats,
-    check_text,
-    content_hash,
+    check_vector,
     dedup_key,
-    item_values,
-    metadata_json,
+    duplicate_item,
+    no_item,
     utcnow,
-    validate_item,
+    validate_items,
     validate_stored_item,
 )
-from session_buddy.errors import NotFound, StorageError, ValidationError
+from session_buddy.adapters.storage._local import sync_index
+from session_buddy.adapters.storage._sql import ItemRow
+from session_buddy.errors import StorageError
 from session_buddy.search import IndexEntry, SearchIndex
 
 if TYPE_CHECKING:
@@ -83,18 +82,29 @@ MODULE_METADATA = AdapterMetadata(
 log = logging.getLogger(__name__)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _from_us(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=int(value))
+
+
+#: DuckDB's SQL (times are read as epoch microseconds: DuckDB's own TIMESTAMPTZ conversion
+#: needs pytz and the local zone)
+DUCKDB = _sql.Dialect(
+    name="duckdb",
+    numbered=False,
+    text="VARCHAR",
+    json="JSON",
+    any_of="{column} IN (SELECT unnest({param}::VARCHAR[]))",
+    all_tags="list_has_all(tags, {param}::VARCHAR[])",
+    time="epoch_us({})",
+    read_time=_from_us,
+)
 _TABLE = {"conversation": "conversations", "reflection": "reflections", "insight": "reflections"}
 _TIME = {"conversations": '"timestamp"', "reflections": "created_at"}
 
 
 # -- schema ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Migration:
-    version: int
-    description: str
-    statements: Callable[[int], list[str]]  # vector dimension -> SQL statements
 
 
 def _schema_1(dim: int) -> list[str]:
@@ -130,109 +140,90 @@ def _schema_1(dim: int) -> list[str]:
     ]
 
 
-#: Forward migrations, applied in order; never edit a released step, append a new one.
-MIGRATIONS: list[Migration] = [
-    Migration(1, "conversations, reflections, records, meta", _schema_1),
-    # PostgreSQL's version 2 adds its keyword postings and a per-author dedup index; DuckDB
-    # does both in process
-    Migration(
-        2,
-        "keyword postings and dedup per author (DuckDB: both kept in process)",
-        lambda dim: [],
-    ),
-]
+#: Forward migrations (the steps of :data:`._sql.STEPS`), applied in order.
+MIGRATIONS = _sql.migrations({1: _schema_1, 2: lambda dim: []})
 SCHEMA_VERSION = MIGRATIONS[-1].version
-
-_ITEM_COLUMNS = (
-    "id, kind, content, project, session_id, role, tags, author, metadata, "
-    "epoch_us(created_at), epoch_us(updated_at), content_hash, embedding IS NOT NULL"
-)
+_ITEM_COLUMNS = DUCKDB.item_columns
 
 
-def _from_us(value: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=int(value))
+# -- writing item rows ---------------------------------------------------------------------
 
 
-def _item(row: tuple[Any, ...]) -> MemoryItem:
-    return MemoryItem(
-        id=row[0],
-        kind=row[1],
-        content=row[2],
-        project=row[3],
-        session_id=row[4],
-        role=row[5],
-        tags=list(row[6] or []),
-        author=row[7],
-        metadata=json.loads(row[8]) if row[8] else {},
-        created_at=_from_us(row[9]),
-        updated_at=_from_us(row[10]),
-        content_hash=row[11],
-        has_embedding=bool(row[12]),
-    )
+def _insert_items(con: Any, rows: list[ItemRow], dim: int) -> None:
+    """Insert item rows, each into its kind's table."""
+    for table in ("conversations", "reflections"):
+        chosen = [r for r in rows if _TABLE[r.kind] == table]
+        if chosen:
+            _insert_rows(con, table, chosen, dim)
 
 
-def _where(flt: ItemFilter | None) -> tuple[str, list[Any]]:
-    """A parameterised WHERE clause for the ``items`` view."""
-    if flt is None:
-        return "", []
-    parts: list[str] = []
-    params: list[Any] = []
-    if flt.ids is not None:
-        parts.append("id IN (SELECT unnest(?::VARCHAR[]))")
-        params.append(sorted(flt.ids))
-    if flt.projects is not None:
-        parts.append("project IN (SELECT unnest(?::VARCHAR[]))")
-        params.append(list(flt.projects))
-    if flt.kinds is not None:
-        parts.append("kind IN (SELECT unnest(?::VARCHAR[]))")
-        params.append(list(flt.kinds))
-    if flt.role is not None:
-        parts.append("role = ?")
-        params.append(flt.role)
-    if flt.session_id is not None:
-        parts.append("session_id = ?")
-        params.append(flt.session_id)
-    if flt.after is not None:
-        parts.append("created_at >= ?")
-        params.append(_aware(flt.after))
-    if flt.before is not None:
-        parts.append("created_at < ?")
-        params.append(_aware(flt.before))
-    if flt.tags:
-        parts.append("list_has_all(tags, ?::VARCHAR[])")
-        params.append(list(flt.tags))
-    return (" WHERE " + " AND ".join(parts)) if parts else "", params
+def _insert_rows(con: Any, table: str, rows: list[ItemRow], dim: int) -> None:
+    """Insert rows into one item table in a single statement (columns as unnested
+    arrays, vectors joined from a registered numpy view)."""
+    kind_col = "kind, " if table == "reflections" else ""
+    kind_val = "unnest(?::VARCHAR[]) AS c0, " if table == "reflections" else ""
+    params: list[Any] = [[r.kind for r in rows]] if kind_col else []
+    params += [
+        len(rows),
+        [r.id for r in rows],
+        [r.content for r in rows],
+        [r.content_hash for r in rows],
+        [r.project for r in rows],
+        [r.session_id for r in rows],
+        [r.role for r in rows],
+        [r.tags for r in rows],
+        [r.author for r in rows],
+        [r.metadata for r in rows],
+        [r.created_at for r in rows],
+        [r.updated_at for r in rows],
+    ]
+    with _vectors_view(con, [r.embedding for r in rows], dim) as view:
+        con.execute(
+            f"INSERT INTO {table} ({kind_col}id, content, content_hash, project, "
+            f"session_id, role, tags, author, metadata, {_TIME[table]}, updated_at, "
+            f"embedding) SELECT r.* EXCLUDE (i), v.emb FROM (SELECT {kind_val}"
+            "unnest(range(?)) AS i, unnest(?::VARCHAR[]) AS c1, "
+            "unnest(?::VARCHAR[]) AS c2, unnest(?::VARCHAR[]) AS c3, "
+            "unnest(?::VARCHAR[]) AS c4, unnest(?::VARCHAR[]) AS c5, "
+            "unnest(?::VARCHAR[]) AS c6, unnest(?::VARCHAR[][]) AS c7, "
+            "unnest(?::VARCHAR[]) AS c8, unnest(?::VARCHAR[])::JSON AS c9, "
+            "unnest(?::TIMESTAMPTZ[]) AS c10, unnest(?::TIMESTAMPTZ[]) AS c11"
+            f") AS r LEFT JOIN {view} AS v USING (i) "
+            "ORDER BY r.i",
+            params,
+        )
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+@contextlib.contextmanager
+def _vectors_view(
+    con: duckdb.DuckDBPyConnection, vectors: list[np.ndarray | None], dim: int
+) -> Iterator[str]:
+    """A relation ``(i, emb FLOAT[dim])`` of the batch's vectors (row ``i`` of the batch).
+
+    The vectors go in as one flat float32 numpy column, registered with the connection
+    and folded into arrays by DuckDB: about 10x faster than binding nested Python lists
+    (~70 against ~700 us per 384-d row)."""
+    rows = [i for i, v in enumerate(vectors) if v is not None]
+    if not rows:
+        yield f"(SELECT NULL::BIGINT AS i, NULL::FLOAT[{dim}] AS emb LIMIT 0)"
+        return
+    matrix = np.stack([np.asarray(vectors[i], dtype=np.float32).reshape(-1) for i in rows])
+    frame = {
+        "i": np.repeat(np.asarray(rows, dtype=np.int64), dim),
+        "j": np.tile(np.arange(dim, dtype=np.int32), len(rows)),
+        "x": np.ascontiguousarray(matrix.reshape(-1)),
+    }
+    name = "_sb_batch_vectors"
+    con.register(name, frame)
+    try:
+        yield f"(SELECT i, list(x ORDER BY j)::FLOAT[{dim}] AS emb FROM {name} GROUP BY i)"
+    finally:
+        con.unregister(name)
 
 
-class _Row(NamedTuple):
-    """One item row as the item tables store it."""
-
-    id: str
-    kind: str
-    content: str
-    content_hash: str
-    project: str | None
-    session_id: str | None
-    role: str | None
-    tags: list[str]
-    author: str | None
-    metadata: str
-    created_at: Any
-    updated_at: Any
-    embedding: Any
-
-    @classmethod
-    def of(cls, item_id: str, x: Any, created_at: Any, updated_at: Any, vector: Any) -> _Row:
-        """The row of an item (new or stored: anything with the item fields)."""
-        return cls(item_id, *item_values(x), created_at, updated_at, vector)
-
-
-class Storage(StorageBase):
+class Storage(_sql.SqlStorage):
     name = "duckdb"
+    dialect = DUCKDB
 
     def __init__(
         self,
@@ -291,18 +282,10 @@ class Storage(StorageBase):
                 ) from exc
             try:
                 self._migrate(con)
-                stored_dim = con.execute(
-                    "SELECT value FROM meta WHERE key = 'vector_dimension'"
-                ).fetchone()
-                if stored_dim is not None and int(stored_dim[0]) != self.dimension:
-                    log.warning(
-                        "%s holds %s-dimensional vectors but embeddings.dimension is %d; "
-                        "semantic search stays off until they agree",
-                        self.path,
-                        stored_dim[0],
-                        self.dimension,
-                    )
-                    self.dimension = int(stored_dim[0])
+                stored = con.execute(_sql.VECTOR_DIMENSION).fetchone()
+                self.dimension = _sql.stored_dimension(
+                    stored[0] if stored else None, self.dimension, str(self.path)
+                )
                 self.index = SearchIndex(self.dimension)
                 started = time.perf_counter()
                 self._load_index(con)
@@ -319,28 +302,15 @@ class Storage(StorageBase):
             )
 
     def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
-        con.execute(
-            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
-            "description VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
-        )
-        row = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+        """Apply the pending steps of :data:`MIGRATIONS`, each in its own transaction."""
+        con.execute(_sql.schema_version_table(DUCKDB))
+        row = con.execute(_sql.CURRENT_VERSION).fetchone()
         current = int(row[0]) if row else 0
-        if current > SCHEMA_VERSION:
-            raise StorageError(
-                f"{self.path} has schema version {current} but this session-buddy knows only up "
-                f"to {SCHEMA_VERSION}; upgrade session-buddy (or point storage.path elsewhere)"
-            )
-        for step in MIGRATIONS:
-            if step.version <= current:
-                continue
+        for step in _sql.pending(MIGRATIONS, current, store=str(self.path), moved="storage.path"):
             con.execute("BEGIN TRANSACTION")
             try:
-                for statement in step.statements(self.dimension):
-                    con.execute(statement)
-                con.execute(
-                    "INSERT INTO schema_version VALUES (?, ?, ?)",
-                    [step.version, step.description, utcnow()],
-                )
+                for statement, params in _sql.step_statements(DUCKDB, step, self.dimension):
+                    con.execute(statement, params)
                 con.execute("COMMIT")
             except duckdb.Error as exc:
                 con.execute("ROLLBACK")
@@ -431,13 +401,28 @@ class Storage(StorageBase):
                 raise StorageError(f"DuckDB error on {self.path}: {exc}") from exc
             return rows
 
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return await asyncio.to_thread(self._read, sql, list(params))
+
+    async def _write(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        def work(con: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
+            return con.execute(sql, list(params)).fetchall()
+
+        rows: list[tuple[Any, ...]] = await asyncio.to_thread(self._run, work)
+        return rows
+
+    async def _size_bytes(self) -> int | None:
+        """The file and its write-ahead log."""
+        try:
+            wal = self.path.with_name(self.path.name + ".wal")
+            return self.path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+        except OSError:
+            return None
+
     # -- items ----------------------------------------------------------------------------
 
     async def add_items(self, items: Sequence[NewItem]) -> list[AddResult]:
-        for item in items:
-            validate_item(item, self.max_content_bytes)
-            if item.embedding is not None:
-                self.index.vectors.check(item.embedding)
+        validate_items(items, self.max_content_bytes, self.index.vectors.check)
         if not items:
             return []
         return await asyncio.to_thread(self._add_items, list(items))
@@ -450,7 +435,7 @@ class Storage(StorageBase):
             existing: dict[DedupKey, str] = {}
             for item_id, kind, project, author, digest in con.execute(
                 "SELECT id, kind, project, author, content_hash FROM items "
-                "WHERE content_hash IN (SELECT unnest(?::VARCHAR[]))",
+                f"WHERE {DUCKDB.is_any('content_hash', '?')}",
                 [hashes],
             ).fetchall():
                 existing.setdefault((kind, project, author, digest), item_id)
@@ -469,12 +454,10 @@ class Storage(StorageBase):
                 new.append(item)
                 new_ids.append(item_id)
             now = utcnow()
-            self._insert_items(
+            _insert_items(
                 con,
-                [
-                    _Row.of(i, x, x.created_at, now, x.embedding)
-                    for i, x in zip(new_ids, new, strict=True)
-                ],
+                [ItemRow.of(i, x, now, x.embedding) for i, x in zip(new_ids, new, strict=True)],
+                self.dimension,
             )
             return results, new, new_ids
 
@@ -488,170 +471,42 @@ class Storage(StorageBase):
             )
         return results
 
-    def _insert_items(self, con: Any, rows: list[_Row]) -> None:
-        """Insert item rows, each into its kind's table."""
-        for table in ("conversations", "reflections"):
-            chosen = [r for r in rows if _TABLE[r.kind] == table]
-            if chosen:
-                self._insert_rows(con, table, chosen)
+    async def _apply_update(self, item_id: str, change: ItemChange) -> MemoryItem:
+        return await asyncio.to_thread(self._update_item, item_id, change)
 
-    def _insert_rows(self, con: Any, table: str, rows: list[_Row]) -> None:
-        """Insert rows into one item table in a single statement (columns as unnested
-        arrays, vectors joined from a registered numpy view)."""
-        kind_col = "kind, " if table == "reflections" else ""
-        kind_val = "unnest(?::VARCHAR[]) AS c0, " if table == "reflections" else ""
-        params: list[Any] = [[r.kind for r in rows]] if kind_col else []
-        params += [
-            len(rows),
-            [r.id for r in rows],
-            [r.content for r in rows],
-            [r.content_hash for r in rows],
-            [r.project for r in rows],
-            [r.session_id for r in rows],
-            [r.role for r in rows],
-            [r.tags for r in rows],
-            [r.author for r in rows],
-            [r.metadata for r in rows],
-            [r.created_at for r in rows],
-            [r.updated_at for r in rows],
-        ]
-        with self._vectors_view(con, [r.embedding for r in rows]) as view:
-            con.execute(
-                f"INSERT INTO {table} ({kind_col}id, content, content_hash, project, "
-                f"session_id, role, tags, author, metadata, {_TIME[table]}, updated_at, "
-                f"embedding) SELECT r.* EXCLUDE (i), v.emb FROM (SELECT {kind_val}"
-                "unnest(range(?)) AS i, unnest(?::VARCHAR[]) AS c1, "
-                "unnest(?::VARCHAR[]) AS c2, unnest(?::VARCHAR[]) AS c3, "
-                "unnest(?::VARCHAR[]) AS c4, unnest(?::VARCHAR[]) AS c5, "
-                "unnest(?::VARCHAR[]) AS c6, unnest(?::VARCHAR[][]) AS c7, "
-                "unnest(?::VARCHAR[]) AS c8, unnest(?::VARCHAR[])::JSON AS c9, "
-                "unnest(?::TIMESTAMPTZ[]) AS c10, unnest(?::TIMESTAMPTZ[]) AS c11"
-                f") AS r LEFT JOIN {view} AS v USING (i) "
-                "ORDER BY r.i",
-                params,
-            )
-
-    @contextlib.contextmanager
-    def _vectors_view(
-        self, con: duckdb.DuckDBPyConnection, vectors: list[np.ndarray | None]
-    ) -> Iterator[str]:
-        """A relation ``(i, emb FLOAT[dim])`` of the batch's vectors (row ``i`` of the batch).
-
-        The vectors go in as one flat float32 numpy column, registered with the connection
-        and folded into arrays by DuckDB: about 10x faster than binding nested Python lists
-        (~70 against ~700 us per 384-d row)."""
-        rows = [i for i, v in enumerate(vectors) if v is not None]
-        if not rows:
-            yield f"(SELECT NULL::BIGINT AS i, NULL::FLOAT[{self.dimension}] AS emb LIMIT 0)"
-            return
-        dim = self.dimension
-        matrix = np.stack([np.asarray(vectors[i], dtype=np.float32).reshape(-1) for i in rows])
-        frame = {
-            "i": np.repeat(np.asarray(rows, dtype=np.int64), dim),
-            "j": np.tile(np.arange(dim, dtype=np.int32), len(rows)),
-            "x": np.ascontiguousarray(matrix.reshape(-1)),
-        }
-        name = "_sb_batch_vectors"
-        con.register(name, frame)
-        try:
-            yield f"(SELECT i, list(x ORDER BY j)::FLOAT[{dim}] AS emb FROM {name} GROUP BY i)"
-        finally:
-            con.unregister(name)
-
-    async def get_items(self, ids: Sequence[str]) -> list[MemoryItem]:
-        if not ids:
-            return []
-        rows = await asyncio.to_thread(
-            self._read,
-            f"SELECT {_ITEM_COLUMNS} FROM items WHERE id IN (SELECT unnest(?::VARCHAR[]))",
-            [list(dict.fromkeys(ids))],
-        )
-        found = {r[0]: _item(r) for r in rows}
-        return [found[i] for i in ids if i in found]
-
-    async def update_item(
-        self,
-        item_id: str,
-        *,
-        content: str | None = None,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        embedding: np.ndarray | None = None,
-    ) -> MemoryItem:
-        if content is not None:
-            check_text(content, self.max_content_bytes)
-            if not content.strip():
-                raise ValidationError("content is empty; there is nothing to store")
-        if tags is not None and not all(isinstance(t, str) for t in tags):
-            raise ValidationError("tags must be a list of strings")
-        md_text = metadata_json(metadata) if metadata is not None else None
-        if embedding is not None:
-            self.index.vectors.check(embedding)
-        return await asyncio.to_thread(
-            self._update_item, item_id, content, tags, md_text, embedding
-        )
-
-    def _update_item(
-        self,
-        item_id: str,
-        content: str | None,
-        tags: list[str] | None,
-        md_text: str | None,
-        embedding: np.ndarray | None,
-    ) -> MemoryItem:
+    def _update_item(self, item_id: str, change: ItemChange) -> MemoryItem:
         def work(con: duckdb.DuckDBPyConnection) -> MemoryItem:
             row = con.execute(
                 f"SELECT {_ITEM_COLUMNS} FROM items WHERE id = ?", [item_id]
             ).fetchone()
             if row is None:
-                raise NotFound(f"no memory item with id {item_id!r}")
-            item = _item(row)
-            table = _TABLE[item.kind]
-            sets: list[str] = ["updated_at = ?"]
-            params: list[Any] = [utcnow()]
-            if content is not None:
-                digest = content_hash(content)
+                raise no_item(item_id)
+            item = DUCKDB.item(row)
+            if change.content is not None:
                 clash = con.execute(
                     "SELECT id FROM items WHERE content_hash = ? AND kind = ? "
                     "AND project IS NOT DISTINCT FROM ? AND author IS NOT DISTINCT FROM ? "
                     "AND id <> ?",
-                    [digest, item.kind, item.project, item.author, item_id],
+                    [change.content_hash, item.kind, item.project, item.author, item_id],
                 ).fetchone()
                 if clash is not None:
-                    raise ValidationError(
-                        f"an identical {item.kind} already exists (id {clash[0]}); delete one of them"
-                    )
-                sets += ["content = ?", "content_hash = ?", "embedding = ?"]
-                params += [
-                    content,
-                    digest,
-                    None if embedding is None else np.asarray(embedding, np.float32).tolist(),
-                ]
-            elif embedding is not None:
-                sets.append("embedding = ?")
-                params.append(np.asarray(embedding, np.float32).tolist())
-            if tags is not None:
-                sets.append("tags = ?::VARCHAR[]")
-                params.append(list(tags))
-            if md_text is not None:
-                sets.append("metadata = ?::JSON")
-                params.append(md_text)
-            con.execute(f"UPDATE {table} SET {', '.join(sets)} WHERE id = ?", [*params, item_id])
+                    raise duplicate_item(item.kind, clash[0])
+            params = DUCKDB.params()
+            vector = None if change.embedding is None else change.embedding.tolist()
+            sets = _sql.update_sets(change, params, vector)
+            con.execute(
+                f"UPDATE {_TABLE[item.kind]} SET {', '.join(sets)} WHERE id = ?",
+                [*params.values, item_id],
+            )
             updated = con.execute(
                 f"SELECT {_ITEM_COLUMNS} FROM items WHERE id = ?", [item_id]
             ).fetchone()
             assert updated is not None
-            return _item(updated)
+            return DUCKDB.item(updated)
 
         with self._lock:
             updated = self._run(work)
-            if content is not None:
-                self.index.add([IndexEntry.of(updated, embedding)])
-            else:
-                if tags is not None:
-                    self.index.set_tags(item_id, updated.tags)
-                if embedding is not None:
-                    self.index.set_vector(item_id, embedding)
+            sync_index(self.index, updated, change)
             return updated
 
     async def delete_items(self, ids: Sequence[str]) -> int:
@@ -663,7 +518,7 @@ class Storage(StorageBase):
             gone = 0
             for table in ("conversations", "reflections"):
                 rows = con.execute(
-                    f"DELETE FROM {table} WHERE id IN (SELECT unnest(?::VARCHAR[])) RETURNING id",
+                    f"DELETE FROM {table} WHERE {DUCKDB.is_any('id', '?')} RETURNING id",
                     [unique],
                 ).fetchall()
                 gone += len(rows)
@@ -677,24 +532,6 @@ class Storage(StorageBase):
 
         return await asyncio.to_thread(run)
 
-    async def list_items(
-        self, flt: ItemFilter, *, limit: int = 50, offset: int = 0, newest_first: bool = True
-    ) -> list[MemoryItem]:
-        where, params = _where(flt)
-        order = "DESC" if newest_first else "ASC"
-        rows = await asyncio.to_thread(
-            self._read,
-            f"SELECT {_ITEM_COLUMNS} FROM items{where} ORDER BY created_at {order}, id {order} "
-            "LIMIT ? OFFSET ?",
-            [*params, max(0, limit), max(0, offset)],
-        )
-        return [_item(r) for r in rows]
-
-    async def count_items(self, flt: ItemFilter | None = None) -> int:
-        where, params = _where(flt)
-        rows = await asyncio.to_thread(self._read, f"SELECT count(*) FROM items{where}", params)
-        return int(rows[0][0])
-
     async def keyword_search(self, query: str, flt: ItemFilter, limit: int) -> list[Hit]:
         self.con  # noqa: B018 - raises when not open
         return await asyncio.to_thread(self.index.keyword_search, query, flt, limit)
@@ -702,130 +539,6 @@ class Storage(StorageBase):
     async def vector_search(self, vector: np.ndarray, flt: ItemFilter, limit: int) -> list[Hit]:
         self.con  # noqa: B018 - raises when not open
         return await asyncio.to_thread(self.index.vector_search, vector, flt, limit)
-
-    async def stats(self) -> StorageStats:
-        def collect() -> StorageStats:
-            by_kind = dict(self._read("SELECT kind, count(*) FROM items GROUP BY kind"))
-            by_project = {
-                p or "": n
-                for p, n in self._read("SELECT project, count(*) FROM items GROUP BY project")
-            }
-            embedded = self._read("SELECT count(*) FROM items WHERE embedding IS NOT NULL")[0][0]
-            meta = dict(self._read("SELECT key, value FROM meta"))
-            try:
-                size = self.path.stat().st_size
-                wal = self.path.with_name(self.path.name + ".wal")
-                size += wal.stat().st_size if wal.exists() else 0
-            except OSError:
-                size = None
-            dim = meta.get("embedding_dimension")
-            return StorageStats(
-                items=sum(by_kind.values()),
-                by_kind=by_kind,
-                by_project=by_project,
-                embedded=int(embedded),
-                embedding_model=meta.get("embedding_model"),
-                embedding_dimension=int(dim) if dim else None,
-                size_bytes=size,
-            )
-
-        return await asyncio.to_thread(collect)
-
-    async def get_meta(self, key: str) -> str | None:
-        rows = await asyncio.to_thread(self._read, "SELECT value FROM meta WHERE key = ?", [key])
-        return rows[0][0] if rows else None
-
-    async def set_meta(self, key: str, value: str) -> None:
-        def work(con: duckdb.DuckDBPyConnection) -> None:
-            con.execute(
-                "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                [key, value],
-            )
-
-        await asyncio.to_thread(self._run, work)
-
-    # -- records --------------------------------------------------------------------------
-
-    async def put_record(self, record: Record) -> None:
-        data = metadata_json(record.data)
-
-        def work(con: duckdb.DuckDBPyConnection) -> None:
-            con.execute(
-                "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?::JSON) "
-                "ON CONFLICT (collection, id) DO UPDATE SET project = excluded.project, "
-                "status = excluded.status, created_at = excluded.created_at, "
-                "updated_at = excluded.updated_at, data = excluded.data",
-                [
-                    record.collection,
-                    record.id,
-                    record.project,
-                    record.status,
-                    _aware(record.created_at),
-                    _aware(record.updated_at),
-                    data,
-                ],
-            )
-
-        await asyncio.to_thread(self._run, work)
-
-    _RECORD_COLUMNS = (
-        "collection, id, data, project, status, epoch_us(created_at), epoch_us(updated_at)"
-    )
-
-    @staticmethod
-    def _record(row: tuple[Any, ...]) -> Record:
-        return Record(
-            collection=row[0],
-            id=row[1],
-            data=json.loads(row[2]),
-            project=row[3],
-            status=row[4],
-            created_at=_from_us(row[5]),
-            updated_at=_from_us(row[6]),
-        )
-
-    async def get_record(self, collection: str, record_id: str) -> Record | None:
-        rows = await asyncio.to_thread(
-            self._read,
-            f"SELECT {self._RECORD_COLUMNS} FROM records WHERE collection = ? AND id = ?",
-            [collection, record_id],
-        )
-        return self._record(rows[0]) if rows else None
-
-    async def list_records(
-        self,
-        collection: str,
-        *,
-        project: str | None = None,
-        status: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-        newest_first: bool = True,
-    ) -> list[Record]:
-        sql = f"SELECT {self._RECORD_COLUMNS} FROM records WHERE collection = ?"
-        params: list[Any] = [collection]
-        if project is not None:
-            sql += " AND project = ?"
-            params.append(project)
-        if status is not None:
-            sql += " AND status = ?"
-            params.append(status)
-        order = "DESC" if newest_first else "ASC"
-        sql += f" ORDER BY created_at {order}, id {order} LIMIT ? OFFSET ?"
-        params += [max(0, limit), max(0, offset)]
-        rows = await asyncio.to_thread(self._read, sql, params)
-        return [self._record(r) for r in rows]
-
-    async def delete_record(self, collection: str, record_id: str) -> bool:
-        def work(con: duckdb.DuckDBPyConnection) -> bool:
-            rows = con.execute(
-                "DELETE FROM records WHERE collection = ? AND id = ? RETURNING id",
-                [collection, record_id],
-            ).fetchall()
-            return bool(rows)
-
-        result: bool = await asyncio.to_thread(self._run, work)
-        return result
 
     # -- bulk copy (session-buddy migrate) ------------------------------------------------
 
@@ -839,14 +552,15 @@ class Storage(StorageBase):
             [after_id, after_id, max(0, limit)],
         )
         return [
-            (_item(r), None if r[13] is None else np.asarray(r[13], dtype=np.float32)) for r in rows
+            (DUCKDB.item(r), None if r[13] is None else np.asarray(r[13], dtype=np.float32))
+            for r in rows
         ]
 
     async def import_items(self, rows: Sequence[tuple[MemoryItem, np.ndarray | None]]) -> int:
         for x, vector in rows:
             validate_stored_item(x, self.max_content_bytes)
             if vector is not None:
-                self.index.vectors.check(vector)
+                check_vector(vector, self.dimension)
         if not rows:
             return 0
         return int(await asyncio.to_thread(self._import_items, list(rows)))
@@ -856,14 +570,15 @@ class Storage(StorageBase):
             present = {
                 r[0]
                 for r in con.execute(
-                    "SELECT id FROM items WHERE id IN (SELECT unnest(?::VARCHAR[]))",
+                    f"SELECT id FROM items WHERE {DUCKDB.is_any('id', '?')}",
                     [[x.id for x, _ in rows]],
                 ).fetchall()
             }
             fresh = list({x.id: (x, v) for x, v in rows if x.id not in present}.values())
-            self._insert_items(
+            _insert_items(
                 con,
-                [_Row.of(x.id, x, _aware(x.created_at), _aware(x.updated_at), v) for x, v in fresh],
+                [ItemRow.of(x.id, x, x.updated_at, v) for x, v in fresh],
+                self.dimension,
             )
             return fresh
 
@@ -875,7 +590,7 @@ class Storage(StorageBase):
     async def export_records(self, after: tuple[str, str] | None, limit: int) -> list[Record]:
         rows = await asyncio.to_thread(
             self._read,
-            f"SELECT {self._RECORD_COLUMNS} FROM records WHERE ?::VARCHAR IS NULL OR "
+            f"SELECT {DUCKDB.record_columns} FROM records WHERE ?::VARCHAR IS NULL OR "
             "collection > ? OR (collection = ? AND id > ?) ORDER BY collection, id LIMIT ?",
             [
                 after[0] if after else None,
@@ -885,8 +600,4 @@ class Storage(StorageBase):
                 max(0, limit),
             ],
         )
-        return [self._record(r) for r in rows]
-
-    async def all_meta(self) -> dict[str, str]:
-        rows = await asyncio.to_thread(self._read, "SELECT key, value FROM meta")
-        return {str(k): str(v) for k, v in rows}
+        return [DUCKDB.record(r) for r in rows]

@@ -22,20 +22,23 @@ from session_buddy.adapters.storage._base import (
     AddResult,
     DedupKey,
     Hit,
+    ItemChange,
     ItemFilter,
     MemoryItem,
     NewItem,
     Record,
     StorageBase,
     StorageStats,
-    check_text,
-    content_hash,
+    check_meta,
     dedup_key,
-    metadata_json,
+    duplicate_item,
+    no_item,
+    record_values,
+    stats_of,
     utcnow,
-    validate_item,
+    validate_items,
 )
-from session_buddy.errors import NotFound, ValidationError
+from session_buddy.adapters.storage._local import sync_index
 from session_buddy.search import IndexEntry, SearchIndex
 
 if TYPE_CHECKING:
@@ -89,10 +92,7 @@ class Storage(StorageBase):
     # -- items ----------------------------------------------------------------------------
 
     async def add_items(self, items: Sequence[NewItem]) -> list[AddResult]:
-        for item in items:
-            validate_item(item, self.max_content_bytes)
-            if item.embedding is not None:
-                self.index.vectors.check(item.embedding)
+        validate_items(items, self.max_content_bytes, self.index.vectors.check)
         results: list[AddResult] = []
         entries: list[IndexEntry] = []
         with self._lock:
@@ -129,58 +129,31 @@ class Storage(StorageBase):
         with self._lock:
             return [_copy(self._items[i]) for i in ids if i in self._items]
 
-    async def update_item(
-        self,
-        item_id: str,
-        *,
-        content: str | None = None,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        embedding: np.ndarray | None = None,
-    ) -> MemoryItem:
+    async def _apply_update(self, item_id: str, change: ItemChange) -> MemoryItem:
         with self._lock:
             item = self._items.get(item_id)
             if item is None:
-                raise NotFound(f"no memory item with id {item_id!r}")
-            if content is not None:
-                check_text(content, self.max_content_bytes)
-                if not content.strip():
-                    raise ValidationError("content is empty; there is nothing to store")
-            if tags is not None and not all(isinstance(t, str) for t in tags):
-                raise ValidationError("tags must be a list of strings")
-            if metadata is not None:
-                metadata_json(metadata)
-            if embedding is not None:
-                self.index.vectors.check(embedding)
+                raise no_item(item_id)
             updated = _copy(item)
-            if content is not None:
-                new_hash = content_hash(content)
-                key = (item.kind, item.project, item.author, new_hash)
+            if change.content is not None and change.content_hash is not None:
+                key = (item.kind, item.project, item.author, change.content_hash)
                 other = self._dedup.get(key)
                 if other is not None and other != item_id:
-                    raise ValidationError(
-                        f"an identical {item.kind} already exists (id {other}); delete one of them"
-                    )
+                    raise duplicate_item(item.kind, other)
                 self._dedup.pop(dedup_key(item), None)
                 self._dedup[key] = item_id
-                updated.content = content
-                updated.content_hash = new_hash
-                updated.has_embedding = embedding is not None
-            elif embedding is not None:
+                updated.content = change.content
+                updated.content_hash = change.content_hash
+                updated.has_embedding = change.embedding is not None
+            elif change.embedding is not None:
                 updated.has_embedding = True
-            if tags is not None:
-                updated.tags = list(tags)
-            if metadata is not None:
-                updated.metadata = copy.deepcopy(metadata)
+            if change.tags is not None:
+                updated.tags = change.tags
+            if change.metadata is not None:
+                updated.metadata = change.metadata
             updated.updated_at = utcnow()
             self._items[item_id] = updated
-            if content is not None:
-                self.index.add([IndexEntry.of(updated, embedding)])  # replaces the old row
-            else:
-                if tags is not None:
-                    self.index.set_tags(item_id, updated.tags)
-                if embedding is not None:
-                    self.index.set_vector(item_id, embedding)
+            sync_index(self.index, updated, change)
             return _copy(updated)
 
     async def delete_items(self, ids: Sequence[str]) -> int:
@@ -211,27 +184,24 @@ class Storage(StorageBase):
     async def stats(self) -> StorageStats:
         with self._lock:
             items = list(self._items.values())
-            dim = self._meta.get("embedding_dimension")
-            return StorageStats(
-                items=len(items),
+            return stats_of(
                 by_kind=dict(Counter(i.kind for i in items)),
                 by_project=dict(Counter(i.project or "" for i in items)),
                 embedded=self.index.embedded,
-                embedding_model=self._meta.get("embedding_model"),
-                embedding_dimension=int(dim) if dim else None,
-                size_bytes=None,
+                meta=dict(self._meta),
             )
 
     async def get_meta(self, key: str) -> str | None:
         return self._meta.get(key)
 
     async def set_meta(self, key: str, value: str) -> None:
+        check_meta(key, value)
         self._meta[key] = value
 
     # -- records --------------------------------------------------------------------------
 
     async def put_record(self, record: Record) -> None:
-        metadata_json(record.data)
+        record_values(record)  # the checks
         with self._lock:
             self._records[(record.collection, record.id)] = _copy_record(record)
 

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import re
@@ -52,33 +51,34 @@ import struct
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
 from session_buddy._acb import AdapterCapability, AdapterMetadata, AdapterStatus
+from session_buddy.adapters.storage import _sql
 from session_buddy.adapters.storage._base import (
     AddResult,
     DedupKey,
     Hit,
+    ItemChange,
     ItemFilter,
     MemoryItem,
     NewItem,
     Record,
-    StorageBase,
-    StorageStats,
     check_record_key,
-    check_text,
-    content_hash,
+    check_vector,
     dedup_key,
-    item_values,
-    metadata_json,
+    duplicate_item,
+    no_item,
+    record_values,
     utcnow,
-    validate_item,
+    validate_items,
     validate_stored_item,
 )
-from session_buddy.errors import DimensionMismatch, NotFound, StorageError, ValidationError
+from session_buddy.adapters.storage._sql import ItemRow
+from session_buddy.errors import StorageError
 from session_buddy.search.tokens import query_terms, tokenize
 
 if TYPE_CHECKING:
@@ -193,56 +193,23 @@ def _schema_2(dim: int) -> list[str]:
     ]
 
 
-#: (version, description, statements); the same numbers as the DuckDB backend's MIGRATIONS.
-MIGRATIONS: list[tuple[int, str, Callable[[int], list[str]]]] = [
-    (1, "conversations, reflections, records, meta", _schema_1),
-    (
-        2,
-        "keyword postings and dedup per author (DuckDB: both kept in process)",
-        _schema_2,
-    ),
-]
-SCHEMA_VERSION = MIGRATIONS[-1][0]
-
-_ITEM_COLUMNS = (
-    "id, kind, content, project, session_id, role, tags, author, metadata::text, "
-    "created_at, updated_at, content_hash, embedding IS NOT NULL"
+#: PostgreSQL's SQL (asyncpg returns aware datetimes as they are)
+POSTGRES = _sql.Dialect(
+    name="postgres",
+    numbered=True,
+    text="text",
+    json="jsonb",
+    any_of="{column} = ANY({param}::text[])",
+    all_tags="tags @> {param}::text[]",
+    time="{}",
+    read_time=lambda value: value,
 )
-_RECORD_COLUMNS = "collection, id, data::text, project, status, created_at, updated_at"
 
-
-def _item(row: Any) -> MemoryItem:
-    return MemoryItem(
-        id=row[0],
-        kind=row[1],
-        content=row[2],
-        project=row[3],
-        session_id=row[4],
-        role=row[5],
-        tags=list(row[6] or []),
-        author=row[7],
-        metadata=json.loads(row[8]) if row[8] else {},
-        created_at=row[9],
-        updated_at=row[10],
-        content_hash=row[11],
-        has_embedding=bool(row[12]),
-    )
-
-
-def _record(row: Any) -> Record:
-    return Record(
-        collection=row[0],
-        id=row[1],
-        data=json.loads(row[2]),
-        project=row[3],
-        status=row[4],
-        created_at=row[5],
-        updated_at=row[6],
-    )
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+#: Forward migrations (the steps of :data:`._sql.STEPS`), applied in order.
+MIGRATIONS = _sql.migrations({1: _schema_1, 2: _schema_2})
+SCHEMA_VERSION = MIGRATIONS[-1].version
+_ITEM_COLUMNS = POSTGRES.item_columns
+_RECORD_COLUMNS = POSTGRES.record_columns
 
 
 # -- keyword terms --------------------------------------------------------------------------
@@ -287,40 +254,6 @@ def terms_tsquery(query: str) -> tuple[str, list[str]] | None:
 # -- SQL helpers ----------------------------------------------------------------------------
 
 
-class _Params:
-    """Numbered parameters ($1, $2...) for asyncpg."""
-
-    def __init__(self, *initial: Any) -> None:
-        self.values: list[Any] = list(initial)
-
-    def add(self, value: Any) -> str:
-        self.values.append(value)
-        return f"${len(self.values)}"
-
-
-def _where(flt: ItemFilter | None, params: _Params) -> list[str]:
-    if flt is None:
-        return []
-    parts: list[str] = []
-    if flt.ids is not None:
-        parts.append(f"id = ANY({params.add(sorted(flt.ids))}::text[])")
-    if flt.projects is not None:
-        parts.append(f"project = ANY({params.add(list(flt.projects))}::text[])")
-    if flt.kinds is not None:
-        parts.append(f"kind = ANY({params.add(list(flt.kinds))}::text[])")
-    if flt.role is not None:
-        parts.append(f"role = {params.add(flt.role)}")
-    if flt.session_id is not None:
-        parts.append(f"session_id = {params.add(flt.session_id)}")
-    if flt.after is not None:
-        parts.append(f"created_at >= {params.add(_aware(flt.after))}")
-    if flt.before is not None:
-        parts.append(f"created_at < {params.add(_aware(flt.before))}")
-    if flt.tags:
-        parts.append(f"tags @> {params.add(list(flt.tags))}::text[]")
-    return parts
-
-
 async def _count(con: asyncpg.Connection, items: int, length: int) -> None:
     """Keep the BM25 collection statistics; the last statement of a write transaction, so
     the row lock it takes is held only until the commit (no lock-order cycles)."""
@@ -347,8 +280,9 @@ def _host_of(dsn: str) -> str:
     return mask_dsn(dsn)
 
 
-class Storage(StorageBase):
-    name = "postgres"
+class _Server:
+    """The server side of the PostgreSQL store: its settings, the connection pool, and the
+    preparation of a start (extension, schema, migrations, stored dimension, vector index)."""
 
     def __init__(
         self,
@@ -390,7 +324,7 @@ class Storage(StorageBase):
         self._init_lock = asyncio.Lock()
         self._vector_schema = "public"
         #: how vector search runs (set when the store is prepared; shown by health)
-        self._vector_plan = "exact"
+        self.vector_plan = "exact"
 
     @classmethod
     def from_settings(
@@ -398,7 +332,7 @@ class Storage(StorageBase):
         settings: SessionBuddySettings,
         paths: SessionPaths | None = None,
         resolve: Callable[[type], Any] | None = None,
-    ) -> Storage:
+    ) -> Self:
         s = settings.storage
         if not s.dsn:
             raise StorageError(
@@ -520,16 +454,9 @@ class Storage(StorageBase):
                 await con.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
                 await con.execute(f"SET LOCAL search_path TO {self._search_path}")
                 await self._migrate(con)
-                stored = await con.fetchval("SELECT value FROM meta WHERE key = 'vector_dimension'")
-                if stored is not None and int(stored) != self.dimension:
-                    log.warning(
-                        "%s holds %s-dimensional vectors but embeddings.dimension is %d; "
-                        "semantic search stays off until they agree",
-                        _host_of(self.dsn),
-                        stored,
-                        self.dimension,
-                    )
-                    self.dimension = int(stored)
+                self.dimension = _sql.stored_dimension(
+                    await con.fetchval(_sql.VECTOR_DIMENSION), self.dimension, _host_of(self.dsn)
+                )
                 await self._sync_vector_index(con)
         except asyncpg.InsufficientPrivilegeError as exc:
             raise StorageError(
@@ -580,27 +507,16 @@ class Storage(StorageBase):
         self._vector_schema = str(found)
 
     async def _migrate(self, con: asyncpg.Connection) -> None:
-        await con.execute(
-            "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY, "
-            "description text NOT NULL, applied_at timestamptz NOT NULL)"
-        )
-        current = int(await con.fetchval("SELECT coalesce(max(version), 0) FROM schema_version"))
-        if current > SCHEMA_VERSION:
-            raise StorageError(
-                f"the PostgreSQL store at {_host_of(self.dsn)} (schema {self.schema}) has "
-                f"schema version {current} but this session-buddy knows only up to "
-                f"{SCHEMA_VERSION}: a newer session-buddy wrote it. Upgrade session-buddy "
-                "(or point storage.dsn / storage.pg_schema elsewhere)"
-            )
-        for version, description, statements in MIGRATIONS:
-            if version <= current:
-                continue
-            for statement in statements(self.dimension):
-                await con.execute(statement)
-            await con.execute(
-                "INSERT INTO schema_version VALUES ($1, $2, $3)", version, description, utcnow()
-            )
-            log.info("Migrated %s to schema version %d", _host_of(self.dsn), version)
+        """Apply the pending steps of :data:`MIGRATIONS` (in the caller's transaction, under
+        its advisory lock)."""
+        await con.execute(_sql.schema_version_table(POSTGRES))
+        current = int(await con.fetchval(_sql.CURRENT_VERSION))
+        store = f"the PostgreSQL store at {_host_of(self.dsn)} (schema {self.schema})"
+        moved = "storage.dsn / storage.pg_schema"
+        for step in _sql.pending(MIGRATIONS, current, store=store, moved=moved):
+            for statement, params in _sql.step_statements(POSTGRES, step, self.dimension):
+                await con.execute(statement, *params)
+            log.info("Migrated %s to schema version %d", _host_of(self.dsn), step.version)
 
     async def _sync_vector_index(self, con: asyncpg.Connection) -> None:
         exists = await con.fetchval(
@@ -608,7 +524,7 @@ class Storage(StorageBase):
             self.schema,
         )
         if self.vector_index == "none":
-            self._vector_plan = "exact"
+            self.vector_plan = "exact"
             if exists:
                 await con.execute("DROP INDEX items_vector")
             return
@@ -620,7 +536,7 @@ class Storage(StorageBase):
                 "WHERE n.nspname = $1 AND c.relname = 'items_vector'",
                 self.schema,
             )
-            self._vector_plan = f"ivfflat ({lists or '?'} lists, {probes})"
+            self.vector_plan = f"ivfflat ({lists or '?'} lists, {probes})"
             return
         rows = int(await con.fetchval("SELECT count(*) FROM items WHERE embedding IS NOT NULL"))
         lists = self.ivfflat_lists if self.ivfflat_lists > 0 else max(10, rows // 1000)
@@ -634,12 +550,12 @@ class Storage(StorageBase):
                 lists,
                 10 * lists,
             )
-            self._vector_plan = (
+            self.vector_plan = (
                 f"exact: ivfflat waits for {10 * lists} vectors ({rows} now) and a restart"
             )
             return
         log.info("Building an ivfflat index with %d lists (storage.vector_index)", lists)
-        self._vector_plan = f"ivfflat ({lists} lists, {probes})"
+        self.vector_plan = f"ivfflat ({lists} lists, {probes})"
         await con.execute(
             f"CREATE INDEX items_vector ON items USING ivfflat (embedding vector_cosine_ops) "
             f"WITH (lists = {int(lists)})"
@@ -682,15 +598,36 @@ class Storage(StorageBase):
                 f"PostgreSQL error on {_host_of(self.dsn)}: {type(exc).__name__}: {exc}"
             ) from exc
 
+
+class Storage(_Server, _sql.SqlStorage):
+    """The storage protocol over a :class:`_Server`."""
+
+    name = "postgres"
+    dialect = POSTGRES
+
     def _check_vector(self, vector: np.ndarray) -> np.ndarray:
-        vec = np.asarray(vector, dtype=np.float32).reshape(-1)
-        if vec.shape[0] != self.dimension:
-            raise DimensionMismatch(
-                f"a {vec.shape[0]}-dimensional vector was given but the store holds "
-                f"{self.dimension}-dimensional vectors; use the embedding model the store "
-                "was built with, or re-embed the store"
-            )
-        return vec
+        return check_vector(vector, self.dimension)
+
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[asyncpg.Record]:
+        async with self._con() as con:
+            rows: list[asyncpg.Record] = await con.fetch(sql, *params)
+        return rows
+
+    async def _write(self, sql: str, params: Sequence[Any] = ()) -> list[asyncpg.Record]:
+        async with self._con(transaction=True) as con:
+            rows: list[asyncpg.Record] = await con.fetch(sql, *params)
+        return rows
+
+    async def _size_bytes(self) -> int | None:
+        """The tables of the store's schema, with their indexes and TOAST."""
+        rows = await self._fetch(
+            "SELECT sum(pg_total_relation_size(c.oid))::bigint FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 "
+            "AND c.relkind = 'r'",
+            [self.schema],
+        )
+        size = rows[0][0] if rows else None
+        return None if size is None else int(size)
 
     # -- items ----------------------------------------------------------------------------
 
@@ -711,11 +648,9 @@ class Storage(StorageBase):
         )
         return [
             (
-                item_id,
-                *item_values(x),
-                _aware(x.created_at),
-                _aware(updated_at),
-                None if vector is None else self._check_vector(vector),
+                *ItemRow.of(
+                    item_id, x, updated_at, None if vector is None else self._check_vector(vector)
+                ),
                 tsv,
                 doc_len,
             )
@@ -723,10 +658,7 @@ class Storage(StorageBase):
         ]
 
     async def add_items(self, items: Sequence[NewItem]) -> list[AddResult]:
-        for x in items:
-            validate_item(x, self.max_content_bytes)
-            if x.embedding is not None:
-                self._check_vector(x.embedding)
+        validate_items(items, self.max_content_bytes, self._check_vector)
         if not items:
             return []
         # duplicates inside the batch: the first one stands for the others
@@ -789,56 +721,15 @@ class Storage(StorageBase):
             seen.add(item_id)
         return results
 
-    async def get_items(self, ids: Sequence[str]) -> list[MemoryItem]:
-        if not ids:
-            return []
-        async with self._con() as con:
-            rows = await con.fetch(
-                f"SELECT {_ITEM_COLUMNS} FROM items WHERE id = ANY($1::text[])",
-                list(dict.fromkeys(ids)),
-            )
-        found = {r[0]: _item(r) for r in rows}
-        return [found[i] for i in ids if i in found]
-
-    async def update_item(
-        self,
-        item_id: str,
-        *,
-        content: str | None = None,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        embedding: np.ndarray | None = None,
-    ) -> MemoryItem:
+    async def _apply_update(self, item_id: str, change: ItemChange) -> MemoryItem:
         import asyncpg
 
-        if content is not None:
-            check_text(content, self.max_content_bytes)
-            if not content.strip():
-                raise ValidationError("content is empty; there is nothing to store")
-        if tags is not None:
-            if not all(isinstance(t, str) for t in tags):
-                raise ValidationError("tags must be a list of strings")
-            for tag in tags:
-                check_text(tag, 1024, what="a tag")
-        md_text = metadata_json(metadata) if metadata is not None else None
-        vec = self._check_vector(embedding) if embedding is not None else None
-        params = _Params(utcnow())
-        sets = ["updated_at = $1"]
-        if content is not None:
-            tsv, doc_len = await asyncio.to_thread(terms_tsvector, content)
-            sets += [
-                f"content = {params.add(content)}",
-                f"content_hash = {params.add(content_hash(content))}",
-                f"embedding = {params.add(vec)}",
-                f"terms = {params.add(tsv)}::tsvector",
-                f"doc_len = {params.add(doc_len)}",
-            ]
-        elif vec is not None:
-            sets.append(f"embedding = {params.add(vec)}")
-        if tags is not None:
-            sets.append(f"tags = {params.add(list(tags))}::text[]")
-        if md_text is not None:
-            sets.append(f"metadata = {params.add(md_text)}::jsonb")
+        with_content: list[tuple[str, Any]] = []
+        if change.content is not None:
+            tsv, doc_len = await asyncio.to_thread(terms_tsvector, change.content)
+            with_content = [("terms = {}::tsvector", tsv), ("doc_len = {}", doc_len)]
+        params = POSTGRES.params()
+        sets = _sql.update_sets(change, params, change.embedding, with_content)
         sql = (
             f"WITH old AS (SELECT id, doc_len FROM items WHERE id = {params.add(item_id)} "
             f"FOR UPDATE) UPDATE items SET {', '.join(sets)} FROM old WHERE items.id = old.id "
@@ -857,15 +748,13 @@ class Storage(StorageBase):
                     "o.project IS NOT DISTINCT FROM i.project AND o.author IS NOT DISTINCT "
                     "FROM i.author WHERE i.id = $1 AND o.content_hash = $2 AND o.id <> $1",
                     item_id,
-                    content_hash(content or ""),
+                    change.content_hash,
                 )
                 kind = await con.fetchval("SELECT kind FROM items WHERE id = $1", item_id)
-            raise ValidationError(
-                f"an identical {kind or 'item'} already exists (id {clash}); delete one of them"
-            ) from None
+            raise duplicate_item(kind, clash) from None
         if row is None:
-            raise NotFound(f"no memory item with id {item_id!r}")
-        return _item(row)
+            raise no_item(item_id)
+        return POSTGRES.item(row)
 
     async def delete_items(self, ids: Sequence[str]) -> int:
         if not ids:
@@ -877,29 +766,6 @@ class Storage(StorageBase):
             )
             await _count(con, -len(rows), -sum(r[1] for r in rows))
         return len(rows)
-
-    async def list_items(
-        self, flt: ItemFilter, *, limit: int = 50, offset: int = 0, newest_first: bool = True
-    ) -> list[MemoryItem]:
-        params = _Params()
-        where = _where(flt, params)
-        order = "DESC" if newest_first else "ASC"
-        sql = (
-            f"SELECT {_ITEM_COLUMNS} FROM items"
-            + (" WHERE " + " AND ".join(where) if where else "")
-            + f" ORDER BY created_at {order}, id {order} "
-            f"LIMIT {params.add(max(0, limit))} OFFSET {params.add(max(0, offset))}"
-        )
-        async with self._con() as con:
-            rows = await con.fetch(sql, *params.values)
-        return [_item(r) for r in rows]
-
-    async def count_items(self, flt: ItemFilter | None = None) -> int:
-        params = _Params()
-        where = _where(flt, params)
-        sql = "SELECT count(*) FROM items" + (" WHERE " + " AND ".join(where) if where else "")
-        async with self._con() as con:
-            return int(await con.fetchval(sql, *params.values))
 
     async def keyword_search(self, query: str, flt: ItemFilter, limit: int) -> list[Hit]:
         """BM25 over every item (collection statistics of the whole store, as the
@@ -914,8 +780,8 @@ class Storage(StorageBase):
         if built is None or limit <= 0:
             return []
         tsquery, terms = built
-        params = _Params(list(dict.fromkeys(terms)), K1, B)
-        where = _where(flt, params)
+        params = POSTGRES.params(list(dict.fromkeys(terms)), K1, B)
+        where = _sql.where(flt, params)
         weights = (
             # document frequencies over the whole store, from the postings index
             "WITH q AS MATERIALIZED (SELECT u.lexeme, (SELECT count(*) FROM postings p"
@@ -967,8 +833,8 @@ class Storage(StorageBase):
         vec = self._check_vector(vector)
         if limit <= 0:
             return []
-        params = _Params(vec)
-        where = ["embedding IS NOT NULL", *_where(flt, params)]
+        params = POSTGRES.params(vec)
+        where = ["embedding IS NOT NULL", *_sql.where(flt, params)]
         sql = (
             "SELECT id, 1 - (embedding <=> $1) AS score FROM items WHERE "
             + " AND ".join(where)
@@ -986,84 +852,7 @@ class Storage(StorageBase):
             hits.sort(key=lambda h: -h.score)
         return hits
 
-    async def stats(self) -> StorageStats:
-        async with self._con() as con:
-            by_kind = {
-                r[0]: int(r[1])
-                for r in await con.fetch("SELECT kind, count(*) FROM items GROUP BY kind")
-            }
-            by_project = {
-                (r[0] or ""): int(r[1])
-                for r in await con.fetch("SELECT project, count(*) FROM items GROUP BY project")
-            }
-            embedded = int(
-                await con.fetchval("SELECT count(*) FROM items WHERE embedding IS NOT NULL")
-            )
-            meta = {r[0]: r[1] for r in await con.fetch("SELECT key, value FROM meta")}
-            size = await con.fetchval(
-                "SELECT sum(pg_total_relation_size(c.oid))::bigint FROM pg_class c "
-                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 "
-                "AND c.relkind = 'r'",
-                self.schema,
-            )
-        dim = meta.get("embedding_dimension")
-        return StorageStats(
-            items=sum(by_kind.values()),
-            by_kind=by_kind,
-            by_project=by_project,
-            embedded=embedded,
-            embedding_model=meta.get("embedding_model"),
-            embedding_dimension=int(dim) if dim else None,
-            size_bytes=int(size) if size is not None else None,
-            vector_search=self._vector_plan,
-        )
-
-    async def get_meta(self, key: str) -> str | None:
-        async with self._con() as con:
-            value = await con.fetchval("SELECT value FROM meta WHERE key = $1", key)
-        return None if value is None else str(value)
-
-    async def set_meta(self, key: str, value: str) -> None:
-        check_text(key, 4096, what="a meta key")
-        check_text(value, 1 << 20, what="a meta value")
-        async with self._con(transaction=True) as con:
-            await con.execute(
-                "INSERT INTO meta VALUES ($1, $2) ON CONFLICT (key) "
-                "DO UPDATE SET value = excluded.value",
-                key,
-                value,
-            )
-
     # -- records --------------------------------------------------------------------------
-
-    @staticmethod
-    def _record_args(record: Record) -> tuple[Any, ...]:
-        """A record's column values (the records table's order), checked."""
-        data = metadata_json(record.data)
-        for name in ("collection", "id", "project", "status"):
-            value = getattr(record, name)
-            if value is not None:
-                check_text(value, 4096, what=f"a record's {name}")
-        return (
-            record.collection,
-            record.id,
-            record.project,
-            record.status,
-            _aware(record.created_at),
-            _aware(record.updated_at),
-            data,
-        )
-
-    async def put_record(self, record: Record) -> None:
-        args = self._record_args(record)
-        async with self._con(transaction=True) as con:
-            await con.execute(
-                "INSERT INTO records VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb) "
-                "ON CONFLICT (collection, id) DO UPDATE SET project = excluded.project, "
-                "status = excluded.status, created_at = excluded.created_at, "
-                "updated_at = excluded.updated_at, data = excluded.data",
-                *args,
-            )
 
     async def modify_record(
         self,
@@ -1081,12 +870,12 @@ class Storage(StorageBase):
                     collection,
                     record_id,
                 )
-                current = _record(row) if row is not None else None
+                current = POSTGRES.record(row) if row is not None else None
                 new = change(current)
                 if new is None:
                     return current
                 check_record_key(new, collection, record_id)
-                args = self._record_args(new)
+                args = record_values(new)
                 if current is not None:
                     await con.execute(
                         "UPDATE records SET project = $3, status = $4, created_at = $5, "
@@ -1106,49 +895,6 @@ class Storage(StorageBase):
             f"record {collection}/{record_id} kept changing under concurrent writers; retry"
         )
 
-    async def get_record(self, collection: str, record_id: str) -> Record | None:
-        async with self._con() as con:
-            row = await con.fetchrow(
-                f"SELECT {_RECORD_COLUMNS} FROM records WHERE collection = $1 AND id = $2",
-                collection,
-                record_id,
-            )
-        return _record(row) if row is not None else None
-
-    async def list_records(
-        self,
-        collection: str,
-        *,
-        project: str | None = None,
-        status: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-        newest_first: bool = True,
-    ) -> list[Record]:
-        params = _Params(collection)
-        sql = f"SELECT {_RECORD_COLUMNS} FROM records WHERE collection = $1"
-        if project is not None:
-            sql += f" AND project = {params.add(project)}"
-        if status is not None:
-            sql += f" AND status = {params.add(status)}"
-        order = "DESC" if newest_first else "ASC"
-        sql += (
-            f" ORDER BY created_at {order}, id {order} "
-            f"LIMIT {params.add(max(0, limit))} OFFSET {params.add(max(0, offset))}"
-        )
-        async with self._con() as con:
-            rows = await con.fetch(sql, *params.values)
-        return [_record(r) for r in rows]
-
-    async def delete_record(self, collection: str, record_id: str) -> bool:
-        async with self._con(transaction=True) as con:
-            gone = await con.fetchval(
-                "DELETE FROM records WHERE collection = $1 AND id = $2 RETURNING id",
-                collection,
-                record_id,
-            )
-        return gone is not None
-
     # -- bulk copy (session-buddy migrate) ------------------------------------------------
 
     async def export_items(
@@ -1161,7 +907,7 @@ class Storage(StorageBase):
                 after_id,
                 max(0, limit),
             )
-        return [(_item(r), r[13]) for r in rows]
+        return [(POSTGRES.item(r), r[13]) for r in rows]
 
     async def import_items(self, rows: Sequence[tuple[MemoryItem, np.ndarray | None]]) -> int:
         if not rows:
@@ -1184,8 +930,4 @@ class Storage(StorageBase):
                 after[1] if after else None,
                 max(0, limit),
             )
-        return [_record(r) for r in rows]
-
-    async def all_meta(self) -> dict[str, str]:
-        async with self._con() as con:
-            return {r[0]: r[1] for r in await con.fetch("SELECT key, value FROM meta")}
+        return [POSTGRES.record(r) for r in rows]
