@@ -325,6 +325,9 @@ def test_client_mistakes_are_validation_errors_naming_the_argument(
             assert named in text and "[invalid_argument]" in text, (tool, text)
             assert "Traceback" not in text and "storage_error" not in text, text
             assert time.monotonic() - start < 10, tool
+        # 5,000 bad items: one validation error each, but the answer stays bounded
+        text = _error_text(peer.call("store_conversations", {"items": [{"content": 1}] * 5000}))
+        assert "items.0.content" in text and len(text) < 4200 and "more characters" in text
         for uri in (
             "session-buddy://handoff/../latest",
             "session-buddy://handoff/..%2F..%2Fetc/latest",

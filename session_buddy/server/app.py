@@ -16,6 +16,7 @@ from typing import Any
 
 from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
+from fastmcp.exceptions import ValidationError as ArgumentsError
 from fastmcp.server.middleware import Middleware, MiddlewareContext
 
 from session_buddy import __version__, di
@@ -68,6 +69,11 @@ class ErrorMiddleware(Middleware):
                 raise _tool_error(cause) from cause
             if len(str(exc)) > MAX_ERROR_CHARS:
                 raise ToolError(cut(str(exc), MAX_ERROR_CHARS)) from exc
+            raise
+        except ArgumentsError as exc:
+            # arguments of the wrong shape: one line per bad item, so bound the list
+            if len(str(exc)) > MAX_ERROR_CHARS:
+                raise ArgumentsError(cut(str(exc), MAX_ERROR_CHARS)) from None
             raise
 
     async def on_read_resource(self, context: MiddlewareContext[Any], call_next: Any) -> Any:

@@ -269,6 +269,8 @@ def _refused(request_id: Any, status: int, text: str, size: int) -> dict[str, An
     return {"jsonrpc": "2.0", "id": request_id, "error": {"code": -32600, "message": message}}
 
 
+#: A service younger than this that is not stopped is given time to start serving.
+STARTING_GRACE_S = 60.0
 PROBE = b'{"jsonrpc":"2.0","id":"session-buddy-probe","method":"ping"}'
 
 
@@ -297,8 +299,12 @@ class Liveness:
     def unresponsive(self, info: dict[str, Any]) -> bool:
         if self.probe(info):
             return False
-        # stopped (SIGSTOP, a debugger): certain; otherwise ask once more before deciding
-        return _process_state(int(info["pid"])) == "T" or not self.probe(info)
+        # stopped (SIGSTOP, a debugger): certain
+        if _process_state(int(info["pid"])) == "T":
+            return True
+        # a service still starting (listening, not yet serving) is not hung; else ask again
+        starting = time.time() - float(info.get("started_at") or 0) < STARTING_GRACE_S
+        return not starting and not self.probe(info)
 
     def restart(self, info: dict[str, Any]) -> bool:
         """Kill an unresponsive service of ours (SIGKILL: a stopped process ignores the rest
