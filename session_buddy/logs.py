@@ -112,8 +112,8 @@ def route_logging_to_stderr(
     handler.addFilter(BoundedRecords())
     if log_file is not None or not root.handlers:
         root.addHandler(handler)
-    if log_file is not None:
         _file_handler[0] = handler
+    if log_file is not None:
         reclaim_logging(level or logging.WARNING)
     if level is not None:
         logging.getLogger(LOGGER_NAME).setLevel(level)
@@ -132,6 +132,10 @@ def reclaim_logging(level: int | str) -> None:
     handlers with a plain, unbounded stderr handler)."""
     root = logging.getLogger()
     mine = _file_handler[0]
+    if mine is None:
+        mine = _file_handler[0] = logging.StreamHandler(sys.stderr)
+        mine.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        mine.addFilter(BoundedRecords())
     if mine is not None:
         for existing in list(root.handlers):
             if existing is not mine and isinstance(existing, logging.StreamHandler):

@@ -97,7 +97,7 @@ class StdioFront:
 
     def _load(self) -> None:
         try:
-            from session_buddy.logs import route_logging_to_stderr
+            from session_buddy.logs import reclaim_logging, route_logging_to_stderr
 
             route_logging_to_stderr()
             from session_buddy.server.app import create_server, private_data_dir
@@ -107,6 +107,7 @@ class StdioFront:
             route_logging_to_stderr(loaded.settings.log_level)
             private_data_dir(loaded.settings)
             self._server = create_server(loaded.settings)
+            reclaim_logging(loaded.settings.log_level)  # bounded records, no Rich boxes
         except BaseException as exc:  # reported to the client as errors
             self._load_error = exc
 
