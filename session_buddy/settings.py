@@ -225,6 +225,20 @@ class ServerSettings(_Section):
     max_concurrent_requests: int = Field(
         default=64, ge=1, description="More requests at once get 503 (retry later)."
     )
+    call_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="stdio bridge: a call without an answer after this long gets an error.",
+    )
+    probe_after_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="stdio bridge: when a call has waited this long, check (every as long) "
+        "that the service still answers; one that does not is restarted if it is ours.",
+    )
+    probe_timeout_s: float = Field(
+        default=3.0, gt=0, description="stdio bridge: how long a health probe may take."
+    )
 
 
 class SessionsSettings(_Section):
@@ -358,8 +372,16 @@ class SessionBuddySettings(BaseSettings):
         default="WARNING", description="Log level (logs go to stderr or log_file, never stdout)."
     )
     log_file: Path | None = Field(
-        default=None, description="Write logs to this file instead of stderr."
+        default=None,
+        description="Write logs to this file instead of stderr (the shared service: "
+        "default <data_dir>/logs/service.log).",
     )
+    log_max_bytes: int = Field(
+        default=10 * 1024 * 1024,
+        ge=4096,
+        description="A log file is rotated when it reaches this size (log_backups kept).",
+    )
+    log_backups: int = Field(default=3, ge=0, description="Rotated log files kept.")
     user: str | None = Field(
         default=None, description="Who stores memories; default: the login name."
     )

@@ -31,6 +31,7 @@ class StdioPeer:
         )
         self.next_id = 0
         self.lines: list[bytes] = []
+        self._pending = b""
 
     def send(self, message: dict[str, Any]) -> None:
         assert self.proc.stdin is not None
@@ -43,11 +44,18 @@ class StdioPeer:
         return self.next_id
 
     def read_message(self, timeout: float = 60) -> dict[str, Any]:
+        # lines are split here, not by a buffered reader: several answers arriving at once
+        # would otherwise sit in its buffer while select() waits on the empty pipe
         assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        assert ready, "no answer from the server in time"
-        line = self.proc.stdout.readline()
-        assert line, f"server closed stdout; stderr: {self.stderr_text()}"
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._pending:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            assert ready, "no answer from the server in time"
+            chunk = os.read(fd, 1 << 20)
+            assert chunk, f"server closed stdout; stderr: {self.stderr_text()}"
+            self._pending += chunk
+        line, _, self._pending = self._pending.partition(b"\n")
         self.lines.append(line)
         message = json.loads(line)  # every stdout line must be JSON-RPC
         assert message.get("jsonrpc") == "2.0", line
@@ -88,7 +96,7 @@ class StdioPeer:
     def finish_stdout(self) -> None:
         """Read what is left on stdout after exit: it must be JSON-RPC too."""
         assert self.proc.stdout is not None
-        for line in self.proc.stdout.read().splitlines():
+        for line in (self._pending + self.proc.stdout.read()).splitlines():
             if line.strip():
                 assert json.loads(line).get("jsonrpc") == "2.0", line
 

@@ -138,7 +138,38 @@ async def tools_markdown() -> str:
         for resource in resources:
             out.append(f"- `{resource.uri}`: {(resource.description or '').strip()}")
         out.append("")
+    out.extend(limits_markdown())
     return "\n".join(out).rstrip() + "\n"
+
+
+def limits_markdown() -> list[str]:
+    """The limits every transport enforces before a tool runs (server/limits.py)."""
+    from session_buddy.server import limits as lim
+
+    def names(keys: frozenset[str]) -> str:
+        return ", ".join(f"`{k}`" for k in sorted(keys))
+
+    size = SessionBuddySettings().server.max_request_bytes
+    return [
+        "## Limits",
+        "",
+        "The same on stdio (shared or `--standalone`) and HTTP; a call over a limit gets an "
+        "`[invalid_argument]` error naming the argument, before the tool runs.",
+        "",
+        f"- a request: `server.max_request_bytes` ({size} bytes), JSON nested at most "
+        f"{lim.MAX_JSON_DEPTH} levels; `id` a string or an integer",
+        f"- a list argument: {lim.MAX_LIST_ITEMS} items (an object: as many keys); "
+        f"`store_conversations` `items`: {lim.MAX_BATCH_ITEMS}",
+        f"- names and ids ({names(lim.NAME_ARGS)}, and the items of "
+        f"{names(lim.NAME_LIST_ARGS)}): {lim.MAX_NAME_CHARS} characters",
+        f"- {names(lim.QUERY_ARGS)}: {lim.MAX_QUERY_CHARS} characters; content: "
+        "`storage.max_content_bytes`",
+        f"- paths ({names(lim.PATH_ARGS)}): {lim.MAX_PATH_CHARS} characters, "
+        f"{lim.MAX_PATH_PART_BYTES} bytes per component, `~user` must exist",
+        "- every text: no NUL character, no lone surrogate (valid Unicode only)",
+        f"- an error message sent back: {lim.MAX_ERROR_CHARS} characters (the rest is counted)",
+        "",
+    ]
 
 
 async def catalog() -> dict[str, Any]:

@@ -35,7 +35,12 @@ def serve(
         raise typer.Exit(fast_stdio(argv + (["--standalone"] if standalone else [])) or 0)
     loaded = load(config)
     settings = loaded.settings
-    route_logging_to_stderr(settings.log_level, settings.log_file)
+    route_logging_to_stderr(
+        settings.log_level,
+        settings.log_file,
+        max_bytes=settings.log_max_bytes,
+        backups=settings.log_backups,
+    )
     bind = host or settings.server.host
     loopback = bind in ("127.0.0.1", "localhost", "::1")
     if not loopback and not settings.server.allow_remote:
@@ -47,11 +52,10 @@ def serve(
     if not loopback and not settings.server.auth:
         err.print(f"[red]error:[/red] refusing to listen on {bind} without auth (server.auth)")
         raise typer.Exit(2)
-    from session_buddy.paths import SessionPaths
-    from session_buddy.server.app import create_server
+    from session_buddy.server.app import create_server, private_data_dir
     from session_buddy.server.http import Activity, guard_middleware
 
-    paths = SessionPaths.from_settings(settings.data_dir).ensure()
+    paths = private_data_dir(settings)
     try:
         middleware = guard_middleware(settings, paths, Activity())
     except SessionBuddyError as exc:
@@ -101,6 +105,4 @@ def service(config: ConfigOpt = None) -> None:
     """Run the shared service of the data directory (started by stdio bridges)."""
     from session_buddy.server.http import run_service
 
-    settings = load(config).settings
-    route_logging_to_stderr(settings.log_level, settings.log_file)
-    raise typer.Exit(run_service(settings))
+    raise typer.Exit(run_service(load(config).settings))

@@ -18,11 +18,14 @@ from typing import Any
 
 from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
+from fastmcp.exceptions import ValidationError as ArgumentsError
 from fastmcp.server.middleware import Middleware, MiddlewareContext
 
 from session_buddy import __version__, di
-from session_buddy.errors import SessionBuddyError
+from session_buddy.errors import SessionBuddyError, ValidationError
+from session_buddy.paths import SessionPaths
 from session_buddy.server.identity import INSTRUCTIONS, SERVER_NAME
+from session_buddy.server.limits import MAX_ERROR_CHARS, LimitError, check_arguments, cut
 from session_buddy.settings import SessionBuddySettings
 
 log = logging.getLogger(__name__)
@@ -44,21 +47,37 @@ TOOL_MODULES = [
 NO_WAIT_TOOLS = {"health"}
 
 
+def _tool_error(exc: SessionBuddyError) -> ToolError:
+    return ToolError(f"{cut(str(exc), MAX_ERROR_CHARS)} [{exc.code}]")
+
+
 class ErrorMiddleware(Middleware):
-    """Waits for startup, and turns session-buddy errors into MCP tool errors."""
+    """Checks the limits of every argument (server/limits.py), waits for startup, and turns
+    session-buddy errors into MCP tool errors (their messages cut to a bounded length)."""
 
     async def on_call_tool(self, context: MiddlewareContext[Any], call_next: Any) -> Any:
         try:
+            try:
+                check_arguments(context.message.arguments)
+            except LimitError as exc:
+                raise ValidationError(str(exc)) from None
             if context.message.name not in NO_WAIT_TOOLS:
                 await di.ready()
             return await call_next(context)
         except SessionBuddyError as exc:
-            raise ToolError(f"{exc} [{exc.code}]") from exc
+            raise _tool_error(exc) from exc
         except ToolError as exc:
             # FastMCP wraps a tool's exception in a ToolError; keep the code a client can match
             cause = exc.__cause__
             if isinstance(cause, SessionBuddyError):
-                raise ToolError(f"{cause} [{cause.code}]") from cause
+                raise _tool_error(cause) from cause
+            if len(str(exc)) > MAX_ERROR_CHARS:
+                raise ToolError(cut(str(exc), MAX_ERROR_CHARS)) from exc
+            raise
+        except ArgumentsError as exc:
+            # arguments of the wrong shape: one line per bad item, so bound the list
+            if len(str(exc)) > MAX_ERROR_CHARS:
+                raise ArgumentsError(cut(str(exc), MAX_ERROR_CHARS)) from None
             raise
 
     async def on_read_resource(self, context: MiddlewareContext[Any], call_next: Any) -> Any:
@@ -66,7 +85,7 @@ class ErrorMiddleware(Middleware):
             await di.ready()
             return await call_next(context)
         except SessionBuddyError as exc:
-            raise ToolError(f"{exc} [{exc.code}]") from exc
+            raise _tool_error(exc) from exc
 
 
 class _ExpectedErrors(logging.Filter):
@@ -112,6 +131,16 @@ async def lifespan(app: FastMCP) -> AsyncIterator[dict[str, Any]]:
                 stats.timed_out,
                 stats.duration_s,
             )
+
+
+def private_data_dir(settings: SessionBuddySettings) -> SessionPaths:
+    """The data folder of a server process, private: umask 0077 from now on, and looser
+    modes of existing files repaired, each with a warning (see SessionPaths.make_private)."""
+    paths = SessionPaths.from_settings(settings.data_dir)
+    extra = [settings.storage.path] if settings.storage.path else []
+    for line in paths.make_private(*extra):
+        log.warning("private data: %s", line)
+    return paths
 
 
 def create_server(settings: SessionBuddySettings | None = None) -> FastMCP:

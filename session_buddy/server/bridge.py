@@ -13,22 +13,48 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import logging
 import os
+import signal
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from session_buddy.core.sessions.current import client_headers
 from session_buddy.server.auth import load_secret, login_name, mint_token
-from session_buddy.server.discovery import ensure_service
+from session_buddy.server.discovery import ensure_service, pid_alive, read_service
+
+log = logging.getLogger(__name__)
 
 TOKEN_TTL_S = 3600
 ATTEMPTS = 4
-READ_TIMEOUT_S = 3600.0
+#: A socket timeout beyond the call timeout, in case the watch itself could not act.
+SOCKET_MARGIN_S = 30.0
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """How long a call may take, and when to check that the service still answers."""
+
+    call_s: float = 600.0
+    probe_after_s: float = 10.0
+    probe_timeout_s: float = 3.0
+
+
+class Unanswered(Exception):
+    """The service took a request and gave no answer: ``kind`` is ``timeout`` (longer than
+    the call timeout) or ``unresponsive`` (it does not answer a health probe either)."""
+
+    def __init__(self, kind: str, info: dict[str, Any]) -> None:
+        super().__init__(kind)
+        self.kind = kind
+        self.info = info
+        self.restarted = False
 
 
 class ServiceBridge:
@@ -39,6 +65,7 @@ class ServiceBridge:
         deliver: Callable[[dict[str, Any]], None],
         protocol_version: str,
         user: str | None = None,
+        timeouts: Timeouts | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.config = config
@@ -54,13 +81,17 @@ class ServiceBridge:
         self.client_headers = client_headers(
             uuid.uuid4().hex, os.getcwd(), os.environ.get("CLAUDE_PROJECT_DIR") or None
         )
+        self.liveness = Liveness(self, timeouts or Timeouts())
 
     # -- service and credentials ---------------------------------------------------------
 
     def service(self) -> dict[str, Any]:
         with self._info_lock:
             if self._info is None:
-                self._info = ensure_service(self.data_dir, self.config)
+                info = ensure_service(self.data_dir, self.config)
+                if self.liveness.unresponsive(info) and self.liveness.restart(info):
+                    info = ensure_service(self.data_dir, self.config)  # a stopped one replaced
+                self._info = info
             return self._info
 
     def _forget_service(self) -> None:
@@ -81,6 +112,15 @@ class ServiceBridge:
 
     # -- HTTP ------------------------------------------------------------------------------
 
+    def headers(self) -> dict[str, str]:
+        return {
+            "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream",
+            "Authorization": f"Bearer {self.token()}",
+            "MCP-Protocol-Version": self.protocol_version,
+            **self.client_headers,
+        }
+
     def _connection(self, info: dict[str, Any]) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
         key = (info["host"], info["port"])
@@ -88,7 +128,9 @@ class ServiceBridge:
             if conn is not None:
                 conn.close()
             conn = http.client.HTTPConnection(
-                str(info["host"]), int(info["port"]), timeout=READ_TIMEOUT_S
+                str(info["host"]),
+                int(info["port"]),
+                timeout=self.liveness.timeouts.call_s + SOCKET_MARGIN_S,
             )
             conn.connect()
             conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -114,22 +156,27 @@ class ServiceBridge:
         if data:
             yield json.loads("\n".join(data))
 
-    def _post_once(self, message: dict[str, Any]) -> tuple[int, str]:
-        """POST one message and deliver what comes back; returns (status, error text)."""
+    def _post_once(self, message: dict[str, Any], body: bytes) -> tuple[int, str]:
+        """POST one message (its bytes as the client sent them) and deliver what comes back;
+        returns (status, error text). Raises Unanswered when the watch gave up on it."""
         info = self.service()
         conn = self._connection(info)
-        body = json.dumps(message).encode()
+        with self.liveness.watch(info, conn) as verdict:
+            try:
+                return self._exchange(conn, message, body)
+            except (OSError, http.client.HTTPException, ValueError):
+                if verdict:
+                    raise Unanswered(verdict[0], info) from None
+                raise
+
+    def _exchange(
+        self, conn: http.client.HTTPConnection, message: dict[str, Any], body: bytes
+    ) -> tuple[int, str]:
         conn.request(
             "POST",
             "/mcp",
             body=body,
-            headers={
-                "Content-Type": "application/json",
-                "Accept": "application/json, text/event-stream",
-                "Authorization": f"Bearer {self.token()}",
-                "MCP-Protocol-Version": self.protocol_version,
-                **self.client_headers,
-            },
+            headers=self.headers(),
         )
         response = conn.getresponse()
         status = response.status
@@ -153,13 +200,39 @@ class ServiceBridge:
             return status, ""
         return status, payload.decode("utf-8", "replace")[:500]
 
-    def forward(self, message: dict[str, Any]) -> None:
-        """Deliver one client message to the service and its answers back (thread-safe)."""
+    def forward(self, message: dict[str, Any], body: bytes | None = None) -> None:
+        """Deliver one client message to the service and its answers back (thread-safe).
+
+        ``body`` is the message as the client encoded it (forwarded as is: no re-encoding,
+        so the size the service sees is the size the client sent). A request always gets
+        an answer, whatever goes wrong here.
+        """
+        try:
+            self._forward(message, body if body is not None else json.dumps(message).encode())
+        except Exception as exc:  # never leave a request unanswered
+            if "method" in message and "id" in message:
+                self.deliver(
+                    {
+                        "jsonrpc": "2.0",
+                        "id": message["id"],
+                        "error": {
+                            "code": -32603,
+                            "message": f"session-buddy bridge failed: {type(exc).__name__}: "
+                            f"{str(exc)[:300]}",
+                        },
+                    }
+                )
+
+    def _forward(self, message: dict[str, Any], body: bytes) -> None:
         is_request = "method" in message and "id" in message
         problem = "no attempt made"
         for attempt in range(ATTEMPTS):
             try:
-                status, text = self._post_once(message)
+                status, text = self._post_once(message, body)
+            except Unanswered as exc:
+                if is_request:
+                    self.deliver(self.liveness.answer(message["id"], exc))
+                return
             except (OSError, http.client.HTTPException, RuntimeError, ValueError) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
                 self._forget_service()
@@ -175,8 +248,9 @@ class ServiceBridge:
                 problem = f"HTTP 503: {text}"
                 time.sleep(0.5 * (attempt + 1))
                 continue
-            problem = f"HTTP {status}: {text}"
-            break
+            if is_request:
+                self.deliver(_refused(message["id"], status, text, len(body)))
+            return
         if is_request:
             self.deliver(
                 {
@@ -189,6 +263,140 @@ class ServiceBridge:
                     },
                 }
             )
+
+
+def _refused(request_id: Any, status: int, text: str, size: int) -> dict[str, Any]:
+    """The answer to a request the service refused (it is up: this is not 'unavailable')."""
+    if status == 413:
+        message = (
+            f"request too large: {size} bytes is over the service's limit "
+            f"(server.max_request_bytes); {text}"
+        )
+    else:
+        message = f"the session-buddy service refused the request (HTTP {status}): {text}"
+    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": -32600, "message": message}}
+
+
+#: A service younger than this that is not stopped is given time to start serving.
+STARTING_GRACE_S = 60.0
+PROBE = b'{"jsonrpc":"2.0","id":"session-buddy-probe","method":"ping"}'
+
+
+class Liveness:
+    """Tells a service that accepts connections but does not answer (stopped, hung) from a
+    slow call, and restarts it when it is ours (the service of our data dir, our user)."""
+
+    def __init__(self, bridge: ServiceBridge, timeouts: Timeouts) -> None:
+        self.bridge = bridge
+        self.timeouts = timeouts
+
+    def probe(self, info: dict[str, Any]) -> bool:
+        """Does the service answer a ping at all (any HTTP status) within the probe timeout?"""
+        conn = http.client.HTTPConnection(
+            str(info["host"]), int(info["port"]), timeout=self.timeouts.probe_timeout_s
+        )
+        try:
+            conn.request("POST", "/mcp", body=PROBE, headers=self.bridge.headers())
+            conn.getresponse().read()
+            return True
+        except (OSError, http.client.HTTPException, RuntimeError):
+            return False
+        finally:
+            conn.close()
+
+    def unresponsive(self, info: dict[str, Any]) -> bool:
+        if self.probe(info):
+            return False
+        # stopped (SIGSTOP, a debugger): certain
+        if _process_state(int(info["pid"])) == "T":
+            return True
+        # a service still starting (listening, not yet serving) is not hung; else ask again
+        starting = time.time() - float(info.get("started_at") or 0) < STARTING_GRACE_S
+        return not starting and not self.probe(info)
+
+    def restart(self, info: dict[str, Any]) -> bool:
+        """Kill an unresponsive service of ours (SIGKILL: a stopped process ignores the rest
+        until continued; acknowledged writes are on disk); the next request starts a new one."""
+        pid = int(info["pid"])
+        current = read_service(self.bridge.data_dir)
+        if current is None or int(current["pid"]) != pid or not _owned_by_us(pid):
+            return False
+        log.warning("session-buddy service %d does not answer: killing it to restart", pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return not pid_alive(pid)
+
+    @contextlib.contextmanager
+    def watch(self, info: dict[str, Any], conn: http.client.HTTPConnection) -> Iterator[list[str]]:
+        """While a call waits: after probe_after_s, probe the service every probe_after_s;
+        cut the call's connection when the service is unresponsive or the call is over
+        call_s. The yielded list holds the verdict, if any."""
+        verdict: list[str] = []
+        done = threading.Event()
+        t = self.timeouts
+
+        def run() -> None:
+            start = time.monotonic()
+            while not done.wait(
+                min(t.probe_after_s, max(0.01, start + t.call_s - time.monotonic()))
+            ):
+                if time.monotonic() - start >= t.call_s:
+                    verdict.append("timeout")
+                elif self.unresponsive(info):
+                    verdict.append("unresponsive")
+                if verdict and not done.is_set():
+                    with contextlib.suppress(OSError, AttributeError):
+                        conn.sock.shutdown(socket.SHUT_RDWR)
+                    return
+
+        threading.Thread(target=run, name="bridge-watch", daemon=True).start()
+        try:
+            yield verdict
+        finally:
+            done.set()
+
+    def answer(self, request_id: Any, exc: Unanswered) -> dict[str, Any]:
+        """The error for a request the service took and never answered (not retried: it
+        may have run)."""
+        self.bridge._forget_service()
+        pid = exc.info.get("pid")
+        log_file = self.bridge.data_dir / "logs" / "service.log"
+        if exc.kind == "timeout":
+            text = (
+                f"no answer from the session-buddy service within {self.timeouts.call_s:.0f} s "
+                f"(server.call_timeout_s); it may still be working on it: see {log_file}"
+            )
+        else:
+            restarted = self.restart(exc.info)
+            text = (
+                f"the session-buddy service (pid {pid}) accepts connections but does not "
+                "answer (a health probe timed out); "
+                + (
+                    "it was stopped and the next request starts a new one: retry"
+                    if restarted
+                    else f"it is not ours to restart: see {log_file}"
+                )
+            )
+        return {"jsonrpc": "2.0", "id": request_id, "error": {"code": -32603, "message": text}}
+
+
+def _process_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except (OSError, IndexError):
+        return "?"
+
+
+def _owned_by_us(pid: int) -> bool:
+    """Our user's session-buddy process (not a pid reused by something else)."""
+    try:
+        mine = os.stat(f"/proc/{pid}").st_uid == os.getuid()
+        return mine and b"session_buddy" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def call_tool(

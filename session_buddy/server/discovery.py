@@ -39,7 +39,9 @@ def read_service(data_dir: Path) -> dict[str, Any] | None:
 def write_service(data_dir: Path, info: dict[str, Any]) -> None:
     """Atomically replace service.json."""
     tmp = data_dir / f".{SERVICE_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(info), encoding="utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(info))
     os.replace(tmp, data_dir / SERVICE_FILE)
 
 
@@ -85,8 +87,9 @@ def live_service(data_dir: Path) -> dict[str, Any] | None:
 
 @contextlib.contextmanager
 def start_lock(data_dir: Path) -> Iterator[None]:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with open(data_dir / START_LOCK, "a+") as fh:
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(data_dir / START_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "r+") as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
             yield
@@ -95,10 +98,10 @@ def start_lock(data_dir: Path) -> Iterator[None]:
 
 
 _LAUNCHER = (
-    "import subprocess, sys\n"
-    "log = open(sys.argv[1], 'ab')\n"
+    "import os, subprocess, sys\n"
+    "log = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)\n"
     "p = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log, stderr=log,"
-    " start_new_session=True, close_fds=True)\n"
+    " start_new_session=True, close_fds=True, umask=0o077)\n"
     "print(p.pid)\n"
 )
 
@@ -119,7 +122,7 @@ def spawn_service(data_dir: Path, config: str | None, delay_s: float = 0.0) -> i
     import subprocess  # here: the hooks import this module and rarely spawn
 
     logs = data_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    logs.mkdir(parents=True, exist_ok=True, mode=0o700)
     env = dict(os.environ)
     env["SESSION_BUDDY_DATA_DIR"] = str(data_dir)
     if config:

@@ -33,9 +33,11 @@ from session_buddy import __version__
 from session_buddy.core.sessions.current import client_from_headers, current_client
 from session_buddy.core.users import current_user
 from session_buddy.errors import AuthError
+from session_buddy.logs import reclaim_logging, route_logging_to_stderr
 from session_buddy.paths import SessionPaths
 from session_buddy.server.auth import load_secret, verify_token
 from session_buddy.server.discovery import SERVICE_LOCK, remove_service, write_service
+from session_buddy.server.limits import MAX_JSON_DEPTH, rpc_error, too_deep
 from session_buddy.settings import SessionBuddySettings
 
 log = logging.getLogger(__name__)
@@ -76,15 +78,7 @@ class GuardMiddleware:
     async def _reply(
         self, send: Send, status: int, message: str, extra: list[tuple[bytes, bytes]] | None = None
     ) -> None:
-        body = json.dumps({"error": message}).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-        ]
-        await send(
-            {"type": "http.response.start", "status": status, "headers": headers + (extra or [])}
-        )
-        await send({"type": "http.response.body", "body": body})
+        await self._reply_json(send, status, {"error": message}, extra)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -119,17 +113,10 @@ class GuardMiddleware:
                 send, 503, "too many requests in flight; retry shortly", [(b"retry-after", b"1")]
             )
             return
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message.get("type") == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_request_bytes:
-                    raise ValueError(f"request larger than {self.max_request_bytes} bytes")
-            return message
-
+        lift_sdk_body_limit(scope, self.max_request_bytes)
+        replay = await self._read_body(receive, send)
+        if replay is None:
+            return
         self.activity.in_flight += 1
         self.activity.last = time.monotonic()
         # the token's subject is who acts in this request (core/users.py); the bridge's
@@ -137,13 +124,79 @@ class GuardMiddleware:
         bound = current_user.set(str(user)) if user else None
         client = current_client.set(client_from_headers(headers, str(user) if user else None))
         try:
-            await self.app(scope, limited_receive, send)
+            await self.app(scope, replay, send)
         finally:
             current_client.reset(client)
             if bound is not None:
                 current_user.reset(bound)
             self.activity.in_flight -= 1
             self.activity.last = time.monotonic()
+
+    async def _read_body(self, receive: Receive, send: Send) -> Receive | None:
+        """Read the body (bounded), refuse JSON nested too deep; a receive that replays it,
+        or None when the request was answered here."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message.get("type") != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_request_bytes:
+                await self._reply(send, 413, f"request larger than {self.max_request_bytes} bytes")
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if too_deep(body):
+            answer = rpc_error(
+                None, -32600, f"Invalid Request: JSON nested deeper than {MAX_JSON_DEPTH} levels"
+            )
+            await self._reply_json(send, 400, answer)
+            return None
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return replay
+
+    @staticmethod
+    async def _reply_json(
+        send: Send,
+        status: int,
+        answer: dict[str, Any],
+        extra: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        body = json.dumps(answer).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        await send(
+            {"type": "http.response.start", "status": status, "headers": headers + (extra or [])}
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def lift_sdk_body_limit(scope: Scope, limit: int) -> None:
+    """The MCP SDK caps bodies at 4 MiB behind this guard (``RequestBodyLimitMiddleware``,
+    not configurable through FastMCP): give it ``server.max_request_bytes`` instead, so the
+    documented limit is the real one."""
+    app = scope.get("app")
+    for route in getattr(getattr(app, "router", None), "routes", []):
+        manager = getattr(getattr(route, "app", None), "session_manager", None) or getattr(
+            getattr(route, "endpoint", None), "session_manager", None
+        )
+        inner = getattr(manager, "asgi_app", None)
+        if inner is not None and getattr(inner, "max_body_size", limit) < limit:
+            inner.max_body_size = limit
 
 
 def guard_middleware(
@@ -173,6 +226,18 @@ def _idle_watchdog(activity: Activity, idle_s: float) -> None:
             return
 
 
+def _service_logging(settings: SessionBuddySettings, paths: SessionPaths) -> None:
+    """The service logs to a size-rotated <data>/logs/service.log (or log_file); its
+    stdout and stderr follow the current file."""
+    route_logging_to_stderr(
+        settings.log_level,
+        settings.log_file or paths.logs / "service.log",
+        max_bytes=settings.log_max_bytes,
+        backups=settings.log_backups,
+        follow_std=True,
+    )
+
+
 def run_service(settings: SessionBuddySettings) -> int:
     """Run the shared service of the settings' data directory until idle or signalled."""
     paths = SessionPaths.from_settings(settings.data_dir).ensure()
@@ -182,6 +247,7 @@ def run_service(settings: SessionBuddySettings) -> int:
     except BlockingIOError:
         print(f"another session-buddy service owns {paths.data}; exiting", file=sys.stderr)
         return 0
+    _service_logging(settings, paths)
     host = settings.server.host
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -191,9 +257,11 @@ def run_service(settings: SessionBuddySettings) -> int:
     sock.listen(256)
     port = sock.getsockname()[1]
     activity = Activity()
-    from session_buddy.server.app import create_server
+    from session_buddy.server.app import create_server, private_data_dir
 
+    private_data_dir(settings)
     server = create_server(settings)
+    reclaim_logging(settings.log_level)  # FastMCP set up its own handlers on import
     middleware = guard_middleware(settings, paths, activity)
     write_service(
         paths.data,
@@ -207,6 +275,7 @@ def run_service(settings: SessionBuddySettings) -> int:
             "auth": settings.server.auth,
         },
     )
+    activity.last = time.monotonic()  # idle from now on, not from before the slow imports
     threading.Thread(
         target=_idle_watchdog, args=(activity, settings.server.idle_timeout_s), daemon=True
     ).start()

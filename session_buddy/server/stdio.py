@@ -36,6 +36,13 @@ from typing import IO, Any
 
 from session_buddy.server.catalog import listed, unsupported
 from session_buddy.server.identity import initialize_result
+from session_buddy.server.limits import parse_message, rpc_error
+
+#: The request size limit until the settings are loaded (the default of
+#: ``server.max_request_bytes``); the loaded setting replaces it.
+DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
+#: The smallest limit the settings allow: a shorter line is within any limit.
+MIN_REQUEST_LIMIT = 1024
 
 SHUTDOWN_GRACE_S = 30.0
 #: the loader waits this long (or until a request needs the server) before it starts importing,
@@ -56,7 +63,10 @@ class StdioFront:
         self.standalone = standalone
         self._protocol_version: str | None = None
         self._out_lock = threading.Lock()
-        self._inbox: queue.Queue[bytes | None] = queue.Queue()
+        # each line with its decoded message (checked by limits.parse_message)
+        self._inbox: queue.Queue[tuple[bytes, dict[str, Any]] | None] = queue.Queue()
+        self.max_request_bytes = DEFAULT_MAX_REQUEST_BYTES
+        self._limits_known = threading.Event()  # set once the settings are read
         self._init_id: Any = None
         self._init_answered = False
         self._drop_init_answer = False
@@ -87,15 +97,17 @@ class StdioFront:
 
     def _load(self) -> None:
         try:
-            from session_buddy.logs import route_logging_to_stderr
+            from session_buddy.logs import reclaim_logging, route_logging_to_stderr
 
             route_logging_to_stderr()
-            from session_buddy.server.app import create_server
+            from session_buddy.server.app import create_server, private_data_dir
             from session_buddy.settings import load_settings
 
             loaded = load_settings(self.config)
             route_logging_to_stderr(loaded.settings.log_level)
+            private_data_dir(loaded.settings)
             self._server = create_server(loaded.settings)
+            reclaim_logging(loaded.settings.log_level)  # bounded records, no Rich boxes
         except BaseException as exc:  # reported to the client as errors
             self._load_error = exc
 
@@ -117,9 +129,9 @@ class StdioFront:
         finally:
             # FastMCP's transport may have closed the pipe already when its client went away
             if not sys.stdout.closed:
-                with contextlib.suppress(OSError):
+                with contextlib.suppress(OSError, ValueError):
                     sys.stdout.flush()
-                with contextlib.suppress(OSError):
+                with contextlib.suppress(OSError, ValueError):
                     sys.stdout.close()
             sys.stdin, sys.stdout = saved_stdin, saved_stdout
             pump.join(timeout=5)
@@ -130,8 +142,9 @@ class StdioFront:
                 item = self._inbox.get()
                 if item is None:
                     return
+                line = item[0]
                 try:
-                    pipe.write(item if item.endswith(b"\n") else item + b"\n")
+                    pipe.write(line if line.endswith(b"\n") else line + b"\n")
                 except (BrokenPipeError, OSError):
                     return
 
@@ -140,7 +153,7 @@ class StdioFront:
             for line in pipe:
                 try:
                     message = json.loads(line)
-                except ValueError:
+                except (ValueError, RecursionError):
                     sys.stderr.buffer.write(line)  # never let non-JSON-RPC reach stdout
                     continue
                 if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
@@ -174,19 +187,19 @@ class StdioFront:
     def _on_line(self, line: bytes) -> None:
         if not line.strip():
             return
-        try:
-            message = json.loads(line)
-        except ValueError:
-            message = None
-        if (
-            isinstance(message, dict)
-            and message.get("method") == "initialize"
-            and not self._init_answered
-        ):
+        if len(line) > MIN_REQUEST_LIMIT:  # it may be over the configured limit: know it first
+            self._limits_known.wait(SHUTDOWN_GRACE_S)
+        message, problem = parse_message(line, self.max_request_bytes)
+        if message is None:
+            # answered here, in both modes: never decoded by anything that could choke on it
+            self._send_json(problem or rpc_error(None, -32600, "Invalid Request"))
+            return
+        if message.get("method") == "initialize" and not self._init_answered:
             self._init_answered = True
             self._init_id = message.get("id")
             self._drop_init_answer = True
-            params = message.get("params") or {}
+            params = message.get("params")
+            params = params if isinstance(params, dict) else {}
             self._send_json(
                 {
                     "jsonrpc": "2.0",
@@ -194,7 +207,7 @@ class StdioFront:
                     "result": initialize_result(params.get("protocolVersion")),
                 }
             )
-        elif isinstance(message, dict) and "id" in message:
+        elif "id" in message:
             stored = listed(message.get("method"), message.get("params"))
             if stored is not None:  # answered now, cold service or not (server.catalog)
                 self._send_json({"jsonrpc": "2.0", "id": message["id"], "result": stored})
@@ -205,7 +218,7 @@ class StdioFront:
                 return
             if message.get("method") != "initialize":
                 self._needed.set()
-        self._inbox.put(line)
+        self._inbox.put((line, message))
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self._stopping = True
@@ -217,10 +230,13 @@ class StdioFront:
             from session_buddy.settings import load_settings
 
             settings = load_settings(self.config).settings
+            self.max_request_bytes = settings.server.max_request_bytes
             shared = settings.server.shared and not self.standalone
         except BaseException as exc:
             self._load_error = exc
             shared = False
+        finally:
+            self._limits_known.set()
         if shared:
             self._bridge(settings)
             return
@@ -233,13 +249,8 @@ class StdioFront:
             item = self._inbox.get()
             if item is None:
                 return
-            try:
-                message = json.loads(item)
-            except ValueError:
-                continue
-            if isinstance(message, dict) and not (
-                message.get("method") == "initialize" and message.get("id") == self._init_id
-            ):
+            message = item[1]
+            if not (message.get("method") == "initialize" and message.get("id") == self._init_id):
                 self._answer_load_error(message)
 
     def _bridge(self, settings: Any) -> None:
@@ -247,40 +258,23 @@ class StdioFront:
         from concurrent.futures import ThreadPoolExecutor
 
         from session_buddy.paths import SessionPaths
-        from session_buddy.server.bridge import ServiceBridge
+        from session_buddy.server.bridge import ServiceBridge, Timeouts
 
+        limits = settings.server
         bridge = ServiceBridge(
             SessionPaths.from_settings(settings.data_dir).data,
             self.config,
             self._send_json,
             self._protocol_version or "2025-06-18",
             user=settings.user,
+            timeouts=Timeouts(limits.call_timeout_s, limits.probe_after_s, limits.probe_timeout_s),
         )
         with ThreadPoolExecutor(BRIDGE_WORKERS, thread_name_prefix="bridge") as pool:
             while True:
                 item = self._inbox.get()
                 if item is None:
                     break
-                try:
-                    message = json.loads(item)
-                except ValueError:
-                    self._send_json(
-                        {
-                            "jsonrpc": "2.0",
-                            "id": None,
-                            "error": {"code": -32700, "message": "Parse error"},
-                        }
-                    )
-                    continue
-                if not isinstance(message, dict):
-                    self._send_json(
-                        {
-                            "jsonrpc": "2.0",
-                            "id": None,
-                            "error": {"code": -32600, "message": "Invalid Request"},
-                        }
-                    )
-                    continue
+                line, message = item
                 method = message.get("method")
                 if method == "initialize" and message.get("id") == self._init_id:
                     continue  # answered by the front
@@ -288,7 +282,7 @@ class StdioFront:
                     continue  # the service is stateless: nothing to tell it
                 if self._protocol_version:
                     bridge.protocol_version = self._protocol_version
-                pool.submit(bridge.forward, message)
+                pool.submit(bridge.forward, message, line.rstrip(b"\r\n"))
 
     def run(self) -> int:
         self._claim_stdout()
@@ -299,9 +293,12 @@ class StdioFront:
         stdin = sys.stdin.buffer
         try:
             while True:
-                line = stdin.readline()
+                line = stdin.readline(self.max_request_bytes + 1)
                 if not line:
                     break
+                if len(line) > self.max_request_bytes and not line.endswith(b"\n"):
+                    while (rest := stdin.readline(1 << 20)) and not rest.endswith(b"\n"):
+                        pass  # skip the rest of an over-long line without holding it
                 self._on_line(line)
         except _Stop:
             pass
