@@ -29,10 +29,9 @@ def serve(
 ) -> None:
     """Run the MCP server (stdio by default, for Claude Code)."""
     if not http:
-        from session_buddy.cli import fast_stdio
+        from session_buddy.server.stdio import main as front_main
 
-        argv = ["serve"] + (["--config", str(config)] if config else [])
-        raise typer.Exit(fast_stdio(argv + (["--standalone"] if standalone else [])) or 0)
+        raise typer.Exit(front_main(str(config) if config else None, standalone) or 0)
     loaded = load(config)
     settings = loaded.settings
     route_logging_to_stderr(

@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from session_buddy.errors import SessionBuddyError
+
 Memory = dict[str, Any]
 
 
@@ -29,8 +31,10 @@ class PushResult:
     already: int = 0
 
 
-class RemoteError(Exception):
+class RemoteError(SessionBuddyError):
     """A call that failed as a whole (connection, timeout, HTTP error, tool error)."""
+
+    code = "remote_error"
 
     def __init__(
         self,
