@@ -683,6 +683,104 @@ def _exists(root: Path, rel: str) -> bool:
     return (root / rel).exists()
 
 
+def _package_manager(
+    info: ProjectInfo, names: set[str], tool: dict[str, Any], package_json: dict[str, Any]
+) -> None:
+    """Lockfiles, manifests and the package manager they point to."""
+    info.lockfiles = sorted(n for n in names if n in LOCKFILES)
+    info.manifests = sorted(n for n in names if n in MANIFESTS)
+    if info.lockfiles:
+        info.package_manager = LOCKFILES[info.lockfiles[0]]
+    elif info.manifests:
+        info.package_manager = MANIFESTS[info.manifests[0]]
+    if info.package_manager == "pip" and not info.lockfiles:
+        for name in ("uv", "poetry", "pdm", "hatch"):
+            if name in tool:
+                info.package_manager = name
+                break
+    if isinstance(package_json.get("packageManager"), str):
+        info.package_manager = package_json["packageManager"].split("@", 1)[0]
+
+
+def _tests(
+    root: Path,
+    files: list[str],
+    tool: dict[str, Any],
+    cfg_sections: set[str],
+    package_json: dict[str, Any],
+) -> list[str]:
+    """What says the project has tests: folders, test files, runner configuration."""
+    found = [f"{folder}/" for folder in TEST_DIRS if (root / folder).is_dir()]
+    test_files = [
+        f
+        for f in files
+        if ((name := Path(f).name).startswith("test_") and name.endswith(".py"))
+        or name.endswith(("_test.py", "_test.go", "_spec.rb"))
+        or ".test." in name
+        or ".spec." in name
+    ]
+    if test_files:
+        found.append(f"{len(test_files)} test files")
+    if (
+        "pytest" in tool.get("ini_options", {})
+        or "pytest" in tool
+        or _exists(root, "pytest.ini")
+        or "tool:pytest" in cfg_sections
+    ):
+        found.append("pytest configured")
+    scripts = package_json.get("scripts") if isinstance(package_json.get("scripts"), dict) else {}
+    if isinstance(scripts, dict) and "test" in scripts:
+        found.append("npm test script")
+    return found
+
+
+def _ci(root: Path) -> list[str]:
+    found = [f for f in CI_FILES if _exists(root, f)]
+    for folder in CI_DIRS:
+        path = root / folder
+        if path.is_dir() and any(
+            p.suffix in (".yml", ".yaml") or p.is_file() for p in path.iterdir()
+        ):
+            found.append(f"{folder}/")
+    return found
+
+
+def _linters(
+    root: Path, tool: dict[str, Any], cfg_sections: set[str], package_json: dict[str, Any]
+) -> list[str]:
+    lint = {tool_name for fname, tool_name in LINT_FILES.items() if _exists(root, fname)}
+    for name in ("ruff", "flake8", "pylint", "black", "isort"):
+        if name in tool:
+            lint.add(name)
+    if "flake8" in cfg_sections:
+        lint.add("flake8")
+    if isinstance(package_json.get("eslintConfig"), dict):
+        lint.add("eslint")
+    return sorted(lint)
+
+
+def _type_checkers(
+    root: Path, tool: dict[str, Any], cfg_sections: set[str], languages: dict[str, int]
+) -> list[str]:
+    types = {tool_name for fname, tool_name in TYPE_FILES.items() if _exists(root, fname)}
+    for name in ("mypy", "pyright", "pyre", "basedpyright"):
+        if name in tool:
+            types.add(name)
+    if "mypy" in cfg_sections:
+        types.add("mypy")
+    for language in languages:
+        if language in TYPED_LANGUAGES and language != "TypeScript":
+            types.add(f"{language} compiler")
+    return sorted(types)
+
+
+def _docs(root: Path) -> list[str]:
+    docs = [f for f in DOC_FILES if _exists(root, f)][:1]
+    docs += [f"{d}/" for d in DOC_DIRS if (root / d).is_dir()]
+    docs += [f for f in DOC_CONFIGS if _exists(root, f)]
+    return docs
+
+
 def analyze_project(working_directory: Path | str | None = None) -> ProjectInfo:
     """Analyse the project containing ``working_directory`` (default: the current folder)."""
     start = Path(working_directory or os.getcwd()).expanduser().resolve()
@@ -703,87 +801,18 @@ def analyze_project(working_directory: Path | str | None = None) -> ProjectInfo:
     )
     files = _list_files(root, git_root is not None)
     info.languages = _languages(files)
-
     names = {f for f in files if "/" not in f} | {p.name for p in root.iterdir() if p.is_file()}
-    info.lockfiles = sorted(n for n in names if n in LOCKFILES)
-    info.manifests = sorted(n for n in names if n in MANIFESTS)
-    if info.lockfiles:
-        info.package_manager = LOCKFILES[info.lockfiles[0]]
-    elif info.manifests:
-        info.package_manager = MANIFESTS[info.manifests[0]]
     pyproject = _read_pyproject(root)
     tool = pyproject.get("tool", {}) if isinstance(pyproject.get("tool"), dict) else {}
-    if info.package_manager == "pip" and not info.lockfiles:
-        for name in ("uv", "poetry", "pdm", "hatch"):
-            if name in tool:
-                info.package_manager = name
-                break
     package_json = _read_package_json(root)
-    if isinstance(package_json.get("packageManager"), str):
-        info.package_manager = package_json["packageManager"].split("@", 1)[0]
     cfg_sections = _setup_cfg_sections(root)
-
-    # tests
-    for folder in TEST_DIRS:
-        if (root / folder).is_dir():
-            info.tests.append(f"{folder}/")
-    test_files = [
-        f
-        for f in files
-        if ((name := Path(f).name).startswith("test_") and name.endswith(".py"))
-        or name.endswith(("_test.py", "_test.go", "_spec.rb"))
-        or ".test." in name
-        or ".spec." in name
-    ]
-    if test_files:
-        info.tests.append(f"{len(test_files)} test files")
-    if (
-        "pytest" in tool.get("ini_options", {})
-        or "pytest" in tool
-        or _exists(root, "pytest.ini")
-        or "tool:pytest" in cfg_sections
-    ):
-        info.tests.append("pytest configured")
-    scripts = package_json.get("scripts") if isinstance(package_json.get("scripts"), dict) else {}
-    if isinstance(scripts, dict) and "test" in scripts:
-        info.tests.append("npm test script")
+    _package_manager(info, names, tool, package_json)
+    info.tests = _tests(root, files, tool, cfg_sections, package_json)
     info.test_result = latest_run(root)
-
-    # CI
-    info.ci = [f for f in CI_FILES if _exists(root, f)]
-    for folder in CI_DIRS:
-        path = root / folder
-        if path.is_dir() and any(
-            p.suffix in (".yml", ".yaml") or p.is_file() for p in path.iterdir()
-        ):
-            info.ci.append(f"{folder}/")
-
-    # lint and types
-    lint = {tool_name for fname, tool_name in LINT_FILES.items() if _exists(root, fname)}
-    for name in ("ruff", "flake8", "pylint", "black", "isort"):
-        if name in tool:
-            lint.add(name)
-    if "flake8" in cfg_sections:
-        lint.add("flake8")
-    if isinstance(package_json.get("eslintConfig"), dict):
-        lint.add("eslint")
-    info.lint = sorted(lint)
-    types = {tool_name for fname, tool_name in TYPE_FILES.items() if _exists(root, fname)}
-    for name in ("mypy", "pyright", "pyre", "basedpyright"):
-        if name in tool:
-            types.add(name)
-    if "mypy" in cfg_sections:
-        types.add("mypy")
-    for language in info.languages:
-        if language in TYPED_LANGUAGES and language != "TypeScript":
-            types.add(f"{language} compiler")
-    info.type_check = sorted(types)
-
-    # docs
-    info.docs = [f for f in DOC_FILES if _exists(root, f)][:1]
-    info.docs += [f"{d}/" for d in DOC_DIRS if (root / d).is_dir()]
-    info.docs += [f for f in DOC_CONFIGS if _exists(root, f)]
-
+    info.ci = _ci(root)
+    info.lint = _linters(root, tool, cfg_sections, package_json)
+    info.type_check = _type_checkers(root, tool, cfg_sections, info.languages)
+    info.docs = _docs(root)
     if git_root is not None:
         try:
             info.git = git_state(git_root)
