@@ -230,17 +230,11 @@ class MigrationReport:
 Progress = Callable[[str, int, int], None]  # (table, done, total)
 
 
-async def migrate(
-    source: StorageBase,
-    target: StorageBase,
-    *,
-    source_name: str,
-    target_name: str,
-    batch: int = 500,
-    progress: Progress | None = None,
-) -> MigrationReport:
-    """Copy ``source`` into ``target`` (both initialised), resumably, then verify."""
-    started = utcnow()
+async def _start(
+    source: StorageBase, target: StorageBase, source_name: str, target_name: str
+) -> tuple[dict[str, Any], bool]:
+    """The target's migration marker (a new one, or the one to resume) and whether it resumes;
+    refuses a target that holds another migration, other data or other vectors."""
     if getattr(source, "dimension", None) != getattr(target, "dimension", None):
         raise StorageError(
             f"the source holds {getattr(source, 'dimension', '?')}-dimensional vectors but the "
@@ -249,24 +243,33 @@ async def migrate(
         )
     marker_text = await target.get_meta(MARKER)
     marker = json.loads(marker_text) if marker_text else None
-    resumed = False
     if marker is not None:
         if marker.get("source") != source_name:
             raise StorageError(
                 f"{target_name} holds an unfinished migration from {marker.get('source')}, "
                 f"not from {source_name}: finish that one (run it again) or use another target"
             )
-        resumed = True
         log.info("Resuming the migration from %s at item %s", source_name, marker.get("item"))
-    elif await target.count_items() or await target.export_records(None, 1):
+        return marker, True
+    if await target.count_items() or await target.export_records(None, 1):
         raise StorageError(
             f"{target_name} is not empty; migrate copies into an empty store only (a new "
             "database, schema or DuckDB file), so nothing is merged by accident"
         )
-    else:
-        marker = {"source": source_name, "started_at": _utc(started), "item": None}
-        await target.set_meta(MARKER, json.dumps(marker))
+    marker = {"source": source_name, "started_at": _utc(utcnow()), "item": None}
+    await target.set_meta(MARKER, json.dumps(marker))
+    return marker, False
 
+
+async def _copy(
+    source: StorageBase,
+    target: StorageBase,
+    marker: dict[str, Any],
+    batch: int,
+    progress: Progress | None,
+) -> tuple[int, int]:
+    """Items (resumably, from the marker's last item), records and meta; returns (items
+    copied, records copied)."""
     total = await source.count_items()
     copied = 0
     done = 0
@@ -279,7 +282,6 @@ async def migrate(
         await target.set_meta(MARKER, json.dumps(marker))
         if progress:
             progress("items", min(done, total), total)
-
     records = 0
     key: tuple[str, str] | None = None
     while chunk := await source.export_records(key, batch):
@@ -289,11 +291,25 @@ async def migrate(
         key = (chunk[-1].collection, chunk[-1].id)
         if progress:
             progress("records", records, records)
-
     meta = {k: v for k, v in (await source.all_meta()).items() if k not in OWN_KEYS}
     for k, v in meta.items():
         await target.set_meta(k, v)
+    return copied, records
 
+
+async def migrate(
+    source: StorageBase,
+    target: StorageBase,
+    *,
+    source_name: str,
+    target_name: str,
+    batch: int = 500,
+    progress: Progress | None = None,
+) -> MigrationReport:
+    """Copy ``source`` into ``target`` (both initialised), resumably, then verify."""
+    started = utcnow()
+    marker, resumed = await _start(source, target, source_name, target_name)
+    copied, _ = await _copy(source, target, marker, batch, progress)
     want = await digest(source)
     got = await digest(target)
     problems = want.differences(got)
