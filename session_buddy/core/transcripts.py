@@ -419,6 +419,18 @@ def parse_line(
     if not isinstance(event, dict):
         return ParsedLine([], "malformed", invalid)
     kind = event.get("type")
+    turn = _turn_maker(event, kind, transcript, number)
+    if kind in ("summary", "system"):
+        return _system_line(event, kind, turn, invalid)
+    if kind not in ("user", "assistant"):
+        return ParsedLine([], "skipped" if isinstance(kind, str) else "malformed", invalid)
+    return _message_line(event, kind, tools, turn, invalid)
+
+
+def _turn_maker(
+    event: dict[str, Any], kind: Any, transcript: str | None, number: int
+) -> Callable[..., Turn]:
+    """Makes the turns of one line: its session, folder, time and metadata on each."""
     session_id = event.get("sessionId") if isinstance(event.get("sessionId"), str) else None
     cwd = event.get("cwd") if isinstance(event.get("cwd"), str) and event.get("cwd") else None
     stamp = parse_timestamp(event.get("timestamp"))
@@ -434,6 +446,13 @@ def parse_line(
     def turn(role: str, content: str, prose: bool = False, **extra: Any) -> Turn:
         return Turn(role, valid_text(content), session_id, cwd, stamp, {**base, **extra}, prose)
 
+    return turn
+
+
+def _system_line(
+    event: dict[str, Any], kind: str, turn: Callable[..., Turn], invalid: bool
+) -> ParsedLine:
+    """A compaction summary or a system note as a system turn (noisy subtypes skipped)."""
     if kind == "summary":
         summary = event.get("summary")
         if not isinstance(summary, str) or not summary.strip():
@@ -442,16 +461,23 @@ def parse_line(
         return ParsedLine(
             [turn("system", f"Session summary: {summary.strip()}", **extra)], "turns", invalid
         )
-    if kind == "system":
-        content = event.get("content")
-        subtype = event.get("subtype")
-        if not isinstance(content, str) or not content.strip() or subtype in NOISY_SYSTEM_SUBTYPES:
-            return ParsedLine([], "skipped", invalid)
-        extra = {"subtype": subtype} if isinstance(subtype, str) else {}
-        return ParsedLine([turn("system", content.strip(), **extra)], "turns", invalid)
-    if kind not in ("user", "assistant"):
-        return ParsedLine([], "skipped" if isinstance(kind, str) else "malformed", invalid)
+    content = event.get("content")
+    subtype = event.get("subtype")
+    if not isinstance(content, str) or not content.strip() or subtype in NOISY_SYSTEM_SUBTYPES:
+        return ParsedLine([], "skipped", invalid)
+    system_extra = {"subtype": subtype} if isinstance(subtype, str) else {}
+    return ParsedLine([turn("system", content.strip(), **system_extra)], "turns", invalid)
 
+
+def _message_line(
+    event: dict[str, Any],
+    kind: str,
+    tools: ToolNames | None,
+    turn: Callable[..., Turn],
+    invalid: bool,
+) -> ParsedLine:
+    """A user or assistant message: one text turn (tool names as its metadata) and a turn per
+    tool result."""
     message = event.get("message")
     if not isinstance(message, dict):
         return ParsedLine([], "malformed", invalid)
