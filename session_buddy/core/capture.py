@@ -45,6 +45,7 @@ from session_buddy.core.transcripts import (
     LineReader,
     ParsedLine,
     ToolNames,
+    Turn,
     claude_projects_dir,
     discover,
     encode_project_dir,
@@ -464,15 +465,18 @@ def _read_batches(
     transcript = str(path)
     tools = ToolNames(tool_calls)
     extractor = InsightExtractor(insight_open)
-    context_read = False
-    first_stamp: datetime | None = None
+    place = _Place(path, cwd, session)
     speaking: _Speaking = None  # the assistant turn that tool-only lines belong to
 
     def fresh(end: int, number: int) -> _Batch:
         return _Batch([], [], end, number)
 
     def close(done: _Batch) -> _Batch:
-        done.extractor_state, done.cwd, done.session_id = extractor.state(), cwd, session
+        done.extractor_state, done.cwd, done.session_id = (
+            extractor.state(),
+            place.cwd,
+            place.session,
+        )
         done.tool_calls = tools.recent()
         return done
 
@@ -498,49 +502,13 @@ def _read_batches(
             if parsed.user_text:
                 extractor.interrupt()
             for turn in parsed.turns:
-                if turn.cwd:
-                    cwd = turn.cwd
-                if (turn.cwd is None and cwd is None) or turn.created_at is None:
-                    if not context_read:  # a line without context (a summary): the file's
-                        context_read = True
-                        found_cwd, found_session, first_stamp = file_context(path)
-                        cwd, session = cwd or found_cwd, session or found_session
-                    turn.created_at = turn.created_at or first_stamp
-                if turn.session_id:
-                    session = session or turn.session_id
-                turn_session = turn.session_id or session or path.stem
-                project = project_from_cwd(turn.cwd or cwd) if (turn.cwd or cwd) else None
-                content, cut = _fit(turn.content, max_bytes)
-                metadata = turn.metadata
-                if cut:
-                    metadata["truncated_from_chars"] = cut
-                batch.items.append(
-                    ItemInput(
-                        content=content,
-                        kind="conversation",
-                        project=project,
-                        session_id=turn_session,
-                        role=turn.role,
-                        metadata=metadata,
-                        created_at=turn.created_at,
-                    )
-                )
-                chars += len(content)
+                item = place.item(turn, max_bytes)
+                batch.items.append(item)
+                chars += len(item.content)
                 if turn.role == "assistant" or parsed.user_text:
-                    speaking = (parsed.message_id, batch.items[-1]) if turn.prose else None
+                    speaking = (parsed.message_id, item) if turn.prose else None
                 if turn.prose:
-                    context: dict[str, Any] = {
-                        k: metadata[k]
-                        for k in ("uuid", "transcript", "line", "gitBranch", "isSidechain")
-                        if k in metadata
-                    }
-                    context["source"] = "claude-code"
-                    for block in extractor.feed(turn.content, context):
-                        batch.insights.append(
-                            FoundInsight(
-                                block, project, turn_session, turn.created_at, block.context
-                            )
-                        )
+                    batch.insights.extend(_insights(extractor, turn, item))
             if len(batch.items) >= batch_size or chars >= BATCH_CHARS:
                 yield close(batch)
                 batch = fresh(batch.end_offset, batch.end_line)
@@ -553,6 +521,57 @@ def _read_batches(
 
 
 _Speaking = tuple[str | None, ItemInput] | None
+
+
+class _Place:
+    """Where the turns of a transcript belong (folder, session, time), carried from line to
+    line; a line without them (a summary) takes the file's own, read once."""
+
+    def __init__(self, path: Path, cwd: str | None, session: str | None) -> None:
+        self.path, self.cwd, self.session = path, cwd, session
+        self._context_read = False
+        self._first_stamp: datetime | None = None
+
+    def item(self, turn: Turn, max_bytes: int) -> ItemInput:
+        """The stored item of one turn (its text cut to ``max_bytes``)."""
+        if turn.cwd:
+            self.cwd = turn.cwd
+        if (turn.cwd is None and self.cwd is None) or turn.created_at is None:
+            if not self._context_read:
+                self._context_read = True
+                found_cwd, found_session, self._first_stamp = file_context(self.path)
+                self.cwd, self.session = self.cwd or found_cwd, self.session or found_session
+            turn.created_at = turn.created_at or self._first_stamp
+        if turn.session_id:
+            self.session = self.session or turn.session_id
+        folder = turn.cwd or self.cwd
+        content, cut = _fit(turn.content, max_bytes)
+        metadata = turn.metadata
+        if cut:
+            metadata["truncated_from_chars"] = cut
+        return ItemInput(
+            content=content,
+            kind="conversation",
+            project=project_from_cwd(folder) if folder else None,
+            session_id=turn.session_id or self.session or self.path.stem,
+            role=turn.role,
+            metadata=metadata,
+            created_at=turn.created_at,
+        )
+
+
+def _insights(extractor: InsightExtractor, turn: Turn, item: ItemInput) -> list[FoundInsight]:
+    """The insight blocks the assistant's prose of ``turn`` completes."""
+    context: dict[str, Any] = {
+        k: item.metadata[k]
+        for k in ("uuid", "transcript", "line", "gitBranch", "isSidechain")
+        if k in item.metadata
+    }
+    context["source"] = "claude-code"
+    return [
+        FoundInsight(block, item.project, item.session_id, turn.created_at, block.context)
+        for block in extractor.feed(turn.content, context)
+    ]
 
 
 def _attach_tools(speaking: _Speaking, parsed: ParsedLine) -> None:
