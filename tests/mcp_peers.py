@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -9,6 +10,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +133,35 @@ def stop_service(data_dir: Path, timeout: float = 30) -> None:
         time.sleep(0.05)
     if pid_alive(pid):
         os.kill(pid, signal.SIGKILL)
+
+
+def run_hook(env: dict[str, str], event: str, payload: dict[str, Any]) -> tuple[str, str, float]:
+    """``session-buddy hook EVENT`` as Claude Code runs it (a fresh process, the hook JSON on
+    stdin): its stdout, stderr and wall time; it must exit 0."""
+    started = time.monotonic()
+    done = subprocess.run(
+        [*session_buddy_cmd(), "hook", event],
+        input=json.dumps(payload),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout, done.stderr, time.monotonic() - started
+
+
+@contextlib.contextmanager
+def bridge_and_service(tmp_path: Path, **extra: str) -> Iterator[tuple[StdioPeer, dict[str, str]]]:
+    """A stdio bridge (initialised) on the shared service of ``tmp_path/data`` with ``extra``
+    settings in the environment, and that environment; the service is stopped after."""
+    env = server_env(tmp_path, **extra)
+    peer = StdioPeer(env, tmp_path)
+    peer.initialize()
+    try:
+        yield peer, env
+    finally:
+        assert peer.proc.stdin is not None
+        peer.proc.stdin.close()
+        peer.proc.wait(timeout=60)
+        stop_service(tmp_path / "data")

@@ -9,31 +9,15 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.conftest import session_buddy_cmd
-from tests.mcp_peers import StdioPeer, server_env, stop_service
+from tests.mcp_peers import StdioPeer, bridge_and_service, run_hook, server_env, stop_service
 
 FIX = (
     "The double charge came from the payment webhook being retried: charge() is now "
     "idempotent, keyed on the order id."
 )
-
-
-def run_hook(env: dict[str, str], event: str, payload: dict[str, Any]) -> tuple[str, str, float]:
-    started = time.monotonic()
-    done = subprocess.run(
-        [*session_buddy_cmd(), "hook", event],
-        input=json.dumps(payload),
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=30,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout, done.stderr, time.monotonic() - started
 
 
 def context_of(stdout: str, event: str) -> str:
@@ -54,16 +38,8 @@ def project(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[tuple[StdioPeer, dict[str, str]]]:
-    env = server_env(tmp_path)
-    peer = StdioPeer(env, tmp_path)
-    peer.initialize()
-    try:
-        yield peer, env
-    finally:
-        assert peer.proc.stdin is not None
-        peer.proc.stdin.close()
-        peer.proc.wait(timeout=60)
-        stop_service(tmp_path / "data")
+    with bridge_and_service(tmp_path) as running:
+        yield running
 
 
 def test_session_start_brings_the_brief_and_prompts_recall_once(
@@ -102,10 +78,7 @@ def test_session_start_brings_the_brief_and_prompts_recall_once(
 
 
 def test_recall_can_be_turned_off(tmp_path: Path, project: Path) -> None:
-    env = server_env(tmp_path, SESSION_BUDDY_HOOKS__RECALL="false")
-    peer = StdioPeer(env, tmp_path)
-    peer.initialize()
-    try:
+    with bridge_and_service(tmp_path, SESSION_BUDDY_HOOKS__RECALL="false") as (peer, env):
         peer.call("store_reflection", {"content": FIX, "project": "payments"})
         out, _, _ = run_hook(
             env,
@@ -113,11 +86,6 @@ def test_recall_can_be_turned_off(tmp_path: Path, project: Path) -> None:
             {"cwd": str(project), "session_id": "s", "prompt": "why was the card charged twice?"},
         )
         assert out == ""
-    finally:
-        assert peer.proc.stdin is not None
-        peer.proc.stdin.close()
-        peer.proc.wait(timeout=60)
-        stop_service(tmp_path / "data")
 
 
 def test_without_a_service_the_brief_falls_back_to_the_handoff_file_and_warms_it(

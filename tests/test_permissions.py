@@ -4,7 +4,6 @@ approvals and approve low-risk commands, through the real hook command and a rea
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,8 +11,7 @@ from typing import Any
 import pytest
 
 from session_buddy.core.permissions import classify
-from tests.conftest import session_buddy_cmd
-from tests.mcp_peers import StdioPeer, server_env, stop_service
+from tests.mcp_peers import StdioPeer, bridge_and_service, run_hook
 
 DESTRUCTIVE = [
     "rm -rf build",
@@ -77,16 +75,7 @@ def test_patterns_are_normalised(tmp_path: Path) -> None:
 
 
 def hook(env: dict[str, str], event: str, payload: dict[str, Any]) -> str:
-    done = subprocess.run(
-        [*session_buddy_cmd(), "hook", event],
-        input=json.dumps(payload),
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=30,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    return run_hook(env, event, payload)[0]
 
 
 def bash(project: Path, command: str) -> dict[str, Any]:
@@ -102,17 +91,9 @@ def bash(project: Path, command: str) -> dict[str, Any]:
 def learning(tmp_path: Path) -> Iterator[tuple[StdioPeer, dict[str, str], Path]]:
     project = tmp_path / "payments"
     (project / ".git").mkdir(parents=True)
-    env = server_env(tmp_path, SESSION_BUDDY_PERMISSIONS__ENABLED="true")
-    peer = StdioPeer(env, tmp_path)
-    peer.initialize()
-    peer.call("permissions", {"action": "list"})  # the service is up: the hooks reach it
-    try:
+    with bridge_and_service(tmp_path, SESSION_BUDDY_PERMISSIONS__ENABLED="true") as (peer, env):
+        peer.call("permissions", {"action": "list"})  # the service is up: the hooks reach it
         yield peer, env, project
-    finally:
-        assert peer.proc.stdin is not None
-        peer.proc.stdin.close()
-        peer.proc.wait(timeout=60)
-        stop_service(tmp_path / "data")
 
 
 def test_a_low_risk_command_is_approved_after_three_approvals_a_destructive_one_never(
@@ -155,16 +136,9 @@ def test_a_low_risk_command_is_approved_after_three_approvals_a_destructive_one_
 def test_learning_is_off_by_default(tmp_path: Path) -> None:
     project = tmp_path / "p"
     (project / ".git").mkdir(parents=True)
-    env = server_env(tmp_path)
-    peer = StdioPeer(env, tmp_path)
-    peer.initialize()
-    assert peer.call("permissions", {"action": "list"})["structuredContent"]["enabled"] is False
-    try:
+    with bridge_and_service(tmp_path) as (peer, env):
+        listed = peer.call("permissions", {"action": "list"})["structuredContent"]
+        assert listed["enabled"] is False
         for _ in range(4):
             hook(env, "PostToolUse", bash(project, "pytest -q"))
         assert hook(env, "PreToolUse", bash(project, "pytest -q")) == ""
-    finally:
-        assert peer.proc.stdin is not None
-        peer.proc.stdin.close()
-        peer.proc.wait(timeout=60)
-        stop_service(tmp_path / "data")

@@ -443,3 +443,26 @@ def project_root_of(path: Path | str) -> Path:
         if (folder / ".git").exists():
             return folder
     return start
+
+
+def latest_handoff_summary(
+    cwd: str,
+    data_dir: Path | str,
+    configured: str | Path | None = None,
+    project_name: str | None = None,
+    *,
+    max_lines: int = 14,
+    max_chars: int = 1500,
+) -> tuple[Path, str] | None:
+    """The newest handoff of the project around ``cwd`` and its summary, or None (no handoff,
+    or a configured folder outside the project and the data dir)."""
+    root = project_root_of(cwd)
+    try:
+        folder = resolve_handoff_dir(root, data_dir, configured, project_name)
+    except ValueError:
+        return None
+    latest = latest_handoff(folder)
+    if latest is None:
+        return None
+    text = latest.read_text(encoding="utf-8", errors="replace")[:200_000]
+    return latest, summarize_handoff(text, max_lines=max_lines, max_chars=max_chars)

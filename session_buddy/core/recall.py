@@ -23,12 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from session_buddy.core.handoff import (
-    latest_handoff,
-    project_root_of,
-    resolve_handoff_dir,
-    summarize_handoff,
-)
+from session_buddy.core.handoff import latest_handoff_summary
 
 if TYPE_CHECKING:
     from session_buddy.core.memory import MemoryService
@@ -138,18 +133,15 @@ class RecallService:
         return HookContext(text[:limit], [item.id for item in recent])
 
     def _handoff_summary(self, cwd: str, project: str) -> str | None:
-        root = project_root_of(cwd)
-        try:
-            folder = resolve_handoff_dir(
-                root, self.paths.data, self.settings.sessions.handoff_dir, project
-            )
-        except ValueError:
-            return None
-        latest = latest_handoff(folder)
-        if latest is None:
-            return None
-        text = latest.read_text(encoding="utf-8", errors="replace")[:200_000]
-        return summarize_handoff(text, max_lines=10, max_chars=1200)
+        found = latest_handoff_summary(
+            cwd,
+            self.paths.data,
+            self.settings.sessions.handoff_dir,
+            project,
+            max_lines=10,
+            max_chars=1200,
+        )
+        return found[1] if found else None
 
     # -- UserPromptSubmit ----------------------------------------------------------------------
 

@@ -216,26 +216,16 @@ def start_context(
 ) -> str | None:
     """The note a SessionStart hook prints (Claude Code adds a SessionStart hook's stdout to the
     context): the latest handoff of the project, read from its file."""
-    from session_buddy.core.handoff import (
-        latest_handoff,
-        project_root_of,
-        resolve_handoff_dir,
-        summarize_handoff,
-    )
+    from session_buddy.core.handoff import latest_handoff_summary, project_root_of
 
     cwd = payload.get("cwd")
     if not isinstance(cwd, str) or not cwd:
         return None
+    found = latest_handoff_summary(cwd, data_dir, handoff_setting)
+    if found is None:
+        return None
+    latest, summary = found
     root = project_root_of(cwd)
-    try:
-        folder = resolve_handoff_dir(root, data_dir, handoff_setting)
-    except ValueError:
-        return None
-    latest = latest_handoff(folder)
-    if latest is None:
-        return None
-    text = latest.read_text(encoding="utf-8", errors="replace")[:200_000]
-    summary = summarize_handoff(text)
     return (
         f"session-buddy: the previous session of {root.name} left a handoff at {latest}\n"
         f"{summary}\n"
