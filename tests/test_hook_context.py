@@ -126,3 +126,19 @@ def test_the_hook_path_imports_nothing_heavy() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "", f"imported on the hook path: {done.stdout}"
+
+
+def test_a_hook_acts_as_the_services_user(tmp_path: Path, project: Path) -> None:
+    """The hook mints its token under the login name (it reads no settings when the data dir
+    is in its environment); the service answers for its own configured user all the same."""
+    with bridge_and_service(tmp_path, SESSION_BUDDY_USER="alice") as (peer, env):
+        peer.call("store_reflection", {"content": FIX, "project": "payments"})
+        hook_env = {k: v for k, v in env.items() if k != "SESSION_BUDDY_USER"}
+        hook_env["USER"] = "bob"
+        prompt = {
+            "cwd": str(project),
+            "session_id": "s",
+            "prompt": "why was the card charged twice?",
+        }
+        out, err, _ = run_hook(hook_env, "UserPromptSubmit", prompt)
+        assert "order id" in context_of(out, "UserPromptSubmit"), err

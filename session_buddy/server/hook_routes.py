@@ -28,7 +28,9 @@ from session_buddy import di
 from session_buddy.core.permissions import PermissionService
 from session_buddy.core.recall import RecallService
 from session_buddy.core.sessions import SessionService
+from session_buddy.core.users import current_user, local_user
 from session_buddy.errors import SessionBuddyError
+from session_buddy.settings import SessionBuddySettings
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,15 @@ async def _permission(event: str, payload: dict[str, Any]) -> dict[str, Any]:
 def register(mcp: FastMCP) -> None:
     @mcp.custom_route("/hooks/{event}", methods=["POST"])
     async def hook_context(request: Request) -> JSONResponse:
+        # a hook is this machine's user (its token proves it can read the data dir's secret),
+        # whatever name it minted the token with: act as the service's own user
+        bound = current_user.set(local_user(di.get(SessionBuddySettings)))
+        try:
+            return await _answer(request)
+        finally:
+            current_user.reset(bound)
+
+    async def _answer(request: Request) -> JSONResponse:
         event = str(request.path_params.get("event", ""))
         started = time.perf_counter()
         body = await request.body()
