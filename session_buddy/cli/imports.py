@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from session_buddy.cli._common import err, out
 from session_buddy.errors import SessionBuddyError
 
 import_app = typer.Typer(
@@ -24,8 +24,6 @@ import_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-err = Console(stderr=True)
-out = Console()
 
 
 @import_app.callback()

@@ -13,13 +13,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
+from session_buddy.cli._common import err, out
 from session_buddy.errors import SessionBuddyError
-
-err = Console(stderr=True)
-out = Console()
 
 
 def migrate_command(

@@ -14,11 +14,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from session_buddy.cli._common import err
 from session_buddy.errors import SessionBuddyError
-
-err = Console(stderr=True)
 
 
 def _default_project() -> str:

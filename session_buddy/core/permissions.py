@@ -17,6 +17,7 @@ test/lint commands with no shell composition; everything else is **high** (asked
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import shlex
@@ -27,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from session_buddy.core.sessions import spool_files as spool
 from session_buddy.errors import NotFound, SessionBuddyError, ValidationError
 
 if TYPE_CHECKING:
@@ -252,10 +254,6 @@ class PermissionService:
 
     async def apply_spooled(self) -> int:
         """Count the approvals hooks spooled while no service answered (oldest first)."""
-        import asyncio
-
-        from session_buddy.core.sessions import spool_files as spool
-
         events = await asyncio.to_thread(
             spool.claim_spooled, self.paths.data, 500, spool.APPROVALS_QUEUE
         )
