@@ -4,8 +4,6 @@ compaction, hybrid fusion and the confidence rule."""
 from __future__ import annotations
 
 import math
-import statistics
-import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -271,16 +269,19 @@ def test_confidence_rules() -> None:
     assert hybrid.best_level() == "none"
 
 
-# -- speed -----------------------------------------------------------------------------------
+# -- scale -----------------------------------------------------------------------------------
 
 
-def test_keyword_plus_vector_at_100k_is_fast() -> None:
+def test_keyword_plus_vector_at_scale_agree_with_exact_search() -> None:
+    """At 20k items the index's vector top-k is numpy's exact top-k and keyword hits hold the
+    query's terms (speed is measured by benchmarks/search_latency.py, not here)."""
+    n = 20_000
     rng = np.random.default_rng(0)
     vocab = [f"w{i}" for i in range(5000)]
     p = 1 / np.arange(1, 5001) ** 1.05
     p /= p.sum()
-    words = rng.choice(vocab, size=100_000 * 25, p=p)
-    vectors = rng.standard_normal((100_000, 384)).astype(np.float32)
+    words = rng.choice(vocab, size=n * 25, p=p)
+    vectors = rng.standard_normal((n, 384)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     index = SearchIndex(384)
     index.add(
@@ -293,18 +294,17 @@ def test_keyword_plus_vector_at_100k_is_fast() -> None:
                 project=f"p{i % 10}",
                 vector=vectors[i],
             )
-            for i in range(100_000)
+            for i in range(n)
         ]
     )
-    timings = []
-    for i in range(30):
-        query = " ".join(rng.choice(vocab[:2000], size=4))
-        start = time.perf_counter()
-        index.keyword_search(query, None, 100)
-        index.vector_search(vectors[i], None, 100)
-        timings.append(time.perf_counter() - start)
-    # ~10 ms on an idle 2-core machine; generous bound for a shared, busy one
-    assert statistics.median(timings) < 0.06
+    for i in range(10):
+        exact = np.argsort(-(vectors @ vectors[i]))[:10]
+        got = [hit.id for hit in index.vector_search(vectors[i], None, 10)]
+        assert got == [f"i{j}" for j in exact]
+        query = " ".join(rng.choice(vocab[1000:2000], size=2))
+        for hit in index.keyword_search(query, None, 5):
+            text = set(words[int(hit.id[1:]) * 25 : int(hit.id[1:]) * 25 + 25])
+            assert text & set(query.split())
     # an item added now is found at once, without a rebuild
     index.add([IndexEntry(id="new", kind="reflection", content="zanzibar w1", created_at=BASE)])
     assert index.keyword_search("zanzibar", None, 5)[0].id == "new"
