@@ -364,7 +364,12 @@ def render_handoff(content: HandoffContent) -> str:
     """The handoff as Markdown: the session's work first (goal, summary, what was done, files,
     tests, decisions, insights, open problems, next steps), the project's health last."""
     lines = _header(content)
-    lines += ["", "## Goal", "", _one_line(content.goal, 600) if content.goal else "_Not recorded._"]
+    lines += [
+        "",
+        "## Goal",
+        "",
+        _one_line(content.goal, 600) if content.goal else "_Not recorded._",
+    ]
     lines += [
         "",
         "## Summary",
@@ -479,17 +484,17 @@ def file_lines(git: GitFacts, edited: list[str], limit: int = 30) -> list[str]:
         seen.setdefault(path, "edited")
     lines = [f"`{path}` ({how})" for path, how in seen.items()]
     if len(lines) > limit:
-        lines = lines[:limit] + [f"… and {len(lines) - limit} more"]
+        lines = [*lines[:limit], f"… and {len(lines) - limit} more"]
     return lines
 
 
 def run_line(run: dict[str, Any]) -> str:
     """One stored test run in a line: what ran, its result, the counts, what failed."""
     counts = [
-        f"{run[k]} {k}" for k in ("passed", "failed", "skipped") if isinstance(run.get(k), int)
+        f"{run[k]} {k}"
+        for k in ("passed", "failed", "skipped")
+        if isinstance(run.get(k), int) and (run[k] or k == "passed")
     ]
-    if run.get("failed") == 0:
-        counts = [c for c in counts if not c.startswith("0 failed")]
     what = " ".join(str(x) for x in (run.get("runner"), run.get("source")) if x)
     line = f"{what or 'tests'}: {run.get('result') or '?'}"
     if counts:
@@ -570,19 +575,30 @@ def handoff_sections(inputs: HandoffInputs) -> dict[str, list[str]]:
         done.append(f"Ran tests {len(inputs.tests)} time(s); last: {run_line(inputs.tests[-1])}")
     sections["done"] = [f"Also asked: {a}" for a in asked[:5]] + sections["done"] + done
     _merge(sections["open_problems"], _problems_of(inputs))
-    return {k: v[-SECTION_ITEMS:] if k != "done" else v[:SECTION_ITEMS] for k, v in sections.items()}
+    return {
+        k: v[-SECTION_ITEMS:] if k != "done" else v[:SECTION_ITEMS] for k, v in sections.items()
+    }
 
 
 def _auto_summary(inputs: HandoffInputs) -> str:
+    """What the evidence says was done, in a line (when the agent gave no summary)."""
     git = inputs.git
-    files = len(set(git.files) | set(inputs.transcript.edited))
-    parts = [f"{files} file(s) changed", f"{len(git.commits)} commit(s)"]
+    files = list(dict.fromkeys([*git.files, *inputs.transcript.edited]))
+    parts = []
+    if git.commits:
+        parts.append(f"{len(git.commits)} commit(s)")
+    if files:
+        shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+        parts.append(f"{len(files)} file(s) changed ({shown})")
     if inputs.tests:
-        parts.append(f"tests {inputs.tests[-1].get('result') or '?'}")
-    parts.append(
-        f"{len(inputs.messages)} message(s), {len(inputs.reflections)} reflection(s)/"
-        f"insight(s), {inputs.checkpoints} checkpoint(s)"
-    )
+        last = inputs.tests[-1]
+        failed = f", {last['failed']} failing" if last.get("failed") else ""
+        parts.append(f"tests {last.get('result') or '?'}{failed}")
+    if not parts:
+        return (
+            f"No file changed; {len(inputs.messages)} message(s), {len(inputs.reflections)} "
+            f"reflection(s)/insight(s) and {inputs.checkpoints} checkpoint(s) in this session."
+        )
     return "; ".join(parts) + "."
 
 
@@ -682,7 +698,7 @@ _BRIEF_SECTIONS = {
 }
 #: how many items of a section the short form keeps, and its characters per line
 _BRIEF_ITEMS = {"Goal": 1, "Done": 2, "Open": 2, "Next": 3}
-_BRIEF_CHARS = {"Goal": 200, "Done": 220, "Open": 200, "Next": 260}
+_BRIEF_CHARS = {"Goal": 150, "Done": 150, "Open": 120, "Next": 180}
 _EMPTY = ("_", "- None recorded", "- Nothing recorded", "- None.", "- No ")
 
 
@@ -707,19 +723,25 @@ def _handoff_parts(markdown: str) -> tuple[str, str, dict[str, list[str]]]:
     return title, when, parts
 
 
-def summarize_handoff(markdown: str, max_lines: int = 6, max_chars: int = 700) -> str:
+def summarize_handoff(markdown: str, max_lines: int = 6, max_chars: int = 800) -> str:
     """The handoff in a few hundred characters: the session, its goal, what was done (the
     summary), open problems and next steps (the full document stays a resource)."""
     title, when, parts = _handoff_parts(markdown)
-    lines = [title + (f" ({when})" if when else "")] if title else []
+    lines = []
+    if title:
+        project = title.split(":", 1)[1].strip() if ":" in title else title
+        ended = when.split("ended:", 1)[1].strip() if "ended:" in when else ""
+        head = f"Previous session of {project}" + (f" ended {ended}" if ended else "")
+        lines.append(_one_line(head, 100))
     for label in ("Goal", "Done", "Open", "Next"):
         items = [i.strip() for i in parts.get(label, []) if i.strip()]
         if items:
-            shown = "; ".join(items[: _BRIEF_ITEMS[label]])
-            more = len(items) - _BRIEF_ITEMS[label]
-            if more > 0:
-                shown += f" (+{more} more)"
-            lines.append(f"{label}: {_one_line(shown, _BRIEF_CHARS[label])}")
+            shown = items[: _BRIEF_ITEMS[label]]
+            each = _BRIEF_CHARS[label] // len(shown)
+            text = "; ".join(_one_line(i, each) for i in shown)
+            if len(items) > len(shown):
+                text += f" (+{len(items) - len(shown)} more)"
+            lines.append(f"{label}: {text}")
     text = "\n".join(lines[:max_lines])
     return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
 
@@ -740,7 +762,7 @@ def latest_handoff_summary(
     project_name: str | None = None,
     *,
     max_lines: int = 6,
-    max_chars: int = 700,
+    max_chars: int = 800,
 ) -> tuple[Path, str] | None:
     """The newest handoff of the project around ``cwd`` and its summary, or None (no handoff,
     or a configured folder outside the project and the data dir)."""

@@ -646,7 +646,7 @@ class _WorkScan:
         elif len(self.work.texts) < WORK_TEXTS * 2:
             self.work.texts.append(text[:4000])
         else:
-            self.work.texts = self.work.texts[-WORK_TEXTS:] + [text[:4000]]
+            self.work.texts = [*self.work.texts[-WORK_TEXTS:], text[:4000]]
 
     def _prompt(self, text: str, before: bool) -> None:
         if text.startswith(_NOT_TYPED):

@@ -149,7 +149,8 @@ async def checkpoint(
 async def end(
     session_id: OptionalSessionId = None,
     summary: Annotated[
-        str | None, Field(description="What the session did, in a paragraph (the handoff's summary)")
+        str | None,
+        Field(description="What the session did, in a paragraph (the handoff's summary)"),
     ] = None,
     decisions: Annotated[
         list[str] | None, Field(description="Decisions made, one short sentence each")
@@ -299,8 +300,9 @@ TOOLS: Tools = [
         {
             "description": "Start a working session: analyse the project (git root, name, languages, package "
             "manager, tests, CI, branch, uncommitted changes), open a session record, and return "
-            "a brief with the latest handoff of this project, its recent reflections and its last "
-            "quality score. Changes nothing in the project. Call it at the beginning of a session."
+            "a brief with the latest handoff of this project in short (the previous session's goal, "
+            "what it did, open problems, next steps; the whole handoff is the resource in "
+            "handoff.uri), its recent reflections and its last quality score. Changes nothing in the project. Call it at the beginning of a session."
         },
     ),
     (

@@ -138,7 +138,9 @@ async def session_test_runs(storage: StorageBase, state: SessionState) -> list[d
         r
         for r in records
         if r.created_at >= after
-        and (r.data.get("session_id") == state.id or (state.project and not r.data.get("session_id")))
+        and (
+            r.data.get("session_id") == state.id or (state.project and not r.data.get("session_id"))
+        )
     ]
     return [result_view(r) for r in sorted(runs, key=lambda r: r.created_at)]
 

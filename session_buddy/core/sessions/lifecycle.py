@@ -28,8 +28,8 @@ from session_buddy.core.handoff import (
     system_folder,
 )
 from session_buddy.core.project import ProjectInfo, analyze_project, default_directory
-from session_buddy.core.sessions import evidence
 from session_buddy.core.quality import SessionActivity, compute_quality
+from session_buddy.core.sessions import evidence
 from session_buddy.core.sessions.activity import (
     messages_filter,
     session_activity,
@@ -264,8 +264,7 @@ class Lifecycle:
         refused = await asyncio.to_thread(system_folder, folder)
         if refused:
             raise ValidationError(
-                f"working_directory {folder} is refused: {refused}; pass a folder inside a "
-                "project"
+                f"working_directory {folder} is refused: {refused}; pass a folder inside a project"
             )
         info = await asyncio.to_thread(analyze_project, folder)
         state, how = await self._resumable(client, info), "resumed"
@@ -489,9 +488,7 @@ class Lifecycle:
             ended_at=ended,
             metadata=state.metadata,
             messages=[HandoffMessage(m.role, m.content) for m in messages],
-            reflections=[
-                HandoffReflection(r.id, r.content, r.tags, r.kind) for r in reflections
-            ],
+            reflections=[HandoffReflection(r.id, r.content, r.tags, r.kind) for r in reflections],
             checkpoints=state.checkpoints,
             git=git,
             transcript=transcript,
