@@ -4,7 +4,7 @@ and is written only where a project is; through real MCP clients."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,6 @@ import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
-from session_buddy import di
 from session_buddy.core.handoff import notes_of, summarize_handoff
 from tests.claude_fixtures import Transcript, insight, project_dir
 from tests.mcp_peers import bridge_and_service
@@ -26,11 +25,17 @@ NEXT = "add a test for the double-charge case"
 
 
 @pytest.fixture(autouse=True)
-def _reset_container(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+def _no_project_dir(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CLAUDE_PROJECT_DIR", raising=False)
-    yield
-    di.reset()
+
+
+@pytest.fixture
+async def lean(tmp_path: Path) -> AsyncIterator[Client[Any]]:
+    """An in-memory client on a server without embeddings (these tests search nothing)."""
+    from session_buddy.server.app import create_server
+
+    async with Client(create_server(settings_for(tmp_path))) as c:
+        yield c
 
 
 def payments_repo(path: Path) -> Path:
@@ -137,17 +142,10 @@ def test_the_handoff_carries_the_work_over_stdio(tmp_path: Path) -> None:
         assert "working_directory /etc is refused" in message and "[invalid_argument]" in message
 
 
-@pytest.fixture
-async def client(tmp_path: Path) -> Any:
-    from session_buddy.server.app import create_server
-
-    async with Client(create_server(settings_for(tmp_path))) as c:
-        yield c
-
-
 async def test_end_takes_summary_decisions_and_next_steps_in_one_call(
-    client: Client[Any], tmp_path: Path
+    lean: Client[Any], tmp_path: Path
 ) -> None:
+    client = lean
     repo = payments_repo(tmp_path / "payments")
     brief = await call(client, "start", working_directory=str(repo))
     sid = brief["session"]["id"]
@@ -179,10 +177,11 @@ async def test_end_takes_summary_decisions_and_next_steps_in_one_call(
     assert "Made charge() idempotent" in brief2["handoff"]["summary"]
 
 
-async def test_handoffs_go_where_a_project_is(client: Client[Any], tmp_path: Path) -> None:
+async def test_handoffs_go_where_a_project_is(lean: Client[Any], tmp_path: Path) -> None:
     """A folder that is no project gets nothing written into it (the data dir keeps its
     handoff, and the resource finds it); a folder with .claude/ does; system folders are
     refused."""
+    client = lean
     plain = tmp_path / "downloads"
     plain.mkdir()
     await call(client, "start", working_directory=str(plain))
