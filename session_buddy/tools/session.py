@@ -352,7 +352,7 @@ TOOLS: Tools = [
         update_session,
         {
             "description": "Rename a session and/or merge metadata into it (a key set to null is removed). "
-            "Keys summary, done, decisions, open_problems and next_steps feed the handoff."
+            "Keys summary, goal, done, decisions, open_problems and next_steps feed the handoff."
         },
     ),
     (
