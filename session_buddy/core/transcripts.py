@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from session_buddy.core.handoff import TranscriptFacts
 from session_buddy.core.project import project_identity
 
 #: Bytes read from a file at a time.
@@ -585,3 +586,115 @@ def file_context(
     except OSError:
         pass
     return cwd, session, stamp
+
+
+# -- the work of one session ----------------------------------------------------------------
+
+#: Tools that change a file, and the argument naming it.
+EDIT_TOOLS = {
+    "Edit": "file_path",
+    "Write": "file_path",
+    "MultiEdit": "file_path",
+    "NotebookEdit": "notebook_path",
+}
+#: What Claude Code puts in a user turn that nobody typed (slash commands, local commands).
+_NOT_TYPED = ("<command-", "<local-command-", "Caveat:", "<system-reminder>")
+#: Lines longer than this are not read for the session's work (tool results, images).
+WORK_LINE_BYTES = 4 << 20
+#: Assistant texts kept for the handoff (the newest).
+WORK_TEXTS = 200
+
+
+class _WorkScan:
+    """Streams events; the work begins at the last prompt typed before ``since`` (a session
+    opened by ``start`` after the prompt that asked for it), else at ``since``."""
+
+    def __init__(self, since: datetime | None) -> None:
+        self.since = since
+        self.work = TranscriptFacts()
+        self.calls: dict[str, str] = {}
+
+    def feed(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        message = event.get("message")
+        if kind not in ("user", "assistant") or not isinstance(message, dict):
+            return
+        if event.get("isMeta") or event.get("isCompactSummary") or event.get("isSidechain"):
+            return
+        stamp = parse_timestamp(event.get("timestamp"))
+        before = self.since is not None and stamp is not None and stamp < self.since
+        content = message.get("content")
+        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
+        if not isinstance(blocks, list):
+            return
+        texts: list[str] = []
+        for block in blocks:
+            if not isinstance(block, dict):
+                continue
+            btype = block.get("type")
+            if btype == "text" and isinstance(block.get("text"), str):
+                texts.append(block["text"])
+            elif btype == "tool_use" and kind == "assistant":
+                self._tool_use(block)
+            elif btype == "tool_result":
+                self._tool_result(block)
+        text = "\n\n".join(t.strip() for t in texts if t.strip())
+        if not text or is_marker_only(text):
+            return
+        if kind == "user":
+            self._prompt(text, before)
+        elif len(self.work.texts) < WORK_TEXTS * 2:
+            self.work.texts.append(text[:4000])
+        else:
+            self.work.texts = [*self.work.texts[-WORK_TEXTS:], text[:4000]]
+
+    def _prompt(self, text: str, before: bool) -> None:
+        if text.startswith(_NOT_TYPED):
+            return
+        if before:  # a later prompt before the start: the work begins there
+            self.work = TranscriptFacts(goal=text[:2000])
+        elif self.work.goal is None:
+            self.work.goal = text[:2000]
+
+    def _tool_use(self, block: dict[str, Any]) -> None:
+        name = str(block.get("name") or "tool")
+        arguments = block.get("input")
+        if isinstance(block.get("id"), str):
+            self.calls[block["id"]] = summarise_tool_use(name, arguments)
+        key = EDIT_TOOLS.get(name)
+        if key and isinstance(arguments, dict) and isinstance(arguments.get(key), str):
+            path = arguments[key]
+            if path and path not in self.work.edited:
+                self.work.edited.append(path)
+
+    def _tool_result(self, block: dict[str, Any]) -> None:
+        if not block.get("is_error"):
+            self.work.last_error = None
+            return
+        tool_id = block.get("tool_use_id")
+        call = self.calls.get(tool_id) if isinstance(tool_id, str) else None
+        first = next((ln for ln in _result_text(block.get("content")).splitlines() if ln), "")
+        self.work.last_error = _clip(f"{call or '[tool_use]'}: {first}".strip(), 300)
+
+
+def transcript_work(paths: list[Path], since: datetime | None) -> TranscriptFacts:
+    """The goal, the assistant's texts, the files edited and an unresolved tool error of the
+    session in ``paths`` (its main transcript first), from the prompt that began the work on.
+    Lines of other kinds, helper agents and overlong lines are skipped; unreadable files too."""
+    scan = _WorkScan(since)
+    for path in paths[:1]:  # subagents' prompts are not the user's, their edits are in git
+        try:
+            size = path.stat().st_size
+            with path.open("rb") as fh:
+                for raw in LineReader(fh, 0, 0, size, max_line=WORK_LINE_BYTES):
+                    if raw.data is None:
+                        continue
+                    try:
+                        event = json.loads(decode_line(raw.data)[0])
+                    except ValueError:
+                        continue
+                    if isinstance(event, dict):
+                        scan.feed(event)
+        except OSError:
+            continue
+    return scan.work

@@ -18,6 +18,7 @@ from pydantic import Field
 
 from session_buddy import di
 from session_buddy.core.sessions import SessionService
+from session_buddy.core.sessions.lifecycle import EndNotes
 from session_buddy.errors import SessionBuddyError
 from session_buddy.tools import Tools, add_tools
 
@@ -87,7 +88,8 @@ def _brief_text(result: dict[str, Any]) -> str:
         lines.append(f"Last quality score: {q.get('score')}/100 ({q.get('at')}).")
     handoff = result.get("handoff")
     if handoff:
-        lines += ["", f"Latest handoff ({handoff['path']}):", "", handoff["content"]]
+        where = handoff.get("uri") or handoff["path"]
+        lines += ["", f"Latest handoff ({where}):", handoff["summary"]]
     else:
         lines.append("No handoff from a previous session.")
     refl = result.get("reflections") or []
@@ -144,8 +146,21 @@ async def checkpoint(
     return (await sessions().checkpoint(session_id, name, git_commit)).to_dict()
 
 
-async def end(session_id: OptionalSessionId = None) -> dict[str, Any]:
-    return (await sessions().end(session_id)).to_dict()
+async def end(
+    session_id: OptionalSessionId = None,
+    summary: Annotated[
+        str | None,
+        Field(description="What the session did, in a paragraph (the handoff's summary)"),
+    ] = None,
+    decisions: Annotated[
+        list[str] | None, Field(description="Decisions made, one short sentence each")
+    ] = None,
+    next_steps: Annotated[
+        list[str] | None, Field(description="What the next session should do, one item each")
+    ] = None,
+) -> dict[str, Any]:
+    notes = EndNotes(summary=summary, decisions=decisions, next_steps=next_steps)
+    return (await sessions().end(session_id, notes)).to_dict()
 
 
 async def status() -> dict[str, Any]:
@@ -253,10 +268,10 @@ async def end_prompt() -> str:
         f"We are ending this session{target}. Please:\n"
         "1. Store each important thing learned as a reflection (store_reflection), with tags "
         "such as 'decision' or 'problem' where they fit.\n"
-        "2. Call update_session with metadata: summary (one paragraph), done, decisions, "
-        "open_problems and next_steps (lists of short sentences).\n"
-        "3. Call the session-buddy `end` tool, then tell me the handoff path and the quality "
-        "score."
+        "2. Call the session-buddy `end` tool with summary (one paragraph), decisions and "
+        "next_steps (lists of short sentences); files changed, commits and tests are found "
+        "on their own.\n"
+        "3. Tell me the handoff path and the quality score."
     )
 
 
@@ -285,8 +300,9 @@ TOOLS: Tools = [
         {
             "description": "Start a working session: analyse the project (git root, name, languages, package "
             "manager, tests, CI, branch, uncommitted changes), open a session record, and return "
-            "a brief with the latest handoff of this project, its recent reflections and its last "
-            "quality score. Changes nothing in the project. Call it at the beginning of a session."
+            "a brief with the latest handoff of this project in short (the previous session's goal, "
+            "what it did, open problems, next steps; the whole handoff is the resource in "
+            "handoff.uri), its recent reflections and its last quality score. Changes nothing in the project. Call it at the beginning of a session."
         },
     ),
     (
@@ -301,10 +317,13 @@ TOOLS: Tools = [
     (
         end,
         {
-            "description": "End the session: a final checkpoint, and a Markdown handoff (what was done, "
-            "decisions, open problems, next steps, quality breakdown, stored reflections) written "
-            "under <project>/.claude/handoff/ and available as a resource. Before calling it, "
-            "record decisions/open_problems/next_steps/summary with update_session(metadata=...)."
+            "description": "End the session: a final checkpoint and a Markdown handoff built from the "
+            "session's evidence (goal = its first prompt, files changed and commits since it "
+            "began, tests run, decisions and insights, the next steps you stated, open problems; "
+            "project-health advice in its own section), written under <project>/.claude/handoff/ "
+            "(the data dir for a folder that is no project) and available as a resource. Pass "
+            "summary, decisions and next_steps here: they come first in the handoff. The next "
+            "start brings the handoff back in short."
         },
     ),
     (
@@ -333,7 +352,7 @@ TOOLS: Tools = [
         update_session,
         {
             "description": "Rename a session and/or merge metadata into it (a key set to null is removed). "
-            "Keys summary, done, decisions, open_problems and next_steps feed the handoff."
+            "Keys summary, goal, done, decisions, open_problems and next_steps feed the handoff."
         },
     ),
     (

@@ -29,7 +29,7 @@ from session_buddy.errors import ConfigurationError, NotFound
 if TYPE_CHECKING:
     from session_buddy.core.project_records import ProjectRecords
 
-HANDOFF_BRIEF_CHARS = 8000
+HANDOFF_READ_CHARS = 200_000  # of a handoff file, read for its summary
 _GIT_BRIEF_KEYS = (
     "branch",
     "head",
@@ -51,13 +51,13 @@ def handoff_uri_for_project(project: str) -> str:
 
 @dataclass
 class HandoffInfo:
-    """The latest handoff of a project, for the brief."""
+    """The latest handoff of a project, for the brief: in short (a few hundred characters:
+    the previous session's goal, what it did, open problems, next steps); the whole document
+    is the resource at ``uri`` (or the file at ``path``)."""
 
     path: str
     uri: str | None
     summary: str
-    content: str
-    truncated: bool
 
 
 @dataclass
@@ -129,14 +129,11 @@ class HandoffDocs:
         latest = latest_handoff(self.folder(project_path, project))
         if latest is None:
             return None
-        text = latest.read_text(encoding="utf-8", errors="replace")
-        truncated = len(text) > HANDOFF_BRIEF_CHARS
+        text = latest.read_text(encoding="utf-8", errors="replace")[:HANDOFF_READ_CHARS]
         return HandoffInfo(
             path=str(latest),
             uri=handoff_uri_for_project(project) if project else None,
             summary=summarize_handoff(text),
-            content=text[:HANDOFF_BRIEF_CHARS] + "\n…(truncated)" if truncated else text,
-            truncated=truncated,
         )
 
     def write(

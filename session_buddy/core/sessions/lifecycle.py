@@ -19,16 +19,17 @@ from typing import TYPE_CHECKING, Any
 from session_buddy.core.analytics import AnalyticsService
 from session_buddy.core.git import checkpoint_commit
 from session_buddy.core.handoff import (
-    GitFacts,
     HandoffInputs,
     HandoffMessage,
     HandoffReflection,
     compose_handoff,
     handoff_filename,
     project_root_of,
+    system_folder,
 )
-from session_buddy.core.project import ProjectInfo, analyze_project, default_directory, run_git
+from session_buddy.core.project import ProjectInfo, analyze_project, default_directory
 from session_buddy.core.quality import SessionActivity, compute_quality
+from session_buddy.core.sessions import evidence
 from session_buddy.core.sessions.activity import (
     messages_filter,
     session_activity,
@@ -55,6 +56,65 @@ log = logging.getLogger(__name__)
 #: a session opened by a SessionStart hook is adopted by `start` within this time
 ADOPT_WINDOW_S = 12 * 3600
 HANDOFF_MESSAGES = 2000
+
+
+#: bounds of what ``end`` is told (the handoff shows it whole)
+SUMMARY_CHARS = 4000
+NOTE_ITEMS = 50
+NOTE_CHARS = 1000
+
+
+def _note_list(name: str, value: list[str] | None) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > NOTE_ITEMS:
+        raise ValidationError(f"{name} must be a list of at most {NOTE_ITEMS} short sentences")
+    items = []
+    for item in value:
+        if not isinstance(item, str) or len(item) > NOTE_CHARS:
+            raise ValidationError(
+                f"{name} items must be text of at most {NOTE_CHARS} characters each"
+            )
+        if item.strip() and item.strip() not in items:
+            items.append(item.strip())
+    return items
+
+
+@dataclass
+class EndNotes:
+    """What the agent says as it ends a session (``end``'s optional arguments)."""
+
+    summary: str | None = None
+    decisions: list[str] | None = None
+    next_steps: list[str] | None = None
+
+    def metadata(self) -> dict[str, Any]:
+        """The notes as session metadata keys (validated; empty ones left out)."""
+        out: dict[str, Any] = {}
+        if self.summary is not None:
+            if not isinstance(self.summary, str) or len(self.summary) > SUMMARY_CHARS:
+                raise ValidationError(f"summary must be text of at most {SUMMARY_CHARS} characters")
+            if self.summary.strip():
+                out["summary"] = self.summary.strip()
+        for name in ("decisions", "next_steps"):
+            items = _note_list(name, getattr(self, name))
+            if items:
+                out[name] = items
+        return out
+
+
+def merge_notes(metadata: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """``given`` notes over the session's metadata: the summary replaces the one recorded,
+    list items come first, followed by the ones recorded before (each once)."""
+    merged = dict(metadata)
+    for key, value in given.items():
+        before = merged.get(key)
+        if isinstance(value, list):
+            earlier = before if isinstance(before, list) else [before] if before else []
+            merged[key] = value + [v for v in earlier if v not in value]
+        else:
+            merged[key] = value
+    return merged
 
 
 @dataclass
@@ -201,6 +261,11 @@ class Lifecycle:
         """Open (or adopt, or resume) the client's session for the project; the brief."""
         client = client_context()
         folder = working_directory or default_directory()
+        refused = await asyncio.to_thread(system_folder, folder)
+        if refused:
+            raise ValidationError(
+                f"working_directory {folder} is refused: {refused}; pass a folder inside a project"
+            )
         info = await asyncio.to_thread(analyze_project, folder)
         state, how = await self._resumable(client, info), "resumed"
         if state is None:
@@ -253,6 +318,7 @@ class Lifecycle:
                 working_directory=folder,
                 origin="start",
                 client=client.key,
+                start_head=info.git.head if info.git is not None else None,
             )
         )
 
@@ -364,10 +430,17 @@ class Lifecycle:
 
     # -- end ----------------------------------------------------------------------------------
 
-    async def end(self, session_id: str | None) -> EndResult:
+    async def end(self, session_id: str | None, notes: EndNotes | None = None) -> EndResult:
+        """End the session; ``notes`` (summary, decisions, next steps) go into its handoff
+        ahead of the evidence."""
         state = await self.resolve(session_id)
         if not state.active:
             return EndResult(state)
+        if notes is not None and notes.metadata():
+            given = notes.metadata()
+            state = await self.store.change(
+                state.id, lambda s: replace(s, metadata=merge_notes(s.metadata, given))
+            )
         return await self.finish(state)
 
     async def finish(self, state: SessionState, *, ended_at: datetime | None = None) -> EndResult:
@@ -401,8 +474,10 @@ class Lifecycle:
             messages_filter(state), limit=HANDOFF_MESSAGES, newest_first=False
         )
         reflections = await session_reflections(storage, state)
+        git, transcript, runs = await evidence.gather(
+            storage, state, final.info, transcripts=self.capture is not None
+        )
         commit = final.result.entry.git_commit or {}
-        git = await asyncio.to_thread(_git_facts, final.info, state.started_at)
         if commit.get("committed"):  # the final checkpoint committed after the analysis
             git.tracked_changes, git.head = [], commit.get("sha") or git.head
         return HandoffInputs(
@@ -413,9 +488,11 @@ class Lifecycle:
             ended_at=ended,
             metadata=state.metadata,
             messages=[HandoffMessage(m.role, m.content) for m in messages],
-            reflections=[HandoffReflection(r.id, r.content, r.tags) for r in reflections],
+            reflections=[HandoffReflection(r.id, r.content, r.tags, r.kind) for r in reflections],
             checkpoints=state.checkpoints,
             git=git,
+            transcript=transcript,
+            tests=runs,
             quality=final.result.entry.quality,
             delta=final.result.entry.delta,
         )
@@ -426,26 +503,3 @@ def _project_info(state: SessionState) -> ProjectInfo | None:
     if not path or not Path(path).is_dir():
         return None
     return analyze_project(path)
-
-
-def _git_facts(info: ProjectInfo | None, since: datetime) -> GitFacts:
-    """Commits made since the session began, and what is left uncommitted (blocking)."""
-    if info is None or info.git is None:
-        return GitFacts()
-    facts = GitFacts(
-        branch=info.git.branch,
-        head=info.git.head,
-        tracked_changes=list(info.git.tracked_changes),
-        untracked=len(info.git.untracked or []),
-        operation=info.git.operation,
-    )
-    try:
-        result = run_git(
-            ["log", f"--since={since.isoformat()}", "--format=%h %s", "-n", "50"], info.path
-        )
-    except Exception as exc:  # the handoff is still written without the commits
-        log.debug("git log for the handoff failed: %s", exc)
-        return facts
-    if result.returncode == 0:
-        facts.commits = [line for line in result.stdout.splitlines() if line.strip()]
-    return facts

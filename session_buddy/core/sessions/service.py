@@ -23,6 +23,7 @@ from session_buddy.core.sessions.brief import Brief, HandoffDocs
 from session_buddy.core.sessions.current import CurrentSessions, client_context
 from session_buddy.core.sessions.lifecycle import (
     CheckpointResult,
+    EndNotes,
     EndResult,
     Lifecycle,
     StatusResult,
@@ -140,9 +141,9 @@ class SessionService:
         await self.spool.process()
         return await self.lifecycle.checkpoint(session_id, name, git_commit)
 
-    async def end(self, session_id: str | None = None) -> EndResult:
+    async def end(self, session_id: str | None = None, notes: EndNotes | None = None) -> EndResult:
         await self.spool.process()
-        return await self.lifecycle.end(session_id)
+        return await self.lifecycle.end(session_id, notes)
 
     async def status(self) -> StatusResult:
         applied = await self.spool.process()

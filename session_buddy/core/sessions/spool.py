@@ -82,6 +82,7 @@ class SpoolApplier:
             claude_session_id=claude_id if isinstance(claude_id, str) else None,
             transcript_path=transcript if isinstance(transcript, str) else None,
             started_at=at,
+            start_head=info.git.head if info.git is not None else None,
         )
         return await self.store.add(state)
 

@@ -88,6 +88,7 @@ class SessionState:
     transcript_path: str | None = None
     handoff_path: str | None = None
     client: str | None = None  # the key of the client that opened or adopted it
+    start_head: str | None = None  # the commit checked out when it began (git only)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -125,6 +126,7 @@ class SessionState:
             transcript_path=_str(d.pop("transcript_path", None)),
             handoff_path=_str(d.pop("handoff_path", None)),
             client=_str(d.pop("client", None)),
+            start_head=_str(d.pop("start_head", None)),
             extra=d,
         )
 
