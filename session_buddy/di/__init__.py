@@ -65,6 +65,7 @@ def configure(
         from session_buddy.adapters import adapter_class, base_class
         from session_buddy.core.analytics import AnalyticsService
         from session_buddy.core.capture import CaptureService
+        from session_buddy.core.graph import GraphService
         from session_buddy.core.memory import MemoryService
         from session_buddy.core.permissions import PermissionService
         from session_buddy.core.projects import ProjectService
@@ -110,6 +111,7 @@ def configure(
             if cls is not base_class(category):
                 put(cls, instance)
         put(MemoryService, MemoryService.from_container(resolve))
+        put(GraphService, GraphService.from_container(resolve))
         put(TeamService, TeamService.from_container(resolve))
         put(ProjectService, ProjectService.from_container(resolve))
         put(CaptureService, CaptureService.from_container(resolve))
