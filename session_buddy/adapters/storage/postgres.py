@@ -79,6 +79,7 @@ from session_buddy.adapters.storage._base import (
     validate_items,
     validate_stored_item,
 )
+from session_buddy.adapters.storage._graph import GraphStore
 from session_buddy.adapters.storage._graphsql import SqlGraph, graph_schema
 from session_buddy.adapters.storage._sql import ItemRow
 from session_buddy.errors import StorageError
@@ -328,7 +329,7 @@ class _Server:
         self._vector_schema = "public"
         #: how vector search runs (set when the store is prepared; shown by health)
         self.vector_plan = "exact"
-        self.graph = SqlGraph(self)  # type: ignore[arg-type]
+        self.graph: GraphStore = SqlGraph(self)  # type: ignore[arg-type]
 
     @classmethod
     def from_settings(
