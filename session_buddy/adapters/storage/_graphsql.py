@@ -57,6 +57,12 @@ def graph_schema(d: Dialect) -> list[str]:
         f"relation_type {t} NOT NULL, created_at TIMESTAMPTZ NOT NULL, "
         "PRIMARY KEY (source, target, relation_type))",
         "CREATE INDEX graph_relations_target ON graph_relations (target)",
+        # DuckDB looks up by the first column of a composite key only with its own index
+        *(
+            ["CREATE INDEX graph_relations_source ON graph_relations (source)"]
+            if d.name == "duckdb"
+            else []
+        ),
         f"CREATE TABLE graph_mentions (item_id {t} NOT NULL, entity_id {t} NOT NULL, "
         "start_pos INTEGER NOT NULL, end_pos INTEGER NOT NULL, "
         "PRIMARY KEY (item_id, entity_id, start_pos))",
@@ -92,8 +98,11 @@ def _unnest(p: Params, values: list[Any], sql_type: str) -> str:
 class SqlGraph(GraphStore):
     """:class:`~._graph.GraphStore` over a SQL backend (module doc)."""
 
-    def __init__(self, host: SqlHost) -> None:
+    def __init__(self, host: SqlHost, *, recursive: bool = True) -> None:
         self.host = host
+        #: neighbourhoods in one recursive query (PostgreSQL), else one indexed query per
+        #: level (DuckDB: its recursive join scans every relation at each level)
+        self.recursive = recursive
 
     @property
     def d(self) -> Dialect:
@@ -337,6 +346,8 @@ class SqlGraph(GraphStore):
     ) -> list[tuple[str, int]]:
         if not seeds:
             return []
+        if not self.recursive:
+            return await self._levels(list(dict.fromkeys(seeds)), depth, limit)
         p, t = self.d.params(), self.d.text
         sql = (
             "WITH RECURSIVE walk(id, d) AS ("
@@ -348,6 +359,36 @@ class SqlGraph(GraphStore):
             f"SELECT id, min(d) AS d FROM walk GROUP BY id ORDER BY d, id LIMIT {p.add(limit)}"
         )
         return [(r[0], int(r[1])) for r in await self.host._fetch(sql, p.values)]
+
+    async def _levels(self, seeds: list[str], depth: int, limit: int) -> list[tuple[str, int]]:
+        """The neighbourhood one level at a time: each level one query through the source
+        and target indexes, the ids seen kept so a cycle is never walked twice."""
+        distance = dict.fromkeys(seeds, 0)
+        frontier = seeds
+        for level in range(1, max(0, depth) + 1):
+            if not frontier:
+                break
+            p = self.d.params()
+            if len(frontier) == 1:
+                cond = ("source = {}", "target = {}")
+                sql = " UNION ALL ".join(
+                    f"SELECT source, target FROM graph_relations WHERE {c.format(p.add(frontier[0]))}"
+                    for c in cond
+                )
+            else:
+                sql = " UNION ALL ".join(
+                    f"SELECT source, target FROM graph_relations WHERE {self.d.is_any(c, p.add(frontier))}"
+                    for c in ("source", "target")
+                )
+            found: list[str] = []
+            for source, target in await self.host._fetch(sql, p.values):
+                for near in (source, target):
+                    if near not in distance:
+                        distance[near] = level
+                        found.append(near)
+            frontier = sorted(found)
+        ordered = sorted(distance.items(), key=lambda kv: (kv[1], kv[0]))
+        return ordered[: max(0, limit)]
 
     # -- mentions -------------------------------------------------------------------------
 

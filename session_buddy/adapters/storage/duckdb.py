@@ -245,7 +245,7 @@ class Storage(_sql.SqlStorage):
         self.index = SearchIndex(dimension)
         #: seconds the last initialize() took to load the search index
         self.index_load_seconds: float | None = None
-        self.graph = SqlGraph(self)
+        self.graph = SqlGraph(self, recursive=False)
 
     @classmethod
     def from_settings(

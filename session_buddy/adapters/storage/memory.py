@@ -118,7 +118,7 @@ class Storage(StorageBase):
         self._meta: dict[str, str] = {}
         self.index = SearchIndex(dimension)
         self._graph_host = _GraphHost()
-        self.graph = SqlGraph(self._graph_host)
+        self.graph = SqlGraph(self._graph_host, recursive=False)
 
     @classmethod
     def from_settings(
