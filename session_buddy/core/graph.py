@@ -203,9 +203,8 @@ class GraphService:
                 )
             if x.project and x.project in projects and (owner, x.project) not in self._linked:
                 await self._project_links(owner, x.project, entities, relations)
-        await self.graph.add_entities(list(entities.values()))
-        await self.graph.add_mentions(mentions)
-        await self.graph.add_relations(sorted(relations, key=lambda r: (r.source, r.target)))
+        ordered = sorted(relations, key=lambda r: (r.source, r.target, r.relation_type))
+        await self.graph.link(list(entities.values()), mentions, ordered)
 
     async def _project_links(
         self, owner: str, project: str, entities: dict[str, Entity], relations: set[Relation]

@@ -80,6 +80,15 @@ class GraphStore(ABC):
         """Insert entities whose id is new, with their observations, in one transaction;
         one flag per entity: True when it was created (an existing one is left unchanged)."""
 
+    async def link(
+        self, entities: Sequence[Entity], mentions: Sequence[Mention], relations: Sequence[Relation]
+    ) -> None:
+        """What one store's extraction found: new entities (existing ones unchanged), the
+        mentions and the relations, written together (the SQL backends: one transaction)."""
+        await self.add_entities(entities)
+        await self.add_mentions(mentions)
+        await self.add_relations(relations)
+
     @abstractmethod
     async def get_entities(self, ids: Sequence[str]) -> list[Entity]:
         """The entities with these ids and their observations, in the order given."""

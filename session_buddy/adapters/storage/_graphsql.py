@@ -150,13 +150,23 @@ class SqlGraph(GraphStore):
         )
         return sql, p.values
 
-    async def add_entities(self, entities: Sequence[Entity]) -> list[bool]:
-        if not entities:
-            return []
-        unique = list({e.id: e for e in entities}.values())
+    async def link(
+        self, entities: Sequence[Entity], mentions: Sequence[Mention], relations: Sequence[Relation]
+    ) -> None:
+        statements = []
+        if entities:
+            statements.append(self._entity_insert(list({e.id: e for e in entities}.values())))
+        if mentions:
+            statements.append(self._mention_insert(mentions))
+        if relations:
+            statements.append(self._relation_insert(list(dict.fromkeys(relations))))
+        if statements:
+            await self.host._transaction(statements)
+
+    def _entity_insert(self, unique: list[Entity]) -> Statement:
         p, t = self.d.params(), self.d.text
         moment = unique[0].created_at
-        insert = (
+        sql = (
             "INSERT INTO graph_entities SELECT "
             + ", ".join(
                 _unnest(p, [getattr(e, f) or "" for e in unique], t)
@@ -164,7 +174,14 @@ class SqlGraph(GraphStore):
             )
             + f", {p.add(moment)}, {p.add(moment)} ON CONFLICT DO NOTHING RETURNING id"
         )
-        (rows,) = await self.host._transaction([(insert, p.values)])
+        return sql, p.values
+
+    async def add_entities(self, entities: Sequence[Entity]) -> list[bool]:
+        if not entities:
+            return []
+        unique = list({e.id: e for e in entities}.values())
+        moment = unique[0].created_at
+        (rows,) = await self.host._transaction([self._entity_insert(unique)])
         created = {r[0] for r in rows}
         # the observations of a new entity; an existing one is left as it is
         observations = [
@@ -292,9 +309,16 @@ class SqlGraph(GraphStore):
     async def add_relations(self, relations: Sequence[Relation]) -> list[bool]:
         if not relations:
             return []
+
+        (rows,) = await self.host._transaction(
+            [self._relation_insert(list(dict.fromkeys(relations)))]
+        )
+        new = {Relation(*r) for r in rows}
+        return [r in new for r in relations]
+
+    def _relation_insert(self, unique: list[Relation]) -> Statement:
         from session_buddy.adapters.storage._base import utcnow
 
-        unique = list(dict.fromkeys(relations))
         p, t = self.d.params(), self.d.text
         sql = (
             "INSERT INTO graph_relations SELECT "
@@ -304,9 +328,7 @@ class SqlGraph(GraphStore):
             )
             + f", {p.add(utcnow())} ON CONFLICT DO NOTHING RETURNING source, target, relation_type"
         )
-        (rows,) = await self.host._transaction([(sql, p.values)])
-        new = {Relation(*r) for r in rows}
-        return [r in new for r in relations]
+        return sql, p.values
 
     async def delete_relations(self, relations: Sequence[Relation]) -> int:
         if not relations:
@@ -395,6 +417,10 @@ class SqlGraph(GraphStore):
     async def add_mentions(self, mentions: Sequence[Mention]) -> int:
         if not mentions:
             return 0
+        (rows,) = await self.host._transaction([self._mention_insert(mentions)])
+        return len(rows)
+
+    def _mention_insert(self, mentions: Sequence[Mention]) -> Statement:
         p, t = self.d.params(), self.d.text
         unique = list(dict.fromkeys(mentions))
         sql = (
@@ -405,8 +431,7 @@ class SqlGraph(GraphStore):
             f"{_unnest(p, [m.end for m in unique], 'INTEGER')} "
             "ON CONFLICT DO NOTHING RETURNING item_id"
         )
-        (rows,) = await self.host._transaction([(sql, p.values)])
-        return len(rows)
+        return sql, p.values
 
     async def _mentions(self, column: str, ids: Sequence[str], limit: int | None) -> list[Mention]:
         if not ids:
