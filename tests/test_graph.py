@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from fastmcp import Client
-from fastmcp.exceptions import ToolError
 
 from session_buddy import di
 from session_buddy.core.graph import GraphService
@@ -21,6 +20,8 @@ from session_buddy.errors import NotFound
 from session_buddy.settings import load_settings
 from tests.pg_support import drop_schemas, pg_dsn, schema_for
 from tests.test_storage import _params
+from tests.test_teams import call
+from tests.test_teams import tool_error as error
 
 BACKENDS = _params(["duckdb", "postgres"])
 
@@ -42,19 +43,6 @@ async def client(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     async with Client(create_server(settings_for(request.param, tmp_path))) as c:
         yield c
     await drop_schemas()
-
-
-async def call(client: Client[Any], tool: str, **args: Any) -> dict[str, Any]:
-    result = await client.call_tool(tool, args)
-    data = result.structured_content
-    assert isinstance(data, dict)
-    return data
-
-
-async def error(client: Client[Any], tool: str, **args: Any) -> str:
-    with pytest.raises(ToolError) as caught:
-        await client.call_tool(tool, args)
-    return str(caught.value)
 
 
 def names(answer: dict[str, Any]) -> list[str]:
