@@ -29,7 +29,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -101,6 +101,19 @@ class StoreResult:
     embedded: bool  # False: stored without a vector (embeddings unavailable)
 
 
+class ItemGraph(Protocol):
+    """What the memory service tells the knowledge graph (:mod:`session_buddy.core.graph`)
+    and asks of it."""
+
+    async def index_items(self, items: Sequence[tuple[str, NewItem | MemoryItem]]) -> None:
+        """Link new (or changed) items to the entities they mention."""
+        ...
+
+    async def expand(self, request: SearchRequest, hits: list[SearchHit]) -> list[SearchHit]:
+        """The memories about entities one hop from a search's (``expand="graph"``)."""
+        ...
+
+
 _TOOL_BLOCKS = ("tool_use", "tool_result")
 
 
@@ -131,6 +144,8 @@ class MemoryService:
         #: with their teams). None lets everything through (library use without teams).
         self.visibility = visibility
         self.pipeline = Pipeline(storage, self, settings.search)
+        #: the knowledge graph, told of every stored item (set by the graph service)
+        self.graph: ItemGraph | None = None
 
     @classmethod
     def from_container(cls, resolve: Callable[[type], Any]) -> MemoryService:
@@ -245,6 +260,10 @@ class MemoryService:
             results.extend(
                 StoreResult(id=a.id, created=a.created, embedded=embedded) for a in added
             )
+            if self.graph is not None:
+                await self.graph.index_items(
+                    [(a.id, x) for a, x in zip(added, chunk, strict=True) if a.created]
+                )
         return results
 
     async def _contexts(self, items: Sequence[NewItem | MemoryItem]) -> list[str | None]:
@@ -342,9 +361,13 @@ class MemoryService:
         mode: SearchMode = "hybrid",
         limit: int = 10,
         offset: int = 0,
+        expand: Literal["graph"] | None = None,
     ) -> SearchResponse:
         """Hybrid (or semantic, or keyword) search of what the acting user may see, with
-        the configured time decay (:mod:`session_buddy.search.pipeline`)."""
+        the configured time decay (:mod:`session_buddy.search.pipeline`). ``expand="graph"``
+        adds, below the direct hits, memories about entities one hop away (marked ``via``)."""
+        if expand not in (None, "graph"):
+            raise ValidationError(f"expand must be 'graph' or left out, not {expand!r}")
         flt = ItemFilter(
             projects=list(projects) if projects else None,
             kinds=list(kinds) if kinds else None,
@@ -363,6 +386,7 @@ class MemoryService:
                 limit=limit,
                 offset=offset,
                 half_life_days=self.settings.search.decay_half_life_days,
+                expand=self.graph.expand if expand and self.graph is not None else None,
             )
         )
 
@@ -404,6 +428,15 @@ class MemoryService:
         self._check_owner(await self.get(item_id))  # before spending time on the model
         if content is None:
             return await self.storage.update_item(item_id, tags=list(dict.fromkeys(tags or [])))
+        updated = await self._update_content(item_id, content, tags)
+        if self.graph is not None:
+            await self.storage.graph.delete_mentions([item_id])
+            await self.graph.index_items([(item_id, updated)])
+        return updated
+
+    async def _update_content(
+        self, item_id: str, content: str, tags: list[str] | None
+    ) -> MemoryItem:
         probe = NewItem(kind="reflection", content=content)
         validate_item(probe, self.settings.storage.max_content_bytes)
         embedding: np.ndarray | None = None

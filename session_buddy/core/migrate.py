@@ -2,7 +2,8 @@
 
 Endpoints are written ``duckdb:PATH`` or ``postgres:DSN`` (a bare ``postgresql://...`` DSN
 works too). Everything is copied: items with their ids, times, hashes and vectors, the
-records, and the meta table (embedding model and dimension).
+records, the meta table (embedding model and dimension) and the knowledge graph (entities,
+observations, relations, mentions, with their ids).
 
 **Safety.** The target must be empty - or hold an unfinished copy *from the same source*,
 which is then resumed. Items and records go over in batches, each one transaction on the
@@ -15,7 +16,8 @@ stop the services writing to it during the copy.
 **Verification.** When the copy is done, both stores are read again and compared: per table
 a count and a SHA-256 over every row in id order (items: id, kind, content, hash, project,
 session, role, tags, author, metadata, times and the exact float32 vector bytes; records:
-every field; meta: every key but the migration's own). Only when they agree is the
+every field; meta: every key but the migration's own; each knowledge-graph table: every
+row). Only when they agree is the
 in-progress marker cleared and ``migrated_from`` recorded; otherwise it raises and says which
 table differs.
 """
@@ -36,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from session_buddy.adapters.storage._base import MemoryItem, Record, StorageBase, utcnow
+from session_buddy.adapters.storage._graph import GRAPH_TABLES
 from session_buddy.errors import StorageError, ValidationError
 
 if TYPE_CHECKING:
@@ -125,11 +128,20 @@ class StoreDigest:
     embedded: int
     records: TableDigest
     meta: TableDigest
+    #: the knowledge graph's tables
+    graph: dict[str, TableDigest]
 
     def differences(self, other: StoreDigest) -> list[str]:
         out = []
-        for name in ("items", "records", "meta"):
-            mine, theirs = getattr(self, name), getattr(other, name)
+        mine_all = {"items": self.items, "records": self.records, "meta": self.meta, **self.graph}
+        theirs_all = {
+            "items": other.items,
+            "records": other.records,
+            "meta": other.meta,
+            **other.graph,
+        }
+        for name, mine in mine_all.items():
+            theirs = theirs_all.get(name, TableDigest(0, ""))
             if mine != theirs:
                 out.append(
                     f"{name}: source {mine.count} rows ({mine.sha256[:12]}), "
@@ -200,7 +212,35 @@ async def digest(store: StorageBase, *, batch: int = 1000) -> StoreDigest:
         embedded=embedded,
         records=_table_digest(rec_lines),
         meta=_table_digest(meta_lines),
+        graph={t: await _graph_digest(store, t, batch) for t in GRAPH_TABLES},
     )
+
+
+async def _graph_digest(store: StorageBase, table: str, batch: int) -> TableDigest:
+    lines: list[tuple[str, bytes]] = []
+    after: tuple[Any, ...] | None = None
+    while rows := await store.graph.export_rows(table, after, batch):
+        for row in rows:
+            text = _canonical([_utc(v) if isinstance(v, datetime) else v for v in row])
+            lines.append((text, (text + "\n").encode("utf-8")))
+        after = _key(table, rows[-1])
+    return _table_digest(lines)
+
+
+def _key(table: str, row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The key of an exported graph row (its first columns)."""
+    return row[: {"graph_entities": 1, "graph_observations": 2}.get(table, 3)]
+
+
+async def _copy_graph(source: StorageBase, target: StorageBase, batch: int) -> int:
+    """The knowledge graph's tables, in order (entities first); rows present are skipped."""
+    copied = 0
+    for table in GRAPH_TABLES:
+        after: tuple[Any, ...] | None = None
+        while rows := await source.graph.export_rows(table, after, batch):
+            copied += await target.graph.import_rows(table, rows)
+            after = _key(table, rows[-1])
+    return copied
 
 
 def _table_digest(lines: list[tuple[str, bytes]]) -> TableDigest:
@@ -294,6 +334,7 @@ async def _copy(
     meta = {k: v for k, v in (await source.all_meta()).items() if k not in OWN_KEYS}
     for k, v in meta.items():
         await target.set_meta(k, v)
+    await _copy_graph(source, target, batch)
     return copied, records
 
 

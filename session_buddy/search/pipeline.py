@@ -21,6 +21,8 @@ search, search across projects):
 5. **Page**: the requested page is fetched in one ``get_items`` call and becomes
    :class:`SearchHit` objects, the one hit type from the core to the tools, with their
    confidence (:func:`.hybrid.hit_level`).
+6. **Expand** (optional, an :class:`Expand`, first page only): more hits after the direct
+   ones, each marked with ``via`` (the knowledge graph's one-hop neighbours).
 
 When vectors cannot be used, ``semantic`` and ``hybrid`` fall back to keyword search and the
 answer's ``degraded`` says why (:class:`QueryVectors` decides; the memory service
@@ -53,6 +55,7 @@ from session_buddy.settings import SearchSettings
 __all__ = [
     "Candidate",
     "Confidence",
+    "Expand",
     "Pipeline",
     "QueryVectors",
     "Rescore",
@@ -131,6 +134,8 @@ class SearchHit:
     metadata: dict[str, Any]
     team: TeamFacts | None = None
     scope: ScopeFacts | None = None
+    #: how an expanded hit was reached (``graph:verify_token>auth/jwt.py``); None: direct
+    via: str | None = None
 
     @classmethod
     def of(
@@ -182,6 +187,10 @@ class SearchResponse:
     has_more: bool = False
 
 
+#: An expansion: more hits for a search's first page, after (and below) its direct hits
+#: (the knowledge graph's neighbours, :mod:`session_buddy.core.graph`).
+Expand = Callable[["SearchRequest", list[SearchHit]], Awaitable[list[SearchHit]]]
+
 #: A rescoring step: new scores for every candidate (reading what it needs for all of them
 #: at once), and the candidates in their final order.
 Rescore = Callable[[list[Candidate]], Awaitable[list[Candidate]]]
@@ -211,6 +220,7 @@ class SearchRequest:
     offset: int = 0
     half_life_days: float = 0.0  # time decay; 0 is off
     rescore: Rescore | None = None
+    expand: Expand | None = None
 
     def check(self) -> None:
         if not isinstance(self.query, str) or not self.query.strip():
@@ -320,6 +330,8 @@ class Pipeline:
         page = ranked[offset:wanted]
         items = {i.id: i for i in await self.storage.get_items([c.id for c in page])}
         hits = self.hits(request.query, page, items)
+        if request.expand is not None and offset == 0:
+            hits += await request.expand(request, hits)
         return SearchResponse(
             hits=hits,
             mode=used,

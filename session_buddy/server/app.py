@@ -41,6 +41,7 @@ TOOL_MODULES = [
     "session_buddy.tools.sync",
     "session_buddy.tools.permissions",
     "session_buddy.tools.analytics",
+    "session_buddy.tools.graph",
 ]
 
 #: Tools that answer before storage is open (they report on it instead).

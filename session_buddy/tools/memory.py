@@ -31,6 +31,7 @@ Role = Literal["user", "assistant", "system", "tool"]
 MAX_LIMIT = searches.MAX_LIMIT
 MAX_BATCH = 5000
 Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT)]
+Expand = Literal["graph"]
 
 
 class Hit(BaseModel):
@@ -49,6 +50,7 @@ class Hit(BaseModel):
     created_at: str
     tags: list[str]
     metadata: dict[str, Any]
+    via: str | None = Field(default=None, description="Set on a graph-expanded hit: how")
 
 
 class SearchResults(BaseModel):
@@ -97,6 +99,7 @@ class SearchQuery(BaseModel):
     mode: Mode = "hybrid"
     limit: Limit = 10
     offset: Annotated[int, Field(ge=0)] = 0
+    expand: Expand | None = None
 
     def cursor(self) -> str:
         raw = self.model_dump_json(exclude_defaults=True).encode()
@@ -170,6 +173,8 @@ def hit_view(h: SearchHit) -> dict[str, Any]:
         "tags": h.tags,
         "metadata": h.metadata,
     }
+    if h.via is not None:
+        view["via"] = h.via
     if h.team is not None:
         t = h.team
         view.update(
@@ -213,6 +218,7 @@ async def run_search(q: SearchQuery) -> SearchResults:
         mode=q.mode,
         limit=q.limit,
         offset=q.offset,
+        expand=q.expand,
     )
     return _results(q.query, response, q.model_copy(update={"offset": q.offset + q.limit}))
 
@@ -296,6 +302,7 @@ async def search(
     mode: Mode = "hybrid",
     limit: Limit = 10,
     cursor: str | None = None,
+    expand: Expand | None = None,
 ) -> SearchResults:
     if cursor:
         return await run_search(SearchQuery.from_cursor(cursor))
@@ -309,6 +316,7 @@ async def search(
             before=before,
             mode=mode,
             limit=limit,
+            expand=expand,
         )
     )
 
@@ -331,14 +339,16 @@ async def search_by_file(path: str, project: str | None = None, limit: Limit = 1
         raise ValidationError("path must not be empty")
     name = path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
     query = path if name == path else f"{path} {name}"
-    return await run_search(SearchQuery(query=query, project=project, mode="keyword", limit=limit))
+    return await run_search(
+        SearchQuery(query=query, project=project, mode="keyword", limit=limit, expand="graph")
+    )
 
 
 async def search_by_concept(
     concept: str, project: str | None = None, limit: Limit = 10
 ) -> SearchResults:
     return await run_search(
-        SearchQuery(query=concept, project=project, mode="semantic", limit=limit)
+        SearchQuery(query=concept, project=project, mode="semantic", limit=limit, expand="graph")
     )
 
 
@@ -433,7 +443,8 @@ TOOLS: Tools = [
                 "'keyword'. project=None searches every project; a project name scopes to it. "
                 "Filters: kind (conversation|reflection|insight), tags (all must match), "
                 "after/before (ISO). Each hit has a score and a confidence; the result's "
-                "confidence is 'none' when nothing relevant is stored. Pass next_cursor to "
+                "confidence is 'none' when nothing relevant is stored. expand='graph' adds "
+                "memories about related entities below (marked via). Pass next_cursor to "
                 "get_more_results for more."
             ),
         },
@@ -466,7 +477,10 @@ TOOLS: Tools = [
         search_by_file,
         {
             **READ_UNCHECKED,
-            "description": "Find memories that mention a file path (whole path or its file name).",
+            "description": (
+                "Find memories that mention a file path (whole path or its file name), then "
+                "memories about related entities (marked via)."
+            ),
         },
     ),
     (
@@ -474,7 +488,8 @@ TOOLS: Tools = [
         {
             **READ_UNCHECKED,
             "description": (
-                "Find memories about a concept by meaning (semantic search), e.g. 'retry backoff'."
+                "Find memories about a concept by meaning (semantic search), e.g. 'retry "
+                "backoff', then memories about related entities (marked via)."
             ),
         },
     ),

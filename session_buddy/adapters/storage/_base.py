@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from session_buddy.adapters.storage._graph import GraphStore
+
 KINDS = ("conversation", "reflection", "insight")
 ROLES = ("user", "assistant", "system", "tool")
 
@@ -472,6 +474,8 @@ class StorageBase(ABC):
     max_content_bytes: int
     #: the dimension of the stored vectors
     dimension: int
+    #: the knowledge graph beside the items (entities, relations, mentions)
+    graph: GraphStore
 
     @abstractmethod
     async def initialize(self) -> None:

@@ -272,6 +272,7 @@ STEPS: dict[int, str] = {
     # PostgreSQL adds its keyword postings and a per-author dedup index; DuckDB does both in
     # process (its step 2 has no statements)
     2: "keyword postings and dedup per author (DuckDB: both kept in process)",
+    3: "knowledge graph: entities, observations, relations, mentions",
 }
 
 
@@ -336,6 +337,13 @@ class SqlStorage(StorageBase):
     async def _write(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Sequence[Any]]:
         """Run one statement in its own transaction, committed before this returns; its rows
         (those of ``RETURNING``)."""
+
+    @abstractmethod
+    async def _transaction(
+        self, statements: Sequence[tuple[str, Sequence[Any]]]
+    ) -> list[list[Any]]:
+        """Run statements in one transaction, committed before this returns; the rows of
+        each (those of ``RETURNING``)."""
 
     async def _size_bytes(self) -> int | None:
         """The store's size on disk, when known."""

@@ -9,6 +9,7 @@ Tables (schema version 1; the numbers are shared with the PostgreSQL backend):
 * ``items`` - a view over both with common column names;
 * ``records`` - small JSON documents: (collection, id) key, project, status, times, data;
 * ``meta`` - key/value (embedding model and dimension, vector dimension of the columns);
+* ``graph_*`` - the knowledge graph (step 3, :mod:`._graphsql`);
 * ``schema_version`` - one row per applied migration.
 
 One connection, guarded by a lock; every call runs in ``asyncio.to_thread``. Each write is
@@ -55,6 +56,7 @@ from session_buddy.adapters.storage._base import (
     validate_items,
     validate_stored_item,
 )
+from session_buddy.adapters.storage._graphsql import SqlGraph, graph_schema
 from session_buddy.adapters.storage._local import sync_index
 from session_buddy.adapters.storage._sql import ItemRow
 from session_buddy.errors import StorageError
@@ -142,7 +144,7 @@ def _schema_1(dim: int) -> list[str]:
 
 
 #: Forward migrations (the steps of :data:`._sql.STEPS`), applied in order.
-MIGRATIONS = _sql.migrations({1: _schema_1, 2: lambda dim: []})
+MIGRATIONS = _sql.migrations({1: _schema_1, 2: lambda dim: [], 3: lambda dim: graph_schema(DUCKDB)})
 SCHEMA_VERSION = MIGRATIONS[-1].version
 _ITEM_COLUMNS = DUCKDB.item_columns
 
@@ -243,6 +245,7 @@ class Storage(_sql.SqlStorage):
         self.index = SearchIndex(dimension)
         #: seconds the last initialize() took to load the search index
         self.index_load_seconds: float | None = None
+        self.graph = SqlGraph(self, recursive=False)
 
     @classmethod
     def from_settings(
@@ -414,6 +417,15 @@ class Storage(_sql.SqlStorage):
         rows: list[tuple[Any, ...]] = await asyncio.to_thread(self._run, work)
         return rows
 
+    async def _transaction(
+        self, statements: Sequence[tuple[str, Sequence[Any]]]
+    ) -> list[list[Any]]:
+        def work(con: duckdb.DuckDBPyConnection) -> list[list[Any]]:
+            return [con.execute(sql, list(params)).fetchall() for sql, params in statements]
+
+        rows: list[list[Any]] = await asyncio.to_thread(self._run, work)
+        return rows
+
     async def _size_bytes(self) -> int | None:
         """The file and its write-ahead log."""
         try:
@@ -525,6 +537,9 @@ class Storage(_sql.SqlStorage):
                     [unique],
                 ).fetchall()
                 gone += len(rows)
+            con.execute(
+                f"DELETE FROM graph_mentions WHERE {DUCKDB.is_any('item_id', '?')}", [unique]
+            )
             return gone
 
         def run() -> int:

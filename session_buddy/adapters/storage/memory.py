@@ -40,6 +40,7 @@ from session_buddy.adapters.storage._base import (
     utcnow,
     validate_items,
 )
+from session_buddy.adapters.storage._graphsql import SqlGraph, graph_schema
 from session_buddy.adapters.storage._local import sync_index
 from session_buddy.search import IndexEntry, SearchIndex
 
@@ -60,6 +61,50 @@ MODULE_METADATA = AdapterMetadata(
 )
 
 
+class _GraphHost:
+    """The memory backend's graph: the SQL graph in an in-process DuckDB database (nothing
+    persisted), opened on first use."""
+
+    def __init__(self) -> None:
+        from session_buddy.adapters.storage.duckdb import DUCKDB
+
+        self.dialect = DUCKDB
+        self._lock = threading.Lock()
+        self._con: Any = None
+
+    def _run(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
+        import duckdb
+
+        with self._lock:
+            if self._con is None:
+                self._con = duckdb.connect(":memory:")
+                for sql in graph_schema(self.dialect):
+                    self._con.execute(sql)
+            con = self._con
+            con.execute("BEGIN TRANSACTION")
+            try:
+                rows = [con.execute(sql, list(params)).fetchall() for sql, params in statements]
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            return rows
+
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return (await asyncio.to_thread(self._run, [(sql, params)]))[0]
+
+    async def _transaction(
+        self, statements: Sequence[tuple[str, Sequence[Any]]]
+    ) -> list[list[Any]]:
+        return await asyncio.to_thread(self._run, statements)
+
+    def forget_items(self, ids: list[str]) -> None:
+        if self._con is not None:
+            self._run(
+                [(f"DELETE FROM graph_mentions WHERE {self.dialect.is_any('item_id', '?')}", [ids])]
+            )
+
+
 class Storage(StorageBase):
     name = "memory"
 
@@ -72,6 +117,8 @@ class Storage(StorageBase):
         self._records: dict[tuple[str, str], Record] = {}
         self._meta: dict[str, str] = {}
         self.index = SearchIndex(dimension)
+        self._graph_host = _GraphHost()
+        self.graph = SqlGraph(self._graph_host, recursive=False)
 
     @classmethod
     def from_settings(
@@ -164,7 +211,8 @@ class Storage(StorageBase):
             for item in gone:
                 self._dedup.pop(dedup_key(item), None)
             self.index.remove(item.id for item in gone)
-            return len(gone)
+        await asyncio.to_thread(self._graph_host.forget_items, [item.id for item in gone])
+        return len(gone)
 
     async def list_items(
         self, flt: ItemFilter, *, limit: int = 50, offset: int = 0, newest_first: bool = True

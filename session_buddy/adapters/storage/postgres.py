@@ -13,6 +13,7 @@ Schema (version 1, the numbers are shared with the DuckDB backend):
   over it, with the DuckDB column names.
 * ``records`` (collection, id) -> project, status, times, ``data jsonb``;
 * ``meta`` key/value; ``schema_version`` one row per applied migration;
+* ``graph_*`` - the knowledge graph (step 3, :mod:`._graphsql`);
 * ``item_stats`` - one row: item count and total length in terms (BM25's N and average
   document length), updated as the last statement of every write transaction.
 
@@ -78,6 +79,8 @@ from session_buddy.adapters.storage._base import (
     validate_items,
     validate_stored_item,
 )
+from session_buddy.adapters.storage._graph import GraphStore
+from session_buddy.adapters.storage._graphsql import SqlGraph, graph_schema
 from session_buddy.adapters.storage._sql import ItemRow
 from session_buddy.errors import StorageError
 from session_buddy.search.tokens import query_terms, tokenize
@@ -207,7 +210,7 @@ POSTGRES = _sql.Dialect(
 )
 
 #: Forward migrations (the steps of :data:`._sql.STEPS`), applied in order.
-MIGRATIONS = _sql.migrations({1: _schema_1, 2: _schema_2})
+MIGRATIONS = _sql.migrations({1: _schema_1, 2: _schema_2, 3: lambda dim: graph_schema(POSTGRES)})
 SCHEMA_VERSION = MIGRATIONS[-1].version
 _ITEM_COLUMNS = POSTGRES.item_columns
 _RECORD_COLUMNS = POSTGRES.record_columns
@@ -326,6 +329,7 @@ class _Server:
         self._vector_schema = "public"
         #: how vector search runs (set when the store is prepared; shown by health)
         self.vector_plan = "exact"
+        self.graph: GraphStore = SqlGraph(self)  # type: ignore[arg-type]
 
     @classmethod
     def from_settings(
@@ -619,6 +623,12 @@ class Storage(_Server, _sql.SqlStorage):
             rows: list[asyncpg.Record] = await con.fetch(sql, *params)
         return rows
 
+    async def _transaction(
+        self, statements: Sequence[tuple[str, Sequence[Any]]]
+    ) -> list[list[Any]]:
+        async with self._con(transaction=True) as con:
+            return [list(await con.fetch(sql, *params)) for sql, params in statements]
+
     async def _size_bytes(self) -> int | None:
         """The tables of the store's schema, with their indexes and TOAST."""
         rows = await self._fetch(
@@ -763,6 +773,10 @@ class Storage(_Server, _sql.SqlStorage):
         async with self._con(transaction=True) as con:
             rows = await con.fetch(
                 "DELETE FROM items WHERE id = ANY($1::text[]) RETURNING id, doc_len",
+                list(dict.fromkeys(ids)),
+            )
+            await con.execute(
+                "DELETE FROM graph_mentions WHERE item_id = ANY($1::text[])",
                 list(dict.fromkeys(ids)),
             )
             await _count(con, -len(rows), -sum(r[1] for r in rows))

@@ -1,0 +1,531 @@
+"""The graph protocol (:mod:`._graph`) in SQL, written once for DuckDB and PostgreSQL.
+
+Tables (schema step 3 of :data:`._sql.STEPS`):
+
+* ``graph_entities`` - id (:func:`~._graph.entity_id`), name, entity_type, project (``''``:
+  global), owner, created_at, updated_at;
+* ``graph_observations`` - (entity_id, content_hash) key, content, created_at;
+* ``graph_relations`` - (source, target, relation_type) key, created_at;
+* ``graph_mentions`` - (item_id, entity_id, start_pos) key, end_pos.
+
+Neighbourhoods are one ``WITH RECURSIVE`` query over the relations in both directions: its
+rows are ``(entity, distance)`` pairs combined with ``UNION`` (a pair is never produced
+twice) and the distance stops at the depth asked, so a cycle cannot make it run on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from session_buddy.adapters.storage._graph import (
+    GRAPH_TABLES,
+    Entity,
+    GraphStore,
+    Mention,
+    Relation,
+    observation_hash,
+)
+from session_buddy.adapters.storage._sql import Dialect, Params
+from session_buddy.errors import ValidationError
+
+Statement = tuple[str, list[Any]]
+
+
+class SqlHost(Protocol):
+    """What the SQL graph needs of its backend."""
+
+    dialect: Dialect
+
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Sequence[Any]]: ...
+
+    async def _transaction(self, statements: Sequence[Statement]) -> list[list[Any]]: ...
+
+
+def graph_schema(d: Dialect) -> list[str]:
+    """The statements of schema step 3 on a backend."""
+    t = d.text
+    return [
+        f"CREATE TABLE graph_entities (id {t} PRIMARY KEY, name {t} NOT NULL, "
+        f"entity_type {t} NOT NULL, project {t} NOT NULL, owner {t} NOT NULL, "
+        "created_at TIMESTAMPTZ NOT NULL, updated_at TIMESTAMPTZ NOT NULL)",
+        "CREATE INDEX graph_entities_name ON graph_entities (owner, name)",
+        f"CREATE TABLE graph_observations (entity_id {t} NOT NULL, content_hash {t} NOT NULL, "
+        f"content {t} NOT NULL, created_at TIMESTAMPTZ NOT NULL, "
+        "PRIMARY KEY (entity_id, content_hash))",
+        f"CREATE TABLE graph_relations (source {t} NOT NULL, target {t} NOT NULL, "
+        f"relation_type {t} NOT NULL, created_at TIMESTAMPTZ NOT NULL, "
+        "PRIMARY KEY (source, target, relation_type))",
+        "CREATE INDEX graph_relations_target ON graph_relations (target)",
+        # DuckDB looks up by the first column of a composite key only with its own index
+        *(
+            ["CREATE INDEX graph_relations_source ON graph_relations (source)"]
+            if d.name == "duckdb"
+            else []
+        ),
+        f"CREATE TABLE graph_mentions (item_id {t} NOT NULL, entity_id {t} NOT NULL, "
+        "start_pos INTEGER NOT NULL, end_pos INTEGER NOT NULL, "
+        "PRIMARY KEY (item_id, entity_id, start_pos))",
+        "CREATE INDEX graph_mentions_entity ON graph_mentions (entity_id)",
+    ]
+
+
+#: per table: its columns (times marked) and how many of them are the key
+_TABLES: dict[str, tuple[tuple[str, ...], int]] = {
+    "graph_entities": (
+        ("id", "name", "entity_type", "project", "owner", "@created_at", "@updated_at"),
+        1,
+    ),
+    "graph_observations": (("entity_id", "content_hash", "content", "@created_at"), 2),
+    "graph_relations": (("source", "target", "relation_type", "@created_at"), 3),
+    "graph_mentions": (("item_id", "entity_id", "start_pos", "end_pos"), 3),
+}
+_INT_COLUMNS = {"start_pos", "end_pos"}
+_LABEL = "lower(name || ' ' || entity_type)"
+_ENTITY = "id, name, entity_type, project, owner, {time}"
+
+
+def _scope(p: Params, projects: Sequence[str | None] | None) -> str:
+    if projects is None:
+        return ""
+    return " AND " + p.dialect.is_any("project", p.add([x or "" for x in projects]))
+
+
+def _unnest(p: Params, values: list[Any], sql_type: str) -> str:
+    return f"unnest({p.add(values)}::{sql_type}[])"
+
+
+class SqlGraph(GraphStore):
+    """:class:`~._graph.GraphStore` over a SQL backend (module doc)."""
+
+    def __init__(self, host: SqlHost, *, recursive: bool = True) -> None:
+        self.host = host
+        #: neighbourhoods in one recursive query (PostgreSQL), else one indexed query per
+        #: level (DuckDB: its recursive join scans every relation at each level)
+        self.recursive = recursive
+
+    @property
+    def d(self) -> Dialect:
+        return self.host.dialect
+
+    def _entity(self, row: Sequence[Any]) -> Entity:
+        return Entity(
+            id=row[0],
+            name=row[1],
+            entity_type=row[2],
+            project=row[3] or None,
+            owner=row[4],
+            created_at=self.d.read_time(row[5]),
+        )
+
+    @property
+    def _entity_columns(self) -> str:
+        return _ENTITY.format(time=self.d.time.format("created_at"))
+
+    async def _with_observations(self, entities: list[Entity]) -> list[Entity]:
+        if not entities:
+            return entities
+        p = self.d.params()
+        rows = await self.host._fetch(
+            "SELECT entity_id, content FROM graph_observations WHERE "
+            f"{self.d.is_any('entity_id', p.add([e.id for e in entities]))} "
+            "ORDER BY created_at, content",
+            p.values,
+        )
+        by_id = {e.id: e for e in entities}
+        for entity_id, content in rows:
+            by_id[entity_id].observations.append(content)
+        return entities
+
+    # -- entities -------------------------------------------------------------------------
+
+    def _observation_insert(self, rows: Sequence[tuple[str, str]], moment: Any) -> Statement:
+        p, t = self.d.params(), self.d.text
+        sql = (
+            "INSERT INTO graph_observations SELECT "
+            f"{_unnest(p, [r[0] for r in rows], t)}, "
+            f"{_unnest(p, [observation_hash(r[1]) for r in rows], t)}, "
+            f"{_unnest(p, [r[1] for r in rows], t)}, {p.add(moment)} "
+            "ON CONFLICT DO NOTHING RETURNING entity_id, content"
+        )
+        return sql, p.values
+
+    async def link(
+        self, entities: Sequence[Entity], mentions: Sequence[Mention], relations: Sequence[Relation]
+    ) -> None:
+        statements = []
+        if entities:
+            statements.append(self._entity_insert(list({e.id: e for e in entities}.values())))
+        if mentions:
+            statements.append(self._mention_insert(mentions))
+        if relations:
+            statements.append(self._relation_insert(list(dict.fromkeys(relations))))
+        if statements:
+            await self.host._transaction(statements)
+
+    def _entity_insert(self, unique: list[Entity]) -> Statement:
+        p, t = self.d.params(), self.d.text
+        moment = unique[0].created_at
+        sql = (
+            "INSERT INTO graph_entities SELECT "
+            + ", ".join(
+                _unnest(p, [getattr(e, f) or "" for e in unique], t)
+                for f in ("id", "name", "entity_type", "project", "owner")
+            )
+            + f", {p.add(moment)}, {p.add(moment)} ON CONFLICT DO NOTHING RETURNING id"
+        )
+        return sql, p.values
+
+    async def add_entities(self, entities: Sequence[Entity]) -> list[bool]:
+        if not entities:
+            return []
+        unique = list({e.id: e for e in entities}.values())
+        moment = unique[0].created_at
+        (rows,) = await self.host._transaction([self._entity_insert(unique)])
+        created = {r[0] for r in rows}
+        # the observations of a new entity; an existing one is left as it is
+        observations = [
+            (e.id, o) for e in unique if e.id in created for o in dict.fromkeys(e.observations)
+        ]
+        if observations:
+            await self.host._transaction([self._observation_insert(observations, moment)])
+        return [e.id in created for e in entities]
+
+    async def get_entities(self, ids: Sequence[str]) -> list[Entity]:
+        if not ids:
+            return []
+        p = self.d.params()
+        rows = await self.host._fetch(
+            f"SELECT {self._entity_columns} FROM graph_entities WHERE "
+            f"{self.d.is_any('id', p.add(list(dict.fromkeys(ids))))}",
+            p.values,
+        )
+        found = {r[0]: self._entity(r) for r in rows}
+        return await self._with_observations([found[i] for i in dict.fromkeys(ids) if i in found])
+
+    async def find_entities(
+        self, owner: str, names: Sequence[str], projects: Sequence[str | None] | None
+    ) -> list[Entity]:
+        if not names:
+            return []
+        p = self.d.params()
+        sql = (
+            f"SELECT {self._entity_columns} FROM graph_entities WHERE owner = {p.add(owner)} "
+            f"AND {self.d.is_any('name', p.add(list(dict.fromkeys(names))))}"
+            f"{_scope(p, projects)} ORDER BY name, project"
+        )
+        return [self._entity(r) for r in await self.host._fetch(sql, p.values)]
+
+    async def list_entities(
+        self, owner: str, projects: Sequence[str | None] | None, limit: int, offset: int
+    ) -> list[Entity]:
+        p = self.d.params()
+        sql = (
+            f"SELECT {self._entity_columns} FROM graph_entities WHERE owner = {p.add(owner)}"
+            f"{_scope(p, projects)} ORDER BY name, project "
+            f"LIMIT {p.add(max(0, limit))} OFFSET {p.add(max(0, offset))}"
+        )
+        rows = await self.host._fetch(sql, p.values)
+        return await self._with_observations([self._entity(r) for r in rows])
+
+    async def count_entities(self, owner: str, projects: Sequence[str | None] | None) -> int:
+        p = self.d.params()
+        sql = f"SELECT count(*) FROM graph_entities WHERE owner = {p.add(owner)}"
+        rows = await self.host._fetch(sql + _scope(p, projects), p.values)
+        return int(rows[0][0])
+
+    async def match_entities(
+        self, owner: str, projects: Sequence[str | None] | None, words: Sequence[str], limit: int
+    ) -> list[Entity]:
+        if not words:
+            return []
+        p, t = self.d.params(), self.d.text
+        own = f"owner = {p.add(owner)}{_scope(p, projects)}"
+
+        def contains(expr: str) -> str:
+            return (
+                f"EXISTS (SELECT 1 FROM (SELECT {_unnest(p, list(words), t)} AS w) AS q "
+                f"WHERE strpos({expr}, q.w) > 0)"
+            )
+
+        sql = (
+            f"SELECT {self._entity_columns} FROM graph_entities WHERE {own} AND "
+            f"({contains(_LABEL)} OR id IN (SELECT entity_id "
+            f"FROM graph_observations WHERE {contains('lower(content)')})) "
+            f"ORDER BY name, project LIMIT {p.add(max(1, limit))}"
+        )
+        rows = await self.host._fetch(sql, p.values)
+        return await self._with_observations([self._entity(r) for r in rows])
+
+    async def delete_entities(self, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        unique = list(dict.fromkeys(ids))
+        statements: list[Statement] = []
+        for table, columns in (
+            ("graph_observations", ("entity_id",)),
+            ("graph_relations", ("source", "target")),
+            ("graph_mentions", ("entity_id",)),
+            ("graph_entities", ("id",)),
+        ):
+            p = self.d.params()
+            cond = " OR ".join(self.d.is_any(c, p.add(unique)) for c in columns)
+            tail = " RETURNING id" if table == "graph_entities" else ""
+            statements.append((f"DELETE FROM {table} WHERE {cond}{tail}", p.values))
+        results = await self.host._transaction(statements)
+        return len(results[-1])
+
+    # -- observations -----------------------------------------------------------------------
+
+    async def add_observations(self, rows: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+        unique = list(dict.fromkeys(rows))
+        if not unique:
+            return []
+        from session_buddy.adapters.storage._base import utcnow
+
+        (added,) = await self.host._transaction([self._observation_insert(unique, utcnow())])
+        new = {(r[0], r[1]) for r in added}
+        return [r for r in unique if r in new]
+
+    async def delete_observations(self, rows: Sequence[tuple[str, str]]) -> int:
+        if not rows:
+            return 0
+        p, t = self.d.params(), self.d.text
+        ids = p.add([r[0] for r in rows])
+        hashes = p.add([observation_hash(r[1]) for r in rows])
+        (gone,) = await self.host._transaction(
+            [
+                (
+                    "DELETE FROM graph_observations WHERE (entity_id, content_hash) IN "
+                    f"(SELECT unnest({ids}::{t}[]), unnest({hashes}::{t}[])) RETURNING entity_id",
+                    p.values,
+                )
+            ]
+        )
+        return len(gone)
+
+    # -- relations --------------------------------------------------------------------------
+
+    async def add_relations(self, relations: Sequence[Relation]) -> list[bool]:
+        if not relations:
+            return []
+
+        (rows,) = await self.host._transaction(
+            [self._relation_insert(list(dict.fromkeys(relations)))]
+        )
+        new = {Relation(*r) for r in rows}
+        return [r in new for r in relations]
+
+    def _relation_insert(self, unique: list[Relation]) -> Statement:
+        from session_buddy.adapters.storage._base import utcnow
+
+        p, t = self.d.params(), self.d.text
+        sql = (
+            "INSERT INTO graph_relations SELECT "
+            + ", ".join(
+                _unnest(p, [getattr(r, f) for r in unique], t)
+                for f in ("source", "target", "relation_type")
+            )
+            + f", {p.add(utcnow())} ON CONFLICT DO NOTHING RETURNING source, target, relation_type"
+        )
+        return sql, p.values
+
+    async def delete_relations(self, relations: Sequence[Relation]) -> int:
+        if not relations:
+            return 0
+        p, t = self.d.params(), self.d.text
+        cols = [
+            p.add([getattr(r, f) for r in relations]) for f in ("source", "target", "relation_type")
+        ]
+        (gone,) = await self.host._transaction(
+            [
+                (
+                    "DELETE FROM graph_relations WHERE (source, target, relation_type) IN (SELECT "
+                    + ", ".join(f"unnest({c}::{t}[])" for c in cols)
+                    + ") RETURNING source",
+                    p.values,
+                )
+            ]
+        )
+        return len(gone)
+
+    async def relations_of(self, ids: Sequence[str], *, among: bool = False) -> list[Relation]:
+        if not ids:
+            return []
+        p = self.d.params()
+        unique = list(dict.fromkeys(ids))
+        joint = " AND " if among else " OR "
+        cond = joint.join(self.d.is_any(c, p.add(unique)) for c in ("source", "target"))
+        rows = await self.host._fetch(
+            "SELECT source, target, relation_type FROM graph_relations WHERE "
+            f"{cond} ORDER BY source, relation_type, target",
+            p.values,
+        )
+        return [Relation(*r) for r in rows]
+
+    async def neighbourhood(
+        self, seeds: Sequence[str], depth: int, limit: int
+    ) -> list[tuple[str, int]]:
+        if not seeds:
+            return []
+        if not self.recursive:
+            return await self._levels(list(dict.fromkeys(seeds)), depth, limit)
+        p, t = self.d.params(), self.d.text
+        sql = (
+            "WITH RECURSIVE walk(id, d) AS ("
+            f"SELECT s, 0 FROM (SELECT {_unnest(p, list(dict.fromkeys(seeds)), t)} AS s) AS seed "
+            "UNION SELECT e.b, w.d + 1 FROM walk w JOIN ("
+            "SELECT source AS a, target AS b FROM graph_relations UNION ALL "
+            "SELECT target AS a, source AS b FROM graph_relations) AS e ON e.a = w.id "
+            f"WHERE w.d < {p.add(max(0, depth))}) "
+            f"SELECT id, min(d) AS d FROM walk GROUP BY id ORDER BY d, id LIMIT {p.add(limit)}"
+        )
+        return [(r[0], int(r[1])) for r in await self.host._fetch(sql, p.values)]
+
+    async def _levels(self, seeds: list[str], depth: int, limit: int) -> list[tuple[str, int]]:
+        """The neighbourhood one level at a time: each level one query through the source
+        and target indexes, the ids seen kept so a cycle is never walked twice."""
+        distance = dict.fromkeys(seeds, 0)
+        frontier = seeds
+        for level in range(1, max(0, depth) + 1):
+            if not frontier:
+                break
+            p = self.d.params()
+            if len(frontier) == 1:
+                cond = ("source = {}", "target = {}")
+                sql = " UNION ALL ".join(
+                    f"SELECT source, target FROM graph_relations WHERE {c.format(p.add(frontier[0]))}"
+                    for c in cond
+                )
+            else:
+                sql = " UNION ALL ".join(
+                    f"SELECT source, target FROM graph_relations WHERE {self.d.is_any(c, p.add(frontier))}"
+                    for c in ("source", "target")
+                )
+            found: list[str] = []
+            for source, target in await self.host._fetch(sql, p.values):
+                for near in (source, target):
+                    if near not in distance:
+                        distance[near] = level
+                        found.append(near)
+            frontier = sorted(found)
+        ordered = sorted(distance.items(), key=lambda kv: (kv[1], kv[0]))
+        return ordered[: max(0, limit)]
+
+    # -- mentions -------------------------------------------------------------------------
+
+    async def add_mentions(self, mentions: Sequence[Mention]) -> int:
+        if not mentions:
+            return 0
+        (rows,) = await self.host._transaction([self._mention_insert(mentions)])
+        return len(rows)
+
+    def _mention_insert(self, mentions: Sequence[Mention]) -> Statement:
+        p, t = self.d.params(), self.d.text
+        unique = list(dict.fromkeys(mentions))
+        sql = (
+            "INSERT INTO graph_mentions SELECT "
+            f"{_unnest(p, [m.item_id for m in unique], t)}, "
+            f"{_unnest(p, [m.entity_id for m in unique], t)}, "
+            f"{_unnest(p, [m.start for m in unique], 'INTEGER')}, "
+            f"{_unnest(p, [m.end for m in unique], 'INTEGER')} "
+            "ON CONFLICT DO NOTHING RETURNING item_id"
+        )
+        return sql, p.values
+
+    async def _mentions(self, column: str, ids: Sequence[str], limit: int | None) -> list[Mention]:
+        if not ids:
+            return []
+        p = self.d.params()
+        sql = (
+            "SELECT item_id, entity_id, start_pos, end_pos FROM graph_mentions WHERE "
+            f"{self.d.is_any(column, p.add(list(dict.fromkeys(ids))))} "
+            "ORDER BY item_id, start_pos"
+        )
+        if limit is not None:
+            sql += f" LIMIT {p.add(max(0, limit))}"
+        rows = await self.host._fetch(sql, p.values)
+        return [Mention(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
+
+    async def mentions_of(self, entity_ids: Sequence[str], limit: int) -> list[Mention]:
+        return await self._mentions("entity_id", entity_ids, limit)
+
+    async def mentions_in(self, item_ids: Sequence[str]) -> list[Mention]:
+        return await self._mentions("item_id", item_ids, None)
+
+    async def mention_counts(self, entity_ids: Sequence[str]) -> dict[str, int]:
+        if not entity_ids:
+            return {}
+        p = self.d.params()
+        rows = await self.host._fetch(
+            "SELECT entity_id, count(DISTINCT item_id) FROM graph_mentions WHERE "
+            f"{self.d.is_any('entity_id', p.add(list(dict.fromkeys(entity_ids))))} "
+            "GROUP BY entity_id",
+            p.values,
+        )
+        return {r[0]: int(r[1]) for r in rows}
+
+    async def delete_mentions(self, item_ids: Sequence[str]) -> int:
+        if not item_ids:
+            return 0
+        p = self.d.params()
+        (rows,) = await self.host._transaction(
+            [
+                (
+                    "DELETE FROM graph_mentions WHERE "
+                    f"{self.d.is_any('item_id', p.add(list(dict.fromkeys(item_ids))))} "
+                    "RETURNING item_id",
+                    p.values,
+                )
+            ]
+        )
+        return len(rows)
+
+    # -- copy (migrate) -----------------------------------------------------------------------
+
+    @staticmethod
+    def _table(table: str) -> tuple[tuple[str, ...], int]:
+        if table not in GRAPH_TABLES:
+            raise ValidationError(f"table must be one of {', '.join(GRAPH_TABLES)}, not {table!r}")
+        return _TABLES[table]
+
+    async def export_rows(
+        self, table: str, after: tuple[Any, ...] | None, limit: int
+    ) -> list[tuple[Any, ...]]:
+        columns, keys = self._table(table)
+        names = [c.lstrip("@") for c in columns]
+        select = ", ".join(
+            self.d.time.format(n) if c[0] == "@" else n for c, n in zip(columns, names, strict=True)
+        )
+        p = self.d.params()
+        key = ", ".join(names[:keys])
+        where = ""
+        if after is not None:
+            where = f" WHERE ({key}) > ({', '.join(p.add(v) for v in after)})"
+        rows = await self.host._fetch(
+            f"SELECT {select} FROM {table}{where} ORDER BY {key} LIMIT {p.add(max(0, limit))}",
+            p.values,
+        )
+        times = [i for i, c in enumerate(columns) if c[0] == "@"]
+        return [
+            tuple(self.d.read_time(v) if i in times else v for i, v in enumerate(r)) for r in rows
+        ]
+
+    async def import_rows(self, table: str, rows: Sequence[tuple[Any, ...]]) -> int:
+        if not rows:
+            return 0
+        columns, _ = self._table(table)
+        p = self.d.params()
+        parts = []
+        for i, column in enumerate(columns):
+            sql_type = (
+                "TIMESTAMPTZ"
+                if column[0] == "@"
+                else "INTEGER"
+                if column in _INT_COLUMNS
+                else self.d.text
+            )
+            parts.append(_unnest(p, [r[i] for r in rows], sql_type))
+        sql = f"INSERT INTO {table} SELECT {', '.join(parts)} ON CONFLICT DO NOTHING RETURNING 1"
+        (inserted,) = await self.host._transaction([(sql, p.values)])
+        return len(inserted)
