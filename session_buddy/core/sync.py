@@ -38,6 +38,7 @@ import numpy as np
 from session_buddy.adapters.embeddings._base import EmbeddingsBase
 from session_buddy.adapters.storage._base import MemoryItem, Record, StorageBase
 from session_buddy.adapters.sync._base import Memory, RemoteError, SyncBase
+from session_buddy.core.events import SYNC_FAILED, EventBus, bus_from
 from session_buddy.core.resilience import (
     OPEN,
     Backoff,
@@ -156,7 +157,9 @@ class SyncService:
         settings: SyncSettings,
         *,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        events: EventBus | None = None,
     ) -> None:
+        self.events = events or EventBus()
         self.storage = storage
         self.embeddings = embeddings
         self.sync = sync
@@ -182,7 +185,13 @@ class SyncService:
     @classmethod
     def from_container(cls, resolve: Callable[[type], Any]) -> SyncService:
         settings: SessionBuddySettings = resolve(SessionBuddySettings)
-        return cls(resolve(StorageBase), resolve(EmbeddingsBase), resolve(SyncBase), settings.sync)
+        return cls(
+            resolve(StorageBase),
+            resolve(EmbeddingsBase),
+            resolve(SyncBase),
+            settings.sync,
+            events=bus_from(resolve),
+        )
 
     @property
     def batch_size(self) -> int:
@@ -245,7 +254,22 @@ class SyncService:
                 report.duration_s = round(time.perf_counter() - start, 3)
                 self.last = report
                 await self._save_report(report)
+                self._tell_failure(report)
             return asdict(report)
+
+    def _tell_failure(self, report: RoundReport) -> None:
+        """A ``sync.failed`` event for a round that stopped or parked memories."""
+        if report.stopped is None and not report.dead_lettered:
+            return
+        self.events.emit(
+            SYNC_FAILED,
+            remote=self.sync.remote,
+            stopped=report.stopped,
+            error=report.errors[-1] if report.errors else None,
+            dead_lettered=report.dead_lettered,
+            stored=report.stored,
+            circuit=self.breaker.current(),
+        )
 
     async def _page(
         self, stream: str, after: tuple[datetime, str] | None

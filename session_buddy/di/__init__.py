@@ -63,16 +63,7 @@ def configure(
         target = container if container is not None else get_container()
 
         from session_buddy.adapters import adapter_class, base_class
-        from session_buddy.core.analytics import AnalyticsService
-        from session_buddy.core.capture import CaptureService
-        from session_buddy.core.memory import MemoryService
-        from session_buddy.core.permissions import PermissionService
-        from session_buddy.core.projects import ProjectService
-        from session_buddy.core.recall import RecallService
-        from session_buddy.core.sessions import SessionService
-        from session_buddy.core.sync import SyncService
-        from session_buddy.core.teams import TeamService
-        from session_buddy.core.testresults import TestResultService
+        from session_buddy.core.events import EventBus
         from session_buddy.settings import SessionBuddySettings
 
         paths = SessionPaths.from_settings(settings.data_dir)
@@ -96,6 +87,7 @@ def configure(
 
         put(SessionBuddySettings, settings)
         put(SessionPaths, paths)
+        put(EventBus, EventBus())  # before the services that emit or listen
         for category in ("shutdown", "http", "embeddings", "storage", "sync", "health"):
             choice = getattr(settings.adapters, category)
             cls = adapter_class(category, choice)
@@ -109,20 +101,41 @@ def configure(
             put(base_class(category), instance)
             if cls is not base_class(category):
                 put(cls, instance)
-        put(MemoryService, MemoryService.from_container(resolve))
-        put(TeamService, TeamService.from_container(resolve))
-        put(ProjectService, ProjectService.from_container(resolve))
-        put(CaptureService, CaptureService.from_container(resolve))
-        put(SessionService, SessionService.from_container(resolve))
-        put(SyncService, SyncService.from_container(resolve))
-        put(RecallService, RecallService.from_container(resolve))
-        put(PermissionService, PermissionService.from_container(resolve))
-        put(TestResultService, TestResultService.from_container(resolve))
-        put(AnalyticsService, AnalyticsService.from_container(resolve))
+        for service in _services():  # in order: each may look up the ones before it
+            put(service, service.from_container(resolve))
         _container = target
         _registered[:] = registered
         _started = False
         return target
+
+
+def _services() -> tuple[Any, ...]:
+    """The core services, each built by its ``from_container`` (imported when configured)."""
+    from session_buddy.core.analytics import AnalyticsService
+    from session_buddy.core.capture import CaptureService
+    from session_buddy.core.memory import MemoryService
+    from session_buddy.core.permissions import PermissionService
+    from session_buddy.core.projects import ProjectService
+    from session_buddy.core.recall import RecallService
+    from session_buddy.core.sessions import SessionService
+    from session_buddy.core.sync import SyncService
+    from session_buddy.core.teams import TeamService
+    from session_buddy.core.testresults import TestResultService
+    from session_buddy.core.webhooks import WebhookService
+
+    return (
+        WebhookService,
+        MemoryService,
+        TeamService,
+        ProjectService,
+        CaptureService,
+        SessionService,
+        SyncService,
+        RecallService,
+        PermissionService,
+        TestResultService,
+        AnalyticsService,
+    )
 
 
 def is_configured() -> bool:
