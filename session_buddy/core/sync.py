@@ -47,6 +47,7 @@ from session_buddy.core.resilience import (
     DeadLetters,
     retry,
 )
+from session_buddy.core.telemetry import span
 from session_buddy.settings import SessionBuddySettings, SyncSettings
 
 log = logging.getLogger(__name__)
@@ -241,7 +242,7 @@ class SyncService:
             raise RemoteError(
                 "sync is off (adapters.sync = none); set adapters.sync: akosha", retryable=False
             )
-        async with self._round_lock:
+        async with self._round_lock, span("sync.round", remote=self.sync.remote):
             report = RoundReport(started_at=_iso(datetime.now(UTC)))
             start = time.perf_counter()
             try:
@@ -338,7 +339,8 @@ class SyncService:
         async def attempt() -> None:
             nonlocal tries
             tries += 1
-            result = await self.breaker.call(lambda: self.sync.push(list(pending.values())))
+            with span("sync.push", memories=len(pending), attempt=tries):
+                result = await self.breaker.call(lambda: self.sync.push(list(pending.values())))
             for memory_id in result.stored:
                 pending.pop(memory_id, None)
             report.stored += len(result.stored)

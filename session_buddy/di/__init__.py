@@ -103,6 +103,7 @@ def configure(
                 put(cls, instance)
         for service in _services():  # in order: each may look up the ones before it
             put(service, service.from_container(resolve))
+        _tracing(settings, resolve)
         _container = target
         _registered[:] = registered
         _started = False
@@ -136,6 +137,18 @@ def _services() -> tuple[Any, ...]:
         TestResultService,
         AnalyticsService,
     )
+
+
+def _tracing(settings: SessionBuddySettings, resolve: Any) -> None:
+    """OpenTelemetry traces when ``telemetry.traces`` is on (the SDK is imported only then),
+    flushed by the ShutdownManager."""
+    if not settings.telemetry.traces:
+        return
+    from session_buddy.adapters.shutdown._base import ShutdownBase
+    from session_buddy.core.telemetry import configure_tracing, flush_traces
+
+    configure_tracing(settings.telemetry)
+    resolve(ShutdownBase).register("traces", flush_traces, priority=10, timeout_s=6.0)
 
 
 def is_configured() -> bool:

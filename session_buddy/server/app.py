@@ -41,6 +41,7 @@ TOOL_MODULES = [
     "session_buddy.tools.projects",
     "session_buddy.tools.teams",
     "session_buddy.tools.sync",
+    "session_buddy.tools.events",
     "session_buddy.tools.permissions",
     "session_buddy.tools.analytics",
 ]
@@ -146,8 +147,9 @@ def private_data_dir(settings: SessionBuddySettings) -> SessionPaths:
     return paths
 
 
-def create_server(settings: SessionBuddySettings | None = None) -> FastMCP:
-    """Configure the container (once per process) and build the MCP server."""
+def create_server(settings: SessionBuddySettings | None = None, *, http: bool = False) -> FastMCP:
+    """Configure the container (once per process) and build the MCP server; ``http``: an
+    HTTP front, which also counts tool calls and serves ``/metrics`` (telemetry.metrics)."""
     di.configure(settings)
     server_logger = logging.getLogger(_FASTMCP_SERVER_LOGGER)
     if not any(isinstance(f, _ExpectedErrors) for f in server_logger.filters):
@@ -171,4 +173,8 @@ def create_server(settings: SessionBuddySettings | None = None) -> FastMCP:
     from session_buddy.server import hook_routes
 
     hook_routes.register(mcp)
+    if http and settings.telemetry.metrics:
+        from session_buddy.server import metrics
+
+        metrics.install(mcp)
     return mcp
