@@ -155,6 +155,7 @@ def test_metrics_over_http_and_events_as_notifications_through_the_bridge(
         assert sample(text, "session_buddy_tool_calls_total", tool="start", outcome="ok") == 1
         assert sample(text, "session_buddy_tool_call_seconds_count", tool="checkpoint") == 1
         assert sample(text, "session_buddy_up") == 1
+        assert "session_buddy_up 1.0" in text  # what the Docker healthcheck looks for
         assert sample(text, "session_buddy_items") == 0
         assert sample(text, "session_buddy_embedding_queue_depth") == 0
         assert sample(text, "session_buddy_dead_letters", queue="sync") == 0

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+from session_buddy.errors import ConfigurationError
 from session_buddy.settings import TelemetrySettings
 
 log = logging.getLogger(__name__)
@@ -57,10 +58,16 @@ def configure_tracing(settings: TelemetrySettings, exporter: Any = None) -> Any:
     """Install the SDK's tracer provider (once per process; a second call adds its exporter
     to the same provider). ``exporter``: export to it synchronously (tests use the SDK's
     InMemorySpanExporter); otherwise OTLP/HTTP when configured. Returns the provider."""
-    from opentelemetry import trace
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+    try:
+        from opentelemetry import trace
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"telemetry.traces needs the OpenTelemetry SDK ({exc.name} is missing): "
+            "pip install 'session-buddy[telemetry]'"
+        ) from None
 
     provider = _state["provider"]
     if provider is None:
