@@ -241,3 +241,40 @@ async def test_the_client_gets_each_event_as_a_logging_notification(
     assert json.dumps(receiver.accepted[0]["body"]["data"]["session_id"]) == json.dumps(
         started["session"]["id"]
     )
+
+
+def test_the_cli_lists_the_events_dead_letters(
+    tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from session_buddy.cli.app import app
+
+    monkeypatch.setenv("SESSION_BUDDY_ADAPTERS__STORAGE", "duckdb")
+    monkeypatch.setenv("SESSION_BUDDY_ADAPTERS__EMBEDDINGS", "none")
+    monkeypatch.setenv("SESSION_BUDDY_EVENTS__WEBHOOKS", json.dumps([receiver.url]))
+    monkeypatch.setenv("SESSION_BUDDY_EVENTS__MAX_ATTEMPTS", "1")
+
+    async def park_one() -> None:
+        di.configure()
+        await di.startup()
+        try:
+            receiver.fail_always, receiver.fail_status = True, 410
+            di.get(ev.EventBus).emit(ev.SESSION_ENDED, session_id="s-cli")
+            await di.get(WebhookService).flush()
+        finally:
+            await di.shutdown()
+            di.reset()
+
+    asyncio.run(park_one())
+    runner = CliRunner()
+    done = runner.invoke(app, ["events", "dlq", "list", "--json"])
+    assert done.exit_code == 0, done.output
+    listed = json.loads(done.stdout)
+    assert listed["size"] == 1
+    (entry,) = listed["entries"]
+    assert entry["type"] == ev.SESSION_ENDED and entry["url"] == receiver.url
+    assert "HTTP 410" in entry["last_error"] and entry["attempts"] == 1
+    di.reset()
+    dropped = runner.invoke(app, ["events", "dlq", "drop", "--json"])
+    assert dropped.exit_code == 0 and json.loads(dropped.stdout) == {"dropped": 1, "left": 0}

@@ -238,3 +238,67 @@ def test_logs_follow_prints_new_lines_across_a_rotation(tmp_path: Path, log_dir:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=10)
     assert proc.returncode == 0
+
+
+def test_spans_are_exported_over_otlp_http_when_configured(tmp_path: Path) -> None:
+    """A real OTLP/HTTP receiver on loopback; the exporter runs in a child process (the
+    tracer provider is one per process)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    received: list[tuple[str, str, bytes]] = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            received.append((self.path, self.headers.get("Content-Type", ""), body))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
+    code = (
+        "import asyncio\n"
+        "from session_buddy.core import telemetry\n"
+        "from session_buddy.settings import TelemetrySettings\n"
+        f"telemetry.configure_tracing(TelemetrySettings(traces=True, otlp_endpoint={url!r}))\n"
+        "with telemetry.span('sync.round', remote='akosha'):\n"
+        "    with telemetry.span('sync.push', memories=3):\n"
+        "        pass\n"
+        "asyncio.run(telemetry.flush_traces())\n"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env=server_env(tmp_path, PYTHONPATH=str(ROOT)),
+            timeout=60,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == 0, done.stderr
+    assert received and received[0][0] == "/v1/traces"
+    assert received[0][1] == "application/x-protobuf"
+    exported = ExportTraceServiceRequest.FromString(received[0][2])
+    names = {
+        span.name: span
+        for resource in exported.resource_spans
+        for scope in resource.scope_spans
+        for span in scope.spans
+    }
+    assert set(names) == {"sync.round", "sync.push"}
+    assert names["sync.push"].parent_span_id == names["sync.round"].span_id
+    service = {a.key: a.value.string_value for a in exported.resource_spans[0].resource.attributes}
+    assert service["service.name"] == "session-buddy"
