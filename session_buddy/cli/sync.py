@@ -110,6 +110,19 @@ def _print(data: dict[str, Any], as_json: bool) -> None:
         out.print(f"[bold]{key}[/bold]: {shown}")
 
 
+def _print_dead(data: dict[str, Any], as_json: bool, size_note: str, what: str) -> None:
+    """A dead-letter list: one line per entry, ``what`` formatted with the entry."""
+    if as_json:
+        _print(data, True)
+        return
+    out.print(f"{data['size']} dead letters {size_note}".rstrip())
+    for e in data["entries"]:
+        out.print(
+            f"  {e['id']}: {what.format(**e)}, {e['attempts']} tries: {e['last_error']}",
+            markup=False,
+        )
+
+
 @app.command("sync-now")
 def sync_now(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Push new and changed memories to Akosha now (exit 1 if the round stopped early)."""
@@ -142,14 +155,7 @@ def dlq_list(
 ) -> None:
     """Memories that kept failing, with attempts and their last error."""
     data = _run(config, "sync_dlq", {"action": "list", "limit": limit})
-    if as_json:
-        _print(data, True)
-        return
-    out.print(f"{data['size']} dead letters ({data['memories']} memories)")
-    for e in data["entries"]:
-        out.print(
-            f"  {e['id']}: {e['memories']} memories, {e['attempts']} tries: {e['last_error']}"
-        )
+    _print_dead(data, as_json, f"({data['memories']} memories)", "{memories} memories")
 
 
 @dlq_app.command("retry")
@@ -178,14 +184,7 @@ def events_dlq_list(
 ) -> None:
     """Events that kept failing, with their URL, attempts and last error."""
     data = _run(config, "events_webhooks", {"action": "list", "limit": limit})
-    if as_json:
-        _print(data, True)
-        return
-    out.print(f"{data['size']} dead letters")
-    for e in data["entries"]:
-        out.print(
-            f"  {e['id']}: {e['type']} -> {e['url']}, {e['attempts']} tries: {e['last_error']}"
-        )
+    _print_dead(data, as_json, "", "{type} -> {url}")
 
 
 @events_dlq_app.command("retry")
