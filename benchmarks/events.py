@@ -89,6 +89,7 @@ async def deliver(data: Path, receiver: Receiver, n: int, fail: float) -> dict[s
         return original(headers, body)
 
     receiver.answer = flaky  # type: ignore[method-assign]
+    await asyncio.sleep(0.5)  # a POST of the previous run still in flight lands first
     receiver.accepted.clear()
     bus, hooks = di.get(EventBus), di.get(WebhookService)
     start = time.perf_counter()
@@ -150,6 +151,7 @@ async def metrics_render(data: Path, url: str, rounds: int = 50) -> float:
     for _ in range(rounds):
         await m.render()
     per = (time.perf_counter() - start) / rounds * 1000
+    assert m.state.values["up"] == 1 and "items" in m.state.values, m.state.values
     await di.shutdown()
     return per
 
