@@ -278,3 +278,28 @@ def test_the_cli_lists_the_events_dead_letters(
     di.reset()
     dropped = runner.invoke(app, ["events", "dlq", "drop", "--json"])
     assert dropped.exit_code == 0 and json.loads(dropped.stdout) == {"dropped": 1, "left": 0}
+
+
+async def test_another_connected_client_gets_the_events_in_the_background(
+    tmp_path: Path, receiver: Receiver, repo: Path
+) -> None:
+    from session_buddy.server.app import create_server
+
+    server = create_server(settings_for(tmp_path, [receiver.url]))
+    mine: list[LogMessage] = []
+    theirs: list[LogMessage] = []
+
+    async def on_mine(message: LogMessage) -> None:
+        mine.append(message)
+
+    async def on_theirs(message: LogMessage) -> None:
+        theirs.append(message)
+
+    async with Client(server, log_handler=on_theirs) as other:
+        await other.call_tool("health", {})  # the server has seen this session
+        async with Client(server, log_handler=on_mine) as client:
+            started = await call(client, "start", working_directory=str(repo))
+            await until(lambda: len(theirs) >= 1)
+    assert [m.data["msg"] for m in mine] == [ev.SESSION_STARTED]
+    assert [m.data["msg"] for m in theirs] == [ev.SESSION_STARTED]  # once, not twice
+    assert theirs[0].data["extra"]["data"]["session_id"] == started["session"]["id"]
