@@ -321,6 +321,12 @@ class SyncSettings(_Resilience):
     timeout_s: float = Field(default=30.0, gt=0, description="Timeout of one call to the remote.")
 
 
+#: the event types (core/events.py emits them)
+EventType = Literal[
+    "session.started", "session.checkpoint", "session.ended", "insight.captured", "sync.failed"
+]
+
+
 class EventsSettings(_Resilience):
     """Events (session started / checkpoint / ended, insight captured, sync failed): POSTed
     to webhooks, signed with HMAC-SHA256, and sent to connected MCP clients as log messages."""
@@ -329,7 +335,7 @@ class EventsSettings(_Resilience):
         default_factory=list,
         description="URLs each event is POSTed to as JSON (none: no webhook delivery).",
     )
-    types: list[str] = Field(
+    types: list[EventType] = Field(
         default_factory=list,
         description="Event types delivered to webhooks (none: all of them).",
     )

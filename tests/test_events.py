@@ -105,6 +105,17 @@ def test_the_bus_calls_every_listener_and_survives_a_failing_one() -> None:
     assert len(seen) == 1
 
 
+def test_the_settings_know_every_event_type_and_refuse_others(tmp_path: Path) -> None:
+    from typing import get_args
+
+    from session_buddy.errors import ConfigurationError
+    from session_buddy.settings import EventType
+
+    assert get_args(EventType) == ev.EVENT_TYPES
+    with pytest.raises(ConfigurationError, match=r"events\.types\.0: Input should be"):
+        settings_for(tmp_path, [], types=["session.strated"])
+
+
 def test_the_signature_is_hmac_sha256_of_timestamp_and_body() -> None:
     import hashlib
     import hmac
