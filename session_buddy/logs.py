@@ -9,8 +9,11 @@ import logging
 import os
 import sys
 import time
+from collections import deque
+from collections.abc import Callable, Iterator
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
+from typing import TextIO
 
 LOGGER_NAME = "session_buddy"
 MAX_LOG_ARG_CHARS = 200
@@ -152,3 +155,80 @@ def reclaim_logging(level: int | str) -> None:
 
 def get_logger(name: str) -> logging.Logger:
     return logging.getLogger(name if name.startswith(LOGGER_NAME) else f"{LOGGER_NAME}.{name}")
+
+
+# -- reading the log files (``session-buddy logs``) -------------------------------------------
+
+
+def log_files(base: Path) -> list[Path]:
+    """``base`` and its rotated files (``base.1`` is the newest of those), oldest first."""
+    rotated = []
+    for path in base.parent.glob(base.name + ".*"):
+        suffix = path.name[len(base.name) + 1 :]
+        if suffix.isdigit():
+            rotated.append((int(suffix), path))
+    found = [p for _, p in sorted(rotated, reverse=True)]
+    return [*found, base] if base.exists() else found
+
+
+def read_lines(files: list[Path], lines: int, match: Callable[[str], bool]) -> list[str]:
+    """The last ``lines`` lines across ``files`` (in order) that ``match``."""
+    kept: deque[str] = deque(maxlen=max(0, lines))
+    for path in files:
+        try:
+            with path.open(encoding="utf-8", errors="replace") as stream:
+                for line in stream:
+                    if match(line):
+                        kept.append(line.rstrip("\n"))
+        except OSError:
+            continue  # rotated away while reading
+    return list(kept)
+
+
+def follow_lines(
+    base: Path, match: Callable[[str], bool], poll_s: float = 0.25, start: int | None = None
+) -> Iterator[str]:
+    """Lines appended to ``base`` after offset ``start`` (default: its end now), forever,
+    across rotations: when the file is replaced or shrinks, the new one is read from its
+    start."""
+    stream, inode = _open_at(base, end=True, start=start)
+    partial = ""
+    while True:
+        if stream is None:
+            time.sleep(poll_s)
+            stream, inode = _open_at(base, end=False)
+            continue
+        chunk = stream.readline()
+        if chunk:
+            partial += chunk
+            if partial.endswith("\n"):
+                line, partial = partial.rstrip("\n"), ""
+                if match(line):
+                    yield line
+            continue
+        time.sleep(poll_s)
+        if _replaced(base, inode, stream.tell()):
+            stream.close()
+            stream, inode = _open_at(base, end=False)
+
+
+def _open_at(
+    base: Path, *, end: bool, start: int | None = None
+) -> tuple[TextIO | None, int | None]:
+    try:
+        stream = base.open(encoding="utf-8", errors="replace")
+    except OSError:
+        return None, None
+    if end:
+        size = stream.seek(0, os.SEEK_END)
+        if start is not None and start < size:
+            stream.seek(start)
+    return stream, os.fstat(stream.fileno()).st_ino
+
+
+def _replaced(base: Path, inode: int | None, position: int) -> bool:
+    try:
+        found = base.stat()
+    except OSError:
+        return True
+    return found.st_ino != inode or found.st_size < position

@@ -254,7 +254,38 @@ class SessionsSettings(_Section):
     )
 
 
-class SyncSettings(_Section):
+class _Resilience(_Section):
+    """Retry, circuit breaker and dead letters of calls to a remote (core/resilience.py)."""
+
+    max_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=50,
+        description="Tries of one unit of work (a batch, a delivery) before it goes to the dead-letter queue.",
+    )
+    backoff_base_s: float = Field(
+        default=0.5,
+        ge=0.0,
+        description="Retry delay cap of the first retry; doubles each retry (full jitter).",
+    )
+    backoff_max_s: float = Field(default=30.0, ge=0.0, description="Largest retry delay cap.")
+    breaker_failures: int = Field(
+        default=5, ge=1, description="Consecutive failed calls that open the circuit to the remote."
+    )
+    breaker_cooldown_s: float = Field(
+        default=30.0, ge=0.0, description="Open circuit: wait this long before one half-open probe."
+    )
+    dlq_backoff_base_s: float = Field(
+        default=60.0,
+        ge=0.0,
+        description="Dead letters: first automatic retry after up to this long.",
+    )
+    dlq_backoff_max_s: float = Field(
+        default=3600.0, ge=0.0, description="Dead letters: longest wait between automatic retries."
+    )
+
+
+class SyncSettings(_Resilience):
     akosha_url: str = Field(
         default="http://localhost:8682/mcp",
         description="akosha: the MCP endpoint (streamable HTTP).",
@@ -288,31 +319,66 @@ class SyncSettings(_Section):
         "default: session-buddy@<hostname>.",
     )
     timeout_s: float = Field(default=30.0, gt=0, description="Timeout of one call to the remote.")
-    max_attempts: int = Field(
-        default=5,
+
+
+#: the event types (core/events.py emits them)
+EventType = Literal[
+    "session.started", "session.checkpoint", "session.ended", "insight.captured", "sync.failed"
+]
+
+
+class EventsSettings(_Resilience):
+    """Events (session started / checkpoint / ended, insight captured, sync failed): POSTed
+    to webhooks, signed with HMAC-SHA256, and sent to connected MCP clients as log messages."""
+
+    webhooks: list[str] = Field(
+        default_factory=list,
+        description="URLs each event is POSTed to as JSON (none: no webhook delivery).",
+    )
+    types: list[EventType] = Field(
+        default_factory=list,
+        description="Event types delivered to webhooks (none: all of them).",
+    )
+    secret_env: str = Field(
+        default="SESSION_BUDDY_WEBHOOK_SECRET",
+        description="Name of the environment variable holding the HMAC key of the signature.",
+    )
+    secret_file: Path | None = Field(
+        default=None,
+        description="A file holding the HMAC key (used when the environment variable is unset).",
+    )
+    timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one webhook POST.")
+    queue_size: int = Field(
+        default=1000,
         ge=1,
-        le=50,
-        description="Tries per batch before its items go to the dead-letter queue.",
+        description="Events waiting for delivery, at most (more are dropped and counted).",
     )
-    backoff_base_s: float = Field(
-        default=0.5,
-        ge=0.0,
-        description="Retry delay cap of the first retry; doubles each retry (full jitter).",
+    mcp_notifications: bool = Field(
+        default=True,
+        description="Send each event to connected MCP clients as a logging notification.",
     )
-    backoff_max_s: float = Field(default=30.0, ge=0.0, description="Largest retry delay cap.")
-    breaker_failures: int = Field(
-        default=5, ge=1, description="Consecutive failed calls that open the circuit to the remote."
+
+
+class TelemetrySettings(_Section):
+    """OpenTelemetry traces and the Prometheus /metrics endpoint."""
+
+    traces: bool = Field(
+        default=False,
+        description="Record OpenTelemetry traces (tool calls, storage, embedding, sync).",
     )
-    breaker_cooldown_s: float = Field(
-        default=30.0, ge=0.0, description="Open circuit: wait this long before one half-open probe."
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="traces: export spans over OTLP/HTTP to this URL (e.g. "
+        "http://localhost:4318/v1/traces); none: spans are recorded but not exported.",
     )
-    dlq_backoff_base_s: float = Field(
-        default=60.0,
-        ge=0.0,
-        description="Dead letters: first automatic retry after up to this long.",
+    service_name: str = Field(default="session-buddy", description="traces: service.name.")
+    metrics: bool = Field(
+        default=True, description="Serve Prometheus metrics at /metrics on the HTTP service."
     )
-    dlq_backoff_max_s: float = Field(
-        default=3600.0, ge=0.0, description="Dead letters: longest wait between automatic retries."
+    metrics_auth: bool = Field(
+        default=False,
+        description="/metrics needs the bearer token too (server.auth); default: open, it "
+        "holds counts only, no content.",
     )
 
 
@@ -393,6 +459,8 @@ class SessionBuddySettings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     sessions: SessionsSettings = Field(default_factory=SessionsSettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
+    events: EventsSettings = Field(default_factory=EventsSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     hooks: HooksSettings = Field(default_factory=HooksSettings)
     permissions: PermissionsSettings = Field(default_factory=PermissionsSettings)
 

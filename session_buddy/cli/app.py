@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from session_buddy.cli import info, serve, sync  # noqa: F401  (their commands register on import)
+from session_buddy.cli import info, logs, serve, sync  # noqa: F401  (their commands register on import)
 from session_buddy.cli._common import app
 from session_buddy.cli.hook_runtime import hook_command
 from session_buddy.cli.hooks import hooks_app
@@ -23,6 +23,7 @@ app.add_typer(import_app, name="import", help="Import Claude Code transcripts")
 app.add_typer(permissions_app, name="permissions", help="Learned permissions for shell commands")
 app.command("migrate")(migrate_command)
 app.add_typer(sync.sync_app, name="sync", help="Sync to Akosha: the dead-letter queue")
+app.add_typer(sync.events_app, name="events", help="Events: webhook deliveries")
 app.command("report")(report_command)
 
 

@@ -60,7 +60,7 @@ def serve(
     except SessionBuddyError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
-    server = create_server(settings)
+    server = create_server(settings, http=True)
     # uvicorn handles SIGTERM/SIGINT (graceful shutdown, lifespan exit, ShutdownManager),
     # then re-raises the signal with the previous handler: make that a clean exit.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

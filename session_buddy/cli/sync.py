@@ -21,6 +21,9 @@ from session_buddy.settings import SessionBuddySettings
 sync_app = typer.Typer(no_args_is_help=True, help="Sync to Akosha")
 dlq_app = typer.Typer(no_args_is_help=True, help="The sync dead-letter queue")
 sync_app.add_typer(dlq_app, name="dlq")
+events_app = typer.Typer(no_args_is_help=True, help="Events: webhook deliveries")
+events_dlq_app = typer.Typer(no_args_is_help=True, help="Events that kept failing to deliver")
+events_app.add_typer(events_dlq_app, name="dlq")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON")]
 IdsArg = Annotated[
@@ -63,6 +66,13 @@ async def _directly(settings: SessionBuddySettings, tool: str, args: dict[str, A
     di.configure(settings)
     try:
         await di.startup()
+        if tool == "events_webhooks":
+            from session_buddy.core.webhooks import WebhookService
+
+            hooks = di.get(WebhookService)
+            if args["action"] == "status":
+                return await hooks.status()
+            return await hooks.dlq(args["action"], args.get("ids"), args.get("limit", 50))
         service = di.get(SyncService)
         if tool == "sync_now":
             return await service.sync_now()
@@ -100,6 +110,19 @@ def _print(data: dict[str, Any], as_json: bool) -> None:
         out.print(f"[bold]{key}[/bold]: {shown}")
 
 
+def _print_dead(data: dict[str, Any], as_json: bool, size_note: str, what: str) -> None:
+    """A dead-letter list: one line per entry, ``what`` formatted with the entry."""
+    if as_json:
+        _print(data, True)
+        return
+    out.print(f"{data['size']} dead letters {size_note}".rstrip())
+    for e in data["entries"]:
+        out.print(
+            f"  {e['id']}: {what.format(**e)}, {e['attempts']} tries: {e['last_error']}",
+            markup=False,
+        )
+
+
 @app.command("sync-now")
 def sync_now(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Push new and changed memories to Akosha now (exit 1 if the round stopped early)."""
@@ -132,14 +155,7 @@ def dlq_list(
 ) -> None:
     """Memories that kept failing, with attempts and their last error."""
     data = _run(config, "sync_dlq", {"action": "list", "limit": limit})
-    if as_json:
-        _print(data, True)
-        return
-    out.print(f"{data['size']} dead letters ({data['memories']} memories)")
-    for e in data["entries"]:
-        out.print(
-            f"  {e['id']}: {e['memories']} memories, {e['attempts']} tries: {e['last_error']}"
-        )
+    _print_dead(data, as_json, f"({data['memories']} memories)", "{memories} memories")
 
 
 @dlq_app.command("retry")
@@ -152,3 +168,34 @@ def dlq_retry(ids: IdsArg = None, as_json: JsonOpt = False, config: ConfigOpt = 
 def dlq_drop(ids: IdsArg = None, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Forget dead letters (all, or the ids given)."""
     _print(_run(config, "sync_dlq", {"action": "drop", "ids": ids or None}), as_json)
+
+
+@events_app.command("status")
+def events_status(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Webhooks: delivered, retries, dead letters, dropped, queue, circuit per URL."""
+    _print(_run(config, "events_webhooks", {"action": "status"}), as_json)
+
+
+@events_dlq_app.command("list")
+def events_dlq_list(
+    limit: Annotated[int, typer.Option(help="Most entries shown")] = 50,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Events that kept failing, with their URL, attempts and last error."""
+    data = _run(config, "events_webhooks", {"action": "list", "limit": limit})
+    _print_dead(data, as_json, "", "{type} -> {url}")
+
+
+@events_dlq_app.command("retry")
+def events_dlq_retry(
+    ids: IdsArg = None, as_json: JsonOpt = False, config: ConfigOpt = None
+) -> None:
+    """Deliver dead letters now (all, or the ids given)."""
+    _print(_run(config, "events_webhooks", {"action": "retry", "ids": ids or None}), as_json)
+
+
+@events_dlq_app.command("drop")
+def events_dlq_drop(ids: IdsArg = None, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Forget dead letters (all, or the ids given)."""
+    _print(_run(config, "events_webhooks", {"action": "drop", "ids": ids or None}), as_json)

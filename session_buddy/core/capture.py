@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from session_buddy.adapters.storage._base import Record, StorageBase
+from session_buddy.core.events import EventBus, bus_from
 from session_buddy.core.insights import (
     FoundInsight,
     InsightExtractor,
@@ -132,18 +133,24 @@ class CaptureService:
         settings: SessionBuddySettings,
         *,
         batch_size: int = DEFAULT_BATCH,
+        events: EventBus | None = None,
     ) -> None:
         self.memory = memory
         self.storage = storage
         self.settings = settings
         self.batch_size = batch_size
-        self.insights = InsightRecorder(memory, storage)
+        self.insights = InsightRecorder(memory, storage, events)
         self._lock: asyncio.Lock | None = None
         self._batches_done = 0  # batches stored by this service (tests pause on it)
 
     @classmethod
     def from_container(cls, resolve: Callable[[type], Any]) -> CaptureService:
-        return cls(resolve(MemoryService), resolve(StorageBase), resolve(SessionBuddySettings))
+        return cls(
+            resolve(MemoryService),
+            resolve(StorageBase),
+            resolve(SessionBuddySettings),
+            events=bus_from(resolve),
+        )
 
     # -- importing -----------------------------------------------------------------------
 

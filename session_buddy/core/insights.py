@@ -30,6 +30,7 @@ from datetime import datetime
 from typing import Any
 
 from session_buddy.adapters.storage._base import ItemFilter, MemoryItem, Record, StorageBase
+from session_buddy.core.events import INSIGHT_CAPTURED, EventBus
 from session_buddy.core.memory import ItemInput, MemoryService
 
 HASH_COLLECTION = "insight_hashes"
@@ -225,9 +226,12 @@ class FoundInsight:
 class InsightRecorder:
     """Stores insights once each (SHA-256 of the normalised text, persisted)."""
 
-    def __init__(self, memory: MemoryService, storage: StorageBase) -> None:
+    def __init__(
+        self, memory: MemoryService, storage: StorageBase, events: EventBus | None = None
+    ) -> None:
         self.memory = memory
         self.storage = storage
+        self.events = events or EventBus()
 
     async def record(self, found: list[FoundInsight]) -> tuple[int, int]:
         """Store what is new; returns ``(stored, duplicates)``."""
@@ -274,6 +278,8 @@ class InsightRecorder:
         for (key, item), result in zip(new.items(), results, strict=True):
             stored += 1 if result.created else 0
             duplicates += 0 if result.created else 1
+            if result.created:
+                self._told(result.id, item)
             first = Record(
                 collection=HASH_COLLECTION,
                 id=key,
@@ -292,6 +298,17 @@ class InsightRecorder:
 
             await self.storage.modify_record(HASH_COLLECTION, key, keep_first)
         return stored, duplicates
+
+    def _told(self, item_id: str, item: FoundInsight) -> None:
+        text = item.block.text
+        self.events.emit(
+            INSIGHT_CAPTURED,
+            item_id=item_id,
+            project=item.project,
+            session_id=item.session_id,
+            preview=text[:200],
+            tags=topic_tags(text),
+        )
 
     async def _note_session(self, record: Record, session_id: str | None) -> None:
         if _with_session(record, session_id) is not None:

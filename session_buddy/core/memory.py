@@ -45,6 +45,7 @@ from session_buddy.adapters.storage._base import (
     validate_item,
 )
 from session_buddy.core.access import Visibility
+from session_buddy.core.telemetry import Pending, span
 from session_buddy.core.users import MACHINE_AUTHORS, acting_user, owner_of
 from session_buddy.errors import (
     AuthError,
@@ -247,7 +248,12 @@ class MemoryService:
             chunk = new[start : start + batch]
             embedded = await self._embed_items(chunk, contexts[start : start + batch])
             try:
-                added = await self.storage.add_items(chunk)
+                with span(
+                    "storage.add_items",
+                    items=len(chunk),
+                    storage=type(self.storage).__module__.rsplit(".", 1)[-1],
+                ):
+                    added = await self.storage.add_items(chunk)
             except DimensionMismatch as exc:
                 # the store's vectors have another dimension than the model's: keep the
                 # text, drop the vectors, and say so from now on
@@ -311,12 +317,12 @@ class MemoryService:
         try:
             if await self._vector_space():
                 return False
-            vectors = await self.embeddings.embed(
-                [
-                    i.content if c is None else f"{c}\n{i.content}"
-                    for i, c in zip(items, contexts, strict=True)
-                ]
-            )
+            texts = [
+                i.content if c is None else f"{c}\n{i.content}"
+                for i, c in zip(items, contexts, strict=True)
+            ]
+            with Pending.embedding_of(len(texts)), span("embeddings.embed", texts=len(texts)):
+                vectors = await self.embeddings.embed(texts)
         except EmbeddingError as exc:
             log.warning("Storing %d items without vectors: %s", len(items), exc)
             return False
@@ -335,7 +341,8 @@ class MemoryService:
             problem = await self._vector_space()
             if problem:
                 return None, problem
-            return await self.embeddings.embed_query(query), None
+            with Pending.embedding_of(1), span("embeddings.embed_query"):
+                return await self.embeddings.embed_query(query), None
         except EmbeddingError as exc:
             return None, f"embedding the query failed ({exc})"
 
@@ -377,6 +384,12 @@ class MemoryService:
             after=after,
             before=before,
         )
+        with span("memory.search", mode=mode, limit=limit):
+            return await self._search(flt, query, mode, limit, offset)
+
+    async def _search(
+        self, flt: ItemFilter, query: str, mode: SearchMode, limit: int, offset: int
+    ) -> SearchResponse:
         return await self.pipeline.run(
             SearchRequest(
                 query,

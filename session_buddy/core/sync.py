@@ -38,6 +38,7 @@ import numpy as np
 from session_buddy.adapters.embeddings._base import EmbeddingsBase
 from session_buddy.adapters.storage._base import MemoryItem, Record, StorageBase
 from session_buddy.adapters.sync._base import Memory, RemoteError, SyncBase
+from session_buddy.core.events import SYNC_FAILED, EventBus, bus_from
 from session_buddy.core.resilience import (
     OPEN,
     Backoff,
@@ -46,6 +47,7 @@ from session_buddy.core.resilience import (
     DeadLetters,
     retry,
 )
+from session_buddy.core.telemetry import span
 from session_buddy.settings import SessionBuddySettings, SyncSettings
 
 log = logging.getLogger(__name__)
@@ -156,7 +158,9 @@ class SyncService:
         settings: SyncSettings,
         *,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        events: EventBus | None = None,
     ) -> None:
+        self.events = events or EventBus()
         self.storage = storage
         self.embeddings = embeddings
         self.sync = sync
@@ -182,7 +186,13 @@ class SyncService:
     @classmethod
     def from_container(cls, resolve: Callable[[type], Any]) -> SyncService:
         settings: SessionBuddySettings = resolve(SessionBuddySettings)
-        return cls(resolve(StorageBase), resolve(EmbeddingsBase), resolve(SyncBase), settings.sync)
+        return cls(
+            resolve(StorageBase),
+            resolve(EmbeddingsBase),
+            resolve(SyncBase),
+            settings.sync,
+            events=bus_from(resolve),
+        )
 
     @property
     def batch_size(self) -> int:
@@ -232,7 +242,7 @@ class SyncService:
             raise RemoteError(
                 "sync is off (adapters.sync = none); set adapters.sync: akosha", retryable=False
             )
-        async with self._round_lock:
+        async with self._round_lock, span("sync.round", remote=self.sync.remote):
             report = RoundReport(started_at=_iso(datetime.now(UTC)))
             start = time.perf_counter()
             try:
@@ -245,7 +255,22 @@ class SyncService:
                 report.duration_s = round(time.perf_counter() - start, 3)
                 self.last = report
                 await self._save_report(report)
+                self._tell_failure(report)
             return asdict(report)
+
+    def _tell_failure(self, report: RoundReport) -> None:
+        """A ``sync.failed`` event for a round that stopped or parked memories."""
+        if report.stopped is None and not report.dead_lettered:
+            return
+        self.events.emit(
+            SYNC_FAILED,
+            remote=self.sync.remote,
+            stopped=report.stopped,
+            error=report.errors[-1] if report.errors else None,
+            dead_lettered=report.dead_lettered,
+            stored=report.stored,
+            circuit=self.breaker.current(),
+        )
 
     async def _page(
         self, stream: str, after: tuple[datetime, str] | None
@@ -314,7 +339,8 @@ class SyncService:
         async def attempt() -> None:
             nonlocal tries
             tries += 1
-            result = await self.breaker.call(lambda: self.sync.push(list(pending.values())))
+            with span("sync.push", memories=len(pending), attempt=tries):
+                result = await self.breaker.call(lambda: self.sync.push(list(pending.values())))
             for memory_id in result.stored:
                 pending.pop(memory_id, None)
             report.stored += len(result.stored)

@@ -63,6 +63,7 @@ def configure(
         target = container if container is not None else get_container()
 
         from session_buddy.adapters import adapter_class, base_class
+        from session_buddy.core.events import EventBus
         from session_buddy.settings import SessionBuddySettings
 
         paths = SessionPaths.from_settings(settings.data_dir)
@@ -86,6 +87,7 @@ def configure(
 
         put(SessionBuddySettings, settings)
         put(SessionPaths, paths)
+        put(EventBus, EventBus())  # before the services that emit or listen
         for category in ("shutdown", "http", "embeddings", "storage", "sync", "health"):
             choice = getattr(settings.adapters, category)
             cls = adapter_class(category, choice)
@@ -99,8 +101,9 @@ def configure(
             put(base_class(category), instance)
             if cls is not base_class(category):
                 put(cls, instance)
-        for service in _services():  # in order: each may resolve those before it
+        for service in _services():  # in order: each may look up the ones before it
             put(service, service.from_container(resolve))
+        _tracing(settings, resolve)
         _container = target
         _registered[:] = registered
         _started = False
@@ -108,7 +111,7 @@ def configure(
 
 
 def _services() -> tuple[Any, ...]:
-    """The core services, in the order they are built."""
+    """The core services, each built by its ``from_container`` (imported when configured)."""
     from session_buddy.core.analytics import AnalyticsService
     from session_buddy.core.capture import CaptureService
     from session_buddy.core.graph import GraphService
@@ -120,8 +123,10 @@ def _services() -> tuple[Any, ...]:
     from session_buddy.core.sync import SyncService
     from session_buddy.core.teams import TeamService
     from session_buddy.core.testresults import TestResultService
+    from session_buddy.core.webhooks import WebhookService
 
     return (
+        WebhookService,
         MemoryService,
         GraphService,
         TeamService,
@@ -134,6 +139,18 @@ def _services() -> tuple[Any, ...]:
         TestResultService,
         AnalyticsService,
     )
+
+
+def _tracing(settings: SessionBuddySettings, resolve: Any) -> None:
+    """OpenTelemetry traces when ``telemetry.traces`` is on (the SDK is imported only then),
+    flushed by the ShutdownManager."""
+    if not settings.telemetry.traces:
+        return
+    from session_buddy.adapters.shutdown._base import ShutdownBase
+    from session_buddy.core.telemetry import configure_tracing, flush_traces
+
+    configure_tracing(settings.telemetry)
+    resolve(ShutdownBase).register("traces", flush_traces, priority=10, timeout_s=6.0)
 
 
 def is_configured() -> bool:

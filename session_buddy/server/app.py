@@ -22,6 +22,8 @@ from fastmcp.exceptions import ValidationError as ArgumentsError
 from fastmcp.server.middleware import Middleware, MiddlewareContext
 
 from session_buddy import __version__, di
+from session_buddy.core.events import EventBus
+from session_buddy.core.webhooks import WebhookService
 from session_buddy.errors import SessionBuddyError, ValidationError
 from session_buddy.paths import SessionPaths
 from session_buddy.server.identity import INSTRUCTIONS, SERVER_NAME
@@ -39,6 +41,7 @@ TOOL_MODULES = [
     "session_buddy.tools.projects",
     "session_buddy.tools.teams",
     "session_buddy.tools.sync",
+    "session_buddy.tools.events",
     "session_buddy.tools.permissions",
     "session_buddy.tools.analytics",
     "session_buddy.tools.graph",
@@ -109,6 +112,7 @@ _FASTMCP_SERVER_LOGGER = "fastmcp.server.server"
 async def _start_sync() -> None:
     try:
         await di.start_sync()
+        di.get(WebhookService).start()  # dead letters of earlier runs are retried
     except Exception as exc:  # storage failed to open: health and the tools say why
         log.warning("background sync not started: %s", exc)
 
@@ -144,18 +148,25 @@ def private_data_dir(settings: SessionBuddySettings) -> SessionPaths:
     return paths
 
 
-def create_server(settings: SessionBuddySettings | None = None) -> FastMCP:
-    """Configure the container (once per process) and build the MCP server."""
+def create_server(settings: SessionBuddySettings | None = None, *, http: bool = False) -> FastMCP:
+    """Configure the container (once per process) and build the MCP server; ``http``: an
+    HTTP front, which also counts tool calls and serves ``/metrics`` (telemetry.metrics)."""
     di.configure(settings)
     server_logger = logging.getLogger(_FASTMCP_SERVER_LOGGER)
     if not any(isinstance(f, _ExpectedErrors) for f in server_logger.filters):
         server_logger.addFilter(_ExpectedErrors())
+    settings = di.get(SessionBuddySettings)
+    middleware: list[Middleware] = [ErrorMiddleware()]
+    if settings.events.mcp_notifications:
+        from session_buddy.server.notify import EventNotifier
+
+        middleware.append(EventNotifier(di.get(EventBus)))
     mcp: FastMCP = FastMCP(
         name=SERVER_NAME,
         instructions=INSTRUCTIONS,
         version=__version__,
         lifespan=lifespan,
-        middleware=[ErrorMiddleware()],
+        middleware=middleware,
         mask_error_details=False,
     )
     for name in TOOL_MODULES:
@@ -163,4 +174,8 @@ def create_server(settings: SessionBuddySettings | None = None) -> FastMCP:
     from session_buddy.server import hook_routes
 
     hook_routes.register(mcp)
+    if http and settings.telemetry.metrics:
+        from session_buddy.server import metrics
+
+        metrics.install(mcp)
     return mcp

@@ -68,7 +68,9 @@ class GuardMiddleware:
         max_request_bytes: int,
         max_concurrent: int,
         activity: Activity,
+        open_paths: frozenset[str] = frozenset(),
     ) -> None:
+        self.open_paths = open_paths
         self.app = app
         self.secret = secret
         self.max_request_bytes = max_request_bytes
@@ -83,6 +85,9 @@ class GuardMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if scope.get("path") in self.open_paths and scope.get("method") == "GET":
+            await self.app(scope, receive, send)  # /metrics: no token, not activity
             return
         headers = {
             k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])
@@ -206,6 +211,8 @@ def guard_middleware(
     from starlette.middleware import Middleware
 
     secret = load_secret(paths.data) if settings.server.auth else None
+    telemetry = settings.telemetry
+    open_paths = {"/metrics"} if telemetry.metrics and not telemetry.metrics_auth else set()
     return [
         Middleware(
             GuardMiddleware,  # type: ignore[arg-type]
@@ -213,6 +220,7 @@ def guard_middleware(
             max_request_bytes=settings.server.max_request_bytes,
             max_concurrent=settings.server.max_concurrent_requests,
             activity=activity,
+            open_paths=frozenset(open_paths),
         )
     ]
 
@@ -260,7 +268,7 @@ def run_service(settings: SessionBuddySettings) -> int:
     from session_buddy.server.app import create_server, private_data_dir
 
     private_data_dir(settings)
-    server = create_server(settings)
+    server = create_server(settings, http=True)
     reclaim_logging(settings.log_level)  # FastMCP set up its own handlers on import
     middleware = guard_middleware(settings, paths, activity)
     write_service(

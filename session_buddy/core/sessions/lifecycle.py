@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from session_buddy.core import events as ev
 from session_buddy.core.analytics import AnalyticsService
 from session_buddy.core.git import checkpoint_commit
 from session_buddy.core.handoff import (
@@ -213,7 +214,9 @@ class Lifecycle:
         capture: CaptureService | None,
         *,
         git_commit_always: bool = False,
+        events: ev.EventBus | None = None,
     ) -> None:
+        self.events = events or ev.EventBus()
         self.store = store
         self.current = current
         self.docs = docs
@@ -274,6 +277,14 @@ class Lifecycle:
             state, how = await self._open(client, info, folder), "created"
         self.remember(client, state)
         await self.projects.record_session(info.name, info.path, last_session_id=state.id)
+        if how != "resumed":
+            self.events.emit(
+                ev.SESSION_STARTED,
+                session_id=state.id,
+                project=state.project,
+                how=how,
+                client=client.key,
+            )
         return await self.docs.brief(state, info, how)
 
     async def _resumable(self, client: ClientContext, info: ProjectInfo) -> SessionState | None:
@@ -379,6 +390,16 @@ class Lifecycle:
                 s, checkpoints=s.checkpoints + 1, last_checkpoint_at=at, last_score=quality.score
             ),
         )
+        self.events.emit(
+            ev.SESSION_CHECKPOINT,
+            session_id=state.id,
+            project=project,
+            checkpoint_id=entry.id,
+            name=name,
+            score=entry.score,
+            delta=entry.delta,
+            insights_captured=captured,
+        )
         return _Checkpointed(CheckpointResult(entry, state, captured), info)
 
     async def _commit(
@@ -464,6 +485,14 @@ class Lifecycle:
                 state.project, state.project_path, latest_handoff=path, last_session_id=state.id
             )
         self.current.forget_session(state.id)
+        self.events.emit(
+            ev.SESSION_ENDED,
+            session_id=state.id,
+            project=state.project,
+            score=final.result.entry.score,
+            checkpoints=state.checkpoints,
+            handoff_path=path,
+        )
         return EndResult(state, final.result)
 
     async def _handoff_inputs(

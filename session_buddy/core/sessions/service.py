@@ -17,6 +17,7 @@ from typing import Any
 
 from session_buddy.adapters.storage._base import StorageBase
 from session_buddy.core.capture import CaptureService
+from session_buddy.core.events import EventBus, bus_from
 from session_buddy.core.memory import MemoryService
 from session_buddy.core.project_records import ProjectRecords
 from session_buddy.core.sessions.brief import Brief, HandoffDocs
@@ -68,6 +69,7 @@ class SessionService:
         paths: SessionPaths,
         projects: ProjectRecords,
         capture: CaptureService | None = None,
+        events: EventBus | None = None,
     ) -> None:
         self.storage = storage
         self.settings = settings
@@ -83,6 +85,7 @@ class SessionService:
             projects,
             capture,
             git_commit_always=self.options.git_commit,
+            events=events,
         )
         self.records = SessionRecords(self.store, memory, self.current)
         self.spool = SpoolApplier(paths.data, self.store, self.lifecycle)
@@ -101,6 +104,7 @@ class SessionService:
             resolve(SessionPaths),
             ProjectRecords(storage),  # the write path of projects records ProjectService uses
             capture,
+            bus_from(resolve),
         )
         try:
             from session_buddy.adapters.shutdown._base import ShutdownBase
