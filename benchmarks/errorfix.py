@@ -94,7 +94,7 @@ async def time_queries(storage: Storage, runs: int) -> dict[str, list[float]]:
         t0 = time.perf_counter()
         found = await memory.search("KeyError: 'field_42'", projects=["bench"])
         t1 = time.perf_counter()
-        recalled = await memory.recall("it fails again: KeyError: 'field_7'", ["bench"])
+        recalled = await memory.recall("it fails again: KeyError: 'field_8'", ["bench"])
         t2 = time.perf_counter()
         patterns = await find_patterns(storage, "bench", None)
         t3 = time.perf_counter()

@@ -6,7 +6,6 @@ checkpoints; the recall through the real hook command; both SQL backends for the
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,7 +22,6 @@ from session_buddy.core.errorfix import COLLECTION, ErrorMemory, query_signature
 from session_buddy.core.failures import FixEvent, FixTracker, program_of, recognise
 from session_buddy.core.recurring import cluster
 from tests.claude_fixtures import Transcript, insight, project_dir
-from tests.conftest import session_buddy_cmd
 from tests.mcp_peers import bridge_and_service, run_hook
 from tests.test_hook_context import context_of
 from tests.test_project import commit_all
@@ -229,18 +227,19 @@ async def test_error_fix_memory_and_patterns_through_mcp(tmp_path: Path) -> None
         assert len(one["recurring_errors"]) <= 1 and one["totals"] == patterns["totals"]
         await call(client, "end")
 
-    env = {
-        **os.environ,
-        "SESSION_BUDDY_DATA_DIR": str(tmp_path / "data"),
-        "SESSION_BUDDY_ADAPTERS__STORAGE": "duckdb",
-        "SESSION_BUDDY_ADAPTERS__EMBEDDINGS": "none",
-    }
+    # the report (what `session-buddy report` runs), in Markdown and JSON
+    from session_buddy.cli.report import build_report
+
+    settings = load_settings(
+        mode="lite",
+        data_dir=tmp_path / "data",
+        adapters={"embeddings": "none", "storage": "duckdb"},
+    ).settings
     out = tmp_path / "out" / "calc.md"
-    done = subprocess.run(
-        [*session_buddy_cmd(), "report", "--project", "calc", "--output", str(out)],
-        env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    out.parent.mkdir()
+    out.write_text(await build_report(settings, "calc", None, "md", out))
+    as_json = json.loads(await build_report(settings, "calc", None, "json", None))
+    assert as_json["patterns"]["recurring_errors"][0]["error"] == KEY_ERROR
     text = out.read_text()
     section = text.split("## Patterns across sessions", 1)[1].split("\n## ", 1)[0]
     assert f"`{KEY_ERROR}`: 2 sessions, fixed 2x" in section and WHY in section

@@ -74,7 +74,7 @@ _QUOTED_PATH = re.compile(r"""(["'])(?:[A-Za-z]:)?[^"'\s]*[\\/][^"'\s]*\1""")
 _PATH = re.compile(r"(?:(?<=\s)|^)(?:[A-Za-z]:)?(?:\.{0,2}[\\/])?(?:[\w.@+-]+[\\/])+[\w.@+-]+")
 _HEX = re.compile(r"\b0x[0-9a-fA-F]+\b")
 _UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I)
-_NUMBER = re.compile(r"(?<![A-Za-z_])\d+(?:\.\d+)?")
+_NUMBER = re.compile(r"\b\d+(?:\.\d+)?\b")
 _SPACE = re.compile(r"\s+")
 #: words in front of the program a command runs (``uv run pytest`` runs pytest)
 _LAUNCHERS = frozenset(
