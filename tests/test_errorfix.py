@@ -315,3 +315,32 @@ def test_average_linkage_does_not_chain() -> None:
     a, b, c = np.array([1.0, 0.0]), np.array([0.8, 0.6]), np.array([0.28, 0.96])
     rows = np.stack([a, b, c]).astype(np.float32)
     assert cluster(rows, threshold=0.75) == [[0, 1], [2]]
+
+
+def test_clusters_are_those_of_plain_average_linkage() -> None:
+    """The nearest-neighbour bookkeeping gives the clusters of the textbook loop (merge the
+    closest pair of the whole matrix while it is close enough)."""
+
+    def reference(x: np.ndarray, threshold: float) -> list[list[int]]:
+        n = len(x)
+        sims = (x @ x.T).astype(np.float64)
+        np.fill_diagonal(sims, -np.inf)
+        sizes, members = np.ones(n), {i: [i] for i in range(n)}
+        while len(members) > 1:
+            a, b = divmod(int(np.argmax(sims)), n)
+            if sims[a, b] < threshold:
+                break
+            merged = (sizes[a] * sims[a] + sizes[b] * sims[b]) / (sizes[a] + sizes[b])
+            sims[a], sims[:, a] = merged, merged
+            sims[b], sims[:, b] = -np.inf, -np.inf
+            sims[a, a] = -np.inf
+            sizes[a] += sizes[b]
+            members[a] += members.pop(b)
+        return sorted(sorted(m) for m in members.values())
+
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        x = rng.normal(size=(40, 8))
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        for threshold in (0.2, 0.4, 0.6):
+            assert sorted(sorted(m) for m in cluster(x, threshold)) == reference(x, threshold)

@@ -36,7 +36,8 @@ MIN_SESSIONS = 2
 
 def cluster(vectors: np.ndarray, threshold: float = TOPIC_COSINE) -> list[list[int]]:
     """Average-linkage clusters of L2-normalised row vectors (each a list of row numbers,
-    largest first): clusters merge while their mean pairwise cosine is >= ``threshold``."""
+    largest first): clusters merge while their mean pairwise cosine is >= ``threshold``.
+    Each row's nearest cluster is kept, so a merge costs O(n), not a search of the matrix."""
     n = len(vectors)
     if n == 0:
         return []
@@ -44,17 +45,26 @@ def cluster(vectors: np.ndarray, threshold: float = TOPIC_COSINE) -> list[list[i
     np.fill_diagonal(sims, -np.inf)
     sizes = np.ones(n)
     members: dict[int, list[int]] = {i: [i] for i in range(n)}
+    best, nearest = sims.max(axis=1), sims.argmax(axis=1)
     while len(members) > 1:
-        flat = int(np.argmax(sims))
-        a, b = divmod(flat, n)
-        if sims[a, b] < threshold:
+        a = int(np.argmax(best))
+        if best[a] < threshold:
             break
+        b = int(nearest[a])
         merged = (sizes[a] * sims[a] + sizes[b] * sims[b]) / (sizes[a] + sizes[b])
         sims[a], sims[:, a] = merged, merged
         sims[b], sims[:, b] = -np.inf, -np.inf
         sims[a, a] = -np.inf
         sizes[a] += sizes[b]
         members[a] += members.pop(b)
+        best[b] = -np.inf
+        # rows whose nearest was a or b look again (a merge never brings clusters closer
+        # than the nearer of the two); every row may now find a nearer than before
+        stale = np.flatnonzero((nearest == a) | (nearest == b))
+        best[stale], nearest[stale] = sims[stale].max(axis=1), sims[stale].argmax(axis=1)
+        closer = sims[:, a] > best
+        best[closer], nearest[closer] = sims[closer, a], a
+        best[b] = -np.inf
     return sorted(members.values(), key=len, reverse=True)
 
 
