@@ -240,6 +240,8 @@ async def test_error_fix_memory_and_patterns_through_mcp(tmp_path: Path) -> None
     out.write_text(await build_report(settings, "calc", None, "md", out))
     as_json = json.loads(await build_report(settings, "calc", None, "json", None))
     assert as_json["patterns"]["recurring_errors"][0]["error"] == KEY_ERROR
+    html = await build_report(settings, "calc", None, "html", None)
+    assert "<h2>Patterns across sessions</h2>" in html and "KeyError: &#x27;user_id&#x27;" in html
     text = out.read_text()
     section = text.split("## Patterns across sessions", 1)[1].split("\n## ", 1)[0]
     assert f"`{KEY_ERROR}`: 2 sessions, fixed 2x" in section and WHY in section
