@@ -86,12 +86,17 @@ def recurring_errors(records: Sequence[Record], limit: int) -> tuple[list[dict[s
             "occurrences": sum(int(r.data.get("occurrences") or 1) for r in group),
             "fixed": len(fixed),
             "last_seen": last.data.get("last_seen"),
-            "projects": sorted({r.project for r in group if r.project}),
         }
+        projects = sorted({r.project for r in group if r.project})
+        if len(projects) > 1:
+            entry["projects"] = projects
         if fixed:
             newest = max(fixed, key=lambda r: str(r.data.get("fixed_at") or ""))
             fix = fix_view(newest)
-            entry["last_fix"] = {k: fix[k] for k in ("fixed_by", "files") if k in fix}
+            entry["last_fix"] = {
+                "fixed_by": one_line(str(fix.get("fixed_by") or ""), 160),
+                "files": (fix.get("files") or [])[:3],
+            }
         found.append(entry)
     found.sort(key=lambda e: (e["sessions"], e["occurrences"], str(e["last_seen"])), reverse=True)
     return found[:limit], len(found)
