@@ -203,6 +203,14 @@ async def test_error_fix_memory_and_patterns_through_mcp(tmp_path: Path) -> None
         assert from_transcript["fixed_by"].startswith("add(2, 2) is 4")
         from_runs = by_error["test tests.test_calc::test_sum_of_twos"]
         assert set(from_runs["files"]) == {"app.py", "tests/test_calc.py"}, from_runs
+        # runs the agent reports: failing, then passing (nothing changed that anyone saw)
+        for failing in (["tests/test_calc.py::test_div"], []):
+            await call(client, "store_test_result", test_file="pytest tests/",
+                       result="failed" if failing else "passed", passed=3,
+                       failing_tests=failing)  # fmt: skip
+        (reported,) = (await call(client, "search_errors", query="test_calc.py::test_div"))["fixes"]
+        assert reported["error"] == "test tests/test_calc.py::test_div" and reported["files"] == []
+        assert reported["fixed_by"] == "not known (a later run of pytest tests/ passed)"
         nothing = await call(client, "search_errors", query="ZeroDivisionError: division by zero")
         assert nothing["fixes"] == []
 

@@ -133,7 +133,12 @@ def fix_view(record: Record, match: float | None = None) -> dict[str, Any]:
     view: dict[str, Any] = {
         "error": d.get("signature"),
         "kind": d.get("kind"),
-        "fixed_by": d.get("description") or "edits to " + ", ".join(d.get("files") or ["?"]),
+        "fixed_by": d.get("description")
+        or (
+            "edits to " + ", ".join(d["files"][:3])
+            if d.get("files")
+            else f"not known (a later run of {d.get('command') or 'it'} passed)"
+        ),
         "files": (d.get("files") or [])[:8],
         "run": d.get("command"),
         "session_id": d.get("session_id"),
