@@ -37,6 +37,7 @@ async def build_report(
     from session_buddy.adapters.storage._base import StorageBase
     from session_buddy.core.analytics import AnalyticsService, parse_since
     from session_buddy.core.handoff import write_atomically
+    from session_buddy.core.recurring import find_patterns
     from session_buddy.core.report import render_html, render_json, render_markdown
     from session_buddy.paths import SessionPaths
 
@@ -44,7 +45,9 @@ async def build_report(
     storage = di.get(StorageBase)
     await storage.initialize()
     try:
-        history = await di.get(AnalyticsService).history(project, parse_since(since))
+        start = parse_since(since)
+        history = await di.get(AnalyticsService).history(project, start)
+        history.patterns = await find_patterns(storage, project, start)
     finally:
         await storage.close()
     if fmt == "html":

@@ -165,6 +165,8 @@ class History:
     files: list[tuple[str, int]] = field(default_factory=list)  # most-touched, with counts
     #: tests that went failing -> passing or back, with the files changed in between
     test_changes: list[dict[str, Any]] = field(default_factory=list)
+    #: patterns across sessions (core.recurring.find_patterns), for the report
+    patterns: dict[str, Any] | None = None
 
     @property
     def checkpoints(self) -> int:

@@ -32,7 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from session_buddy.adapters.storage._base import Record, StorageBase
+from session_buddy.core.errorfix import ErrorMemory
 from session_buddy.core.events import EventBus, bus_from
+from session_buddy.core.failures import FixEvent, FixTracker
 from session_buddy.core.insights import (
     FoundInsight,
     InsightExtractor,
@@ -83,6 +85,7 @@ class ImportReport:
     rejected: int = 0  # turns the storage refused (reasons in errors)
     insights: int = 0  # new insights stored
     insight_duplicates: int = 0
+    errors_fixed: int = 0  # failures the transcript shows fixed (core.errorfix)
     lines: int = 0  # complete lines read
     malformed: int = 0  # lines that are not a JSON object of a known shape
     invalid_utf8: int = 0  # lines with bytes that are not UTF-8 (replaced by U+FFFD)
@@ -118,6 +121,8 @@ class _Batch:
     oversized: int = 0
     skipped: int = 0
     extractor_state: dict[str, Any] | None = None
+    fix_events: list[FixEvent] = field(default_factory=list)
+    fix_state: dict[str, Any] | None = None  # the FixTracker's, for the next import
     tool_calls: list[list[str]] | None = None  # the newest tool calls, for the next import
     cwd: str | None = None
     session_id: str | None = None
@@ -140,6 +145,7 @@ class CaptureService:
         self.settings = settings
         self.batch_size = batch_size
         self.insights = InsightRecorder(memory, storage, events)
+        self.errors = ErrorMemory(storage)
         self._lock: asyncio.Lock | None = None
         self._batches_done = 0  # batches stored by this service (tests pause on it)
 
@@ -252,6 +258,7 @@ class CaptureService:
             batch_size=batch_size,
             max_bytes=self.settings.storage.max_content_bytes,
             insight_open=state.get("insight_open"),
+            fix_open=state.get("fix_open"),
             tool_calls=state.get("tool_calls"),
             cwd=state.get("cwd"),
             session=state.get("session_id"),
@@ -296,6 +303,7 @@ class CaptureService:
         new_insights, seen = await self.insights.record(batch.insights)
         report.insights += new_insights
         report.insight_duplicates += seen
+        report.errors_fixed += await self.errors.record(batch.fix_events)
         report.lines += batch.lines
         report.malformed += batch.malformed
         report.invalid_utf8 += batch.invalid_utf8
@@ -313,6 +321,7 @@ class CaptureService:
         ):
             totals[name] = int(totals.get(name, 0)) + value
         state["insight_open"] = batch.extractor_state
+        state["fix_open"] = batch.fix_state
         state["tool_calls"] = batch.tool_calls or []
         if batch.cwd:
             state["cwd"] = batch.cwd
@@ -461,17 +470,20 @@ def _read_batches(
     batch_size: int,
     max_bytes: int,
     insight_open: dict[str, Any] | None,
+    fix_open: dict[str, Any] | None,
     tool_calls: list[list[str]] | None,
     cwd: str | None,
     session: str | None,
 ) -> Generator[_Batch]:
     """Batches of items (and insights) from the complete lines of ``path`` after ``offset``
-    (up to ``limit`` bytes). ``insight_open``, ``tool_calls``, ``cwd`` and ``session`` carry
-    on from where an earlier import stopped. A line that only calls tools is no item: the
+    (up to ``limit`` bytes). ``insight_open``, ``fix_open``, ``tool_calls``, ``cwd`` and
+    ``session`` carry on from where an earlier import stopped; failures and fixes go to
+    ``fix_events`` (:class:`~session_buddy.core.failures.FixTracker`). A line that only calls tools is no item: the
     tool names go to the metadata of the assistant turn of the same message."""
     transcript = str(path)
     tools = ToolNames(tool_calls)
     extractor = InsightExtractor(insight_open)
+    tracker = FixTracker(fix_open)
     place = _Place(path, cwd, session)
     speaking: _Speaking = None  # the assistant turn that tool-only lines belong to
 
@@ -485,6 +497,7 @@ def _read_batches(
             place.session,
         )
         done.tool_calls = tools.recent()
+        done.fix_state = tracker.state()
         return done
 
     with path.open("rb") as fh:
@@ -516,6 +529,7 @@ def _read_batches(
                     speaking = (parsed.message_id, item) if turn.prose else None
                 if turn.prose:
                     batch.insights.extend(_insights(extractor, turn, item))
+                batch.fix_events += _fix_events(tracker, turn, item)
             if len(batch.items) >= batch_size or chars >= BATCH_CHARS:
                 yield close(batch)
                 batch = fresh(batch.end_offset, batch.end_line)
@@ -579,6 +593,18 @@ def _insights(extractor: InsightExtractor, turn: Turn, item: ItemInput) -> list[
         FoundInsight(block, item.project, item.session_id, turn.created_at, block.context)
         for block in extractor.feed(turn.content, context)
     ]
+
+
+def _fix_events(tracker: FixTracker, turn: Turn, item: ItemInput) -> list[FixEvent]:
+    """The failures and fixes one turn shows (:class:`~session_buddy.core.failures.FixTracker`)."""
+    return tracker.feed(
+        turn.role,
+        turn.content,
+        item.metadata,
+        session_id=item.session_id,
+        project=item.project,
+        at=item.created_at,
+    )
 
 
 def _attach_tools(speaking: _Speaking, parsed: ParsedLine) -> None:

@@ -6,7 +6,9 @@
 - ``UserPromptSubmit``: at most ``hooks.recall_limit`` memories of this project and the projects
   it depends on that match the prompt with **high** confidence, bounded
   (``hooks.recall_max_chars``, default 1,500); nothing for a prompt with nothing relevant, and
-  nothing already injected into the same Claude Code session.
+  nothing already injected into the same Claude Code session. A prompt naming an error a
+  session fixed before (a pasted exception line, a failing test id, an error code:
+  :mod:`session_buddy.core.errorfix`) gets that fix first, as one line.
 
 The texts are plain and short: they are read by a model with a finite context. The service
 answers them for the hook over loopback (:mod:`session_buddy.server.hook_routes`); a hook that
@@ -16,6 +18,7 @@ cannot reach it falls back to the handoff file (:func:`session_buddy.core.sessio
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import threading
 from collections import OrderedDict
@@ -26,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from session_buddy.core.handoff import latest_handoff_summary
 
 if TYPE_CHECKING:
+    from session_buddy.adapters.storage._base import Record
     from session_buddy.core.memory import MemoryService
     from session_buddy.core.projects import ProjectService
     from session_buddy.paths import SessionPaths
@@ -37,6 +41,7 @@ MEMORY_KINDS = ["reflection", "insight"]
 #: Claude Code sessions whose injected memories are remembered (oldest forgotten first)
 REMEMBERED_SESSIONS = 256
 _SPACE = re.compile(r"\s+")
+log = logging.getLogger(__name__)
 
 
 def one_line(text: str, limit: int) -> str:
@@ -63,6 +68,23 @@ def bounded(lines: list[str], limit: int) -> str:
         kept.append(line)
         used += len(line) + 1
     return "\n".join(kept)
+
+
+def fix_line(record: Record) -> str:
+    """``- [fixed before] KeyError: 'user_id' -> <how> (files: a.py; session 1a2b3c4d)``."""
+    d = record.data
+    how = d.get("description") or "edits"
+    files = ", ".join((d.get("files") or [])[:4])
+    where = "; ".join(
+        part
+        for part in (
+            f"files: {files}" if files else "",
+            f"session {str(d.get('session_id'))[:8]}" if d.get("session_id") else "",
+            str(d.get("fixed_at") or "")[:10],
+        )
+        if part
+    )
+    return one_line(f"- [fixed before] {d.get('signature')} -> {how} ({where})", 500)
 
 
 @dataclass
@@ -154,27 +176,38 @@ class RecallService:
         if isinstance(cwd, str) and cwd.strip():
             project = await self.projects.from_directory(cwd)
             scope = [related.project for related in await self.projects.related(project)]
+        seen = self._seen(payload)
+        fixes = [f for f in await self._known_errors(prompt, scope) if f.id not in seen]
         found = await self.memory.search(
             prompt[:2000],
             projects=scope,
             kinds=MEMORY_KINDS,
             limit=self.settings.hooks.recall_limit + 5,
         )
-        seen = self._seen(payload)
         fresh = [h for h in found.hits if h.confidence == "high" and h.id not in seen]
-        fresh = fresh[: self.settings.hooks.recall_limit]
-        if not fresh:
+        fresh = fresh[: max(0, self.settings.hooks.recall_limit - len(fixes))]
+        if not fresh and not fixes:
             return HookContext("", [])
-        lines = [
+        lines = [fix_line(f) for f in fixes] + [
             f"- [{hit.kind}{', ' + hit.project if hit.project else ''}] {one_line(hit.content, 400)}"
             for hit in fresh
         ]
         text = "session-buddy recalls (relevant to this prompt):\n" + bounded(
             lines, self.settings.hooks.recall_max_chars - 60
         )
-        ids = [hit.id for hit in fresh]
+        ids = [f.id for f in fixes] + [hit.id for hit in fresh]
         self._remember(payload, ids)
         return HookContext(text, ids)
+
+    async def _known_errors(self, prompt: str, scope: list[str] | None) -> list[Record]:
+        """The stored fixes of errors the prompt names exactly (core.errorfix)."""
+        from session_buddy.core.errorfix import ErrorMemory
+
+        try:
+            return await ErrorMemory(self.memory.storage).recall(prompt, scope)
+        except Exception as exc:  # the recall goes on without them
+            log.warning("looking up known errors failed: %s", exc)
+            return []
 
     # -- what a session was already given ------------------------------------------------------
 

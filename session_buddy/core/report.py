@@ -3,7 +3,8 @@
 Built from a :class:`~session_buddy.core.analytics.History`: the summary (sessions,
 checkpoints, score min/avg/last and its direction, test pass rate and coverage), the chart
 of the score and the test pass rate over the last sessions, where points are lost, the most
-touched files and a table of the last sessions. Markdown links the chart (an SVG file
+touched files, the patterns across sessions (recurring errors, files that keep breaking,
+topics that come back: :mod:`session_buddy.core.recurring`) and a table of the last sessions. Markdown links the chart (an SVG file
 written beside the report) and shows a one-line sparkline a terminal reader sees too; HTML
 embeds the SVG. No MCP in here.
 """
@@ -90,6 +91,37 @@ def _facts(data: dict[str, Any]) -> list[str]:
     ]
 
 
+def pattern_lines(patterns: dict[str, Any] | None) -> list[tuple[str, list[str]]]:
+    """The patterns section as (heading, lines): recurring errors, files that keep
+    breaking, topics that come back (only the headings with something under them)."""
+    if not patterns:
+        return []
+    errors = []
+    for e in patterns.get("recurring_errors") or []:
+        fix = e.get("last_fix") or {}
+        how = f"; last fixed by: {fix['fixed_by']}" if fix.get("fixed_by") else ""
+        files = f" ({', '.join(fix['files'][:3])})" if fix.get("files") else ""
+        errors.append(f"`{e['error']}`: {e['sessions']} sessions, fixed {e['fixed']}x{how}{files}")
+    files_ = [
+        f"`{f['file']}`: {f['sessions']} sessions ({f['in_fixes']} in fixes, "
+        f"{f['failing_tests']} failing tests)"
+        for f in patterns.get("breaking_files") or []
+    ]
+    topics = [
+        f"{t['topic']} ({t['items']} items, {t['sessions']} sessions)"
+        for t in patterns.get("topics") or []
+    ]
+    return [
+        (heading, lines)
+        for heading, lines in (
+            ("Recurring errors", errors),
+            ("Files that keep breaking", files_),
+            ("Topics that come back", topics),
+        )
+        if lines
+    ]
+
+
 def render_markdown(history: History, chart_link: str | None) -> str:
     data = analytics_answer(history, TABLE_ROWS, False)
     title = history.project or "all projects"
@@ -117,6 +149,11 @@ def render_markdown(history: History, chart_link: str | None) -> str:
     if history.test_changes:
         lines += ["", "## Tests that changed state", ""]
         lines += [f"- {_change(c)}" for c in history.test_changes[:10]]
+    sections = pattern_lines(history.patterns)
+    if sections:
+        lines += ["", "## Patterns across sessions"]
+        for heading, found in sections:
+            lines += ["", f"### {heading}", ""] + [f"- {line}" for line in found]
     lines += ["", "## Sessions", "", "| " + " | ".join(HEADER) + " |"]
     lines.append("|" + "---|" * len(HEADER))
     lines += ["| " + " | ".join(r) + " |" for r in _rows(history)]
@@ -144,6 +181,13 @@ def render_html(history: History) -> str:
             body.append("<h2>Tests that changed state</h2><ul>")
             body += [f"<li>{escape(_change(c))}</li>" for c in history.test_changes[:10]]
             body.append("</ul>")
+        sections = pattern_lines(history.patterns)
+        if sections:
+            body.append("<h2>Patterns across sessions</h2>")
+        for heading, found in sections:
+            body.append(f"<h3>{escape(heading)}</h3><ul>")
+            body += [f"<li>{escape(line.replace('`', ''))}</li>" for line in found]
+            body.append("</ul>")
         body.append("<h2>Sessions</h2><table><tr>")
         body += [f"<th>{escape(h)}</th>" for h in HEADER]
         body.append("</tr>")
@@ -163,4 +207,6 @@ def render_html(history: History) -> str:
 def render_json(history: History) -> str:
     data = analytics_answer(history, len(history.sessions) or 1, True)
     data["losing_points"] = history.lost
+    if history.patterns is not None:
+        data["patterns"] = history.patterns
     return json.dumps(data, ensure_ascii=False, indent=2) + "\n"

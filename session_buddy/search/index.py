@@ -311,6 +311,16 @@ class SearchIndex:
                 mask &= chosen
         return mask
 
+    def vectors_of(self, ids: Iterable[str]) -> dict[str, np.ndarray]:
+        """The vectors of these ids (copies), for those that have one."""
+        with self.lock:
+            out: dict[str, np.ndarray] = {}
+            for item_id in ids:
+                row = self._row_of.get(item_id)
+                if row is not None and self.vectors.present[row]:
+                    out[item_id] = self.vectors.matrix[row].copy()
+            return out
+
     def filter_ids(self, flt: ItemFilter | None) -> list[tuple[str, int]]:
         """(id, created epoch us) of every live item matching the filter."""
         with self.lock:

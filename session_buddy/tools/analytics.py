@@ -13,7 +13,10 @@ from fastmcp import FastMCP
 from pydantic import Field
 
 from session_buddy import di
+from session_buddy.adapters.storage._base import StorageBase
 from session_buddy.core.analytics import AnalyticsService, parse_since
+from session_buddy.core.errorfix import ErrorMemory
+from session_buddy.core.recurring import find_patterns
 from session_buddy.core.sessions import SessionService
 from session_buddy.core.testresults import TestResultService
 from session_buddy.errors import ValidationError
@@ -69,7 +72,7 @@ async def store_test_result(
     if not wanted:
         raise ValidationError("No current session: call start, or pass session_id")
     session = await sessions.get_session(wanted)
-    return await di.get(TestResultService).store(
+    stored = await di.get(TestResultService).store(
         session_id=session.id,
         project=session.project,
         project_path=session.project_path,
@@ -82,6 +85,11 @@ async def store_test_result(
         duration_ms=duration_ms,
         failing=list(failing_tests),
     )
+    if stored["created"]:  # its failures, and the earlier failures it shows fixed
+        await ErrorMemory(di.get(StorageBase)).learn_tests(
+            session.id, session.project, session.project_path, session.claude_session_id
+        )
+    return stored
 
 
 async def quality_trend(
@@ -105,6 +113,15 @@ async def session_analytics(
     return await di.get(AnalyticsService).session_analytics(
         default_project(project), parse_since(since), limit=limit, detail=detail
     )
+
+
+async def patterns(
+    project: Project = None,
+    since: Since = None,
+    limit: Annotated[int, Field(ge=1, le=50, description="Entries of each kind")] = 5,
+) -> dict[str, Any]:
+    storage = di.get(StorageBase)
+    return await find_patterns(storage, default_project(project), parse_since(since), limit)
 
 
 def register(mcp: FastMCP) -> None:
@@ -131,3 +148,12 @@ def register(mcp: FastMCP) -> None:
             "files, and the last sessions (detail=true for full ids and test runs)."
         ),
     )(session_analytics)
+    mcp.tool(
+        annotations={"readOnlyHint": True},
+        description=(
+            "Patterns across sessions: errors that recur (same signature in 2+ sessions, how "
+            "often fixed, the last fix), files that keep breaking (in fixes or failing tests "
+            "of 2+ sessions) and topics that come back (insights and reflections clustered "
+            "by meaning). limit entries of each, with totals."
+        ),
+    )(patterns)

@@ -28,6 +28,9 @@ class ImportSummary(BaseModel):
     rejected: int = Field(description="Turns the storage refused (see errors)")
     insights: int = Field(description="New insights stored")
     insight_duplicates: int
+    errors_fixed: int = Field(
+        default=0, description="Failures the transcripts show fixed (see search_errors)"
+    )
     lines: int
     malformed: int = Field(description="Lines skipped because they are not valid transcript JSON")
     invalid_utf8: int = Field(description="Lines with non-UTF-8 bytes (the bytes were replaced)")

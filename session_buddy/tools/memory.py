@@ -17,7 +17,9 @@ from fastmcp import FastMCP
 from pydantic import BaseModel, Field
 
 from session_buddy import di
+from session_buddy.adapters.storage._base import StorageBase
 from session_buddy.core import searches
+from session_buddy.core.errorfix import ErrorMemory
 from session_buddy.core.memory import ItemInput, MemoryService, SearchHit, SearchResponse
 from session_buddy.core.temporal import parse_datetime, parse_expression
 from session_buddy.core.users import acting_user
@@ -63,6 +65,32 @@ class SearchResults(BaseModel):
     count: int
     hits: list[Hit]
     next_cursor: str | None = Field(default=None, description="Pass to get_more_results")
+
+
+class FixPair(BaseModel):
+    error: str = Field(description="The error's signature (exception + message, test id, code)")
+    kind: str | None = None
+    fixed_by: str = Field(description="What fixed it: the assistant's words, else the edits")
+    files: list[str] = []
+    run: str | None = Field(default=None, description="The run that showed it fixed")
+    session_id: str | None = None
+    project: str | None = None
+    fixed_at: str | None = None
+    match: float | None = Field(default=None, description="1 = the same error")
+    times_fixed: int | None = None
+
+
+class ErrorResults(BaseModel):
+    fixes: list[FixPair] = Field(
+        description="This error was fixed by ...: stored fixes of matching errors, best first"
+    )
+    query: str
+    mode: str
+    confidence: str
+    degraded: str | None = None
+    count: int = Field(description="How many other mentions (hits) follow")
+    hits: list[Hit]
+    next_cursor: str | None = None
 
 
 class Stored(BaseModel):
@@ -357,9 +385,15 @@ async def search_code(query: str, project: str | None = None, limit: Limit = 10)
     return _results(query, found)
 
 
-async def search_errors(query: str, project: str | None = None, limit: Limit = 10) -> SearchResults:
+async def search_errors(query: str, project: str | None = None, limit: Limit = 10) -> ErrorResults:
+    if not query.strip():
+        raise ValidationError("query must not be empty")
+    fixes = await ErrorMemory(di.get(StorageBase)).search(
+        query, projects=[project] if project else None, limit=min(limit, 5)
+    )
     found = await searches.search_favouring(memory(), query, "errors", project=project, limit=limit)
-    return _results(query, found)
+    mentions = _results(query, found)
+    return ErrorResults(fixes=[FixPair(**f) for f in fixes], **mentions.model_dump())
 
 
 async def search_temporal(
@@ -505,8 +539,10 @@ TOOLS: Tools = [
         {
             **READ_UNCHECKED,
             "description": (
-                "Hybrid search that ranks memories about errors (tracebacks, error codes, "
-                "failures) first."
+                "What fixed an error before: first the stored 'this error was fixed by' pairs "
+                "(the files changed, the session; learned from transcripts and test runs), "
+                "then other memories about the error (tracebacks, codes, failures first). "
+                "Paste an exception line, a failing test id or an error code."
             ),
         },
     ),

@@ -612,6 +612,11 @@ class StorageBase(ABC):
             await self.put_record(new)
             return new
 
+    async def get_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The stored vectors of these items (flat float32), by id; items without a vector
+        and unknown ids are left out. A backend that keeps no vectors answers ``{}``."""
+        return {}
+
     # -- changes in order (sync): what changed after a cursor -------------------------------
 
     async def changed_items(

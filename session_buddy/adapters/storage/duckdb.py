@@ -562,6 +562,10 @@ class Storage(_sql.SqlStorage):
         self.con  # noqa: B018 - raises when not open
         return await asyncio.to_thread(self.index.vector_search, vector, flt, limit, access)
 
+    async def get_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        self.con  # noqa: B018 - raises when not open
+        return await asyncio.to_thread(self.index.vectors_of, ids)
+
     # -- bulk copy (session-buddy migrate) ------------------------------------------------
 
     @staticmethod

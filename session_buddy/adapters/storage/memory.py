@@ -289,6 +289,9 @@ class Storage(StorageBase):
         with self._lock:
             return self._records.pop((collection, record_id), None) is not None
 
+    async def get_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        return self.index.vectors_of(ids)
+
     async def changed_items(
         self, after: tuple[datetime, str] | None, limit: int
     ) -> list[tuple[MemoryItem, np.ndarray | None]]:

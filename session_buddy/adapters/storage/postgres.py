@@ -967,6 +967,17 @@ class Storage(_Server, _sql.SqlStorage):
 
     # -- bulk copy (session-buddy migrate) ------------------------------------------------
 
+    async def get_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        if not ids:
+            return {}
+        async with self._con() as con:
+            rows = await con.fetch(
+                "SELECT id, embedding FROM items WHERE id = ANY($1::text[]) "
+                "AND embedding IS NOT NULL",
+                list(ids),
+            )
+        return {r[0]: np.asarray(r[1], dtype=np.float32) for r in rows}
+
     _AFTER = (
         '($1::timestamptz IS NULL OR (updated_at, id COLLATE "C") > ($1, $2)) '
         'ORDER BY updated_at, id COLLATE "C"'

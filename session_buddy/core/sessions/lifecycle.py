@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from session_buddy.core import events as ev
 from session_buddy.core.analytics import AnalyticsService
+from session_buddy.core.errorfix import ErrorMemory
 from session_buddy.core.git import checkpoint_commit
 from session_buddy.core.handoff import (
     HandoffInputs,
@@ -360,10 +361,7 @@ class Lifecycle:
             info, await session_activity(self.store.storage, state, at), now=at.timestamp()
         )
         project = state.project or (info.name if info else None)
-        # the runners' reports the analysis found, stored once with this session and commit
-        await TestResultService(self.store.storage).pickup_project(
-            info, session_id=state.id, project=project
-        )
+        await self._record_tests(state, info, project)
         previous = await self.store.last_checkpoint(replace(state, project=project))
         previous_score = previous.score if previous else None
         commit = None
@@ -401,6 +399,20 @@ class Lifecycle:
             insights_captured=captured,
         )
         return _Checkpointed(CheckpointResult(entry, state, captured), info)
+
+    async def _record_tests(
+        self, state: SessionState, info: ProjectInfo | None, project: str | None
+    ) -> None:
+        """The runners' reports the analysis found, stored once with this session and commit;
+        then the failures and fixes of the session's runs (core.errorfix)."""
+        storage = self.store.storage
+        await TestResultService(storage).pickup_project(info, session_id=state.id, project=project)
+        try:
+            await ErrorMemory(storage).learn_tests(
+                state.id, project, state.project_path, state.claude_session_id
+            )
+        except Exception as exc:  # the checkpoint goes on without it
+            log.warning("learning from the test results failed: %s", exc)
 
     async def _commit(
         self, state: SessionState, project: str | None, score: int | None, *, explicit: bool
