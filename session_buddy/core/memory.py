@@ -385,10 +385,16 @@ class MemoryService:
             before=before,
         )
         with span("memory.search", mode=mode, limit=limit):
-            return await self._search(flt, query, mode, limit, offset)
+            return await self._search(flt, query, mode, limit, offset, expand)
 
     async def _search(
-        self, flt: ItemFilter, query: str, mode: SearchMode, limit: int, offset: int
+        self,
+        flt: ItemFilter,
+        query: str,
+        mode: SearchMode,
+        limit: int,
+        offset: int,
+        expand: Literal["graph"] | None = None,
     ) -> SearchResponse:
         return await self.pipeline.run(
             SearchRequest(
