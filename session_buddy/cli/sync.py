@@ -1,22 +1,19 @@
 """``session-buddy sync-now``, ``sync-status`` and ``sync dlq list|retry|drop``.
 
-When the shared service of the data directory runs, these call its ``sync_now`` /
-``sync_status`` / ``sync_dlq`` tools over its loopback HTTP with a token signed by the data
-dir's secret, so the process that owns the DuckDB file is the only one writing it. When no
-service runs, they open the store themselves (and close it when done).
+They run in the shared service of the data directory (started when none runs, as a bridge
+starts it; :mod:`session_buddy.server.cli_routes`), the process that owns the store and the
+sync loop, so no second process ever opens the DuckDB file.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Annotated, Any
 
 import typer
 
-from session_buddy.cli._common import ConfigOpt, app, err, load, out
+from session_buddy.cli._common import ConfigOpt, app, load, out, through_service
 from session_buddy.logs import route_logging_to_stderr
-from session_buddy.settings import SessionBuddySettings
 
 sync_app = typer.Typer(no_args_is_help=True, help="Sync to Akosha")
 dlq_app = typer.Typer(no_args_is_help=True, help="The sync dead-letter queue")
@@ -28,67 +25,10 @@ IdsArg = Annotated[
 ]
 
 
-async def _through_service(
-    settings: SessionBuddySettings, tool: str, args: dict[str, Any]
-) -> dict[str, Any] | None:
-    """The tool's answer from the running service, or None when no service runs."""
-    from session_buddy.paths import SessionPaths
-    from session_buddy.server.auth import load_secret, login_name, mint_token
-    from session_buddy.server.discovery import live_service
-
-    data_dir = SessionPaths.from_settings(settings.data_dir).data
-    info = live_service(data_dir)
-    if info is None:
-        return None
-    from fastmcp import Client
-    from fastmcp.client.transports import StreamableHttpTransport
-
-    token = mint_token(load_secret(data_dir, create=False), settings.user or login_name(), 600)
-    transport = StreamableHttpTransport(
-        f"http://{info['host']}:{info['port']}/mcp", headers={"Authorization": f"Bearer {token}"}
-    )
-    async with Client(transport, timeout=3600) as client:
-        result = await client.call_tool(tool, args, raise_on_error=False)
-    if result.is_error:
-        text = " ".join(getattr(c, "text", "") for c in result.content)
-        raise RuntimeError(text or f"{tool} failed")
-    data: dict[str, Any] = result.structured_content or {}
-    return data.get("result", data) if set(data) == {"result"} else data
-
-
-async def _directly(settings: SessionBuddySettings, tool: str, args: dict[str, Any]) -> Any:
-    from session_buddy import di
-    from session_buddy.core.sync import SyncService
-
-    di.configure(settings)
-    try:
-        await di.startup()
-        service = di.get(SyncService)
-        if tool == "sync_now":
-            return await service.sync_now()
-        if tool == "sync_status":
-            return await service.status()
-        return await service.dlq(args["action"], args.get("ids"), args.get("limit", 50))
-    finally:
-        await di.shutdown()
-
-
-def _run(config: Any, tool: str, args: dict[str, Any]) -> dict[str, Any]:
+def _run(config: Any, action: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
     loaded = load(config)
     route_logging_to_stderr(loaded.settings.log_level)
-
-    async def run() -> dict[str, Any]:
-        answer = await _through_service(loaded.settings, tool, args)
-        if answer is not None:
-            return answer
-        result: dict[str, Any] = await _directly(loaded.settings, tool, args)
-        return result
-
-    try:
-        return asyncio.run(run())
-    except Exception as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+    return through_service(config, loaded.settings, "sync", {"action": action, **(args or {})})
 
 
 def _print(data: dict[str, Any], as_json: bool) -> None:
@@ -103,7 +43,7 @@ def _print(data: dict[str, Any], as_json: bool) -> None:
 @app.command("sync-now")
 def sync_now(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Push new and changed memories to Akosha now (exit 1 if the round stopped early)."""
-    report = _run(config, "sync_now", {})
+    report = _run(config, "now")
     _print(report, as_json)
     raise typer.Exit(1 if report.get("stopped") else 0)
 
@@ -111,7 +51,7 @@ def sync_now(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
 @app.command("sync-status")
 def sync_status(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Cursor, lag, circuit state, dead-letter queue size and the last error of the sync."""
-    status = _run(config, "sync_status", {})
+    status = _run(config, "status")
     if as_json:
         _print(status, True)
         return
@@ -131,7 +71,7 @@ def dlq_list(
     config: ConfigOpt = None,
 ) -> None:
     """Memories that kept failing, with attempts and their last error."""
-    data = _run(config, "sync_dlq", {"action": "list", "limit": limit})
+    data = _run(config, "list", {"limit": limit})
     if as_json:
         _print(data, True)
         return
@@ -145,10 +85,10 @@ def dlq_list(
 @dlq_app.command("retry")
 def dlq_retry(ids: IdsArg = None, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Retry dead letters now (all, or the ids given)."""
-    _print(_run(config, "sync_dlq", {"action": "retry", "ids": ids or None}), as_json)
+    _print(_run(config, "retry", {"ids": ids or None}), as_json)
 
 
 @dlq_app.command("drop")
 def dlq_drop(ids: IdsArg = None, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Forget dead letters (all, or the ids given)."""
-    _print(_run(config, "sync_dlq", {"action": "drop", "ids": ids or None}), as_json)
+    _print(_run(config, "drop", {"ids": ids or None}), as_json)

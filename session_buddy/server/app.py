@@ -159,7 +159,8 @@ def create_server(settings: SessionBuddySettings | None = None) -> FastMCP:
     )
     for name in TOOL_MODULES:
         importlib.import_module(name).register(mcp)
-    from session_buddy.server import hook_routes
+    from session_buddy.server import cli_routes, hook_routes
 
     hook_routes.register(mcp)
+    cli_routes.register(mcp)
     return mcp
