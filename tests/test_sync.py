@@ -401,8 +401,10 @@ def test_retry_after_http_date() -> None:
 def test_a_sync_killed_mid_way_resumes_without_loss_or_duplicates(
     tmp_path: Path, standin: AkoshaStandin
 ) -> None:
-    """A sync-now process is SIGKILLed mid-sync; a new process on the same DuckDB file
-    finishes: every item arrives, none twice."""
+    """The service running a sync-now is SIGKILLed mid-sync; the next sync-now (in a new
+    service it starts on the same DuckDB file) finishes: every item arrives, none twice."""
+    from session_buddy.server.discovery import read_service
+
     settings = settings_for(tmp_path, standin.url)
 
     async def seed() -> list[str]:
@@ -428,13 +430,16 @@ def test_a_sync_killed_mid_way_resumes_without_loss_or_duplicates(
         [*session_buddy_cmd(), "sync-now", "--json"],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 60
     while len(standin.stored) < 100 and time.monotonic() < deadline:
         time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(10)
+    service = read_service(tmp_path / "data")
+    assert service is not None
+    os.kill(int(service["pid"]), signal.SIGKILL)  # the writer dies mid-sync
+    _, said = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and b"run the command again" in said, said
     partial = len(standin.stored)
     assert 100 <= partial < 400
     standin.faults.delay_s = 0.0
