@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -64,7 +65,11 @@ def _health_report(config: Path | None, settings: SessionBuddySettings) -> dict[
             await di.shutdown()
 
     if live_service(data_dir) is None:
-        with start_lock(data_dir):
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(start_lock(data_dir))
+            except OSError:  # no data dir to lock (health says why): no service starts there
+                return asyncio.run(here())
             if live_service(data_dir) is None:
                 return asyncio.run(here())
     return through_service(config, settings, "health", {})
