@@ -6,35 +6,14 @@ written for that project. A client without a valid token gets 401 and touches no
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import session_buddy_cmd
-from tests.mcp_peers import free_port, server_env
-
-
-def _serve_http(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [*session_buddy_cmd(), "serve", "--http", "--port", str(port)],
-        env=server_env(tmp_path, SESSION_BUDDY_ADAPTERS__EMBEDDINGS="none"),
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc
-        except OSError:
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            time.sleep(0.2)
-    raise AssertionError("serve --http did not listen")
+from tests.mcp_peers import free_port, serve_http, server_env
 
 
 def _token(tmp_path: Path, *args: str) -> str:
@@ -57,7 +36,9 @@ async def test_a_token_client_runs_a_session_for_its_project_over_http(tmp_path:
     project.mkdir()
     subprocess.run(["git", "init", "-q", str(project)], check=True)
     port = free_port()
-    proc = _serve_http(tmp_path, port)
+    proc = serve_http(
+        server_env(tmp_path, SESSION_BUDDY_ADAPTERS__EMBEDDINGS="none"), tmp_path, port
+    )
     url = f"http://127.0.0.1:{port}/mcp"
     try:
         token = _token(tmp_path, "--user", "mahavishnu", "--ttl", "600")

@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from session_buddy import di
 from session_buddy.errors import SessionBuddyError, ValidationError
+from session_buddy.server.hook_routes import json_object
 
 log = logging.getLogger(__name__)
 
@@ -220,13 +221,7 @@ def register(mcp: FastMCP) -> None:
         job = JOBS.get(str(request.path_params.get("command", "")))
         if job is None:
             return JSONResponse({"error": "no such command"}, status_code=404)
-        body = await request.body()
-        if len(body) > MAX_PAYLOAD_BYTES:
-            return JSONResponse({"error": "arguments too large"}, status_code=413)
-        try:
-            payload: Any = json.loads(body or b"{}")
-        except ValueError:
-            return JSONResponse({"error": "arguments are not JSON"}, status_code=400)
-        if not isinstance(payload, dict):
-            return JSONResponse({"error": "arguments must be an object"}, status_code=400)
+        payload = await json_object(request, MAX_PAYLOAD_BYTES, "arguments")
+        if isinstance(payload, JSONResponse):
+            return payload
         return start_job(job, payload)
