@@ -133,3 +133,36 @@ def test_migrate_into_the_running_services_store(tmp_path: Path) -> None:
             "--to", f"duckdb:{target}",
         )  # fmt: skip
         assert refused.returncode == 1 and "not empty" in refused.stderr
+
+
+def test_an_interrupted_import_stops_at_a_batch_and_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C in the CLI (KeyboardInterrupt while it reads the service's progress) closes
+    the connection: the service stops the import at its next batch boundary instead of
+    finishing it behind the user's back, and the same command resumes where it stopped,
+    with nothing stored twice."""
+    from session_buddy.server.cli_link import run_command
+    from tests.claude_fixtures import filler_session, project_dir
+
+    monkeypatch.setenv("SESSION_BUDDY_ADAPTERS__EMBEDDINGS", "none")
+    projects = tmp_path / "projects"
+    session = filler_session(1200)
+    session.write(project_dir(projects, session.cwd) / f"{session.session_id}.jsonl")
+    data = tmp_path / "data"
+    arguments = {"path": str(projects), "batch_size": 10}
+
+    def interrupt(step: dict[str, Any]) -> None:
+        if step["done"] > 0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_command(data, None, "tester", "import", arguments, interrupt)
+    rest = run_command(data, None, "tester", "import", arguments)
+    assert rest["duplicates"] == 0 and rest["rejected"] == 0
+    assert 0 < rest["stored"] < 1200, rest  # the first run stored some, and then stopped
+    again = run_command(data, None, "tester", "import", arguments)
+    assert again["stored"] == 0 and again["files_unchanged"] == 1
+    stats = run_command(data, None, "tester", "health", {})
+    storage = next(c for c in stats["components"] if c["name"] == "storage")
+    assert "1200 items" in storage["message"], storage
