@@ -90,7 +90,6 @@ def test_import_report_and_migrate_out_while_the_service_runs(tmp_path: Path) ->
         assert service_pid(data) == pid  # every command ran in the one service
 
 
-@pytest.mark.slow
 def test_migrate_into_the_running_services_store(tmp_path: Path) -> None:
     """With no service running, `import` starts one (as a bridge would) rather than opening
     the file; a bad argument comes back as the command's error (exit 2). Then `migrate --to`
