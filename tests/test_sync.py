@@ -401,8 +401,9 @@ def test_retry_after_http_date() -> None:
 def test_a_sync_killed_mid_way_resumes_without_loss_or_duplicates(
     tmp_path: Path, standin: AkoshaStandin
 ) -> None:
-    """The service running a sync-now is SIGKILLed mid-sync; the next sync-now (in a new
-    service it starts on the same DuckDB file) finishes: every item arrives, none twice."""
+    """The service running a sync-now is SIGKILLed mid-sync; a new service on the same
+    DuckDB file finishes (the client's retry, or the next sync-now): every item arrives,
+    none twice."""
     from session_buddy.server.discovery import read_service
 
     settings = settings_for(tmp_path, standin.url)
@@ -438,17 +439,16 @@ def test_a_sync_killed_mid_way_resumes_without_loss_or_duplicates(
     service = read_service(tmp_path / "data")
     assert service is not None
     os.kill(int(service["pid"]), signal.SIGKILL)  # the writer dies mid-sync
-    _, said = proc.communicate(timeout=60)
-    assert proc.returncode == 1 and b"run the command again" in said, said
-    partial = len(standin.stored)
-    assert 100 <= partial < 400
+    assert 100 <= len(standin.stored) < 400
     standin.faults.delay_s = 0.0
+    # its client re-sends the call to the service it starts again (the bridge's retry),
+    # which finishes the round, or says it failed; the next sync-now has the rest, if any
+    _, said = proc.communicate(timeout=120)
+    assert proc.returncode in (0, 1), said
     done = subprocess.run(
         [*session_buddy_cmd(), "sync-now", "--json"], env=env, capture_output=True, timeout=120
     )
     assert done.returncode == 0, done.stderr.decode()
-    report = json.loads(done.stdout)
-    assert report["stored"] >= 400 - partial
     assert_exactly_once(standin, ids)
 
 

@@ -72,3 +72,37 @@ def through_service(
     except KeyboardInterrupt:
         err.print("interrupted: what was stored is kept; run the same command again to resume")
         raise typer.Exit(130) from None
+
+
+#: a CLI tool call may run long (a sync round of many batches); the liveness probe still
+#: tells a hung service from a slow call
+CLI_CALL_TIMEOUT_S = 6 * 3600.0
+
+
+def tool_through_service(
+    config: Path | None, settings: SessionBuddySettings, tool: str, arguments: dict[str, Any]
+) -> dict[str, Any]:
+    """Call ``tool`` on the data directory's service (started when none runs, as a bridge
+    starts it) and return its answer, or exit 1 with the reason."""
+    from session_buddy.core.users import local_user
+    from session_buddy.paths import SessionPaths
+    from session_buddy.server.bridge import Timeouts, call_tool
+
+    data_dir = SessionPaths.from_settings(settings.data_dir).data
+    try:
+        data = call_tool(
+            data_dir,
+            str(config) if config else None,
+            tool,
+            arguments,
+            user=local_user(settings),
+            timeouts=Timeouts(call_s=CLI_CALL_TIMEOUT_S),
+        )
+    except (RuntimeError, OSError) as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err.print("interrupted: run the same command again")
+        raise typer.Exit(130) from None
+    inner = data.get("result") if set(data) == {"result"} else None
+    return inner if isinstance(inner, dict) else data

@@ -1,8 +1,9 @@
 """``session-buddy sync-now``, ``sync-status`` and ``sync dlq list|retry|drop``.
 
-They run in the shared service of the data directory (started when none runs, as a bridge
-starts it; :mod:`session_buddy.server.cli_routes`), the process that owns the store and the
-sync loop, so no second process ever opens the DuckDB file.
+They call the ``sync_now`` / ``sync_status`` / ``sync_dlq`` tools of the data directory's
+shared service over its loopback HTTP with a token signed by the data dir's secret (the
+service is started, as a bridge starts it, when none runs), so the process that owns the
+DuckDB file is the only one that ever opens it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from session_buddy.cli._common import ConfigOpt, app, load, out, through_service
+from session_buddy.cli._common import ConfigOpt, app, load, out, tool_through_service
 from session_buddy.logs import route_logging_to_stderr
 
 sync_app = typer.Typer(no_args_is_help=True, help="Sync to Akosha")
@@ -25,10 +26,11 @@ IdsArg = Annotated[
 ]
 
 
-def _run(config: Any, action: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+def _run(config: Any, tool: str, args: dict[str, Any]) -> dict[str, Any]:
+    """The ``tool``'s answer from the data directory's service (started when none runs)."""
     loaded = load(config)
     route_logging_to_stderr(loaded.settings.log_level)
-    return through_service(config, loaded.settings, "sync", {"action": action, **(args or {})})
+    return tool_through_service(config, loaded.settings, tool, args)
 
 
 def _print(data: dict[str, Any], as_json: bool) -> None:
@@ -43,7 +45,7 @@ def _print(data: dict[str, Any], as_json: bool) -> None:
 @app.command("sync-now")
 def sync_now(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Push new and changed memories to Akosha now (exit 1 if the round stopped early)."""
-    report = _run(config, "now")
+    report = _run(config, "sync_now", {})
     _print(report, as_json)
     raise typer.Exit(1 if report.get("stopped") else 0)
 
@@ -51,7 +53,7 @@ def sync_now(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
 @app.command("sync-status")
 def sync_status(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Cursor, lag, circuit state, dead-letter queue size and the last error of the sync."""
-    status = _run(config, "status")
+    status = _run(config, "sync_status", {})
     if as_json:
         _print(status, True)
         return
@@ -71,7 +73,7 @@ def dlq_list(
     config: ConfigOpt = None,
 ) -> None:
     """Memories that kept failing, with attempts and their last error."""
-    data = _run(config, "list", {"limit": limit})
+    data = _run(config, "sync_dlq", {"action": "list", "limit": limit})
     if as_json:
         _print(data, True)
         return
@@ -85,10 +87,10 @@ def dlq_list(
 @dlq_app.command("retry")
 def dlq_retry(ids: IdsArg = None, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Retry dead letters now (all, or the ids given)."""
-    _print(_run(config, "retry", {"ids": ids or None}), as_json)
+    _print(_run(config, "sync_dlq", {"action": "retry", "ids": ids or None}), as_json)
 
 
 @dlq_app.command("drop")
 def dlq_drop(ids: IdsArg = None, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Forget dead letters (all, or the ids given)."""
-    _print(_run(config, "drop", {"ids": ids or None}), as_json)
+    _print(_run(config, "sync_dlq", {"action": "drop", "ids": ids or None}), as_json)

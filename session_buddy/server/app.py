@@ -157,10 +157,12 @@ def create_server(settings: SessionBuddySettings | None = None) -> FastMCP:
         middleware=[ErrorMiddleware()],
         mask_error_details=False,
     )
+    from session_buddy.server import cli_routes  # the CLI's commands run here (one writer)
+
+    cli_routes.register(mcp)
     for name in TOOL_MODULES:
         importlib.import_module(name).register(mcp)
-    from session_buddy.server import cli_routes, hook_routes
+    from session_buddy.server import hook_routes
 
     hook_routes.register(mcp)
-    cli_routes.register(mcp)
     return mcp

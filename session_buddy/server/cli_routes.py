@@ -1,8 +1,8 @@
 """The service's routes for the CLI commands that use the store (beside ``/mcp`` and
 ``/hooks``, behind the same bearer-token guard), so that the service stays the one process
 that opens the store: ``session-buddy import claude-code``, ``migrate`` (when either store is
-the service's own), ``report``, ``sync-now`` / ``sync-status`` / ``sync dlq`` and ``health``
-(when the service runs) run here, asked by :mod:`session_buddy.server.cli_link`.
+the service's own), ``report`` and ``health`` (when the service runs) run here (``sync-now``
+and the other commands that write call the service's tools, :mod:`session_buddy.cli._common`), asked by :mod:`session_buddy.server.cli_link`.
 
 ``POST /cli/<command>`` takes the command's JSON arguments and streams NDJSON: ``{"progress":
 {...}}`` lines while it works, ``{"alive": true}`` every few seconds when nothing else is
@@ -133,26 +133,6 @@ async def report_job(payload: dict[str, Any], emit: Emit) -> dict[str, Any]:
     return {"text": render_markdown(history, link), "chart": history.chart() if link else None}
 
 
-async def sync_job(payload: dict[str, Any], emit: Emit) -> dict[str, Any]:
-    """``sync-now``, ``sync-status`` and ``sync dlq list|retry|drop``."""
-    from session_buddy.core.sync import SyncService
-
-    sync = di.get(SyncService)
-    action = payload.get("action")
-    if action == "now":
-        return await sync.sync_now()
-    if action == "status":
-        return await sync.status()
-    if action in ("list", "retry", "drop"):
-        ids = payload.get("ids")
-        if ids is not None and (
-            not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)
-        ):
-            raise ValidationError("`ids` must be a list of dead-letter ids [invalid_argument]")
-        return await sync.dlq(action, ids, _count(payload, "limit", 50, 10_000))
-    raise ValidationError("`action` must be now, status, list, retry or drop [invalid_argument]")
-
-
 async def health_job(payload: dict[str, Any], emit: Emit) -> dict[str, Any]:
     """``health``: the service's own view of every component."""
     from session_buddy.adapters.health._base import HealthBase
@@ -165,7 +145,6 @@ JOBS: dict[str, Job] = {
     "import": import_job,
     "migrate": migrate_job,
     "report": report_job,
-    "sync": sync_job,
 }
 
 

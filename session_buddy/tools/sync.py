@@ -1,7 +1,7 @@
 """MCP tools: sync to the remote (Akosha) and its dead-letter queue.
 
 Thin: the work is :class:`session_buddy.core.sync.SyncService`'s. ``session-buddy sync-now``,
-``sync-status`` and ``sync dlq`` do the same work through the service's CLI route, so only the
+``sync-status`` and ``sync dlq`` call these tools on the running service, so only the
 process that owns the store writes it.
 """
 
