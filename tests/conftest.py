@@ -28,6 +28,16 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
 
 
 @pytest.fixture(autouse=True)
+def no_service_left(tmp_path: Path) -> Iterator[None]:
+    """A test whose CLI commands started the shared service of its data dir (import, report,
+    migrate, sync go through it) leaves no service behind."""
+    yield
+    from tests.mcp_peers import stop_service
+
+    stop_service(tmp_path / "data")
+
+
+@pytest.fixture(autouse=True)
 def fresh_container() -> Iterator[None]:
     """The container is process-global: forget it after each test."""
     yield

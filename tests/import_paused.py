@@ -1,10 +1,13 @@
-"""``python -m tests.import_paused POINT:N claude-code ...``: the ``import`` CLI, paused for
-good after the N-th stored batch: ``store:N`` before its offset is saved, ``batch:N`` after.
-It writes "import paused at POINT:N" to stderr and sleeps, so a test can kill it at a known
-point. The pause is patched in here: production code carries no test hook."""
+"""``python -m tests.import_paused POINT:N``: the shared service (``session-buddy service``),
+its imports paused for good after the N-th stored batch: ``store:N`` before its offset is
+saved, ``batch:N`` after. It writes "import paused at POINT:N" to its original stderr (the
+service sends its own output to its log) and sleeps, so a test can kill the writer at a known
+point while ``import claude-code`` waits on it. The pause is patched in here: production code
+carries no test hook."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any
@@ -16,10 +19,11 @@ def main() -> None:
     point, _, number = sys.argv.pop(1).partition(":")
     wanted = int(number)
     save = CaptureService._save
+    told = os.fdopen(os.dup(2), "w")  # still the test's pipe once the service logs to a file
 
     def pause(at: str) -> None:
-        sys.stderr.write(f"import paused at {at}:{wanted}\n")
-        sys.stderr.flush()
+        told.write(f"import paused at {at}:{wanted}\n")
+        told.flush()
         time.sleep(3600)
 
     async def paused_save(self: CaptureService, *args: Any, **kwargs: Any) -> None:
@@ -32,9 +36,10 @@ def main() -> None:
             pause(point)
 
     CaptureService._save = paused_save  # type: ignore[method-assign]
-    from session_buddy.cli.imports import import_app
+    from session_buddy.server.http import run_service
+    from session_buddy.settings import load_settings
 
-    import_app()
+    raise SystemExit(run_service(load_settings().settings))
 
 
 if __name__ == "__main__":

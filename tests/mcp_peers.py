@@ -116,6 +116,27 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def serve_http(env: dict[str, str], cwd: Path, port: int) -> subprocess.Popen[bytes]:
+    """``session-buddy serve --http --port PORT`` with ``env``, once it accepts connections."""
+    proc = subprocess.Popen(
+        [*session_buddy_cmd(), "serve", "--http", "--port", str(port)],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return proc
+        except OSError:
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("serve --http did not listen in time")
+
+
 def stop_service(data_dir: Path, timeout: float = 30) -> None:
     """Terminate the shared service of ``data_dir`` if one runs, and wait for it."""
     from session_buddy.server.discovery import pid_alive, read_service

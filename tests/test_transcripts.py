@@ -46,6 +46,8 @@ from tests.claude_fixtures import (
     project_dir,
     rich_session,
 )
+from tests.conftest import session_buddy_cmd
+from tests.mcp_peers import stop_service
 
 
 @pytest.fixture
@@ -397,16 +399,11 @@ def _kill_fixture(projects: Path) -> tuple[int, int]:
     return 200, 2
 
 
-def _run_import(
-    projects: Path, env: dict[str, str], pause: str | None = None
-) -> subprocess.Popen[bytes]:
-    # the pause is patched in by tests/import_paused.py (a wrapper of the same CLI)
-    module = ["tests.import_paused", pause] if pause else ["session_buddy.cli.imports"]
+def _run_import(projects: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            *module,
+            *session_buddy_cmd(),
+            "import",
             "claude-code",
             "--projects-dir",
             str(projects),
@@ -419,6 +416,25 @@ def _run_import(
         env=env,
         cwd=Path(__file__).resolve().parent.parent,
     )
+
+
+def _paused_service(env: dict[str, str], pause: str) -> subprocess.Popen[bytes]:
+    """The data dir's service, its imports paused (tests/import_paused.py), once it listens."""
+    from session_buddy.server.discovery import live_service
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.import_paused", pause],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    deadline = time.monotonic() + 60
+    while live_service(Path(env["SESSION_BUDDY_DATA_DIR"])) is None:
+        assert proc.poll() is None and time.monotonic() < deadline, "the service did not start"
+        time.sleep(0.05)
+    return proc
 
 
 def _wait_for_pause(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
@@ -444,23 +460,27 @@ def _wait_for_pause(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> Non
 
 @pytest.mark.parametrize("point", ["batch:3", "store:3"])
 async def test_killed_import_resumes_with_exact_counts(point: str, tmp_path: Path) -> None:
-    """Killed (SIGKILL) after the third batch was stored and its offset saved ("batch"), or
-    stored but before the offset was saved ("store"): the second run completes with every
+    """The service running the import is killed (SIGKILL) after the third batch was stored
+    and its offset saved ("batch"), or stored but before the offset was saved ("store"): the
+    command says so, and the second run (in a new service it starts) completes with every
     turn and insight stored exactly once."""
     projects = tmp_path / "projects"
     turns, insights = _kill_fixture(projects)
     env = {
         **os.environ,
         "SESSION_BUDDY_ADAPTERS__STORAGE": "duckdb",
-        "SESSION_BUDDY_EMBEDDINGS__PRELOAD": "false",
+        "SESSION_BUDDY_ADAPTERS__EMBEDDINGS": "none",  # offsets and dedup are the point here
     }
-    proc = _run_import(projects, env, pause=point)
+    service = _paused_service(env, point)
+    first = _run_import(projects, env)  # the import runs in that service
     try:
-        _wait_for_pause(proc)
+        _wait_for_pause(service)
     finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-    assert proc.returncode == -signal.SIGKILL
+        service.send_signal(signal.SIGKILL)  # the writer dies mid-import
+        service.wait(30)
+    assert service.returncode == -signal.SIGKILL
+    _, said = first.communicate(timeout=60)
+    assert first.returncode == 1 and b"run the command again" in said, said
     second = _run_import(projects, env)
     out, errors = second.communicate(timeout=120)
     assert second.returncode == 0, errors.decode(errors="replace")
@@ -472,6 +492,7 @@ async def test_killed_import_resumes_with_exact_counts(point: str, tmp_path: Pat
     assert report["duplicates"] == (0 if point.startswith("batch") else 20)
     assert report["malformed"] == 0 and report["rejected"] == 0
 
+    stop_service(tmp_path / "data")  # it holds the file: look at it here
     di.configure(load_settings(data_dir=tmp_path / "data", adapters={"storage": "duckdb"}).settings)
     await di.startup()
     try:

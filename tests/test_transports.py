@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import session_buddy_cmd
-from tests.mcp_peers import PROTOCOL, StdioPeer, free_port, server_env, stop_service
+from tests.mcp_peers import PROTOCOL, StdioPeer, free_port, serve_http, server_env, stop_service
 
 
 @pytest.mark.parametrize("mode", ["shared", "standalone"])
@@ -100,22 +99,10 @@ async def test_http_transport(tmp_path: Path) -> None:
     from fastmcp import Client
 
     port = free_port()
-    proc = subprocess.Popen(
-        [*session_buddy_cmd(), "serve", "--http", "--port", str(port)],
-        env=server_env(tmp_path, SESSION_BUDDY_ADAPTERS__STORAGE="duckdb"),
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    proc = serve_http(
+        server_env(tmp_path, SESSION_BUDDY_ADAPTERS__STORAGE="duckdb"), tmp_path, port
     )
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-                time.sleep(0.2)
         from session_buddy.server.auth import load_secret, mint_token
 
         token = mint_token(load_secret(tmp_path / "data"), "tester")

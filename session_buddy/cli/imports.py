@@ -1,12 +1,12 @@
 """``session-buddy import ...``: bring existing agent transcripts into memory.
 
-``import_app`` is a typer sub-app (the main CLI mounts it as ``import``). It configures the
-container itself, shows a progress bar on stderr and prints a summary at the end.
+``import_app`` is a typer sub-app (the main CLI mounts it as ``import``). The import runs in
+the shared service (:mod:`session_buddy.server.cli_routes`); this shows its progress bar on
+stderr and prints a summary at the end.
 """
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,7 +15,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from session_buddy.cli._common import err, out
+from session_buddy.cli._common import err, out, through_service
 from session_buddy.errors import SessionBuddyError
 
 import_app = typer.Typer(
@@ -70,7 +70,11 @@ def claude_code(
         bool, typer.Option("--json", help="Print the summary as JSON on stdout")
     ] = False,
 ) -> None:
-    """Import Claude Code transcripts: conversations and insights, incrementally."""
+    """Import Claude Code transcripts: conversations and insights, incrementally.
+
+    The import runs in the data directory's service (started when none runs), the one
+    process that opens the store; progress is shown here. Ctrl-C stops it after the batch
+    in progress, and running the command again resumes."""
     from session_buddy.logs import route_logging_to_stderr
     from session_buddy.settings import load_settings
 
@@ -81,11 +85,14 @@ def claude_code(
         raise typer.Exit(2) from None
     route_logging_to_stderr(loaded.settings.log_level, loaded.settings.log_file)
     stamp = _since(since)
-    try:
-        report = asyncio.run(_run(loaded.settings, projects_dir, stamp, batch_size))
-    except SessionBuddyError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+    from session_buddy.core.transcripts import claude_projects_dir
+
+    # this user's folder, as this shell sees it (the service may run with another cwd)
+    root = (projects_dir or claude_projects_dir()).expanduser().resolve()
+    arguments: dict[str, Any] = {"batch_size": batch_size, "path": str(root)}
+    if stamp is not None:
+        arguments["since"] = stamp.isoformat()
+    report = _run(config, loaded.settings, arguments)
     if as_json:
         import json
 
@@ -94,36 +101,22 @@ def claude_code(
     _print_summary(report)
 
 
-async def _run(
-    settings: Any, projects_dir: Path | None, since: datetime | None, batch_size: int
-) -> dict[str, Any]:
-    from session_buddy import di
-    from session_buddy.core.capture import CaptureService
-    from session_buddy.core.transcripts import claude_projects_dir
+def _run(config: Path | None, settings: Any, arguments: dict[str, Any]) -> dict[str, Any]:
+    with Progress(
+        TextColumn("[bold]importing[/bold]"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("import", total=None)
 
-    di.configure(settings)
-    try:
-        await di.startup()
-        root = projects_dir or claude_projects_dir()
-        with Progress(
-            TextColumn("[bold]importing[/bold]"),
-            BarColumn(),
-            DownloadColumn(),
-            TimeRemainingColumn(),
-            console=err,
-            transient=True,
-        ) as bar:
-            task = bar.add_task("import", total=None)
+        def progress(step: dict[str, Any]) -> None:
+            total = int(step.get("total") or 0)
+            bar.update(task, completed=int(step.get("done") or 0), total=total or None)
 
-            def progress(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total or None)
-
-            report = await di.get(CaptureService).import_transcripts(
-                root, since=since, progress=progress, batch_size=batch_size
-            )
-        return {"path": str(root), **report.to_dict()}
-    finally:
-        await di.shutdown()
+        return through_service(config, settings, "import", arguments, progress)
 
 
 def _print_summary(report: dict[str, Any]) -> None:

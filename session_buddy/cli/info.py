@@ -1,17 +1,20 @@
-"""``session-buddy health``, ``config``, ``docs`` and ``version``."""
+"""``session-buddy health`` (asked of the running service), ``config``, ``docs`` and
+``version``."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from session_buddy.cli._common import ConfigOpt, app, err, load, out
+from session_buddy.cli._common import ConfigOpt, app, err, load, out, through_service
 from session_buddy.logs import route_logging_to_stderr
+from session_buddy.settings import SessionBuddySettings
 
 
 @app.command()
@@ -22,17 +25,7 @@ def health(
     """Check every component; exit code 1 when unhealthy."""
     loaded = load(config)
     route_logging_to_stderr(loaded.settings.log_level)
-    from session_buddy import di
-    from session_buddy.adapters.health._base import HealthBase
-
-    async def run() -> dict:  # type: ignore[type-arg]
-        di.configure(loaded.settings)
-        try:
-            return await di.get(HealthBase).check()
-        finally:
-            await di.shutdown()
-
-    report = asyncio.run(run())
+    report = _health_report(config, loaded.settings)
     if as_json:
         out.print_json(json.dumps(report))
     else:
@@ -52,6 +45,34 @@ def health(
         adapters = report.get("metadata", {}).get("adapters", {})
         out.print("adapters: " + ", ".join(f"{k}={v}" for k, v in adapters.items()))
     raise typer.Exit(1 if report["status"] == "unhealthy" else 0)
+
+
+def _health_report(config: Path | None, settings: SessionBuddySettings) -> dict[str, Any]:
+    """The running service's health (it holds the store); with none running, checked here
+    under the service start lock, so a bridge starting the service meanwhile waits for it."""
+    from session_buddy import di
+    from session_buddy.adapters.health._base import HealthBase
+    from session_buddy.paths import SessionPaths
+    from session_buddy.server.discovery import live_service, start_lock
+
+    data_dir = SessionPaths.from_settings(settings.data_dir).data
+
+    async def here() -> dict[str, Any]:
+        di.configure(settings)
+        try:
+            return await di.get(HealthBase).check()
+        finally:
+            await di.shutdown()
+
+    if live_service(data_dir) is None:
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(start_lock(data_dir))
+            except OSError:  # no data dir to lock (health says why): no service starts there
+                return asyncio.run(here())
+            if live_service(data_dir) is None:
+                return asyncio.run(here())
+    return through_service(config, settings, "health", {})
 
 
 @app.command("config")

@@ -1,22 +1,23 @@
 """``session-buddy report [--project] [--since] [--format md|html|json] [--output FILE]``.
 
 ``report_command`` is a plain typer command function; the main CLI mounts it as ``report``.
-The history is :mod:`session_buddy.core.analytics`, the rendering :mod:`session_buddy.core.report`.
+The history is :mod:`session_buddy.core.analytics`, the rendering :mod:`session_buddy.core.report`,
+both run by the data directory's service (which alone opens the store; started when none runs).
 Markdown links the chart: an SVG written beside ``--output`` (or, printing to the terminal,
 into the data directory's ``reports/`` folder); HTML embeds it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from session_buddy.cli._common import err
+from session_buddy.cli._common import err, through_service
 from session_buddy.errors import SessionBuddyError
+from session_buddy.settings import SessionBuddySettings
 
 
 def _default_project() -> str:
@@ -29,43 +30,32 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._") or "all"
 
 
-async def build_report(
-    settings: object, project: str | None, since: str | None, fmt: str, output: Path | None
+def build_report(
+    config: Path | None,
+    settings: SessionBuddySettings,
+    project: str | None,
+    since: str | None,
+    fmt: str,
+    output: Path | None,
 ) -> str:
-    """Open storage, read the history, render it (and write the chart for Markdown)."""
-    from session_buddy import di
-    from session_buddy.adapters.storage._base import StorageBase
-    from session_buddy.core.analytics import AnalyticsService, parse_since
+    """Ask the data directory's service (started when none runs: it alone opens the store)
+    for the rendered history; for Markdown, write the chart it sends where the text links."""
     from session_buddy.core.handoff import write_atomically
-    from session_buddy.core.recurring import find_patterns
-    from session_buddy.core.report import render_html, render_json, render_markdown
     from session_buddy.paths import SessionPaths
 
-    di.configure(settings)  # type: ignore[arg-type]
-    storage = di.get(StorageBase)
-    await storage.initialize()
-    try:
-        start = parse_since(since)
-        history = await di.get(AnalyticsService).history(project, start)
-        history.patterns = await find_patterns(storage, project, start)
-    finally:
-        await storage.close()
-    if fmt == "html":
-        return render_html(history)
-    if fmt == "json":
-        return render_json(history)
-    link = None
-    if history.sessions:
-        if output is not None:
-            chart = output.with_suffix(".svg")
-            link = chart.name
-        else:
-            folder = SessionPaths.from_settings(getattr(settings, "data_dir", None)).data
-            chart = folder / "reports" / f"{_safe(project or 'all')}-quality.svg"
-            link = str(chart)
+    if output is not None:
+        chart = output.with_suffix(".svg")
+        link = chart.name
+    else:
+        folder = SessionPaths.from_settings(settings.data_dir).data
+        chart = folder / "reports" / f"{_safe(project or 'all')}-quality.svg"
+        link = str(chart)
+    arguments = {"project": project, "since": since, "format": fmt, "chart_link": link}
+    answer = through_service(config, settings, "report", arguments)
+    if answer.get("chart"):
         chart.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(chart, history.chart())
-    return render_markdown(history, link)
+        write_atomically(chart, str(answer["chart"]))
+    return str(answer["text"])
 
 
 def report_command(
@@ -104,7 +94,7 @@ def report_command(
         settings = load_settings(config).settings
         route_logging_to_stderr(settings.log_level)
         chosen = None if all_projects else (project or _default_project())
-        text = asyncio.run(build_report(settings, chosen, since, fmt, output))
+        text = build_report(config, settings, chosen, since, fmt, output)
     except SessionBuddyError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None

@@ -1,22 +1,20 @@
 """``session-buddy sync-now``, ``sync-status`` and ``sync dlq list|retry|drop``.
 
-When the shared service of the data directory runs, these call its ``sync_now`` /
-``sync_status`` / ``sync_dlq`` tools over its loopback HTTP with a token signed by the data
-dir's secret, so the process that owns the DuckDB file is the only one writing it. When no
-service runs, they open the store themselves (and close it when done).
+They call the ``sync_now`` / ``sync_status`` / ``sync_dlq`` tools of the data directory's
+shared service over its loopback HTTP with a token signed by the data dir's secret (the
+service is started, as a bridge starts it, when none runs), so the process that owns the
+DuckDB file is the only one that ever opens it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Annotated, Any
 
 import typer
 
-from session_buddy.cli._common import ConfigOpt, app, err, load, out
+from session_buddy.cli._common import ConfigOpt, app, load, out, tool_through_service
 from session_buddy.logs import route_logging_to_stderr
-from session_buddy.settings import SessionBuddySettings
 
 sync_app = typer.Typer(no_args_is_help=True, help="Sync to Akosha")
 dlq_app = typer.Typer(no_args_is_help=True, help="The sync dead-letter queue")
@@ -31,74 +29,11 @@ IdsArg = Annotated[
 ]
 
 
-async def _through_service(
-    settings: SessionBuddySettings, tool: str, args: dict[str, Any]
-) -> dict[str, Any] | None:
-    """The tool's answer from the running service, or None when no service runs."""
-    from session_buddy.paths import SessionPaths
-    from session_buddy.server.auth import load_secret, login_name, mint_token
-    from session_buddy.server.discovery import live_service
-
-    data_dir = SessionPaths.from_settings(settings.data_dir).data
-    info = live_service(data_dir)
-    if info is None:
-        return None
-    from fastmcp import Client
-    from fastmcp.client.transports import StreamableHttpTransport
-
-    token = mint_token(load_secret(data_dir, create=False), settings.user or login_name(), 600)
-    transport = StreamableHttpTransport(
-        f"http://{info['host']}:{info['port']}/mcp", headers={"Authorization": f"Bearer {token}"}
-    )
-    async with Client(transport, timeout=3600) as client:
-        result = await client.call_tool(tool, args, raise_on_error=False)
-    if result.is_error:
-        text = " ".join(getattr(c, "text", "") for c in result.content)
-        raise RuntimeError(text or f"{tool} failed")
-    data: dict[str, Any] = result.structured_content or {}
-    return data.get("result", data) if set(data) == {"result"} else data
-
-
-async def _directly(settings: SessionBuddySettings, tool: str, args: dict[str, Any]) -> Any:
-    from session_buddy import di
-    from session_buddy.core.sync import SyncService
-
-    di.configure(settings)
-    try:
-        await di.startup()
-        if tool == "events_webhooks":
-            from session_buddy.core.webhooks import WebhookService
-
-            hooks = di.get(WebhookService)
-            if args["action"] == "status":
-                return await hooks.status()
-            return await hooks.dlq(args["action"], args.get("ids"), args.get("limit", 50))
-        service = di.get(SyncService)
-        if tool == "sync_now":
-            return await service.sync_now()
-        if tool == "sync_status":
-            return await service.status()
-        return await service.dlq(args["action"], args.get("ids"), args.get("limit", 50))
-    finally:
-        await di.shutdown()
-
-
 def _run(config: Any, tool: str, args: dict[str, Any]) -> dict[str, Any]:
+    """The ``tool``'s answer from the data directory's service (started when none runs)."""
     loaded = load(config)
     route_logging_to_stderr(loaded.settings.log_level)
-
-    async def run() -> dict[str, Any]:
-        answer = await _through_service(loaded.settings, tool, args)
-        if answer is not None:
-            return answer
-        result: dict[str, Any] = await _directly(loaded.settings, tool, args)
-        return result
-
-    try:
-        return asyncio.run(run())
-    except Exception as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+    return tool_through_service(config, loaded.settings, tool, args)
 
 
 def _print(data: dict[str, Any], as_json: bool) -> None:
@@ -108,19 +43,6 @@ def _print(data: dict[str, Any], as_json: bool) -> None:
     for key, value in data.items():
         shown = json.dumps(value, default=str) if isinstance(value, dict | list) else value
         out.print(f"[bold]{key}[/bold]: {shown}")
-
-
-def _print_dead(data: dict[str, Any], as_json: bool, size_note: str, what: str) -> None:
-    """A dead-letter list: one line per entry, ``what`` formatted with the entry."""
-    if as_json:
-        _print(data, True)
-        return
-    out.print(f"{data['size']} dead letters {size_note}".rstrip())
-    for e in data["entries"]:
-        out.print(
-            f"  {e['id']}: {what.format(**e)}, {e['attempts']} tries: {e['last_error']}",
-            markup=False,
-        )
 
 
 @app.command("sync-now")
@@ -145,6 +67,19 @@ def sync_status(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     out.print(f"circuit: {circuit['state']} ({circuit['consecutive_failures']} failures)")
     out.print(f"dead letters: {status['dlq_size']} ({status['dlq_memories']} memories)")
     out.print(f"last error: {status['last_error'] or '-'}")
+
+
+def _print_dead(data: dict[str, Any], as_json: bool, size_note: str, what: str) -> None:
+    """A dead-letter list: one line per entry, ``what`` formatted with the entry."""
+    if as_json:
+        _print(data, True)
+        return
+    out.print(f"{data['size']} dead letters {size_note}".rstrip())
+    for e in data["entries"]:
+        out.print(
+            f"  {e['id']}: {what.format(**e)}, {e['attempts']} tries: {e['last_error']}",
+            markup=False,
+        )
 
 
 @dlq_app.command("list")

@@ -11,7 +11,9 @@ target; the progress (the last id copied) is written to the target's meta table
 (``migration_in_progress``) after each batch, and importing skips ids already present, so an
 interrupted copy (Ctrl-C, a lost connection, a killed process) is resumed by running the
 same command again: nothing is copied twice and nothing is lost. The source is only read;
-stop the services writing to it during the copy.
+stop the services writing to it during the copy. When either store is the one the data
+directory's service holds, the copy runs inside that service (``run_migration(own=...)``,
+asked by the CLI), so no second process ever opens its DuckDB file.
 
 **Verification.** When the copy is done, both stores are read again and compared: per table
 a count and a SHA-256 over every row in id order (items: id, kind, content, hash, project,
@@ -25,11 +27,12 @@ table differs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -392,6 +395,38 @@ def _is_file(location: str) -> bool:
     return Path(location).expanduser().is_file()
 
 
+def configured_endpoint(settings: SessionBuddySettings, data_dir: Path) -> Endpoint | None:
+    """The store the settings' service uses (None for in-memory storage): a migration that
+    reads or writes it goes through that service, the one process that holds it."""
+    backend = settings.adapters.storage
+    if backend == "duckdb":
+        return Endpoint("duckdb", str(settings.storage.path or data_dir / "memory.duckdb"))
+    if backend == "postgres" and settings.storage.dsn:
+        return Endpoint("postgres", settings.storage.dsn)
+    return None
+
+
+@contextlib.asynccontextmanager
+async def _opened(
+    endpoint: Endpoint,
+    settings: SessionBuddySettings,
+    own: Mapping[str, StorageBase],
+    dimension: int | None = None,
+) -> AsyncIterator[StorageBase]:
+    """The endpoint's storage: one already open in this process (the service's own store,
+    left open), else opened here and closed after."""
+    store = own.get(endpoint.describe())
+    if store is not None:
+        yield store
+        return
+    store = open_storage(endpoint, settings, dimension=dimension)
+    await store.initialize()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
 async def run_migration(
     source_text: str,
     target_text: str,
@@ -399,19 +434,24 @@ async def run_migration(
     *,
     batch: int = 500,
     progress: Progress | None = None,
+    own: Mapping[str, StorageBase] | None = None,
 ) -> MigrationReport:
-    """Open both stores from their endpoint strings, copy, verify, close."""
+    """Open both stores from their endpoint strings, copy, verify, close. ``own`` maps the
+    description of a store this process already has open (the service's) to it: that one is
+    used as it is, never opened a second time nor closed."""
     src_ep, dst_ep = parse_endpoint(source_text), parse_endpoint(target_text)
+    own = own or {}
     if src_ep.describe() == dst_ep.describe():
         raise ValidationError("the source and the target are the same store")
-    if src_ep.backend == "duckdb" and not await asyncio.to_thread(_is_file, src_ep.location):
+    if (
+        src_ep.backend == "duckdb"
+        and src_ep.describe() not in own
+        and not await asyncio.to_thread(_is_file, src_ep.location)
+    ):
         raise ValidationError(f"the source DuckDB file {src_ep.location} does not exist")
-    source = open_storage(src_ep, settings)
-    await source.initialize()
-    try:
-        target = open_storage(dst_ep, settings, dimension=getattr(source, "dimension", None))
-        await target.initialize()
-        try:
+    async with _opened(src_ep, settings, own) as source:
+        dimension = getattr(source, "dimension", None)
+        async with _opened(dst_ep, settings, own, dimension) as target:
             return await migrate(
                 source,
                 target,
@@ -420,7 +460,3 @@ async def run_migration(
                 batch=batch,
                 progress=progress,
             )
-        finally:
-            await target.close()
-    finally:
-        await source.close()

@@ -169,6 +169,9 @@ def create_server(settings: SessionBuddySettings | None = None, *, http: bool = 
         middleware=middleware,
         mask_error_details=False,
     )
+    from session_buddy.server import cli_routes  # the CLI's commands run here (one writer)
+
+    cli_routes.register(mcp)
     for name in TOOL_MODULES:
         importlib.import_module(name).register(mcp)
     from session_buddy.server import hook_routes

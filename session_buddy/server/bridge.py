@@ -400,13 +400,21 @@ def _owned_by_us(pid: int) -> bool:
 
 
 def call_tool(
-    data_dir: Path, config: str | None, name: str, arguments: dict[str, Any]
+    data_dir: Path,
+    config: str | None,
+    name: str,
+    arguments: dict[str, Any],
+    *,
+    user: str | None = None,
+    timeouts: Timeouts | None = None,
 ) -> dict[str, Any]:
     """Call one tool on the shared service of ``data_dir`` (starting it when needed) and return
     its structured result: how a CLI command that writes goes through the one writer instead of
     opening the store itself. Raises RuntimeError with the service's message on an error."""
     answers: list[dict[str, Any]] = []
-    bridge = ServiceBridge(data_dir, config, answers.append, "2025-06-18")
+    bridge = ServiceBridge(
+        data_dir, config, answers.append, "2025-06-18", user=user, timeouts=timeouts
+    )
     bridge.forward(
         {
             "jsonrpc": "2.0",

@@ -80,6 +80,20 @@ async def _permission(event: str, payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def json_object(request: Request, max_bytes: int, what: str) -> dict[str, Any] | JSONResponse:
+    """The request's body as a JSON object, or the error answer (413, 400) saying why."""
+    body = await request.body()
+    if len(body) > max_bytes:
+        return JSONResponse({"error": f"{what} too large"}, status_code=413)
+    try:
+        payload: Any = json.loads(body or b"{}")
+    except ValueError:
+        return JSONResponse({"error": f"{what} is not JSON"}, status_code=400)
+    if not isinstance(payload, dict):
+        return JSONResponse({"error": f"{what} must be an object"}, status_code=400)
+    return payload
+
+
 def register(mcp: FastMCP) -> None:
     @mcp.custom_route("/hooks/{event}", methods=["POST"])
     async def hook_context(request: Request) -> JSONResponse:
@@ -94,15 +108,9 @@ def register(mcp: FastMCP) -> None:
     async def _answer(request: Request) -> JSONResponse:
         event = str(request.path_params.get("event", ""))
         started = time.perf_counter()
-        body = await request.body()
-        if len(body) > MAX_PAYLOAD_BYTES:
-            return JSONResponse({"error": "hook payload too large"}, status_code=413)
-        try:
-            payload: Any = json.loads(body or b"{}")
-        except ValueError:
-            return JSONResponse({"error": "hook payload is not JSON"}, status_code=400)
-        if not isinstance(payload, dict):
-            return JSONResponse({"error": "hook payload must be an object"}, status_code=400)
+        payload = await json_object(request, MAX_PAYLOAD_BYTES, "hook payload")
+        if isinstance(payload, JSONResponse):
+            return payload
         if event in NUDGE_EVENTS:
             apply_spooled()
             return JSONResponse({})

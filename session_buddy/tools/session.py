@@ -172,8 +172,15 @@ async def status() -> dict[str, Any]:
 async def create_session(
     name: Annotated[str, Field(description="A human-readable name")],
     metadata: Annotated[dict[str, Any], Field(description="Any JSON object")] = {},  # noqa: B006
+    working_directory: Annotated[
+        str | None,
+        Field(
+            description="A folder inside the project the session is for (an absolute path "
+            "on the service's machine); its checkpoints analyse it and end writes its handoff"
+        ),
+    ] = None,
 ) -> dict[str, Any]:
-    return (await sessions().create_session(name, dict(metadata))).view()
+    return (await sessions().create_session(name, dict(metadata), working_directory)).view()
 
 
 async def get_session(session_id: SessionId) -> dict[str, Any]:
@@ -337,8 +344,10 @@ TOOLS: Tools = [
     (
         create_session,
         {
-            "description": "Create a session record (for integrations: a container for messages). Put "
-            "'project' in metadata to scope its messages to a project."
+            "description": "Create a session record (for integrations, e.g. an orchestrator over "
+            "HTTP: a container for messages, then checkpoint and end it by session_id). "
+            "working_directory: the project it is for (checkpoints score it, end writes its "
+            "handoff); or put 'project' in metadata to scope its messages to a project name."
         },
     ),
     (

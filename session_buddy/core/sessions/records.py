@@ -12,6 +12,7 @@ from typing import Any
 
 from session_buddy.adapters.storage._base import MemoryItem
 from session_buddy.core.memory import ItemInput, MemoryService
+from session_buddy.core.project import ProjectInfo
 from session_buddy.core.sessions.activity import (
     all_messages,
     messages_filter,
@@ -171,14 +172,27 @@ class SessionRecords:
         self.current = current
 
     async def create_session(
-        self, name: str, metadata: dict[str, Any] | None = None
+        self,
+        name: str,
+        metadata: dict[str, Any] | None = None,
+        *,
+        project: ProjectInfo | None = None,
+        folder: str | None = None,
     ) -> SessionState:
+        """A session record (origin ``api``). ``project``: the analysed project of a remote
+        caller's ``working_directory`` (``folder``), whose checkpoints analyse it and whose
+        end writes the handoff for it; else ``metadata["project"]`` names one, or none."""
         if not isinstance(name, str) or not name.strip():
             raise ValidationError("name must be a non-empty string")
         metadata = dict(metadata or {})
-        project = metadata.get("project") if isinstance(metadata.get("project"), str) else None
+        named = metadata.get("project") if isinstance(metadata.get("project"), str) else None
         state = SessionState.new(
-            name=name.strip(), project=project, metadata=metadata, origin="api"
+            name=name.strip(),
+            project=project.name if project else named,
+            project_path=project.path if project else None,
+            working_directory=folder if project else None,
+            metadata=metadata,
+            origin="api",
         )
         return await self.store.add(state)
 

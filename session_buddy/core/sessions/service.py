@@ -11,6 +11,8 @@ reports to ``projects`` records through
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +21,7 @@ from session_buddy.adapters.storage._base import StorageBase
 from session_buddy.core.capture import CaptureService
 from session_buddy.core.events import EventBus, bus_from
 from session_buddy.core.memory import MemoryService
+from session_buddy.core.project import analyze_project
 from session_buddy.core.project_records import ProjectRecords
 from session_buddy.core.sessions.brief import Brief, HandoffDocs
 from session_buddy.core.sessions.current import CurrentSessions, client_context
@@ -39,7 +42,7 @@ from session_buddy.core.sessions.records import (
 )
 from session_buddy.core.sessions.spool import SpoolApplier
 from session_buddy.core.sessions.state import SessionState, SessionStore
-from session_buddy.errors import ConfigurationError
+from session_buddy.errors import ConfigurationError, ValidationError
 from session_buddy.paths import SessionPaths
 from session_buddy.settings import SessionBuddySettings
 
@@ -159,9 +162,25 @@ class SessionService:
     # -- the records API --------------------------------------------------------------------
 
     async def create_session(
-        self, name: str, metadata: dict[str, Any] | None = None
+        self,
+        name: str,
+        metadata: dict[str, Any] | None = None,
+        working_directory: str | None = None,
     ) -> SessionState:
-        return await self.records.create_session(name, metadata)
+        """A session record; with ``working_directory`` (a remote caller says where it works:
+        it has no client folder here), for the project there, told about it like ``start``."""
+        if working_directory is None:
+            return await self.records.create_session(name, metadata)
+        if not os.path.isabs(working_directory):
+            raise ValidationError(
+                f"`working_directory` must be an absolute path, not {working_directory[:200]!r}"
+            )
+        info = await asyncio.to_thread(analyze_project, working_directory)
+        state = await self.records.create_session(
+            name, metadata, project=info, folder=working_directory
+        )
+        await self.lifecycle.projects.record_session(info.name, info.path, last_session_id=state.id)
+        return state
 
     async def get_session(self, session_id: str) -> SessionState:
         return await self.records.get_session(session_id)
