@@ -36,6 +36,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from session_buddy.adapters.storage._base import MemoryItem, Record, StorageBase, utcnow
+from session_buddy.adapters.storage._cipher import (
+    META_KEY,
+    Cipher,
+    cipher_from_settings,
+    configured_key,
+)
 from session_buddy.errors import StorageError, ValidationError
 
 if TYPE_CHECKING:
@@ -46,7 +52,8 @@ log = logging.getLogger(__name__)
 #: meta keys the migration owns (not copied, not compared)
 MARKER = "migration_in_progress"
 DONE = "migrated_from"
-OWN_KEYS = frozenset({MARKER, DONE, "vector_dimension"})
+#: (each store has its own key check: an encrypted target gets one of its own)
+OWN_KEYS = frozenset({MARKER, DONE, "vector_dimension", META_KEY})
 BACKENDS = ("duckdb", "postgres")
 
 
@@ -79,9 +86,15 @@ def parse_endpoint(text: str) -> Endpoint:
 
 
 def open_storage(
-    endpoint: Endpoint, settings: SessionBuddySettings, *, dimension: int | None = None
+    endpoint: Endpoint,
+    settings: SessionBuddySettings,
+    *,
+    dimension: int | None = None,
+    key: Cipher | None = None,
+    key_optional: bool = False,
 ) -> StorageBase:
-    """A storage for the endpoint, with the other storage settings taken from ``settings``."""
+    """A storage for the endpoint, with the other storage settings taken from ``settings``;
+    ``key`` opens an encrypted store (``key_optional``: a plaintext one is read as it is)."""
     dim = dimension or settings.embeddings.dimension
     if endpoint.backend == "duckdb":
         from session_buddy.adapters.storage.duckdb import Storage as DuckStorage
@@ -90,6 +103,8 @@ def open_storage(
             Path(endpoint.location).expanduser(),
             dimension=dim,
             max_content_bytes=settings.storage.max_content_bytes,
+            key=key,
+            key_optional=key_optional,
         )
     from session_buddy.adapters.storage.postgres import Storage as PgStorage
 
@@ -107,6 +122,8 @@ def open_storage(
         vector_index=s.vector_index,
         ivfflat_lists=s.ivfflat_lists,
         ivfflat_probes=s.ivfflat_probes,
+        key=key,
+        key_optional=key_optional,
     )
 
 
@@ -365,10 +382,20 @@ async def run_migration(
         raise ValidationError("the source and the target are the same store")
     if src_ep.backend == "duckdb" and not await asyncio.to_thread(_is_file, src_ep.location):
         raise ValidationError(f"the source DuckDB file {src_ep.location} does not exist")
-    source = open_storage(src_ep, settings)
+    # the source is read with the configured key when there is one (an encrypted source),
+    # as it is otherwise; the target is encrypted when storage.encryption says so
+    source_key = configured_key(settings.storage.key_file)
+    source = open_storage(
+        src_ep, settings, key=None if source_key is None else Cipher(source_key), key_optional=True
+    )
     await source.initialize()
     try:
-        target = open_storage(dst_ep, settings, dimension=getattr(source, "dimension", None))
+        target = open_storage(
+            dst_ep,
+            settings,
+            dimension=getattr(source, "dimension", None),
+            key=cipher_from_settings(settings),
+        )
         await target.initialize()
         try:
             return await migrate(
