@@ -207,7 +207,7 @@ def test_keys_that_cannot_work_are_refused(tmp_path: Path, monkeypatch: pytest.M
         cipher_from_settings(settings_for(tmp_path))
     monkeypatch.delenv("SESSION_BUDDY_KEY")
     missing = tmp_path / "nope.key"
-    with pytest.raises(ConfigurationError, match="storage.key_file .* cannot be read"):
+    with pytest.raises(ConfigurationError, match=r"storage.key_file .* cannot be read"):
         cipher_from_settings(settings_for(tmp_path, key_file=str(missing)))
     # a key is never a settings value
     with pytest.raises(ConfigurationError):

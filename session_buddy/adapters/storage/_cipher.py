@@ -68,9 +68,9 @@ _KEY_HELP = (
 
 
 def _subkey(key: bytes, use: str) -> bytes:
-    return HKDF(
-        algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=use.encode()
-    ).derive(key)
+    return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=use.encode()).derive(
+        key
+    )
 
 
 class DecryptionError(ConfigurationError):
@@ -90,9 +90,7 @@ class Cipher:
         self._hash_key = _subkey(key, "session-buddy/hash/v1")
         self._terms_key = _subkey(key, "session-buddy/terms/v1")
         #: a short public name of the key (not a secret: a keyed hash of nothing)
-        self.key_id = hmac.new(_subkey(key, "session-buddy/id/v1"), b"", "sha256").hexdigest()[
-            :16
-        ]
+        self.key_id = hmac.new(_subkey(key, "session-buddy/id/v1"), b"", "sha256").hexdigest()[:16]
 
     # -- sealing --------------------------------------------------------------------------
 
@@ -328,7 +326,9 @@ class SealedRows:
             return change
         return dataclasses.replace(
             change,
-            content=None if change.content is None else c.seal(change.content, f"{item_id}:content"),
+            content=None
+            if change.content is None
+            else c.seal(change.content, f"{item_id}:content"),
             content_hash=None if change.content_hash is None else c.keyed_hash(change.content_hash),
             metadata_json=None
             if change.metadata_json is None

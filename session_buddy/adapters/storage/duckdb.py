@@ -227,6 +227,22 @@ def _vectors_view(
         con.unregister(name)
 
 
+def _key_check(
+    con: duckdb.DuckDBPyConnection, key: Cipher | None, store: str, optional: bool
+) -> Cipher | None:
+    """The cipher a store is read with, after its key check (:func:`check_store`)."""
+    row = con.execute("SELECT value FROM meta WHERE key = ?", [META_KEY]).fetchone()
+    used = con.execute(
+        "SELECT EXISTS (SELECT 1 FROM items) OR EXISTS (SELECT 1 FROM records)"
+    ).fetchone()
+    cipher, check = check_store(
+        key, None if row is None else str(row[0]), bool(used and used[0]), store, optional=optional
+    )
+    if check is not None:
+        con.execute("INSERT INTO meta VALUES (?, ?)", [META_KEY, check])
+    return cipher
+
+
 class Storage(_sql.SqlStorage):
     name = "duckdb"
     dialect = DUCKDB
@@ -295,7 +311,7 @@ class Storage(_sql.SqlStorage):
                 ) from exc
             try:
                 self._migrate(con)
-                self.cipher = self._check_key(con)
+                self.cipher = _key_check(con, self.key, str(self.path), self.key_optional)
                 stored = con.execute(_sql.VECTOR_DIMENSION).fetchone()
                 self.dimension = _sql.stored_dimension(
                     stored[0] if stored else None, self.dimension, str(self.path)
@@ -332,23 +348,6 @@ class Storage(_sql.SqlStorage):
                     f"migration {step.version} ({step.description}) of {self.path} failed: {exc}"
                 ) from exc
             log.info("Migrated %s to schema version %d", self.path, step.version)
-
-    def _check_key(self, con: duckdb.DuckDBPyConnection) -> Cipher | None:
-        """The cipher this store is read with, after its key check (:func:`check_store`)."""
-        row = con.execute("SELECT value FROM meta WHERE key = ?", [META_KEY]).fetchone()
-        used = con.execute(
-            "SELECT EXISTS (SELECT 1 FROM items) OR EXISTS (SELECT 1 FROM records)"
-        ).fetchone()
-        cipher, check = check_store(
-            self.key,
-            None if row is None else str(row[0]),
-            bool(used and used[0]),
-            str(self.path),
-            optional=self.key_optional,
-        )
-        if check is not None:
-            con.execute("INSERT INTO meta VALUES (?, ?)", [META_KEY, check])
-        return cipher
 
     def _load_index(self, con: duckdb.DuckDBPyConnection) -> None:
         result = con.execute(
@@ -518,24 +517,19 @@ class Storage(_sql.SqlStorage):
             if row is None:
                 raise no_item(item_id)
             item = self._item(row)
-            if change.content is not None:
+            sealed = self._seal_change(item_id, change)
+            if sealed.content is not None:
                 clash = con.execute(
                     "SELECT id FROM items WHERE content_hash = ? AND kind = ? "
                     "AND project IS NOT DISTINCT FROM ? AND author IS NOT DISTINCT FROM ? "
                     "AND id <> ?",
-                    [
-                        self._stored_hash(change.content_hash),
-                        item.kind,
-                        item.project,
-                        item.author,
-                        item_id,
-                    ],
+                    [sealed.content_hash, item.kind, item.project, item.author, item_id],
                 ).fetchone()
                 if clash is not None:
                     raise duplicate_item(item.kind, clash[0])
             params = DUCKDB.params()
             vector = None if change.embedding is None else change.embedding.tolist()
-            sets = _sql.update_sets(self._seal_change(item_id, change), params, vector)
+            sets = _sql.update_sets(sealed, params, vector)
             con.execute(
                 f"UPDATE {_TABLE[item.kind]} SET {', '.join(sets)} WHERE id = ?",
                 [*params.values, item_id],
