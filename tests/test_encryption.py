@@ -212,3 +212,35 @@ def test_keys_that_cannot_work_are_refused(tmp_path: Path, monkeypatch: pytest.M
     # a key is never a settings value
     with pytest.raises(ConfigurationError):
         load_settings(storage={"key": new_key()})
+
+
+async def test_a_value_moved_to_another_row_does_not_open(tmp_path: Path) -> None:
+    """The row id is the associated data: a sealed content copied into another row (or a
+    row altered on disk) is refused when read, not shown as that row's content."""
+    import duckdb
+
+    from session_buddy.adapters.storage._base import NewItem
+    from session_buddy.adapters.storage._cipher import Cipher, DecryptionError
+    from session_buddy.adapters.storage.duckdb import Storage
+
+    key = Cipher(os.urandom(32))
+    path = tmp_path / "m.duckdb"
+    store = Storage(path, dimension=8, key=key)
+    await store.initialize()
+    a, b = await store.add_items(
+        [
+            NewItem(kind="reflection", content="alpha note"),
+            NewItem(kind="reflection", content="beta"),
+        ]
+    )
+    assert [x.content for x in await store.get_items([a.id, b.id])] == ["alpha note", "beta"]
+    await store.close()
+    con = duckdb.connect(str(path))
+    con.execute(
+        "UPDATE reflections SET content = (SELECT content FROM reflections WHERE id = ?) "
+        "WHERE id = ?",
+        [a.id, b.id],
+    )
+    con.close()
+    with pytest.raises(DecryptionError, match=f"{b.id}:content"):
+        await Storage(path, dimension=8, key=key).initialize()
