@@ -59,6 +59,9 @@ KEY_BYTES = 32
 PREFIX = "sbx1:"
 #: the meta key of the key check
 META_KEY = "encryption"
+#: SQL (both backends): the store's key check, and whether it holds any memory or record
+KEY_CHECK = "SELECT value FROM meta WHERE key = 'encryption'"
+IN_USE = "SELECT EXISTS (SELECT 1 FROM items) OR EXISTS (SELECT 1 FROM records)"
 _CHECK_TEXT = "session-buddy key check"
 _NONCE_BYTES = 12
 _KEY_HELP = (

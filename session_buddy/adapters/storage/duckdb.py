@@ -55,6 +55,8 @@ from session_buddy.adapters.storage._base import (
     validate_stored_item,
 )
 from session_buddy.adapters.storage._cipher import (
+    IN_USE,
+    KEY_CHECK,
     META_KEY,
     Cipher,
     check_store,
@@ -231,10 +233,8 @@ def _key_check(
     con: duckdb.DuckDBPyConnection, key: Cipher | None, store: str, optional: bool
 ) -> Cipher | None:
     """The cipher a store is read with, after its key check (:func:`check_store`)."""
-    row = con.execute("SELECT value FROM meta WHERE key = ?", [META_KEY]).fetchone()
-    used = con.execute(
-        "SELECT EXISTS (SELECT 1 FROM items) OR EXISTS (SELECT 1 FROM records)"
-    ).fetchone()
+    row = con.execute(KEY_CHECK).fetchone()
+    used = con.execute(IN_USE).fetchone()
     cipher, check = check_store(
         key, None if row is None else str(row[0]), bool(used and used[0]), store, optional=optional
     )

@@ -78,6 +78,8 @@ from session_buddy.adapters.storage._base import (
     validate_stored_item,
 )
 from session_buddy.adapters.storage._cipher import (
+    IN_USE,
+    KEY_CHECK,
     META_KEY,
     Cipher,
     check_store,
@@ -488,14 +490,10 @@ class _Server:
     async def _check_key(self, con: asyncpg.Connection) -> Cipher | None:
         """The cipher this store is read with, after its key check (:func:`check_store`), in
         the preparing transaction (services starting together write one check)."""
-        stored = await con.fetchval("SELECT value FROM meta WHERE key = $1", META_KEY)
-        used = await con.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM items) OR EXISTS (SELECT 1 FROM records)"
-        )
         cipher, check = check_store(
             self.key,
-            stored,
-            bool(used),
+            await con.fetchval(KEY_CHECK),
+            bool(await con.fetchval(IN_USE)),
             f"the PostgreSQL store at {_host_of(self.dsn)} (schema {self.schema})",
             optional=self.key_optional,
         )
