@@ -258,10 +258,8 @@ class Storage(_sql.SqlStorage):
         key_optional: bool = False,
     ) -> None:
         self.path = Path(path)
-        #: the configured key (``storage.encryption``); :attr:`cipher` once the store is open
-        self.key = key
-        #: a store without a key check is read as plaintext (migrate's source)
-        self.key_optional = key_optional
+        # the configured key, and whether a store without a key check is read as plaintext
+        self.key, self.key_optional = key, key_optional  # (migrate's source); see _cipher
         self.dimension = dimension
         self.max_content_bytes = max_content_bytes
         self.checkpoint_on_close = checkpoint_on_close

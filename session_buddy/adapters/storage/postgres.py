@@ -331,10 +331,8 @@ class _Server:
         self.vector_index = vector_index
         self.ivfflat_lists = ivfflat_lists
         self.ivfflat_probes = ivfflat_probes
-        #: the configured key (``storage.encryption``); :attr:`cipher` once the store is open
-        self.key = key
-        #: a store without a key check is read as plaintext (migrate's source)
-        self.key_optional = key_optional
+        # the configured key, and whether a store without a key check is read as plaintext
+        self.key, self.key_optional = key, key_optional  # (migrate's source); see _cipher
         self._pool: asyncpg.Pool | None = None
         self._init_lock = asyncio.Lock()
         self._vector_schema = "public"
