@@ -85,18 +85,16 @@ async def finds_again(settings: Any, item_id: str) -> None:
 
 
 async def refused(settings: Any, match: str) -> str:
-    """The error a service over ``settings`` gives: when building it (a key that cannot be
-    read) or, from its start-up (the key check), as the answer of every tool."""
-    try:
-        built = server(settings)
-    except ConfigurationError as exc:
-        assert match in str(exc), str(exc)
-        return str(exc)
-    async with Client(built) as c:
+    """The error a service over ``settings`` gives from its start-up (the key check, a key
+    that cannot be used), as the answer of every tool and in health."""
+    async with Client(server(settings)) as c:
         with pytest.raises(ToolError) as caught:
             await c.call_tool("search", {"query": "anything"})
+        health = await call(c, "health")
     message = str(caught.value)
     assert match in message and message.endswith("[configuration_error]"), message
+    storage = next(x for x in health["components"] if x["name"] == "storage")
+    assert storage["status"] == "unhealthy" and match in storage["message"], storage
     return message
 
 

@@ -171,14 +171,29 @@ class Cipher:
             )
 
 
+class KeyProblem:
+    """A key the settings ask for that cannot be used (not set, exposed, malformed): raised
+    when the store opens, so the service still starts and every tool and ``health`` say why."""
+
+    def __init__(self, error: ConfigurationError) -> None:
+        self.error = error
+
+
 def check_store(
-    cipher: Cipher | None, stored: str | None, has_data: bool, store: str, *, optional: bool
+    cipher: Cipher | KeyProblem | None,
+    stored: str | None,
+    has_data: bool,
+    store: str,
+    *,
+    optional: bool,
 ) -> tuple[Cipher | None, str | None]:
     """What a store being opened uses: the cipher (None: plaintext) and the key check to
     write (None: nothing to write). ``stored`` is the store's :data:`META_KEY` value,
     ``has_data`` whether it holds any item or record. Refused: an encrypted store without
     a key, a wrong key, and encryption turned on over plaintext rows (unless ``optional``:
     a store only read, by ``session-buddy migrate``, is then read as plaintext)."""
+    if isinstance(cipher, KeyProblem):
+        raise cipher.error
     if stored is None:
         if cipher is None:
             return None, None
@@ -258,6 +273,15 @@ def cipher_from_settings(settings: SessionBuddySettings) -> Cipher | None:
     if key is None:
         raise ConfigurationError(f"storage.encryption is aes-gcm but no key is set: {_KEY_HELP}")
     return Cipher(key)
+
+
+def key_from_settings(settings: SessionBuddySettings) -> Cipher | KeyProblem | None:
+    """:func:`cipher_from_settings` for a backend's ``from_settings``: a key that cannot be
+    used becomes a :class:`KeyProblem`, raised when the store opens."""
+    try:
+        return cipher_from_settings(settings)
+    except ConfigurationError as exc:
+        return KeyProblem(exc)
 
 
 def generate_key_file(path: Path) -> Path:

@@ -59,8 +59,9 @@ from session_buddy.adapters.storage._cipher import (
     KEY_CHECK,
     META_KEY,
     Cipher,
+    KeyProblem,
     check_store,
-    cipher_from_settings,
+    key_from_settings,
 )
 from session_buddy.adapters.storage._local import sync_index
 from session_buddy.adapters.storage._sql import ItemRow
@@ -230,7 +231,7 @@ def _vectors_view(
 
 
 def _key_check(
-    con: duckdb.DuckDBPyConnection, key: Cipher | None, store: str, optional: bool
+    con: duckdb.DuckDBPyConnection, key: Cipher | KeyProblem | None, store: str, optional: bool
 ) -> Cipher | None:
     """The cipher a store is read with, after its key check (:func:`check_store`)."""
     row = con.execute(KEY_CHECK).fetchone()
@@ -254,7 +255,7 @@ class Storage(_sql.SqlStorage):
         dimension: int = 384,
         max_content_bytes: int = 4 * 1024 * 1024,
         checkpoint_on_close: bool = True,
-        key: Cipher | None = None,
+        key: Cipher | KeyProblem | None = None,
         key_optional: bool = False,
     ) -> None:
         self.path = Path(path)
@@ -282,7 +283,7 @@ class Storage(_sql.SqlStorage):
             dimension=settings.embeddings.dimension,
             max_content_bytes=settings.storage.max_content_bytes,
             checkpoint_on_close=settings.storage.checkpoint_on_close,
-            key=cipher_from_settings(settings),
+            key=key_from_settings(settings),
         )
 
     # -- lifecycle ------------------------------------------------------------------------

@@ -82,8 +82,9 @@ from session_buddy.adapters.storage._cipher import (
     KEY_CHECK,
     META_KEY,
     Cipher,
+    KeyProblem,
     check_store,
-    cipher_from_settings,
+    key_from_settings,
 )
 from session_buddy.adapters.storage._sql import ItemRow
 from session_buddy.errors import StorageError
@@ -308,7 +309,7 @@ class _Server:
         vector_index: str = "none",
         ivfflat_lists: int = 0,
         ivfflat_probes: int = 10,
-        key: Cipher | None = None,
+        key: Cipher | KeyProblem | None = None,
         key_optional: bool = False,
     ) -> None:
         if not _SCHEMA_NAME.match(schema):
@@ -367,7 +368,7 @@ class _Server:
             vector_index=s.vector_index,
             ivfflat_lists=s.ivfflat_lists,
             ivfflat_probes=s.ivfflat_probes,
-            key=cipher_from_settings(settings),
+            key=key_from_settings(settings),
         )
 
     # -- lifecycle ------------------------------------------------------------------------
