@@ -167,6 +167,18 @@ async def test_key_file_modes_and_plaintext_store_refused_then_migrated(
     moved = settings_for(tmp_path, key_file=str(key_file), path=str(new))
     await finds_again(moved, item_id)
 
+    # changing keys: the source read with $SESSION_BUDDY_SOURCE_KEY, the copy with the new key
+    monkeypatch.setenv("SESSION_BUDDY_SOURCE_KEY", key_file.read_text())
+    monkeypatch.setenv("SESSION_BUDDY_KEY", new_key())
+    newer = tmp_path / "rekeyed" / "memory.duckdb"
+    report = await run_migration(f"duckdb:{new}", f"duckdb:{newer}", settings)
+    assert report.verified and report.items == 2
+    monkeypatch.delenv("SESSION_BUDDY_SOURCE_KEY")
+    await finds_again(settings_for(tmp_path, path=str(newer)), item_id)
+    monkeypatch.delenv("SESSION_BUDDY_KEY")
+    old_key = settings_for(tmp_path, key_file=str(key_file), path=str(newer))
+    await refused(old_key, "is encrypted with another key")
+
 
 @needs_pg
 async def test_postgres_encrypted_at_rest_through_mcp(

@@ -41,6 +41,7 @@ from session_buddy.adapters.storage._cipher import (
     Cipher,
     cipher_from_settings,
     configured_key,
+    decode_key,
 )
 from session_buddy.errors import StorageError, ValidationError
 
@@ -55,6 +56,8 @@ DONE = "migrated_from"
 #: (each store has its own key check: an encrypted target gets one of its own)
 OWN_KEYS = frozenset({MARKER, DONE, "vector_dimension", META_KEY})
 BACKENDS = ("duckdb", "postgres")
+#: the key of an encrypted source when it is not the configured one (changing keys)
+SOURCE_KEY_ENV = "SESSION_BUDDY_SOURCE_KEY"
 
 
 @dataclass(frozen=True)
@@ -383,8 +386,14 @@ async def run_migration(
     if src_ep.backend == "duckdb" and not await asyncio.to_thread(_is_file, src_ep.location):
         raise ValidationError(f"the source DuckDB file {src_ep.location} does not exist")
     # the source is read with the configured key when there is one (an encrypted source),
-    # as it is otherwise; the target is encrypted when storage.encryption says so
-    source_key = configured_key(settings.storage.key_file)
+    # as it is otherwise ($SESSION_BUDDY_SOURCE_KEY: another key, to change keys); the target
+    # is encrypted when storage.encryption says so
+    other = os.environ.get(SOURCE_KEY_ENV)
+    source_key = (
+        decode_key(other, f"${SOURCE_KEY_ENV}")
+        if other
+        else configured_key(settings.storage.key_file)
+    )
     source = open_storage(
         src_ep, settings, key=None if source_key is None else Cipher(source_key), key_optional=True
     )
