@@ -119,6 +119,19 @@ class StorageSettings(_Section):
     ivfflat_probes: int = Field(
         default=10, ge=1, description="postgres: ivfflat lists searched per query."
     )
+    encryption: Literal["off", "aes-gcm"] = Field(
+        default="off",
+        description="Encrypt memories at rest (duckdb, postgres): content, metadata and record "
+        "data sealed with AES-256-GCM, dedup hashes and PostgreSQL keyword terms keyed; the key "
+        "comes from $SESSION_BUDDY_KEY or key_file, never from a settings file "
+        "(docs/security.md).",
+    )
+    key_file: Path | None = Field(
+        default=None,
+        description="aes-gcm: file holding the base64 32-byte key, owner-only (mode 0600, "
+        "refused otherwise); $SESSION_BUDDY_KEY wins when set. `session-buddy key generate` "
+        "writes one.",
+    )
 
 
 class EmbeddingsSettings(_Section):

@@ -27,10 +27,13 @@ from session_buddy.adapters.storage._base import (
     Record,
     StorageBase,
 )
+from session_buddy.adapters.storage._cipher import Cipher
 from session_buddy.errors import DimensionMismatch, NotFound, StorageError, ValidationError
 from tests.pg_support import PG_ENABLED, drop_schemas, needs_pg, pg_dsn, schema_for
 
 BACKENDS = ["memory", "duckdb", "postgres"]
+#: the protocol tests run on encrypted stores too (storage.encryption: aes-gcm)
+SEALED = ["duckdb+aes", "postgres+aes"]
 PERSISTENT = ["duckdb", "postgres"]
 #: the backends a test that loops over them runs (postgres only when it can run)
 ENABLED = [b for b in BACKENDS if b != "postgres" or PG_ENABLED]
@@ -39,6 +42,8 @@ LIMIT = 64 * 1024
 
 
 def make_storage(backend: str, tmp_path: Path, *, max_bytes: int = LIMIT) -> StorageBase:
+    backend, _, sealed = backend.partition("+")
+    key = Cipher(b"k" * 32) if sealed else None
     if backend == "memory":
         from session_buddy.adapters.storage.memory import Storage as MemoryStorage
 
@@ -47,7 +52,7 @@ def make_storage(backend: str, tmp_path: Path, *, max_bytes: int = LIMIT) -> Sto
         from session_buddy.adapters.storage.duckdb import Storage as DuckStorage
 
         return DuckStorage(
-            tmp_path / "db" / "memory.duckdb", dimension=DIM, max_content_bytes=max_bytes
+            tmp_path / "db" / "memory.duckdb", dimension=DIM, max_content_bytes=max_bytes, key=key
         )
     if backend == "postgres":
         from session_buddy.adapters.storage.postgres import Storage as PgStorage
@@ -58,12 +63,13 @@ def make_storage(backend: str, tmp_path: Path, *, max_bytes: int = LIMIT) -> Sto
             dimension=DIM,
             max_content_bytes=max_bytes,
             pool_max_size=4,
+            key=key,
         )
     raise AssertionError(backend)
 
 
 def _params(backends: list[str]) -> list[Any]:
-    return [pytest.param(b, marks=needs_pg) if b == "postgres" else b for b in backends]
+    return [pytest.param(b, marks=needs_pg) if b.startswith("postgres") else b for b in backends]
 
 
 @pytest.fixture(autouse=True)
@@ -72,7 +78,7 @@ async def pg_cleanup() -> Any:
     await drop_schemas()
 
 
-@pytest.fixture(params=_params(BACKENDS))
+@pytest.fixture(params=_params(BACKENDS + SEALED))
 async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     store = make_storage(request.param, tmp_path)
     await store.initialize()

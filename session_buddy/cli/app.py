@@ -14,6 +14,7 @@ from session_buddy.cli._common import app
 from session_buddy.cli.hook_runtime import hook_command
 from session_buddy.cli.hooks import hooks_app
 from session_buddy.cli.imports import import_app
+from session_buddy.cli.key import key_app
 from session_buddy.cli.migrate import migrate_command
 from session_buddy.cli.permissions import permissions_app
 from session_buddy.cli.report import report_command
@@ -22,6 +23,7 @@ app.add_typer(hooks_app, name="hooks", help="Install or remove Claude Code hooks
 app.add_typer(import_app, name="import", help="Import Claude Code transcripts")
 app.add_typer(permissions_app, name="permissions", help="Learned permissions for shell commands")
 app.command("migrate")(migrate_command)
+app.add_typer(key_app, name="key", help="Keys for encryption at rest (storage.encryption)")
 app.add_typer(sync.sync_app, name="sync", help="Sync to Akosha: the dead-letter queue")
 app.add_typer(sync.events_app, name="events", help="Events: webhook deliveries")
 app.command("report")(report_command)

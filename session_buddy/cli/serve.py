@@ -60,7 +60,11 @@ def serve(
     except SessionBuddyError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
-    server = create_server(settings, http=True)
+    try:
+        server = create_server(settings, http=True)
+    except SessionBuddyError as exc:  # settings that cannot work, e.g. an exposed key file
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
     # uvicorn handles SIGTERM/SIGINT (graceful shutdown, lifespan exit, ShutdownManager),
     # then re-raises the signal with the previous handler: make that a clean exit.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -104,4 +108,9 @@ def service(config: ConfigOpt = None) -> None:
     """Run the shared service of the data directory (started by stdio bridges)."""
     from session_buddy.server.http import run_service
 
-    raise typer.Exit(run_service(load(config).settings))
+    try:
+        code = run_service(load(config).settings)
+    except SessionBuddyError as exc:  # one clear line in the service log, no traceback
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)

@@ -41,6 +41,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from session_buddy.adapters.storage._base import MemoryItem, Record, StorageBase, utcnow
+from session_buddy.adapters.storage._cipher import (
+    META_KEY,
+    Cipher,
+    cipher_from_settings,
+    configured_key,
+    decode_key,
+)
 from session_buddy.adapters.storage._graph import GRAPH_TABLES
 from session_buddy.errors import StorageError, ValidationError
 
@@ -52,8 +59,11 @@ log = logging.getLogger(__name__)
 #: meta keys the migration owns (not copied, not compared)
 MARKER = "migration_in_progress"
 DONE = "migrated_from"
-OWN_KEYS = frozenset({MARKER, DONE, "vector_dimension"})
+#: (each store has its own key check: an encrypted target gets one of its own)
+OWN_KEYS = frozenset({MARKER, DONE, "vector_dimension", META_KEY})
 BACKENDS = ("duckdb", "postgres")
+#: the key of an encrypted source when it is not the configured one (changing keys)
+SOURCE_KEY_ENV = "SESSION_BUDDY_SOURCE_KEY"
 
 
 @dataclass(frozen=True)
@@ -85,9 +95,15 @@ def parse_endpoint(text: str) -> Endpoint:
 
 
 def open_storage(
-    endpoint: Endpoint, settings: SessionBuddySettings, *, dimension: int | None = None
+    endpoint: Endpoint,
+    settings: SessionBuddySettings,
+    *,
+    dimension: int | None = None,
+    key: Cipher | None = None,
+    key_optional: bool = False,
 ) -> StorageBase:
-    """A storage for the endpoint, with the other storage settings taken from ``settings``."""
+    """A storage for the endpoint, with the other storage settings taken from ``settings``;
+    ``key`` opens an encrypted store (``key_optional``: a plaintext one is read as it is)."""
     dim = dimension or settings.embeddings.dimension
     if endpoint.backend == "duckdb":
         from session_buddy.adapters.storage.duckdb import Storage as DuckStorage
@@ -96,6 +112,8 @@ def open_storage(
             Path(endpoint.location).expanduser(),
             dimension=dim,
             max_content_bytes=settings.storage.max_content_bytes,
+            key=key,
+            key_optional=key_optional,
         )
     from session_buddy.adapters.storage.postgres import Storage as PgStorage
 
@@ -113,6 +131,8 @@ def open_storage(
         vector_index=s.vector_index,
         ivfflat_lists=s.ivfflat_lists,
         ivfflat_probes=s.ivfflat_probes,
+        key=key,
+        key_optional=key_optional,
     )
 
 
@@ -412,14 +432,19 @@ async def _opened(
     settings: SessionBuddySettings,
     own: Mapping[str, StorageBase],
     dimension: int | None = None,
+    *,
+    key: Cipher | None = None,
+    key_optional: bool = False,
 ) -> AsyncIterator[StorageBase]:
     """The endpoint's storage: one already open in this process (the service's own store,
-    left open), else opened here and closed after."""
+    left open, with the service's key), else opened here (with ``key``) and closed after."""
     store = own.get(endpoint.describe())
     if store is not None:
         yield store
         return
-    store = open_storage(endpoint, settings, dimension=dimension)
+    store = open_storage(
+        endpoint, settings, dimension=dimension, key=key, key_optional=key_optional
+    )
     await store.initialize()
     try:
         yield store
@@ -449,9 +474,20 @@ async def run_migration(
         and not await asyncio.to_thread(_is_file, src_ep.location)
     ):
         raise ValidationError(f"the source DuckDB file {src_ep.location} does not exist")
-    async with _opened(src_ep, settings, own) as source:
+    # the source is read with the configured key when there is one (an encrypted source),
+    # as it is otherwise ($SESSION_BUDDY_SOURCE_KEY: another key, to change keys); the target
+    # is encrypted when storage.encryption says so
+    other = os.environ.get(SOURCE_KEY_ENV)
+    source_key = (
+        decode_key(other, f"${SOURCE_KEY_ENV}")
+        if other
+        else configured_key(settings.storage.key_file)
+    )
+    source_cipher = None if source_key is None else Cipher(source_key)
+    async with _opened(src_ep, settings, own, key=source_cipher, key_optional=True) as source:
         dimension = getattr(source, "dimension", None)
-        async with _opened(dst_ep, settings, own, dimension) as target:
+        target_cipher = cipher_from_settings(settings)
+        async with _opened(dst_ep, settings, own, dimension, key=target_cipher) as target:
             return await migrate(
                 source,
                 target,

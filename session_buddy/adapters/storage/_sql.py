@@ -39,10 +39,10 @@ from session_buddy.adapters.storage._base import (
     check_meta,
     in_order,
     item_values,
-    record_values,
     stats_of,
     utcnow,
 )
+from session_buddy.adapters.storage._cipher import SealedRows
 from session_buddy.errors import StorageError
 
 log = logging.getLogger(__name__)
@@ -320,7 +320,7 @@ def step_statements(d: Dialect, step: Migration, dimension: int) -> list[tuple[s
 # -- the methods both backends run alike ------------------------------------------------------
 
 
-class SqlStorage(StorageBase):
+class SqlStorage(SealedRows, StorageBase):
     """The part of the protocol the SQL backends answer with the same statements: items
     read, listed and counted, meta, records, stats. A backend gives its :attr:`dialect` and
     two ways to run one statement (:meth:`_fetch`, :meth:`_write`)."""
@@ -356,7 +356,7 @@ class SqlStorage(StorageBase):
         p = d.params()
         sql = f"SELECT {d.item_columns} FROM items WHERE "
         sql += d.is_any("id", p.add(list(dict.fromkeys(ids))))
-        return in_order(ids, [self.dialect.item(r) for r in await self._fetch(sql, p.values)])
+        return in_order(ids, [self._item(r) for r in await self._fetch(sql, p.values)])
 
     async def list_items(
         self, flt: ItemFilter, *, limit: int = 50, offset: int = 0, newest_first: bool = True
@@ -366,7 +366,7 @@ class SqlStorage(StorageBase):
             f"SELECT {self.dialect.item_columns} FROM items{where_clause(where(flt, p))}"
             f"{_page(p, newest_first, limit, offset)}"
         )
-        return [self.dialect.item(r) for r in await self._fetch(sql, p.values)]
+        return [self._item(r) for r in await self._fetch(sql, p.values)]
 
     async def count_items(self, flt: ItemFilter | None = None) -> int:
         p = self.dialect.params()
@@ -404,7 +404,7 @@ class SqlStorage(StorageBase):
 
     async def put_record(self, record: Record) -> None:
         p = self.dialect.params()
-        slots = ", ".join(p.add(value) for value in record_values(record))
+        slots = ", ".join(p.add(value) for value in self._record_values(record))
         await self._write(
             f"INSERT INTO records VALUES ({slots}::{self.dialect.json}) "
             "ON CONFLICT (collection, id) DO UPDATE SET project = excluded.project, "
@@ -419,7 +419,7 @@ class SqlStorage(StorageBase):
         rows = await self._fetch(
             f"SELECT {self.dialect.record_columns} FROM records WHERE {key}", p.values
         )
-        return self.dialect.record(rows[0]) if rows else None
+        return self._record(rows[0]) if rows else None
 
     async def list_records(
         self,
@@ -441,7 +441,7 @@ class SqlStorage(StorageBase):
         if status is not None:
             sql += f" AND status = {p.add(status)}"
         sql += _page(p, newest_first, limit, offset)
-        return [self.dialect.record(r) for r in await self._fetch(sql, p.values)]
+        return [self._record(r) for r in await self._fetch(sql, p.values)]
 
     async def delete_record(self, collection: str, record_id: str) -> bool:
         p = self.dialect.params()

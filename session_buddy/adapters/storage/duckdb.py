@@ -49,12 +49,20 @@ from session_buddy.adapters.storage._base import (
     NewItem,
     Record,
     check_vector,
-    dedup_key,
     duplicate_item,
     no_item,
     utcnow,
     validate_items,
     validate_stored_item,
+)
+from session_buddy.adapters.storage._cipher import (
+    IN_USE,
+    KEY_CHECK,
+    META_KEY,
+    Cipher,
+    KeyProblem,
+    check_store,
+    key_from_settings,
 )
 from session_buddy.adapters.storage._graphsql import SqlGraph, graph_schema
 from session_buddy.adapters.storage._local import sync_index
@@ -224,6 +232,20 @@ def _vectors_view(
         con.unregister(name)
 
 
+def _key_check(
+    con: duckdb.DuckDBPyConnection, key: Cipher | KeyProblem | None, store: str, optional: bool
+) -> Cipher | None:
+    """The cipher a store is read with, after its key check (:func:`check_store`)."""
+    row = con.execute(KEY_CHECK).fetchone()
+    used = con.execute(IN_USE).fetchone()
+    cipher, check = check_store(
+        key, None if row is None else str(row[0]), bool(used and used[0]), store, optional=optional
+    )
+    if check is not None:
+        con.execute("INSERT INTO meta VALUES (?, ?)", [META_KEY, check])
+    return cipher
+
+
 class Storage(_sql.SqlStorage):
     name = "duckdb"
     dialect = DUCKDB
@@ -235,8 +257,12 @@ class Storage(_sql.SqlStorage):
         dimension: int = 384,
         max_content_bytes: int = 4 * 1024 * 1024,
         checkpoint_on_close: bool = True,
+        key: Cipher | KeyProblem | None = None,
+        key_optional: bool = False,
     ) -> None:
         self.path = Path(path)
+        # the configured key, and whether a store without a key check is read as plaintext
+        self.key, self.key_optional = key, key_optional  # (migrate's source); see _cipher
         self.dimension = dimension
         self.max_content_bytes = max_content_bytes
         self.checkpoint_on_close = checkpoint_on_close
@@ -260,6 +286,7 @@ class Storage(_sql.SqlStorage):
             dimension=settings.embeddings.dimension,
             max_content_bytes=settings.storage.max_content_bytes,
             checkpoint_on_close=settings.storage.checkpoint_on_close,
+            key=key_from_settings(settings),
         )
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -286,6 +313,7 @@ class Storage(_sql.SqlStorage):
                 ) from exc
             try:
                 self._migrate(con)
+                self.cipher = _key_check(con, self.key, str(self.path), self.key_optional)
                 stored = con.execute(_sql.VECTOR_DIMENSION).fetchone()
                 self.dimension = _sql.stored_dimension(
                     stored[0] if stored else None, self.dimension, str(self.path)
@@ -347,7 +375,7 @@ class Storage(_sql.SqlStorage):
                     IndexEntry(
                         id=r[0],
                         kind=r[1],
-                        content=r[2],
+                        content=self._content(r[0], r[2]),
                         project=r[3],
                         session_id=r[4],
                         role=r[5],
@@ -446,7 +474,7 @@ class Storage(_sql.SqlStorage):
         def work(
             con: duckdb.DuckDBPyConnection,
         ) -> tuple[list[AddResult], list[NewItem], list[str]]:
-            hashes = sorted({i.content_hash for i in items})
+            hashes = sorted({self._stored_hash(i.content_hash) for i in items})
             existing: dict[DedupKey, str] = {}
             for item_id, kind, project, author, digest in con.execute(
                 "SELECT id, kind, project, author, content_hash FROM items "
@@ -458,7 +486,7 @@ class Storage(_sql.SqlStorage):
             new: list[NewItem] = []
             new_ids: list[str] = []
             for item in items:
-                key = dedup_key(item)
+                key = self._stored_key(item)
                 found = existing.get(key)
                 if found is not None:
                     results.append(AddResult(id=found, created=False))
@@ -471,7 +499,10 @@ class Storage(_sql.SqlStorage):
             now = utcnow()
             _insert_items(
                 con,
-                [ItemRow.of(i, x, now, x.embedding) for i, x in zip(new_ids, new, strict=True)],
+                [
+                    self._seal_row(ItemRow.of(i, x, now, x.embedding))
+                    for i, x in zip(new_ids, new, strict=True)
+                ],
                 self.dimension,
             )
             return results, new, new_ids
@@ -496,19 +527,20 @@ class Storage(_sql.SqlStorage):
             ).fetchone()
             if row is None:
                 raise no_item(item_id)
-            item = DUCKDB.item(row)
-            if change.content is not None:
+            item = self._item(row)
+            sealed = self._seal_change(item_id, change)
+            if sealed.content is not None:
                 clash = con.execute(
                     "SELECT id FROM items WHERE content_hash = ? AND kind = ? "
                     "AND project IS NOT DISTINCT FROM ? AND author IS NOT DISTINCT FROM ? "
                     "AND id <> ?",
-                    [change.content_hash, item.kind, item.project, item.author, item_id],
+                    [sealed.content_hash, item.kind, item.project, item.author, item_id],
                 ).fetchone()
                 if clash is not None:
                     raise duplicate_item(item.kind, clash[0])
             params = DUCKDB.params()
             vector = None if change.embedding is None else change.embedding.tolist()
-            sets = _sql.update_sets(change, params, vector)
+            sets = _sql.update_sets(sealed, params, vector)
             con.execute(
                 f"UPDATE {_TABLE[item.kind]} SET {', '.join(sets)} WHERE id = ?",
                 [*params.values, item_id],
@@ -517,7 +549,7 @@ class Storage(_sql.SqlStorage):
                 f"SELECT {_ITEM_COLUMNS} FROM items WHERE id = ?", [item_id]
             ).fetchone()
             assert updated is not None
-            return DUCKDB.item(updated)
+            return self._item(updated)
 
         with self._lock:
             updated = self._run(work)
@@ -591,7 +623,7 @@ class Storage(_sql.SqlStorage):
             [*params, max(0, limit)],
         )
         return [
-            (DUCKDB.item(r), None if r[13] is None else np.asarray(r[13], dtype=np.float32))
+            (self._item(r), None if r[13] is None else np.asarray(r[13], dtype=np.float32))
             for r in rows
         ]
 
@@ -605,7 +637,7 @@ class Storage(_sql.SqlStorage):
             "ORDER BY updated_at, id LIMIT ?",
             [collection, *params, max(0, limit)],
         )
-        return [DUCKDB.record(r) for r in rows]
+        return [self._record(r) for r in rows]
 
     async def export_items(
         self, after_id: str | None, limit: int
@@ -617,7 +649,7 @@ class Storage(_sql.SqlStorage):
             [after_id, after_id, max(0, limit)],
         )
         return [
-            (DUCKDB.item(r), None if r[13] is None else np.asarray(r[13], dtype=np.float32))
+            (self._item(r), None if r[13] is None else np.asarray(r[13], dtype=np.float32))
             for r in rows
         ]
 
@@ -642,7 +674,7 @@ class Storage(_sql.SqlStorage):
             fresh = list({x.id: (x, v) for x, v in rows if x.id not in present}.values())
             _insert_items(
                 con,
-                [ItemRow.of(x.id, x, x.updated_at, v) for x, v in fresh],
+                [self._seal_row(ItemRow.of(x.id, x, x.updated_at, v)) for x, v in fresh],
                 self.dimension,
             )
             return fresh
@@ -665,4 +697,4 @@ class Storage(_sql.SqlStorage):
                 max(0, limit),
             ],
         )
-        return [DUCKDB.record(r) for r in rows]
+        return [self._record(r) for r in rows]

@@ -74,10 +74,18 @@ from session_buddy.adapters.storage._base import (
     dedup_key,
     duplicate_item,
     no_item,
-    record_values,
     utcnow,
     validate_items,
     validate_stored_item,
+)
+from session_buddy.adapters.storage._cipher import (
+    IN_USE,
+    KEY_CHECK,
+    META_KEY,
+    Cipher,
+    KeyProblem,
+    check_store,
+    key_from_settings,
 )
 from session_buddy.adapters.storage._graph import GraphStore
 from session_buddy.adapters.storage._graphsql import SqlGraph, graph_schema
@@ -223,11 +231,12 @@ def _quote(lexeme: str) -> str:
     return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def terms_tsvector(text: str) -> tuple[str, int]:
+def terms_tsvector(text: str, term: Callable[[str], str] = str) -> tuple[str, int]:
     """The tsvector literal of ``text``'s index terms (one position per occurrence, so the
-    term frequency survives) and the document length in terms."""
+    term frequency survives) and the document length in terms; ``term`` is how a term is
+    stored (keyed in an encrypted store)."""
     terms = tokenize(text)
-    counts = Counter(t for t in terms if len(t.encode("utf-8")) <= _MAX_LEXEME_BYTES)
+    counts = Counter(term(t) for t in terms if len(t.encode("utf-8")) <= _MAX_LEXEME_BYTES)
     parts: list[str] = []
     size = 0
     # most frequent first, so a huge document that overflows the tsvector limit keeps the
@@ -247,9 +256,9 @@ def terms_tsvector(text: str) -> tuple[str, int]:
     return " ".join(parts), len(terms)
 
 
-def terms_tsquery(query: str) -> tuple[str, list[str]] | None:
+def terms_tsquery(query: str, term: Callable[[str], str] = str) -> tuple[str, list[str]] | None:
     """An OR tsquery of the query's terms (and the terms), or None when it has none."""
-    terms = [t for t in query_terms(query) if len(t.encode("utf-8")) <= _MAX_LEXEME_BYTES]
+    terms = [term(t) for t in query_terms(query) if len(t.encode("utf-8")) <= _MAX_LEXEME_BYTES]
     if not terms:
         return None
     return " | ".join(_quote(t) for t in terms), terms
@@ -303,6 +312,8 @@ class _Server:
         vector_index: str = "none",
         ivfflat_lists: int = 0,
         ivfflat_probes: int = 10,
+        key: Cipher | KeyProblem | None = None,
+        key_optional: bool = False,
     ) -> None:
         if not _SCHEMA_NAME.match(schema):
             raise StorageError(
@@ -324,9 +335,12 @@ class _Server:
         self.vector_index = vector_index
         self.ivfflat_lists = ivfflat_lists
         self.ivfflat_probes = ivfflat_probes
+        # the configured key, and whether a store without a key check is read as plaintext
+        self.key, self.key_optional = key, key_optional  # (migrate's source); see _cipher
         self._pool: asyncpg.Pool | None = None
         self._init_lock = asyncio.Lock()
         self._vector_schema = "public"
+        self.cipher: Cipher | None = None
         #: how vector search runs (set when the store is prepared; shown by health)
         self.vector_plan = "exact"
         self.graph: GraphStore = SqlGraph(self)  # type: ignore[arg-type]
@@ -358,6 +372,7 @@ class _Server:
             vector_index=s.vector_index,
             ivfflat_lists=s.ivfflat_lists,
             ivfflat_probes=s.ivfflat_probes,
+            key=key_from_settings(settings),
         )
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -459,6 +474,7 @@ class _Server:
                 await con.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
                 await con.execute(f"SET LOCAL search_path TO {self._search_path}")
                 await self._migrate(con)
+                self.cipher = await self._check_key(con)
                 self.dimension = _sql.stored_dimension(
                     await con.fetchval(_sql.VECTOR_DIMENSION), self.dimension, _host_of(self.dsn)
                 )
@@ -473,6 +489,20 @@ class _Server:
             raise StorageError(
                 f"preparing the PostgreSQL store at {_host_of(self.dsn)} failed: {exc}"
             ) from exc
+
+    async def _check_key(self, con: asyncpg.Connection) -> Cipher | None:
+        """The cipher this store is read with, after its key check (:func:`check_store`), in
+        the preparing transaction (services starting together write one check)."""
+        cipher, check = check_store(
+            self.key,
+            await con.fetchval(KEY_CHECK),
+            bool(await con.fetchval(IN_USE)),
+            f"the PostgreSQL store at {_host_of(self.dsn)} (schema {self.schema})",
+            optional=self.key_optional,
+        )
+        if check is not None:
+            await con.execute("INSERT INTO meta VALUES ($1, $2)", META_KEY, check)
+        return cipher
 
     async def _ensure_vector(self, con: asyncpg.Connection) -> None:
         import asyncpg
@@ -655,12 +685,17 @@ class Storage(_Server, _sql.SqlStorage):
         """The arguments of :attr:`_INSERT` for (id, item, updated_at, vector or None)
         entries; the keyword terms of the whole batch are made in one worker thread."""
         terms = await asyncio.to_thread(
-            lambda: [terms_tsvector(x.content) for _, x, _, _ in entries]
+            lambda: [terms_tsvector(x.content, self._term) for _, x, _, _ in entries]
         )
         return [
             (
-                *ItemRow.of(
-                    item_id, x, updated_at, None if vector is None else self._check_vector(vector)
+                *self._seal_row(
+                    ItemRow.of(
+                        item_id,
+                        x,
+                        updated_at,
+                        None if vector is None else self._check_vector(vector),
+                    )
                 ),
                 tsv,
                 doc_len,
@@ -713,7 +748,7 @@ class Storage(_Server, _sql.SqlStorage):
                     [items[i].kind for i in missing],
                     [items[i].project for i in missing],
                     [items[i].author for i in missing],
-                    [items[i].content_hash for i in missing],
+                    [self._stored_hash(items[i].content_hash) for i in missing],
                 )
                 for item_id, n in found:
                     x = items[missing[n - 1]]
@@ -737,10 +772,11 @@ class Storage(_Server, _sql.SqlStorage):
 
         with_content: list[tuple[str, Any]] = []
         if change.content is not None:
-            tsv, doc_len = await asyncio.to_thread(terms_tsvector, change.content)
+            tsv, doc_len = await asyncio.to_thread(terms_tsvector, change.content, self._term)
             with_content = [("terms = {}::tsvector", tsv), ("doc_len = {}", doc_len)]
         params = POSTGRES.params()
-        sets = _sql.update_sets(change, params, change.embedding, with_content)
+        sealed = self._seal_change(item_id, change)
+        sets = _sql.update_sets(sealed, params, change.embedding, with_content)
         sql = (
             f"WITH old AS (SELECT id, doc_len FROM items WHERE id = {params.add(item_id)} "
             f"FOR UPDATE) UPDATE items SET {', '.join(sets)} FROM old WHERE items.id = old.id "
@@ -759,13 +795,13 @@ class Storage(_Server, _sql.SqlStorage):
                     "o.project IS NOT DISTINCT FROM i.project AND o.author IS NOT DISTINCT "
                     "FROM i.author WHERE i.id = $1 AND o.content_hash = $2 AND o.id <> $1",
                     item_id,
-                    change.content_hash,
+                    sealed.content_hash,
                 )
                 kind = await con.fetchval("SELECT kind FROM items WHERE id = $1", item_id)
             raise duplicate_item(kind, clash) from None
         if row is None:
             raise no_item(item_id)
-        return POSTGRES.item(row)
+        return self._item(row)
 
     async def delete_items(self, ids: Sequence[str]) -> int:
         if not ids:
@@ -823,7 +859,7 @@ class Storage(_Server, _sql.SqlStorage):
         best visible ones (the usual case, one's own store, at ``depth = limit``). Else it
         looks 4 and 16 times deeper, then ranks with the rule as a filter."""
         self.pool  # noqa: B018 - raises when not open
-        built = terms_tsquery(query)
+        built = terms_tsquery(query, self._term)
         if built is None or limit <= 0:
             return []
         if access is None or flt.ids is not None or flt.session_id is not None:
@@ -940,12 +976,12 @@ class Storage(_Server, _sql.SqlStorage):
                     collection,
                     record_id,
                 )
-                current = POSTGRES.record(row) if row is not None else None
+                current = self._record(row) if row is not None else None
                 new = change(current)
                 if new is None:
                     return current
                 check_record_key(new, collection, record_id)
-                args = record_values(new)
+                args = self._record_values(new)
                 if current is not None:
                     await con.execute(
                         "UPDATE records SET project = $3, status = $4, created_at = $5, "
@@ -993,7 +1029,7 @@ class Storage(_Server, _sql.SqlStorage):
                 after[1] if after else None,
                 max(0, limit),
             )
-        return [(POSTGRES.item(r), r[13]) for r in rows]
+        return [(self._item(r), r[13]) for r in rows]
 
     async def changed_records(
         self, collection: str, after: tuple[datetime, str] | None, limit: int
@@ -1007,7 +1043,7 @@ class Storage(_Server, _sql.SqlStorage):
                 max(0, limit),
                 collection,
             )
-        return [POSTGRES.record(r) for r in rows]
+        return [self._record(r) for r in rows]
 
     async def export_items(
         self, after_id: str | None, limit: int
@@ -1019,7 +1055,7 @@ class Storage(_Server, _sql.SqlStorage):
                 after_id,
                 max(0, limit),
             )
-        return [(POSTGRES.item(r), r[13]) for r in rows]
+        return [(self._item(r), r[13]) for r in rows]
 
     async def import_items(self, rows: Sequence[tuple[MemoryItem, np.ndarray | None]]) -> int:
         if not rows:
@@ -1042,4 +1078,4 @@ class Storage(_Server, _sql.SqlStorage):
                 after[1] if after else None,
                 max(0, limit),
             )
-        return [POSTGRES.record(r) for r in rows]
+        return [self._record(r) for r in rows]
