@@ -246,6 +246,19 @@ def _key_check(
     return cipher
 
 
+def _after(after: tuple[datetime, str] | None) -> tuple[str, list[Any]]:
+    """The WHERE clause (and its parameters) of rows changed after the cursor ``after``."""
+    if after is None:
+        return "TRUE", []
+    moment = after[0] if after[0].tzinfo else after[0].replace(tzinfo=UTC)
+    us = (moment - _EPOCH) // timedelta(microseconds=1)
+    return "(epoch_us(updated_at) > ? OR (epoch_us(updated_at) = ? AND id > ?))", [
+        us,
+        us,
+        after[1],
+    ]
+
+
 class Storage(_sql.SqlStorage):
     name = "duckdb"
     dialect = DUCKDB
@@ -600,22 +613,10 @@ class Storage(_sql.SqlStorage):
 
     # -- bulk copy (session-buddy migrate) ------------------------------------------------
 
-    @staticmethod
-    def _after(after: tuple[datetime, str] | None) -> tuple[str, list[Any]]:
-        if after is None:
-            return "TRUE", []
-        moment = after[0] if after[0].tzinfo else after[0].replace(tzinfo=UTC)
-        us = (moment - _EPOCH) // timedelta(microseconds=1)
-        return "(epoch_us(updated_at) > ? OR (epoch_us(updated_at) = ? AND id > ?))", [
-            us,
-            us,
-            after[1],
-        ]
-
     async def changed_items(
         self, after: tuple[datetime, str] | None, limit: int
     ) -> list[tuple[MemoryItem, np.ndarray | None]]:
-        where, params = self._after(after)
+        where, params = _after(after)
         rows = await asyncio.to_thread(
             self._read,
             f"SELECT {_ITEM_COLUMNS}, embedding FROM items WHERE {where} "
@@ -630,7 +631,7 @@ class Storage(_sql.SqlStorage):
     async def changed_records(
         self, collection: str, after: tuple[datetime, str] | None, limit: int
     ) -> list[Record]:
-        where, params = self._after(after)
+        where, params = _after(after)
         rows = await asyncio.to_thread(
             self._read,
             f"SELECT {DUCKDB.record_columns} FROM records WHERE collection = ? AND {where} "
