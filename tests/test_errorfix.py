@@ -235,8 +235,9 @@ async def test_error_fix_memory_and_patterns_through_mcp(tmp_path: Path) -> None
         assert len(one["recurring_errors"]) <= 1 and one["totals"] == patterns["totals"]
         await call(client, "end")
 
-    # the report (what `session-buddy report` runs), in Markdown and JSON
-    from session_buddy.cli.report import build_report
+    # the report (what `session-buddy report` asks the service for), in Markdown, JSON, HTML
+    from session_buddy.adapters.storage._base import StorageBase
+    from session_buddy.server.cli_routes import report_job
 
     settings = load_settings(
         mode="lite",
@@ -245,10 +246,23 @@ async def test_error_fix_memory_and_patterns_through_mcp(tmp_path: Path) -> None
     ).settings
     out = tmp_path / "out" / "calc.md"
     out.parent.mkdir()
-    out.write_text(await build_report(settings, "calc", None, "md", out))
-    as_json = json.loads(await build_report(settings, "calc", None, "json", None))
+    di.configure(settings)
+    storage = di.get(StorageBase)
+    await storage.initialize()
+    try:
+
+        async def report(fmt: str) -> str:
+            answer = await report_job(
+                {"project": "calc", "format": fmt, "chart_link": "calc.svg"}, lambda _: None
+            )
+            return str(answer["text"])
+
+        out.write_text(await report("md"))
+        as_json = json.loads(await report("json"))
+        html = await report("html")
+    finally:
+        await storage.close()
     assert as_json["patterns"]["recurring_errors"][0]["error"] == KEY_ERROR
-    html = await build_report(settings, "calc", None, "html", None)
     assert "<h2>Patterns across sessions</h2>" in html and "KeyError: &#x27;user_id&#x27;" in html
     text = out.read_text()
     section = text.split("## Patterns across sessions", 1)[1].split("\n## ", 1)[0]
