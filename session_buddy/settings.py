@@ -167,6 +167,11 @@ class EmbeddingsSettings(_Section):
     threads: int = Field(
         default=0, ge=0, description="onnxruntime intra-op threads; 0 = automatic."
     )
+    memory_arena: bool = Field(
+        default=False,
+        description="onnxruntime's CPU memory arena (keeps each batch shape's peak; off "
+        "bounds the model's memory).",
+    )
     preload: bool = Field(
         default=True,
         description="Load the model in the background after the handshake (else on first use).",

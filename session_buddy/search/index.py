@@ -4,7 +4,9 @@ One *row* per stored item. Per-row metadata lives in numpy arrays (kind, project
 session, time, alive) so a filter is a boolean mask computed in microseconds, and both
 rankers apply that mask *before* taking their top-k: a filtered search is exact, never a
 post-filtered top-N. The keyword ranker is incremental BM25 (:mod:`.keyword`), the vector
-ranker an exact dot product over a float32 matrix (:mod:`.vector`).
+ranker a dot product over int8-quantised vectors with the best candidates rescored on the
+exact float32 vectors (:mod:`.vector`; those are kept in a file beside the store when
+``vector_dir`` is given, else in RAM).
 
 Writes: :meth:`SearchIndex.add` (new rows), :meth:`remove`, :meth:`set_tags`. Changing an
 item's content is ``remove`` + ``add`` (a new row). Dead rows are reclaimed by compaction
@@ -18,6 +20,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -96,12 +99,13 @@ class _Codes:
 
 
 class SearchIndex:
-    def __init__(self, dimension: int) -> None:
-        from session_buddy.search.vector import VectorIndex
+    def __init__(self, dimension: int, vector_dir: Path | None = None) -> None:
+        from session_buddy.search.vector import FileRows, VectorIndex
 
         self.lock = threading.RLock()
         self.keyword = KeywordIndex()
-        self.vectors = VectorIndex(dimension)
+        exact = FileRows(dimension, vector_dir) if vector_dir is not None else None
+        self.vectors = VectorIndex(dimension, exact)
         self._row_of: dict[str, int] = {}
         self._id_of: list[str | None] = []
         self._size = 0  # rows in use (live or dead)
@@ -317,8 +321,9 @@ class SearchIndex:
             out: dict[str, np.ndarray] = {}
             for item_id in ids:
                 row = self._row_of.get(item_id)
-                if row is not None and self.vectors.present[row]:
-                    out[item_id] = self.vectors.matrix[row].copy()
+                vector = None if row is None else self.vectors.vector(row)
+                if vector is not None:
+                    out[item_id] = vector
             return out
 
     def filter_ids(self, flt: ItemFilter | None) -> list[tuple[str, int]]:
@@ -378,5 +383,27 @@ class SearchIndex:
         self, vector: np.ndarray, flt: ItemFilter | None, limit: int, access: Access | None = None
     ) -> list[Hit]:
         with self.lock:
-            rows, sims = self.vectors.scores(vector, self._mask(flt, access))
+            rows, sims = self.vectors.scores(vector, self._mask(flt, access), limit)
             return self._top(rows, sims, limit)
+
+    def memory(self) -> dict[str, int]:
+        """Rows, vectors and the bytes the process holds for the index (its arrays and an
+        estimate of the keyword postings), for ``health``."""
+        with self.lock:
+            columns = sum(getattr(self, name).nbytes for name in self._COLUMNS)
+            ids = len(self._id_of) * 120  # id strings, the list and the dict entry
+            return {
+                "rows": self._size,
+                "items": len(self._row_of),
+                "vectors": self.vectors.count,
+                "vocabulary": self.keyword.vocabulary,
+                "vector_bytes": self.vectors.nbytes,
+                "exact_vector_file_bytes": self.vectors.exact_file_bytes,
+                "keyword_bytes": self.keyword.nbytes,
+                "bytes": self.vectors.nbytes + self.keyword.nbytes + columns + ids,
+            }
+
+    def close(self) -> None:
+        """Release the exact vectors' file (the index is not used after)."""
+        with self.lock:
+            self.vectors.close()

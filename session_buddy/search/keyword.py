@@ -165,5 +165,20 @@ class KeywordIndex:
         return out
 
     @property
+    def nbytes(self) -> int:
+        """An estimate of the bytes held: postings buffers plus Python object overheads."""
+        buffers = (
+            sum(len(r) for r in self._rows) * 8 + sum(len(t) for t in self._row_terms.values()) * 4
+        )
+        per_term = 2 * 64 + 100 + 60 + 28  # two arrays, dict entry + key, df int
+        per_row = 64 + 100
+        return (
+            buffers
+            + len(self._rows) * per_term
+            + len(self._row_terms) * per_row
+            + self.doc_len.nbytes
+        )
+
+    @property
     def vocabulary(self) -> int:
         return len(self._term_ids)

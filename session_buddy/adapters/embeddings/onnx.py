@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from session_buddy._acb import AdapterCapability, AdapterMetadata, AdapterStatus
+from session_buddy._memory import release_free_memory
 from session_buddy.adapters.embeddings._base import EmbeddingsBase, EmbeddingState
 from session_buddy.errors import DimensionMismatch, EmbeddingError
 
@@ -252,6 +253,10 @@ class Embeddings(EmbeddingsBase):
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        # No memory arena: onnxruntime's arena keeps the peak of every batch shape it has
+        # run (a batch of 32 long texts grew the process by ~750 MB, for good); without it
+        # tensors are freed after each run, at no measurable cost in throughput here.
+        options.enable_cpu_mem_arena = self.settings.memory_arena
         # Idle intra-op threads sleep instead of spinning: on a small machine spinning steals
         # the CPU the event loop and the database need (same throughput, p95 query 13 -> 6 ms).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -275,6 +280,7 @@ class Embeddings(EmbeddingsBase):
             )
         self._tokenizer = tokenizer
         self._session = session
+        release_free_memory()  # the graph optimisation's transient copies (~60 MB)
         self._input_names = inputs
         self._output_name = output.name
         log.info(
@@ -326,6 +332,8 @@ class Embeddings(EmbeddingsBase):
             chunk = order[start : start + batch]
             result[chunk] = self._run([encodings[i] for i in chunk])
         self.texts_encoded += count
+        if count > batch:
+            release_free_memory()  # bulk work: the batches' freed tensors go back to the OS
         return result
 
     def _run(self, encodings: Sequence[Any]) -> np.ndarray:

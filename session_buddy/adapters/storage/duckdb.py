@@ -37,6 +37,7 @@ import duckdb
 import numpy as np
 
 from session_buddy._acb import AdapterCapability, AdapterMetadata, AdapterStatus
+from session_buddy._memory import release_free_memory
 from session_buddy.adapters.storage import _sql
 from session_buddy.adapters.storage._base import (
     Access,
@@ -93,6 +94,17 @@ MODULE_METADATA = AdapterMetadata(
 log = logging.getLogger(__name__)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _release_buffers(con: duckdb.DuckDBPyConnection) -> None:
+    """Hand back what loading the index left resident: DuckDB keeps every block it read in
+    its buffer pool until its memory limit (80% of RAM) is reached, so the limit is lowered
+    for a moment (the pool evicts down to it) and restored; then the heap is trimmed."""
+    row = con.execute("SELECT current_setting('memory_limit')").fetchone()
+    if row is not None:
+        con.execute("SET memory_limit = '32MB'")
+        con.execute(f"SET memory_limit = '{row[0]}'")
+    release_free_memory()
 
 
 def _from_us(value: int) -> datetime:
@@ -331,11 +343,12 @@ class Storage(_sql.SqlStorage):
                 self.dimension = _sql.stored_dimension(
                     stored[0] if stored else None, self.dimension, str(self.path)
                 )
-                self.index = SearchIndex(self.dimension)
+                self.index = SearchIndex(self.dimension, self.path.parent)
                 started = time.perf_counter()
                 self._load_index(con)
                 self.index_load_seconds = time.perf_counter() - started
             except BaseException:
+                self.index.close()
                 con.close()
                 raise
             self._con = con
@@ -375,16 +388,16 @@ class Storage(_sql.SqlStorage):
             else np.zeros((0, self.dimension), dtype=np.float32)
         )
         del result
-        entries: list[IndexEntry] = []
         cursor = con.execute(
             "SELECT id, kind, content, project, session_id, role, tags, epoch_us(created_at), "
             "author "
             "FROM items ORDER BY created_at, id"
         )
+        # indexed 10,000 rows at a time: the tokens of one chunk, not of the whole store,
+        # are alive at once
         while rows := cursor.fetchmany(10_000):
-            for r in rows:
-                pos = position.get(r[0])
-                entries.append(
+            self.index.add(
+                [
                     IndexEntry(
                         id=r[0],
                         kind=r[1],
@@ -394,11 +407,14 @@ class Storage(_sql.SqlStorage):
                         role=r[5],
                         tags=tuple(r[6] or ()),
                         created_at=_from_us(r[7]),
-                        vector=None if pos is None else matrix[pos],
+                        vector=None if (pos := position.get(r[0])) is None else matrix[pos],
                         author=r[8],
                     )
-                )
-        self.index.add(entries)
+                    for r in rows
+                ]
+            )
+        del matrix, position
+        _release_buffers(con)
 
     async def close(self) -> None:
         await asyncio.to_thread(self._close)
@@ -408,6 +424,7 @@ class Storage(_sql.SqlStorage):
             con, self._con = self._con, None
             if con is None:
                 return
+            self.index.close()
             try:
                 if self.checkpoint_on_close:
                     con.execute("CHECKPOINT")
