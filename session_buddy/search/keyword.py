@@ -1,23 +1,54 @@
 """Incremental BM25 over row numbers (the rows of :class:`~.index.SearchIndex`).
 
-Each term keeps a postings list (rows and term frequencies) in growable ``array`` buffers,
-so adding a document is a few appends: it is searchable at once, nothing is rebuilt on
-query. A deleted row is only marked dead (its postings stay until the index compacts) but
-the collection statistics (document frequency, live count, total length) are corrected at
-once, so scores stay exact. Scores use Lucene's BM25 (``idf = ln(1 + (N - df + .5)/(df + .5))``).
+Postings are numpy arrays, not Python objects per term: a *frozen* part in CSR form (the
+postings of term ``t`` are ``rows[starts[t]:starts[t + 1]]`` with their term frequencies)
+and a *tail* of recent postings as (term, row, tf) triples, merged into the frozen part once
+it holds ``MERGE_MIN`` postings or an eighth of the frozen ones. Adding a document appends to
+the tail: it is searchable at once, nothing is rebuilt on query. The distinct terms of each
+row are kept the same way (CSR over rows), to correct document frequencies on delete.
+
+A deleted row is only marked dead (its postings stay until the index compacts) but the
+collection statistics (document frequency, live count, total length) are corrected at once,
+so scores stay exact. Scores use Lucene's BM25 (``idf = ln(1 + (N - df + .5)/(df + .5))``).
 
 Not thread-safe by itself: :class:`~.index.SearchIndex` holds the lock.
 """
 
 from __future__ import annotations
 
-from array import array
 from collections import Counter
 
 import numpy as np
 
 K1 = 1.2
 B = 0.75
+#: Tail postings merged into the frozen CSR arrays at this size (or a quarter of the frozen).
+MERGE_MIN = 65_536
+
+
+class _Growable:
+    """An append-only numpy vector with amortised growth."""
+
+    def __init__(self, dtype: type) -> None:
+        self.data: np.ndarray = np.zeros(1024, dtype=dtype)
+        self.size = 0
+
+    def extend(self, values: np.ndarray) -> None:
+        need = self.size + len(values)
+        if need > len(self.data):
+            grown = np.zeros(max(need, len(self.data) * 3 // 2), dtype=self.data.dtype)
+            grown[: self.size] = self.data[: self.size]
+            self.data = grown
+        self.data[self.size : need] = values
+        self.size = need
+
+    @property
+    def view(self) -> np.ndarray:
+        return self.data[: self.size]
+
+    def replace(self, values: np.ndarray) -> None:
+        self.data = np.array(values, dtype=self.data.dtype)
+        self.size = len(values)
 
 
 class KeywordIndex:
@@ -25,11 +56,18 @@ class KeywordIndex:
         self.k1 = k1
         self.b = b
         self._term_ids: dict[str, int] = {}
-        self._rows: list[array[int]] = []
-        self._tfs: list[array[float]] = []
-        self._df: list[int] = []
-        #: row -> the distinct term ids of that row (to correct df on delete)
-        self._row_terms: dict[int, array[int]] = {}
+        self._df = np.zeros(1024, dtype=np.int32)
+        # frozen postings (CSR by term id) and the tail (triples, in the order added)
+        self._starts = np.zeros(1, dtype=np.int64)
+        self._rows = np.zeros(0, dtype=np.int32)
+        self._tfs = np.zeros(0, dtype=np.float32)
+        self._tail_tid = _Growable(np.int32)
+        self._tail_row = _Growable(np.int32)
+        self._tail_tf = _Growable(np.float32)
+        #: the distinct term ids of each row: ``_row_tids[_row_off[r]:_row_off[r] + _row_n[r]]``
+        self._row_tids = _Growable(np.int32)
+        self._row_off = np.zeros(0, dtype=np.int64)
+        self._row_n = np.zeros(0, dtype=np.int32)  # 0 once removed
         self.doc_len = np.zeros(0, dtype=np.float32)
         self.live = 0
         self.total_len = 0.0
@@ -38,28 +76,33 @@ class KeywordIndex:
 
     def ensure_capacity(self, capacity: int) -> None:
         if capacity > len(self.doc_len):
-            grown = np.zeros(capacity, dtype=np.float32)
-            grown[: len(self.doc_len)] = self.doc_len
-            self.doc_len = grown
+            old = len(self.doc_len)
+            for name, dtype in (
+                ("doc_len", np.float32),
+                ("_row_off", np.int64),
+                ("_row_n", np.int32),
+            ):
+                grown = np.zeros(capacity, dtype=dtype)
+                grown[:old] = getattr(self, name)[:old]
+                setattr(self, name, grown)
+
+    def _term_id(self, term: str) -> int:
+        tid = self._term_ids.get(term)
+        if tid is None:
+            tid = self._term_ids[term] = len(self._term_ids)
+            if tid >= len(self._df):
+                grown = np.zeros(len(self._df) * 2, dtype=np.int32)
+                grown[: len(self._df)] = self._df
+                self._df = grown
+        return tid
 
     def add(self, row: int, terms: list[str]) -> None:
         """Index ``row`` with its terms (repeats count). ``row`` must be new."""
         counts = Counter(terms)
-        ids = array("i")
-        term_ids = self._term_ids
-        for term, tf in counts.items():
-            tid = term_ids.get(term)
-            if tid is None:
-                tid = len(self._rows)
-                term_ids[term] = tid
-                self._rows.append(array("i"))
-                self._tfs.append(array("f"))
-                self._df.append(0)
-            self._rows[tid].append(row)
-            self._tfs[tid].append(tf)
-            self._df[tid] += 1
-            ids.append(tid)
-        self._row_terms[row] = ids
+        tids = np.fromiter((self._term_id(t) for t in counts), dtype=np.int32, count=len(counts))
+        tfs = np.fromiter(counts.values(), dtype=np.float32, count=len(counts))
+        self._append(np.full(len(tids), row, dtype=np.int32), tids, tfs)
+        self._set_rows(np.asarray([row]), np.asarray([len(tids)]), tids)
         self.doc_len[row] = len(terms)
         self.live += 1
         self.total_len += len(terms)
@@ -69,73 +112,97 @@ class KeywordIndex:
         the same result as calling :meth:`add` for each, several times faster in bulk."""
         if not docs:
             return
-        term_ids = self._term_ids
         flat: list[str] = []
         lengths = np.fromiter((len(d) for d in docs), dtype=np.int64, count=len(docs))
         for doc in docs:
             flat.extend(doc)
         for term in dict.fromkeys(flat):
-            if term not in term_ids:
-                term_ids[term] = len(self._rows)
-                self._rows.append(array("i"))
-                self._tfs.append(array("f"))
-                self._df.append(0)
-        vocab = len(self._rows)
+            self._term_id(term)
+        term_ids = self._term_ids
+        vocab = len(term_ids)
         tids = np.fromiter((term_ids[t] for t in flat), dtype=np.int64, count=len(flat))
         rows = np.repeat(np.arange(first_row, first_row + len(docs), dtype=np.int64), lengths)
         keys, tf = np.unique(rows * vocab + tids, return_counts=True)  # sorted by row, tid
         key_rows = (keys // vocab).astype(np.int32)
-        key_tids = keys % vocab
-        # per row: its distinct term ids
-        bounds = np.searchsorted(key_rows, np.arange(first_row, first_row + len(docs) + 1))
-        tid32 = key_tids.astype(np.int32)
-        for i in range(len(docs)):
-            self._row_terms[first_row + i] = array("i", tid32[bounds[i] : bounds[i + 1]].tobytes())
-        # per term: append its postings (rows ascending, as add() would)
-        order = np.argsort(key_tids, kind="stable")
-        sorted_tids = key_tids[order]
-        sorted_rows = key_rows[order]
-        sorted_tf = tf[order].astype(np.float32)
-        unique_tids, starts, counts = np.unique(sorted_tids, return_index=True, return_counts=True)
-        for tid, start, count in zip(
-            unique_tids.tolist(), starts.tolist(), counts.tolist(), strict=True
-        ):
-            self._rows[tid].frombytes(sorted_rows[start : start + count].tobytes())
-            self._tfs[tid].frombytes(sorted_tf[start : start + count].tobytes())
-            self._df[tid] += count
+        key_tids = (keys % vocab).astype(np.int32)
+        per_row = np.bincount(key_rows - first_row, minlength=len(docs))
+        self._append(key_rows, key_tids, tf.astype(np.float32))
+        self._set_rows(np.arange(first_row, first_row + len(docs)), per_row, key_tids)
         self.doc_len[first_row : first_row + len(docs)] = lengths
         self.live += len(docs)
         self.total_len += float(lengths.sum())
 
+    def _append(self, rows: np.ndarray, tids: np.ndarray, tfs: np.ndarray) -> None:
+        self._tail_tid.extend(tids)
+        self._tail_row.extend(rows)
+        self._tail_tf.extend(tfs)
+        if len(tids) > 4096:
+            vocab = len(self._term_ids)
+            self._df[:vocab] += np.bincount(tids, minlength=vocab).astype(np.int32)
+        else:
+            np.add.at(self._df, tids, 1)
+        if self._tail_tid.size >= max(MERGE_MIN, len(self._rows) // 8):
+            self._merge()
+
+    def _set_rows(self, rows: np.ndarray, counts: np.ndarray, tids: np.ndarray) -> None:
+        offsets = self._row_tids.size + np.concatenate(([0], np.cumsum(counts)[:-1]))
+        self._row_off[rows] = offsets
+        self._row_n[rows] = counts
+        self._row_tids.extend(tids)
+
+    def _merge(self, keep: np.ndarray | None = None, new_row: np.ndarray | None = None) -> None:
+        """Fold the tail into the frozen CSR arrays; with ``keep``/``new_row`` (compaction)
+        drop the postings of dead rows and renumber the others."""
+        vocab = len(self._term_ids)
+        frozen_tids = np.repeat(
+            np.arange(len(self._starts) - 1, dtype=np.int32), np.diff(self._starts)
+        )
+        tids = np.concatenate((frozen_tids, self._tail_tid.view))
+        rows = np.concatenate((self._rows, self._tail_row.view))
+        tfs = np.concatenate((self._tfs, self._tail_tf.view))
+        del frozen_tids
+        if keep is not None and new_row is not None:
+            alive = keep[rows]
+            tids, rows, tfs = tids[alive], new_row[rows[alive]].astype(np.int32), tfs[alive]
+        # by term; within a term rows stay ascending: the frozen rows (renumbered in order by
+        # a compaction) are all below the tail's, which are added in ascending order
+        order = np.argsort(tids, kind="stable")
+        self._rows, self._tfs = rows[order], tfs[order]
+        self._starts = np.zeros(vocab + 1, dtype=np.int64)
+        np.cumsum(np.bincount(tids, minlength=vocab), out=self._starts[1:])
+        for tail in (self._tail_tid, self._tail_row, self._tail_tf):
+            tail.replace(tail.view[:0])
+
     def remove(self, row: int) -> None:
-        ids = self._row_terms.pop(row, None)
-        if ids is None:
+        if row >= len(self._row_n) or self._row_n[row] == 0:
             return
-        for tid in ids:
-            self._df[tid] -= 1
+        start = int(self._row_off[row])
+        tids = self._row_tids.view[start : start + int(self._row_n[row])]
+        self._df[tids] -= 1
+        self._row_n[row] = 0
         self.live -= 1
         self.total_len -= float(self.doc_len[row])
 
     def remap(self, new_row: np.ndarray, alive: np.ndarray, count: int) -> None:
         """Compaction: keep postings of live rows only, renumbered by ``new_row``."""
-        for tid in range(len(self._rows)):
-            rows = np.frombuffer(self._rows[tid], dtype=np.int32)
-            if len(rows) == 0:
-                continue
-            tfs = np.frombuffer(self._tfs[tid], dtype=np.float32)
-            keep = alive[rows]
-            new_rows = array("i", new_row[rows[keep]].astype(np.int32).tobytes())
-            new_tfs = array("f", tfs[keep].tobytes())
-            del rows, tfs  # release the buffers before replacing them
-            self._rows[tid] = new_rows
-            self._tfs[tid] = new_tfs
-        self._row_terms = {
-            int(new_row[row]): ids for row, ids in self._row_terms.items() if alive[row]
-        }
-        old = self.doc_len
-        self.doc_len = np.zeros(max(count, len(old)), dtype=np.float32)
-        live_rows = np.flatnonzero(alive[: len(new_row)])
-        self.doc_len[new_row[live_rows]] = old[live_rows]
+        size = len(new_row)  # every posting's row is below it
+        keep = alive[:size] & (self._row_n[:size] > 0)
+        self._merge(keep, new_row)
+        live_rows = np.flatnonzero(keep[:size])
+        counts = self._row_n[live_rows]
+        parts = [
+            self._row_tids.view[o : o + n]
+            for o, n in zip(self._row_off[live_rows].tolist(), counts.tolist(), strict=True)
+        ]
+        self._row_tids.replace(np.concatenate(parts) if parts else np.zeros(0, np.int32))
+        capacity = max(count, len(self.doc_len))
+        old_len = self.doc_len
+        self.doc_len = np.zeros(capacity, dtype=np.float32)
+        self.doc_len[new_row[live_rows]] = old_len[live_rows]
+        self._row_n = np.zeros(capacity, dtype=np.int32)
+        self._row_n[: len(live_rows)] = counts
+        self._row_off = np.zeros(capacity, dtype=np.int64)
+        self._row_off[1 : len(live_rows)] = np.cumsum(counts)[:-1]
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -144,6 +211,20 @@ class KeywordIndex:
 
     def _ids(self, terms: list[str]) -> list[int]:
         return [tid for t in dict.fromkeys(terms) if (tid := self._term_ids.get(t)) is not None]
+
+    def postings(self, tid: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, term frequencies) of a term: frozen, then the tail's."""
+        if tid + 1 < len(self._starts):
+            lo, hi = int(self._starts[tid]), int(self._starts[tid + 1])
+            rows, tfs = self._rows[lo:hi], self._tfs[lo:hi]
+        else:
+            rows, tfs = self._rows[:0], self._tfs[:0]
+        if self._tail_tid.size:
+            hit = self._tail_tid.view == tid
+            if hit.any():
+                rows = np.concatenate((rows, self._tail_row.view[hit]))
+                tfs = np.concatenate((tfs, self._tail_tf.view[hit]))
+        return rows, tfs
 
     def scores(self, terms: list[str], size: int) -> np.ndarray | None:
         """BM25 score of every row below ``size`` (0 where no term matches); None when no
@@ -156,9 +237,11 @@ class KeywordIndex:
         k1, b = self.k1, self.b
         out = np.zeros(size, dtype=np.float32)
         for tid in tids:
-            rows = np.array(self._rows[tid], dtype=np.int32)
-            tf = np.array(self._tfs[tid], dtype=np.float32)
-            df = self._df[tid]
+            rows, tf = self.postings(tid)
+            inside = rows < size
+            if not inside.all():
+                rows, tf = rows[inside], tf[inside]
+            df = int(self._df[tid])
             idf = np.float32(np.log1p((n_docs - df + 0.5) / (df + 0.5)))
             norm = k1 * (1.0 - b + b * (self.doc_len[rows] / avgdl))
             out[rows] += idf * (tf * (k1 + 1.0)) / (tf + norm)
@@ -166,18 +249,22 @@ class KeywordIndex:
 
     @property
     def nbytes(self) -> int:
-        """An estimate of the bytes held: postings buffers plus Python object overheads."""
-        buffers = (
-            sum(len(r) for r in self._rows) * 8 + sum(len(t) for t in self._row_terms.values()) * 4
+        """Bytes held: the numpy arrays, plus an estimate for the term dictionary."""
+        arrays = (
+            self._df,
+            self._starts,
+            self._rows,
+            self._tfs,
+            self._tail_tid.data,
+            self._tail_row.data,
+            self._tail_tf.data,
+            self._row_tids.data,
+            self._row_off,
+            self._row_n,
+            self.doc_len,
         )
-        per_term = 2 * 64 + 100 + 60 + 28  # two arrays, dict entry + key, df int
-        per_row = 64 + 100
-        return (
-            buffers
-            + len(self._rows) * per_term
-            + len(self._row_terms) * per_row
-            + self.doc_len.nbytes
-        )
+        terms = sum(len(t) for t in self._term_ids) + len(self._term_ids) * 120
+        return int(sum(a.nbytes for a in arrays)) + terms
 
     @property
     def vocabulary(self) -> int:

@@ -41,10 +41,10 @@ _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 _PLAIN = re.compile(r"[^\W\d_]+|\d+")  # only letters, or only digits
 
 _stemmer = Stemmer.Stemmer("english")
-_stemmer.maxCacheSize = 100_000
+_stemmer.maxCacheSize = 20_000
 
 
-@lru_cache(maxsize=200_000)
+@lru_cache(maxsize=50_000)
 def _word(word: str) -> str | None:
     """A lowercased plain word -> its stem, or None for a stopword / single letter."""
     if word in STOPWORDS or (len(word) < 2 and not word.isdigit()):
@@ -53,7 +53,7 @@ def _word(word: str) -> str | None:
     return stem
 
 
-@lru_cache(maxsize=200_000)
+@lru_cache(maxsize=50_000)
 def _compound(token: str) -> tuple[str, ...]:
     """The terms of one raw token (original case), whole first."""
     if _PLAIN.fullmatch(token) and not (token.isascii() and len(_CAMEL.findall(token)) > 1):
@@ -78,7 +78,7 @@ def _compound(token: str) -> tuple[str, ...]:
 
 #: raw token -> its terms; a plain dict lookup is cheaper than the lru_cache call per token
 _TERMS: dict[str, tuple[str, ...]] = {}
-_TERMS_MAX = 500_000
+_TERMS_MAX = 50_000
 
 
 def tokenize(text: str) -> list[str]:
@@ -113,3 +113,11 @@ def query_groups(text: str) -> list[tuple[str, ...]]:
         if terms:
             groups[terms] = None
     return list(groups)
+
+
+def clear_caches() -> None:
+    """Forget the token caches (after a bulk load: they hold that load's rare tokens, ~50 MB
+    at 100k items, and refill with what later writes and queries use)."""
+    _TERMS.clear()
+    _word.cache_clear()
+    _compound.cache_clear()

@@ -20,7 +20,8 @@ def register(mcp: FastMCP) -> None:
         annotations={"readOnlyHint": True},
         description=(
             "Report the health of session-buddy: overall status (healthy, degraded or unhealthy) "
-            "and each component (python, data dir, storage with latency and counts, embeddings "
+            "and each component (python with the service's resident memory, data dir, storage "
+            "with latency, counts and the in-process index's size, embeddings "
             "loaded/lazy/degraded, http). Use it when memory tools fail or return nothing."
         ),
     )

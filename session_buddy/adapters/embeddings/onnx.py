@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from session_buddy._acb import AdapterCapability, AdapterMetadata, AdapterStatus
-from session_buddy._memory import release_free_memory
+from session_buddy.adapters._memory import release_free_memory
 from session_buddy.adapters.embeddings._base import EmbeddingsBase, EmbeddingState
 from session_buddy.errors import DimensionMismatch, EmbeddingError
 

@@ -17,12 +17,14 @@ from typing import Any
 
 from session_buddy import __version__
 from session_buddy._acb import AdapterCapability, AdapterMetadata, AdapterStatus
+from session_buddy.adapters._memory import rss_bytes
 from session_buddy.adapters.embeddings._base import EmbeddingsBase
 from session_buddy.adapters.health._base import HealthBase
 from session_buddy.adapters.http._base import HttpBase
 from session_buddy.adapters.storage._base import StorageBase
 from session_buddy.adapters.sync._base import SyncBase
 from session_buddy.paths import SessionPaths
+from session_buddy.search.index import SearchIndex
 from session_buddy.settings import SessionBuddySettings
 
 MODULE_METADATA = AdapterMetadata(
@@ -38,6 +40,10 @@ MODULE_METADATA = AdapterMetadata(
 )
 
 STORAGE_SLOW_MS = 500.0
+
+
+def _mb(value: int | None) -> str:
+    return "unknown" if value is None else f"{value / 1_048_576:.1f} MiB"
 
 
 @dataclass(eq=False)  # compared and hashed by identity, like the other adapters
@@ -85,8 +91,12 @@ class Health(HealthBase):
                 status=HealthStatus.HEALTHY
                 if sys.version_info >= (3, 13)
                 else HealthStatus.DEGRADED,
-                message=f"Python {sys.version.split()[0]}",
-                metadata={"executable": sys.executable},
+                message=f"Python {sys.version.split()[0]}, {_mb(rss_bytes())} resident",
+                metadata={
+                    "executable": sys.executable,
+                    "rss_bytes": rss_bytes(),
+                    "pid": os.getpid(),
+                },
             ),
             await asyncio.to_thread(self._data_dir, paths, settings, ComponentHealth, HealthStatus),
             await self._storage(settings, ComponentHealth, HealthStatus),
@@ -147,20 +157,21 @@ class Health(HealthBase):
                 metadata={"backend": storage.name},
             )
         status = HS.HEALTHY if latency < STORAGE_SLOW_MS else HS.DEGRADED
-        return CH(
-            name="storage",
-            status=status,
-            message=f"{storage.name}: {stats.items} items",
-            latency_ms=latency,
-            metadata={
-                "backend": storage.name,
-                "items": stats.items,
-                "by_kind": stats.by_kind,
-                "embedded": stats.embedded,
-                "vector_search": stats.vector_search,
-                "persistent": storage.name != "memory",
-            },
-        )
+        meta: dict[str, Any] = {
+            "backend": storage.name,
+            "items": stats.items,
+            "by_kind": stats.by_kind,
+            "embedded": stats.embedded,
+            "vector_search": stats.vector_search,
+            "persistent": storage.name != "memory",
+            "size_bytes": stats.size_bytes,
+        }
+        message = f"{storage.name}: {stats.items} items"
+        index = getattr(storage, "index", None)  # the in-process index (memory, DuckDB)
+        if isinstance(index, SearchIndex):
+            meta["index"] = index.memory()
+            message += f", index {_mb(meta['index']['bytes'])} in memory"
+        return CH(name="storage", status=status, message=message, latency_ms=latency, metadata=meta)
 
     def _embeddings(self, CH: Any, HS: Any) -> Any:
         emb = self.embeddings

@@ -37,7 +37,7 @@ import duckdb
 import numpy as np
 
 from session_buddy._acb import AdapterCapability, AdapterMetadata, AdapterStatus
-from session_buddy._memory import release_free_memory
+from session_buddy.adapters._memory import release_free_memory
 from session_buddy.adapters.storage import _sql
 from session_buddy.adapters.storage._base import (
     Access,
@@ -70,6 +70,7 @@ from session_buddy.adapters.storage._local import sync_index
 from session_buddy.adapters.storage._sql import ItemRow
 from session_buddy.errors import StorageError
 from session_buddy.search import IndexEntry, SearchIndex
+from session_buddy.search.tokens import clear_caches
 
 if TYPE_CHECKING:
     from session_buddy.paths import SessionPaths
@@ -414,6 +415,7 @@ class Storage(_sql.SqlStorage):
                 ]
             )
         del matrix, position
+        clear_caches()
         _release_buffers(con)
 
     async def close(self) -> None:

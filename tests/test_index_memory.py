@@ -1,0 +1,255 @@
+"""The index's compact forms: int8 vectors rescored exactly (in RAM or in the file beside a
+DuckDB store), numpy postings with a tail merged into CSR arrays, and what `health` reports
+about the process's memory and the index's size."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from session_buddy.adapters._memory import release_free_memory, rss_bytes
+from session_buddy.adapters.storage._base import Access, ItemFilter, NewItem
+from session_buddy.adapters.storage.duckdb import Storage
+from session_buddy.search import IndexEntry, SearchIndex, keyword
+from session_buddy.search.vector import FileRows, quantise
+from tests.test_search_index import BASE, FILTERS, brute, entries, make_docs, reference_bm25
+
+TOPICS = [
+    "the deploy pipeline failed on the staging cluster",
+    "flaky integration tests in the payments service",
+    "migrating the worker to Python 3.13",
+    "memory growth in the ingest worker after the release",
+    "slow cold starts of the API gateway",
+    "rate limits of the upstream billing API",
+    "the nightly backup job timing out",
+    "a deadlock between the scheduler and the cache",
+]
+FIXES = [
+    "fixed by adding a retry with exponential backoff",
+    "fixed by pinning the dependency version",
+    "fixed by moving the call off the event loop",
+    "fixed by batching the writes",
+    "fixed by closing the connection in a finally block",
+    "fixed by streaming the file instead of reading it whole",
+]
+
+
+@pytest.fixture(scope="module")
+def model_texts() -> tuple[list[str], np.ndarray]:
+    """Realistic texts and their real ONNX vectors: every topic with every fix, twice
+    phrased, so many near neighbours differ by little."""
+    from session_buddy.adapters.embeddings.onnx import Embeddings
+    from session_buddy.settings import SessionBuddySettings
+
+    texts = [
+        f"{form} {topic}; {fix}."
+        for topic in TOPICS
+        for fix in FIXES
+        for form in ("We looked at", "Session note:")
+    ]
+    model = Embeddings.from_settings(SessionBuddySettings(), None, None)
+    return texts, model.encode(texts)
+
+
+def _items(texts: list[str], vectors: np.ndarray) -> list[IndexEntry]:
+    return [
+        IndexEntry(
+            id=f"t{i}",
+            kind="conversation",
+            content=t,
+            created_at=BASE,
+            project=f"p{i % 3}",
+            author="ann" if i % 2 else "bob",
+            vector=vectors[i],
+        )
+        for i, t in enumerate(texts)
+    ]
+
+
+@pytest.mark.parametrize("in_file", [False, True])
+def test_quantised_index_gives_the_exact_top_hits_on_model_vectors(
+    model_texts: tuple[list[str], np.ndarray], tmp_path: Path, in_file: bool
+) -> None:
+    texts, vectors = model_texts
+    index = SearchIndex(384, tmp_path if in_file else None)
+    items = _items(texts, vectors)
+    index.add(items)
+    from session_buddy.adapters.embeddings.onnx import Embeddings
+    from session_buddy.settings import SessionBuddySettings
+
+    queries = [
+        "why did the deploy pipeline fail on staging",
+        "memory growth in the worker",
+        "how did we fix the deadlock in the scheduler",
+        "backup job timeout",
+        *texts[:5],  # a stored text itself: its own row must come first
+    ]
+    model = Embeddings.from_settings(SessionBuddySettings(), None, None)
+    for query, q in zip(queries, model.encode(queries), strict=True):
+        exact = vectors @ q
+        order = [f"t{i}" for i in np.lexsort((np.arange(len(texts)), -exact))[:10]]
+        hits = index.vector_search(q, None, 10)
+        assert hits[0].id == order[0], query
+        assert [h.id for h in hits] == order, query
+        for h in hits:  # the similarities given are the exact ones, not the codes'
+            assert h.score == pytest.approx(float(exact[int(h.id[1:])]), abs=1e-6)
+    index.close()
+
+
+def test_quantisation_error_is_small() -> None:
+    rng = np.random.default_rng(1)
+    v = rng.standard_normal((1000, 384)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    codes, scales = quantise(v)
+    assert codes.dtype == np.int8 and codes.nbytes == v.nbytes // 4
+    approx = codes.astype(np.float32) * scales[:, None]
+    q = v[0]
+    assert np.abs(approx @ q - v @ q).max() < 0.01
+    assert np.all(quantise(np.zeros((1, 384), np.float32))[0] == 0)  # no division by zero
+
+
+@pytest.mark.parametrize("flt", FILTERS)
+def test_filters_and_access_apply_with_the_vector_file(flt: ItemFilter, tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    docs = make_docs(600)
+    vectors = rng.standard_normal((600, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    items = entries(docs, vectors)
+    for k, e in enumerate(items):
+        e.author = "ann" if k % 3 else None
+    index = SearchIndex(16, tmp_path)
+    index.add(items)
+    access = Access(authors=frozenset({None}), shared=frozenset({"d1", "d4"}))
+    visible = [e for e in items if e.author is None or e.id in {"d1", "d4"}]
+    for _ in range(5):
+        q = rng.standard_normal(16).astype(np.float32)
+        q /= np.linalg.norm(q)
+        assert [h.id for h in index.vector_search(q, flt, 10)] == brute(items, flt, q, 10)
+        got = [h.id for h in index.vector_search(q, flt, 10, access)]
+        assert got == brute(visible, flt, q, 10)
+    index.close()
+
+
+def test_the_vector_file_is_unlinked_and_holds_the_exact_vectors(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    vectors = rng.standard_normal((3000, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    docs = make_docs(3000, seed=2)
+    items = entries(docs, vectors)
+    folder = tmp_path / "vectors"
+    folder.mkdir()
+    index = SearchIndex(8, folder)
+    index.add(items[:1500])
+    for e in items[1500:1600]:  # single writes: one row at a time
+        index.add([e])
+    index.add(items[1600:])
+    assert list(folder.iterdir()) == []  # nothing left behind, even after a crash
+    got = index.vectors_of(["d0", "d1550", "d2999", "missing"])
+    assert set(got) == {"d0", "d1550", "d2999"}
+    for key, vec in got.items():
+        np.testing.assert_array_equal(vec, vectors[int(key[1:])])
+    gone = [f"d{i}" for i in range(3000) if i % 2]
+    index.remove(gone)
+    assert index._dead == 0  # compacted: the file was rewritten row by row
+    live = [e for e in items if e.id not in set(gone)]
+    q = vectors[10]
+    assert [h.id for h in index.vector_search(q, None, 20)] == brute(live, ItemFilter(), q, 20)
+    np.testing.assert_array_equal(index.vectors_of(["d2998"])["d2998"], vectors[2998])
+    exact = index.vectors.exact
+    assert isinstance(exact, FileRows)
+    memory = index.memory()
+    assert memory["exact_vector_file_bytes"] == 1500 * 8 * 4
+    assert memory["vector_bytes"] < 1500 * 8 * 4  # codes and scales, not floats
+    fd = exact.fd
+    os.fstat(fd)
+    index.close()
+    assert exact.fd == -1
+
+
+@pytest.mark.parametrize("bulk", [False, True])
+def test_postings_merged_into_csr_keep_bm25_exact(
+    bulk: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a tiny merge size the tail is folded into the CSR arrays many times, between
+    adds, deletes and a compaction; scores stay those of the reference BM25."""
+    monkeypatch.setattr(keyword, "MERGE_MIN", 40)
+    docs = make_docs(3000, seed=4)
+    index = SearchIndex(4)
+    items = entries(docs)
+    if bulk:
+        for start in range(0, 3000, 500):
+            index.add(items[start : start + 500])
+    else:
+        for e in items[:400]:
+            index.add([e])
+        index.add(items[400:])
+    removed = {f"d{i}" for i in range(0, 3000, 7)}
+    index.remove(sorted(removed))
+    live = {i: t for i, t in docs.items() if i not in removed}
+
+    def check() -> None:
+        for query in ("error cache", "ERR_X_1", "parse config", "redis deploy alpha"):
+            expected = reference_bm25(live, query)
+            hits = index.keyword_search(query, None, 5000)
+            assert {h.id for h in hits} == set(expected), query
+            for h in hits:
+                assert h.score == pytest.approx(expected[h.id], rel=1e-4)
+
+    check()
+    more_gone = {f"d{i}" for i in range(3000) if i % 3 and f"d{i}" not in removed}
+    index.remove(sorted(more_gone))
+    assert index._dead == 0  # compacted
+    live = {i: t for i, t in live.items() if i not in more_gone}
+    check()
+    index.add([IndexEntry(id="new", kind="insight", content="zanzibar cache", created_at=BASE)])
+    live["new"] = "zanzibar cache"
+    check()
+    assert [h.id for h in index.keyword_search("zanzibar", None, 5)] == ["new"]
+
+
+def test_memory_helpers() -> None:
+    rss = rss_bytes()
+    assert rss is not None and rss > 10 * 1_048_576
+    with open("/proc/self/statm", encoding="ascii") as statm:  # the kernel's other view
+        resident = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    assert abs(rss - resident) < 0.1 * resident
+    assert release_free_memory() is True  # glibc here
+
+
+async def test_health_reports_the_resident_memory_and_the_index_size(tmp_path: Path) -> None:
+    from fastmcp import Client
+
+    from session_buddy.server.app import create_server
+    from session_buddy.settings import load_settings
+
+    settings = load_settings(
+        data_dir=tmp_path / "data", adapters={"storage": "duckdb", "embeddings": "none"}
+    ).settings
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((200, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    storage = Storage(tmp_path / "data" / "memory.duckdb")
+    await storage.initialize()
+    await storage.add_items(
+        [
+            NewItem(kind="conversation", content=f"note {i} about the cache", embedding=v)
+            for i, v in enumerate(vectors)
+        ]
+    )
+    await storage.close()
+    async with Client(create_server(settings)) as mcp:
+        report = (await mcp.call_tool("health", {})).structured_content
+    assert report is not None
+    found = {c["name"]: c for c in report["components"]}
+    python = found["python"]["metadata"]
+    assert python["rss_bytes"] > 10 * 1_048_576
+    assert "resident" in found["python"]["message"]
+    index = found["storage"]["metadata"]["index"]
+    assert index["items"] == 200 and index["vectors"] == 200
+    assert index["exact_vector_file_bytes"] == 200 * 384 * 4
+    assert index["vector_bytes"] >= 200 * (384 + 4)  # int8 codes and a scale per row
+    assert index["bytes"] >= index["vector_bytes"] + index["keyword_bytes"]
+    assert found["storage"]["metadata"]["size_bytes"] > 0
