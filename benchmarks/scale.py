@@ -40,7 +40,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from search_latency import QUERIES, TEMPLATES, make_text, percentile  # noqa: E402
+from search_latency import QUERIES, TEMPLATES, make_text, percentile
 
 MB = 1_048_576
 
@@ -99,6 +99,9 @@ async def measure(data: Path, size: int, queries: int, store: int, model: Any) -
     async with Client(transport) as client:
         health = _components(await client.call_tool("health", {}))
         out["start_health_s"] = time.perf_counter() - started
+        out["loaded_from"] = health["storage"]["metadata"].get("index_source")
+        out["load_s"] = health["storage"]["metadata"].get("index_load_seconds")
+        out["rss_start"] = health["python"]["metadata"]["rss_bytes"]
         await client.call_tool("quick_search", {"query": "warm up the model"})
         out["start_search_s"] = time.perf_counter() - started
         health = _components(await client.call_tool("health", {}))
@@ -125,14 +128,29 @@ async def measure(data: Path, size: int, queries: int, store: int, model: Any) -
         out["store_per_s"] = len(texts) / (time.perf_counter() - t0)
         health = _components(await client.call_tool("health", {}))
         out["rss_after"] = health["python"]["metadata"]["rss_bytes"]
+        pid = int(health["python"]["metadata"]["pid"])
+    t0 = time.perf_counter()
+    while _alive(pid):  # the service closes its store (and writes its snapshot) on exit
+        await asyncio.sleep(0.05)
+    out["stop_s"] = time.perf_counter() - t0
     return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def report(row: dict[str, Any]) -> None:
     index = row["index"] or {}
     print(
         f"{row['size']:>9,} items: start {row['start_health_s']:.2f} s to health, "
-        f"{row['start_search_s']:.2f} s to the first search; RSS {row['rss_loaded'] / MB:.0f} MiB "
+        f"{row['start_search_s']:.2f} s to the first search (index from its {row['loaded_from']} "
+        f"in {row['load_s'] or 0:.2f} s; stop {row['stop_s']:.1f} s); RSS "
+        f"{row['rss_start'] / MB:.0f} MiB at start, {row['rss_loaded'] / MB:.0f} MiB "
         f"(model loaded), {row['rss_after'] / MB:.0f} MiB after; index "
         f"{index.get('bytes', 0) / MB:.0f} MiB (vectors {index.get('vector_bytes', 0) / MB:.0f}, "
         f"keyword {index.get('keyword_bytes', 0) / MB:.0f}; exact vectors file "
@@ -168,7 +186,9 @@ async def run(args: argparse.Namespace, data: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10_000, 100_000, 1_000_000]
+        "--sizes",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[10_000, 100_000, 1_000_000],
     )
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--store", type=int, default=500)

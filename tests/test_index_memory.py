@@ -253,3 +253,100 @@ async def test_health_reports_the_resident_memory_and_the_index_size(tmp_path: P
     assert index["vector_bytes"] >= 200 * (384 + 4)  # int8 codes and a scale per row
     assert index["bytes"] >= index["vector_bytes"] + index["keyword_bytes"]
     assert found["storage"]["metadata"]["size_bytes"] > 0
+
+
+# -- snapshot ----------------------------------------------------------------------------
+
+
+def _random_items(n: int, seed: int) -> list[NewItem]:
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((n, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    docs = make_docs(n, seed=seed)
+    return [
+        NewItem(
+            kind="conversation" if i % 3 else "reflection",
+            content=f"{text} item{i}",
+            project=f"p{i % 4}",
+            role="user" if i % 2 else None,
+            tags=["odd"] if i % 2 else [],
+            author="ann" if i % 5 else None,
+            embedding=vectors[i] if i % 7 else None,
+        )
+        for i, text in enumerate(docs.values())
+    ]
+
+
+async def _answers(storage: Storage, queries: np.ndarray) -> list[list[tuple[str, float]]]:
+    out = []
+    flts = [None, ItemFilter(projects=["p1"], tags=["odd"]), ItemFilter(kinds=["reflection"])]
+    access = Access(authors=frozenset({None}))
+    for flt in flts:
+        for q in queries:
+            out.append([(h.id, round(h.score, 6)) for h in await storage.vector_search(q, flt, 10)])
+            hits = storage.index.vector_search(q, flt, 10, access)
+            out.append([(h.id, round(h.score, 6)) for h in hits])
+        for text in ("error cache", "ERR_X_1 item7", "parse config deploy"):
+            hits = await storage.keyword_search(text, flt, 20)
+            out.append([(h.id, round(h.score, 4)) for h in hits])
+    return out
+
+
+async def test_a_snapshot_loads_the_same_index_as_a_rebuild(tmp_path: Path) -> None:
+    path = tmp_path / "memory.duckdb"
+    storage = Storage(path)
+    await storage.initialize()
+    assert storage.index_source == "rows"
+    added = await storage.add_items(_random_items(1500, seed=1))
+    await storage.delete_items([added[i].id for i in range(0, 1500, 9)])
+    await storage.close()
+    snap, vectors = (
+        path.with_name("memory.duckdb.index.npz"),
+        path.with_name("memory.duckdb.vectors"),
+    )
+    assert snap.is_file() and vectors.is_file()
+    queries = np.random.default_rng(2).standard_normal((4, 384)).astype(np.float32)
+
+    warm = Storage(path)
+    await warm.initialize()
+    assert warm.index_source == "snapshot"
+    from_snapshot = await _answers(warm, queries)
+    memory = warm.index.memory()
+    # writes after a snapshot load go on as usual (and the next close snapshots them)
+    more = await warm.add_items(_random_items(50, seed=3))
+    await warm.close()
+
+    snap.unlink()  # force a rebuild from the rows
+    cold = Storage(path)
+    await cold.initialize()
+    assert cold.index_source == "rows"
+    assert len(cold.index) == 1500 - 167 + 50
+    await cold.delete_items([m.id for m in more])
+    rebuilt = await _answers(cold, queries)
+    assert cold.index.memory()["items"] == memory["items"]
+    await cold.close()
+    assert from_snapshot == rebuilt
+    assert any(from_snapshot) and all(len(a) <= 20 for a in from_snapshot)
+
+
+async def test_a_stale_snapshot_is_not_used(tmp_path: Path) -> None:
+    path = tmp_path / "memory.duckdb"
+    storage = Storage(path)
+    await storage.initialize()
+    await storage.add_items(_random_items(200, seed=4))
+    await storage.close()
+    # opened and written without a clean close (a crash): the token is gone
+    crashed = Storage(path)
+    await crashed.initialize()
+    assert crashed.index_source == "snapshot"
+    await crashed.add_items(_random_items(10, seed=5))
+    crashed.con.execute("CHECKPOINT")
+    crashed._con = None  # dropped without close(): no new snapshot, no token
+    import gc
+
+    gc.collect()
+    again = Storage(path)
+    await again.initialize()
+    assert again.index_source == "rows"
+    assert len(again.index) == 210
+    await again.close()

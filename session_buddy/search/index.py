@@ -21,13 +21,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from session_buddy.adapters.storage._base import KINDS, ROLES, Access, Hit, ItemFilter
 from session_buddy.search.keyword import KeywordIndex
 from session_buddy.search.tokens import query_terms, tokenize
+
+if TYPE_CHECKING:
+    from session_buddy.search.vector import FloatRows
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Compact when dead rows exceed this fraction of rows in use (and COMPACT_MIN rows).
@@ -99,12 +102,17 @@ class _Codes:
 
 
 class SearchIndex:
-    def __init__(self, dimension: int, vector_dir: Path | None = None) -> None:
+    def __init__(
+        self, dimension: int, vector_dir: Path | None = None, exact: FloatRows | None = None
+    ) -> None:
+        """``vector_dir``: keep the exact vectors in an unlinked file there; ``exact``: in
+        this store instead (default: in RAM)."""
         from session_buddy.search.vector import FileRows, VectorIndex
 
         self.lock = threading.RLock()
         self.keyword = KeywordIndex()
-        exact = FileRows(dimension, vector_dir) if vector_dir is not None else None
+        if exact is None and vector_dir is not None:
+            exact = FileRows(dimension, vector_dir)
         self.vectors = VectorIndex(dimension, exact)
         self._row_of: dict[str, int] = {}
         self._id_of: list[str | None] = []

@@ -78,23 +78,42 @@ class RamRows:
 
 
 class FileRows:
-    """Exact vectors in an unlinked temporary file beside the store (row ``r`` at offset
-    ``r * dimension * 4``), written and read with ``pwrite``/``pread``: the process holds
-    no copy, the OS caches what is read often. The file is removed when it is created (it
-    lives as long as its descriptor), so nothing is left behind after a crash."""
+    """Exact vectors in a file (row ``r`` at offset ``r * dimension * 4``), written and read
+    with ``pwrite``/``pread``: the process holds no copy, the OS caches what is read often.
 
-    def __init__(self, dimension: int, folder: Path) -> None:
+    Without ``path`` the file is a temporary one in ``folder``, removed as soon as it is
+    created (it lives as long as its descriptor, so nothing is left behind after a crash).
+    With ``path`` it persists beside the store, for an index snapshot (``keep``: reuse what
+    it holds; else it starts empty)."""
+
+    def __init__(
+        self, dimension: int, folder: Path, path: Path | None = None, *, keep: bool = False
+    ) -> None:
         self.dimension = dimension
         self.row_bytes = dimension * 4
         self.folder = folder
-        self.fd = self._open()
-        self.rows = 0  # rows the file covers
+        self.path = path
+        self._fresh = ""  # a remap's new file, before it takes ``path``
+        if path is None:
+            self.fd = self._open()
+            self.rows = 0  # rows the file covers
+        else:
+            self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            if not keep:
+                os.ftruncate(self.fd, 0)
+            self.rows = os.fstat(self.fd).st_size // self.row_bytes
 
     def _open(self) -> int:
         fd, name = tempfile.mkstemp(prefix=".session-buddy-vectors-", dir=self.folder)
-        with contextlib.suppress(OSError):  # e.g. Windows: an open file stays
-            os.unlink(name)
+        if self.path is not None:
+            self._fresh = name
+        else:
+            with contextlib.suppress(OSError):  # e.g. Windows: an open file stays
+                os.unlink(name)
         return fd
+
+    def sync(self) -> None:
+        os.fsync(self.fd)
 
     def write(self, rows: np.ndarray, vectors: np.ndarray) -> None:
         data = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -128,6 +147,8 @@ class FileRows:
                     self.write(np.arange(start, start + len(chunk)), self._read(old, chunk))
         finally:
             os.close(old)
+        if self.path is not None:  # the new file takes the persistent name
+            os.replace(self._fresh, self.path)
 
     @property
     def nbytes(self) -> int:

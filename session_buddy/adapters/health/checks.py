@@ -170,6 +170,8 @@ class Health(HealthBase):
         index = getattr(storage, "index", None)  # the in-process index (memory, DuckDB)
         if isinstance(index, SearchIndex):
             meta["index"] = index.memory()
+            meta["index_source"] = getattr(storage, "index_source", None)
+            meta["index_load_seconds"] = getattr(storage, "index_load_seconds", None)
             message += f", index {_mb(meta['index']['bytes'])} in memory"
         return CH(name="storage", status=status, message=message, latency_ms=latency, metadata=meta)
 

@@ -38,7 +38,7 @@ import numpy as np
 
 from session_buddy._acb import AdapterCapability, AdapterMetadata, AdapterStatus
 from session_buddy.adapters._memory import release_free_memory
-from session_buddy.adapters.storage import _sql
+from session_buddy.adapters.storage import _snapshot, _sql
 from session_buddy.adapters.storage._base import (
     Access,
     AddResult,
@@ -295,8 +295,9 @@ class Storage(_sql.SqlStorage):
         self._lock = threading.RLock()
         self._con: duckdb.DuckDBPyConnection | None = None
         self.index = SearchIndex(dimension)
-        #: seconds the last initialize() took to load the search index
+        #: seconds the last initialize() took to load the search index, and from what
         self.index_load_seconds: float | None = None
+        self.index_source = "rows"
         self.graph = SqlGraph(self, recursive=False)
 
     @classmethod
@@ -344,9 +345,14 @@ class Storage(_sql.SqlStorage):
                 self.dimension = _sql.stored_dimension(
                     stored[0] if stored else None, self.dimension, str(self.path)
                 )
-                self.index = SearchIndex(self.dimension, self.path.parent)
                 started = time.perf_counter()
-                self._load_index(con)
+                self.index, self.index_source = _snapshot.open_index(
+                    con,
+                    self.path,
+                    self.dimension,
+                    self.cipher is None,
+                    lambda index: _load_rows(self, con, index),
+                )
                 self.index_load_seconds = time.perf_counter() - started
             except BaseException:
                 self.index.close()
@@ -354,9 +360,10 @@ class Storage(_sql.SqlStorage):
                 raise
             self._con = con
             log.info(
-                "Opened %s: %d items, index loaded in %.2f s",
+                "Opened %s: %d items, index loaded from its %s in %.2f s",
                 self.path,
                 len(self.index),
+                self.index_source,
                 self.index_load_seconds,
             )
 
@@ -378,46 +385,6 @@ class Storage(_sql.SqlStorage):
                 ) from exc
             log.info("Migrated %s to schema version %d", self.path, step.version)
 
-    def _load_index(self, con: duckdb.DuckDBPyConnection) -> None:
-        result = con.execute(
-            "SELECT id, embedding FROM items WHERE embedding IS NOT NULL"
-        ).fetchnumpy()
-        position = {str(item_id): i for i, item_id in enumerate(result["id"])}
-        matrix = (
-            np.stack(list(result["embedding"])).astype(np.float32, copy=False)
-            if position
-            else np.zeros((0, self.dimension), dtype=np.float32)
-        )
-        del result
-        cursor = con.execute(
-            "SELECT id, kind, content, project, session_id, role, tags, epoch_us(created_at), "
-            "author "
-            "FROM items ORDER BY created_at, id"
-        )
-        # indexed 10,000 rows at a time: the tokens of one chunk, not of the whole store,
-        # are alive at once
-        while rows := cursor.fetchmany(10_000):
-            self.index.add(
-                [
-                    IndexEntry(
-                        id=r[0],
-                        kind=r[1],
-                        content=self._content(r[0], r[2]),
-                        project=r[3],
-                        session_id=r[4],
-                        role=r[5],
-                        tags=tuple(r[6] or ()),
-                        created_at=_from_us(r[7]),
-                        vector=None if (pos := position.get(r[0])) is None else matrix[pos],
-                        author=r[8],
-                    )
-                    for r in rows
-                ]
-            )
-        del matrix, position
-        clear_caches()
-        _release_buffers(con)
-
     async def close(self) -> None:
         await asyncio.to_thread(self._close)
 
@@ -426,8 +393,9 @@ class Storage(_sql.SqlStorage):
             con, self._con = self._con, None
             if con is None:
                 return
-            self.index.close()
             try:
+                _snapshot.save_index(con, self.path, self.index, self.cipher is None)
+                self.index.close()
                 if self.checkpoint_on_close:
                     con.execute("CHECKPOINT")
             except duckdb.Error as exc:
@@ -718,3 +686,43 @@ class Storage(_sql.SqlStorage):
             ],
         )
         return [self._record(r) for r in rows]
+
+
+def _load_rows(storage: Storage, con: duckdb.DuckDBPyConnection, index: SearchIndex) -> None:
+    """Build the index from every row of the store."""
+    result = con.execute("SELECT id, embedding FROM items WHERE embedding IS NOT NULL").fetchnumpy()
+    position = {str(item_id): i for i, item_id in enumerate(result["id"])}
+    matrix = (
+        np.stack(list(result["embedding"])).astype(np.float32, copy=False)
+        if position
+        else np.zeros((0, storage.dimension), dtype=np.float32)
+    )
+    del result
+    cursor = con.execute(
+        "SELECT id, kind, content, project, session_id, role, tags, epoch_us(created_at), "
+        "author "
+        "FROM items ORDER BY created_at, id"
+    )
+    # indexed 10,000 rows at a time: the tokens of one chunk, not of the whole store,
+    # are alive at once
+    while rows := cursor.fetchmany(10_000):
+        index.add(
+            [
+                IndexEntry(
+                    id=r[0],
+                    kind=r[1],
+                    content=storage._content(r[0], r[2]),
+                    project=r[3],
+                    session_id=r[4],
+                    role=r[5],
+                    tags=tuple(r[6] or ()),
+                    created_at=_from_us(r[7]),
+                    vector=None if (pos := position.get(r[0])) is None else matrix[pos],
+                    author=r[8],
+                )
+                for r in rows
+            ]
+        )
+    del matrix, position
+    clear_caches()
+    _release_buffers(con)

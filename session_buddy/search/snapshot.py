@@ -1,0 +1,127 @@
+"""A :class:`~.index.SearchIndex` written to a file and read back, so a service starts
+without re-reading and re-tokenising every row of its store.
+
+The snapshot is one uncompressed ``.npz`` file: the index's numpy arrays as they are (row
+metadata, int8 codes and scales, the keyword postings merged into their CSR arrays) and its
+strings (ids, metadata values, tags, the vocabulary) as JSON, plus a ``token`` the store
+keeps too (see ``adapters/storage/duckdb.py``: the store forgets its token as soon as it is
+opened, so a snapshot is used only if nothing wrote to the store since it was written).
+The exact float32 vectors are not in it: they are the persistent vector file beside it
+(:class:`~.vector.FileRows`), kept up to date by every write.
+
+Loading gives the same index as a rebuild from the rows (tests check searches agree).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from session_buddy.search.index import SearchIndex, _Codes
+from session_buddy.search.vector import FileRows
+
+FORMAT = 1
+_KEYWORD_ARRAYS = ("_df", "_starts", "_rows", "_tfs", "_row_off", "_row_n", "doc_len")
+
+
+def save(index: SearchIndex, path: Path, token: str) -> None:
+    """Write ``index`` to ``path`` (atomically: a temporary file, then a rename)."""
+    with index.lock:
+        kw = index.keyword
+        kw._merge()  # the tail folded in: the file holds CSR arrays only
+        size = index._size
+        arrays: dict[str, np.ndarray] = {
+            name: getattr(index, name)[:size] for name in index._COLUMNS
+        }
+        arrays.update({f"kw{name}": getattr(kw, name) for name in _KEYWORD_ARRAYS})
+        arrays["kw_row_tids"] = kw._row_tids.view
+        vectors = index.vectors
+        arrays["codes"] = vectors.codes[:size]
+        arrays["scales"] = vectors.scales[:size]
+        arrays["present"] = vectors.present[:size]
+        strings = {
+            "format": FORMAT,
+            "token": token,
+            "dimension": index.dimension,
+            "size": size,
+            "dead": index._dead,
+            "live": kw.live,
+            "total_len": kw.total_len,
+            "ids": index._id_of,
+            "codes": {
+                name: getattr(index, f"_{name}").values[:-1]
+                for name in ("projects", "sessions", "kinds", "roles", "authors")
+            },
+            "tags": [[row, list(tags)] for row, tags in index._row_tags.items()],
+            "terms": list(kw._term_ids),
+        }
+        arrays["strings"] = np.frombuffer(json.dumps(strings).encode("utf-8"), dtype=np.uint8)
+        temporary = path.with_name(path.name + ".tmp")
+        with temporary.open("wb") as handle:
+            np.savez(handle, allow_pickle=False, **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+
+
+def load(path: Path, token: str, dimension: int, vectors: FileRows) -> SearchIndex | None:
+    """The index in ``path`` if it was written with ``token`` for vectors of this
+    dimension (its exact vectors in ``vectors``), else None."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            strings = json.loads(bytes(data["strings"]).decode("utf-8"))
+            if (
+                strings.get("format") != FORMAT
+                or strings.get("token") != token
+                or strings.get("dimension") != dimension
+            ):
+                return None
+            arrays = {name: data[name] for name in data.files if name != "strings"}
+    except (OSError, ValueError, KeyError):
+        return None
+    with_vectors = np.flatnonzero(arrays["present"])
+    if len(with_vectors) and vectors.rows <= int(with_vectors[-1]):
+        return None  # the vector file is shorter than the snapshot needs
+    return _build(strings, arrays, dimension, vectors)
+
+
+def _build(
+    strings: dict[str, Any], arrays: dict[str, np.ndarray], dimension: int, vectors: FileRows
+) -> SearchIndex:
+    index = SearchIndex(dimension, exact=vectors)
+    size = int(strings["size"])
+    capacity = max(size + size // 4, 1024)
+    for name in index._COLUMNS:
+        column = np.zeros(capacity, dtype=arrays[name].dtype)
+        column[:size] = arrays[name]
+        setattr(index, name, column)
+    index._size, index._dead = size, int(strings["dead"])
+    index._id_of = strings["ids"]
+    index._row_of = {item_id: row for row, item_id in enumerate(index._id_of) if item_id}
+    for name, values in strings["codes"].items():
+        codes = _Codes()
+        codes.values = [*values, None]
+        codes.codes = {value: i for i, value in enumerate(values)}
+        setattr(index, f"_{name}", codes)
+    for row, tags in strings["tags"]:
+        index._set_tags_locked(int(row), tags)
+    kw = index.keyword
+    kw._term_ids = {term: tid for tid, term in enumerate(strings["terms"])}
+    for name in _KEYWORD_ARRAYS:
+        setattr(kw, name, arrays[f"kw{name}"])
+    kw._row_tids.replace(arrays["kw_row_tids"])
+    kw.live, kw.total_len = int(strings["live"]), float(strings["total_len"])
+    kw.ensure_capacity(capacity)
+    vec = index.vectors
+    vec.present = np.zeros(capacity, dtype=bool)
+    vec.present[:size] = arrays["present"]
+    vec.count = int(vec.present.sum())
+    vec.codes = np.zeros((capacity, dimension), dtype=np.int8)
+    vec.codes[:size] = arrays["codes"]
+    vec.scales = np.zeros(capacity, dtype=np.float32)
+    vec.scales[:size] = arrays["scales"]
+    return index
