@@ -93,6 +93,7 @@ async def measure(data: Path, size: int, queries: int, store: int, model: Any) -
         ["-m", "session_buddy.cli", "serve", "--standalone"],
         env=env,
         log_file=data / "serve.stderr.log",
+        keep_alive=False,
     )
     out: dict[str, Any] = {"size": size}
     started = time.perf_counter()

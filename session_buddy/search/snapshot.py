@@ -61,7 +61,8 @@ def save(index: SearchIndex, path: Path, token: str) -> None:
         }
         arrays["strings"] = np.frombuffer(json.dumps(strings).encode("utf-8"), dtype=np.uint8)
         temporary = path.with_name(path.name + ".tmp")
-        with temporary.open("wb") as handle:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # private
+        with os.fdopen(fd, "wb") as handle:
             np.savez(handle, allow_pickle=False, **arrays)
             handle.flush()
             os.fsync(handle.fileno())
