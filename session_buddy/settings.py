@@ -73,6 +73,12 @@ class StorageSettings(_Section):
     checkpoint_on_close: bool = Field(
         default=True, description="Checkpoint the database file when closing (empties the WAL)."
     )
+    memory_limit: str = Field(
+        default="128MB",
+        pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$",
+        description="duckdb: its memory limit, which bounds the blocks its buffer pool keeps "
+        "cached (larger work spills to a temporary folder beside the file).",
+    )
     dsn: str | None = Field(
         default=None,
         description="postgres: connection string, e.g. postgresql://user@host:5432/db"

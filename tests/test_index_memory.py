@@ -350,3 +350,18 @@ async def test_a_stale_snapshot_is_not_used(tmp_path: Path) -> None:
     assert again.index_source == "rows"
     assert len(again.index) == 210
     await again.close()
+
+
+async def test_a_snapshot_of_items_without_vectors(tmp_path: Path) -> None:
+    path = tmp_path / "memory.duckdb"
+    for round_ in range(3):  # rows, then the snapshot twice (the second after more writes)
+        storage = Storage(path)
+        await storage.initialize()
+        assert storage.index_source == ("rows" if round_ == 0 else "snapshot")
+        items = _random_items(10, seed=round_)
+        for item in items:
+            item.embedding = None
+        await storage.add_items(items)
+        assert len(storage.index) == 10 * (round_ + 1)
+        assert [h.id for h in await storage.keyword_search("item3", None, 5)]
+        await storage.close()

@@ -121,8 +121,9 @@ def _build(
     vec.present = np.zeros(capacity, dtype=bool)
     vec.present[:size] = arrays["present"]
     vec.count = int(vec.present.sum())
-    vec.codes = np.zeros((capacity, dimension), dtype=np.int8)
-    vec.codes[:size] = arrays["codes"]
-    vec.scales = np.zeros(capacity, dtype=np.float32)
-    vec.scales[:size] = arrays["scales"]
+    stored = len(arrays["codes"])  # 0 when no row ever had a vector
+    vec.codes = np.zeros((capacity if stored else 0, dimension), dtype=np.int8)
+    vec.codes[:stored] = arrays["codes"]
+    vec.scales = np.zeros(capacity if stored else 0, dtype=np.float32)
+    vec.scales[:stored] = arrays["scales"]
     return index

@@ -43,7 +43,11 @@ def open_index(
         con.execute("DELETE FROM meta WHERE key = ?", [TOKEN_KEY])
     if persist and row is not None and snap.is_file():
         vectors = FileRows(dimension, db.parent, vector_path, keep=True)
-        index = snapshot.load(snap, str(row[0]), dimension, vectors)
+        try:
+            index = snapshot.load(snap, str(row[0]), dimension, vectors)
+        except (ValueError, TypeError, KeyError, IndexError) as exc:  # a damaged snapshot
+            log.warning("The index snapshot of %s is unreadable (%s); rebuilding", db, exc)
+            index = None
         counted = con.execute("SELECT count(*) FROM items").fetchone()
         if index is not None and counted is not None and int(counted[0]) == len(index):
             release_free_memory()  # the decoding's transient strings

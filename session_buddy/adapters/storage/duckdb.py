@@ -283,6 +283,7 @@ class Storage(_sql.SqlStorage):
         dimension: int = 384,
         max_content_bytes: int = 4 * 1024 * 1024,
         checkpoint_on_close: bool = True,
+        memory_limit: str = "128MB",
         key: Cipher | KeyProblem | None = None,
         key_optional: bool = False,
     ) -> None:
@@ -292,6 +293,7 @@ class Storage(_sql.SqlStorage):
         self.dimension = dimension
         self.max_content_bytes = max_content_bytes
         self.checkpoint_on_close = checkpoint_on_close
+        self.memory_limit = memory_limit
         self._lock = threading.RLock()
         self._con: duckdb.DuckDBPyConnection | None = None
         self.index = SearchIndex(dimension)
@@ -313,6 +315,7 @@ class Storage(_sql.SqlStorage):
             dimension=settings.embeddings.dimension,
             max_content_bytes=settings.storage.max_content_bytes,
             checkpoint_on_close=settings.storage.checkpoint_on_close,
+            memory_limit=settings.storage.memory_limit,
             key=key_from_settings(settings),
         )
 
@@ -331,7 +334,7 @@ class Storage(_sql.SqlStorage):
                     # an empty file (e.g. made by `touch`) holds nothing; DuckDB refuses it
                     log.info("%s is empty; creating a new database there", self.path)
                     self.path.unlink()
-                con = duckdb.connect(str(self.path))
+                con = duckdb.connect(str(self.path), config={"memory_limit": self.memory_limit})
             except (OSError, duckdb.Error) as exc:
                 raise StorageError(
                     f"cannot open the DuckDB file {self.path}: {exc}. Check that the folder is "
