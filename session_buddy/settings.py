@@ -73,11 +73,12 @@ class StorageSettings(_Section):
     checkpoint_on_close: bool = Field(
         default=True, description="Checkpoint the database file when closing (empties the WAL)."
     )
-    memory_limit: str = Field(
-        default="128MB",
+    memory_limit: str | None = Field(
+        default=None,
         pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$",
-        description="duckdb: its memory limit, which bounds the blocks its buffer pool keeps "
-        "cached (larger work spills to a temporary folder beside the file).",
+        description="duckdb: its memory limit (default DuckDB's, 80% of RAM), which also "
+        "bounds the blocks its buffer pool keeps cached. Too low fails large work: at 1M "
+        "items 128MB was too little for a checkpoint.",
     )
     dsn: str | None = Field(
         default=None,

@@ -283,7 +283,7 @@ class Storage(_sql.SqlStorage):
         dimension: int = 384,
         max_content_bytes: int = 4 * 1024 * 1024,
         checkpoint_on_close: bool = True,
-        memory_limit: str = "128MB",
+        memory_limit: str | None = None,
         key: Cipher | KeyProblem | None = None,
         key_optional: bool = False,
     ) -> None:
@@ -334,7 +334,10 @@ class Storage(_sql.SqlStorage):
                     # an empty file (e.g. made by `touch`) holds nothing; DuckDB refuses it
                     log.info("%s is empty; creating a new database there", self.path)
                     self.path.unlink()
-                con = duckdb.connect(str(self.path), config={"memory_limit": self.memory_limit})
+                config: dict[str, str | bool | int | float | list[str]] = {}
+                if self.memory_limit:
+                    config["memory_limit"] = self.memory_limit
+                con = duckdb.connect(str(self.path), config=config)
             except (OSError, duckdb.Error) as exc:
                 raise StorageError(
                     f"cannot open the DuckDB file {self.path}: {exc}. Check that the folder is "
