@@ -301,7 +301,7 @@ async def test_a_snapshot_loads_the_same_index_as_a_rebuild(tmp_path: Path) -> N
     await storage.delete_items([added[i].id for i in range(0, 1500, 9)])
     await storage.close()
     snap, vectors = (
-        path.with_name("memory.duckdb.index.npz"),
+        path.with_name("memory.duckdb.index"),
         path.with_name("memory.duckdb.vectors"),
     )
     assert snap.is_file() and vectors.is_file()

@@ -1,7 +1,7 @@
 """A :class:`~.index.SearchIndex` written to a file and read back, so a service starts
 without re-reading and re-tokenising every row of its store.
 
-The snapshot is one uncompressed ``.npz`` file: the index's numpy arrays as they are (row
+The snapshot is one file (a JSON header, then raw arrays): the index's numpy arrays as they are (row
 metadata, int8 codes and scales, the keyword postings merged into their CSR arrays) and its
 strings (ids, metadata values, tags, the vocabulary) as JSON, plus a ``token`` the store
 keeps too (see ``adapters/storage/duckdb.py``: the store forgets its token as soon as it is
@@ -24,7 +24,8 @@ import numpy as np
 from session_buddy.search.index import SearchIndex, _Codes
 from session_buddy.search.vector import FileRows
 
-FORMAT = 1
+FORMAT = 2
+MAGIC = b"SBINDEX\x00"
 _KEYWORD_ARRAYS = ("_df", "_starts", "_rows", "_tfs", "_row_off", "_row_n", "doc_len")
 
 
@@ -60,29 +61,61 @@ def save(index: SearchIndex, path: Path, token: str) -> None:
             "terms": list(kw._term_ids),
         }
         arrays["strings"] = np.frombuffer(json.dumps(strings).encode("utf-8"), dtype=np.uint8)
-        temporary = path.with_name(path.name + ".tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # private
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, allow_pickle=False, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        _write(path, arrays)
+
+
+def _write(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """A header line (JSON: each array's dtype, shape and offset), then the raw arrays, each
+    at a 64-byte aligned offset: read back with one ``readinto`` per array, no zip or CRC."""
+    layout: dict[str, Any] = {}
+    offset = 0
+    for name, array in arrays.items():
+        layout[name] = [array.dtype.str, list(array.shape), offset]
+        offset += -(-array.nbytes // 64) * 64
+    header = (json.dumps(layout) + "\n").encode("utf-8")
+    base = -(-(len(header) + 16) // 64) * 64
+    temporary = path.with_name(path.name + ".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # private
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(MAGIC + f"{base:08d}".encode() + header)
+        for name, array in arrays.items():
+            handle.seek(base + layout[name][2])
+            handle.write(np.ascontiguousarray(array).data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def _read(path: Path) -> dict[str, np.ndarray]:
+    with path.open("rb") as handle:
+        if handle.read(8) != MAGIC:
+            raise ValueError("not an index snapshot")
+        base = int(handle.read(8))
+        layout = json.loads(handle.readline())
+        out: dict[str, np.ndarray] = {}
+        for name, (dtype, shape, offset) in layout.items():
+            array = np.empty(shape, dtype=np.dtype(dtype))
+            if array.nbytes:
+                handle.seek(base + offset)
+                if handle.readinto(memoryview(array.reshape(-1)).cast("B")) != array.nbytes:
+                    raise ValueError("the index snapshot is truncated")
+            out[name] = array
+        return out
 
 
 def load(path: Path, token: str, dimension: int, vectors: FileRows) -> SearchIndex | None:
     """The index in ``path`` if it was written with ``token`` for vectors of this
     dimension (its exact vectors in ``vectors``), else None."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            strings = json.loads(bytes(data["strings"]).decode("utf-8"))
-            if (
-                strings.get("format") != FORMAT
-                or strings.get("token") != token
-                or strings.get("dimension") != dimension
-            ):
-                return None
-            arrays = {name: data[name] for name in data.files if name != "strings"}
+        arrays = _read(path)
+        strings = json.loads(arrays.pop("strings").tobytes().decode("utf-8"))
     except (OSError, ValueError, KeyError):
+        return None
+    if (
+        strings.get("format") != FORMAT
+        or strings.get("token") != token
+        or strings.get("dimension") != dimension
+    ):
         return None
     with_vectors = np.flatnonzero(arrays["present"])
     if len(with_vectors) and vectors.rows <= int(with_vectors[-1]):

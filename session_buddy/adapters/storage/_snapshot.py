@@ -1,7 +1,7 @@
 """The DuckDB store's search index kept across restarts (see ``search/snapshot.py``).
 
 Beside ``memory.duckdb`` live ``memory.duckdb.vectors`` (the exact float32 vectors, kept
-current by every write) and, after a clean close, ``memory.duckdb.index.npz`` (the rest of
+current by every write) and, after a clean close, ``memory.duckdb.index`` (the rest of
 the index). The close also stores a random token in the ``meta`` table and in the snapshot;
 an open reads the token and deletes it at once, before anything can write. So the snapshot
 is used only when the store was closed cleanly after the snapshot was written and nothing
@@ -30,7 +30,7 @@ TOKEN_KEY = "index_snapshot"
 
 def paths(db: Path) -> tuple[Path, Path]:
     """(snapshot file, vector file) of the store at ``db``."""
-    return db.with_name(db.name + ".index.npz"), db.with_name(db.name + ".vectors")
+    return db.with_name(db.name + ".index"), db.with_name(db.name + ".vectors")
 
 
 def open_index(
