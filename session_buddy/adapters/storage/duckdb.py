@@ -100,11 +100,17 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def _release_buffers(con: duckdb.DuckDBPyConnection) -> None:
     """Hand back what loading the index left resident: DuckDB keeps every block it read in
     its buffer pool until its memory limit (80% of RAM) is reached, so the limit is lowered
-    for a moment (the pool evicts down to it) and restored; then the heap is trimmed."""
+    for a moment (the pool evicts down to it) and restored; then the heap is trimmed. When
+    DuckDB cannot evict that far (pinned memory, e.g. a large WAL being replayed) the pool
+    stays as it is."""
     row = con.execute("SELECT current_setting('memory_limit')").fetchone()
     if row is not None:
-        con.execute("SET memory_limit = '32MB'")
-        con.execute(f"SET memory_limit = '{row[0]}'")
+        try:
+            con.execute("SET memory_limit = '32MB'")
+        except duckdb.Error as exc:
+            log.debug("DuckDB's buffer pool was not shrunk after the index load: %s", exc)
+        finally:
+            con.execute(f"SET memory_limit = '{row[0]}'")
     release_free_memory()
 
 
