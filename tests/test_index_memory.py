@@ -365,3 +365,20 @@ async def test_a_snapshot_of_items_without_vectors(tmp_path: Path) -> None:
         assert len(storage.index) == 10 * (round_ + 1)
         assert [h.id for h in await storage.keyword_search("item3", None, 5)]
         await storage.close()
+
+
+async def test_a_snapshot_of_another_tokeniser_is_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from session_buddy.search import snapshot
+
+    path = tmp_path / "memory.duckdb"
+    storage = Storage(path)
+    await storage.initialize()
+    await storage.add_items(_random_items(20, seed=6))
+    await storage.close()
+    monkeypatch.setattr(snapshot, "tokenize", lambda text: text.lower().split())
+    again = Storage(path)
+    await again.initialize()
+    assert again.index_source == "rows"
+    await again.close()

@@ -9,7 +9,9 @@ opened, so a snapshot is used only if nothing wrote to the store since it was wr
 The exact float32 vectors are not in it: they are the persistent vector file beside it
 (:class:`~.vector.FileRows`), kept up to date by every write.
 
-Loading gives the same index as a rebuild from the rows (tests check searches agree).
+Loading gives the same index as a rebuild from the rows (tests check searches agree). A
+snapshot also records the terms the tokeniser makes of a probe text: after a change of the
+tokeniser it no longer matches, and the index is rebuilt with the new terms.
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ from typing import Any
 import numpy as np
 
 from session_buddy.search.index import SearchIndex, _Codes
+from session_buddy.search.tokens import tokenize
 from session_buddy.search.vector import FileRows
 
 FORMAT = 2
+#: Terms of a probe text: a snapshot made by another tokeniser (different terms) is stale.
+PROBE = "ERR_CONN_4021 HttpServerError src/api/routes.py The tests were failing, a café 42"
 MAGIC = b"SBINDEX\x00"
 _KEYWORD_ARRAYS = ("_df", "_starts", "_rows", "_tfs", "_row_off", "_row_n", "doc_len")
 
@@ -47,6 +52,7 @@ def save(index: SearchIndex, path: Path, token: str) -> None:
         strings = {
             "format": FORMAT,
             "token": token,
+            "tokenizer": tokenize(PROBE),
             "dimension": index.dimension,
             "size": size,
             "dead": index._dead,
@@ -115,6 +121,7 @@ def load(path: Path, token: str, dimension: int, vectors: FileRows) -> SearchInd
         strings.get("format") != FORMAT
         or strings.get("token") != token
         or strings.get("dimension") != dimension
+        or strings.get("tokenizer") != tokenize(PROBE)
     ):
         return None
     with_vectors = np.flatnonzero(arrays["present"])
