@@ -66,6 +66,7 @@ from session_buddy.settings import SessionBuddySettings
 
 __all__ = [
     "Confidence",
+    "DeletedItem",
     "ItemInput",
     "MemoryService",
     "SearchHit",
@@ -93,6 +94,15 @@ class ItemInput:
     author: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     created_at: datetime | None = None
+
+
+@dataclass
+class DeletedItem:
+    """What :meth:`MemoryService.delete` removed: the item and its vector (None without
+    one), all :meth:`MemoryService.restore` needs to put it back as it was (undo)."""
+
+    item: MemoryItem
+    vector: np.ndarray | None = None
 
 
 @dataclass
@@ -428,10 +438,29 @@ class MemoryService:
                 f"memory item {item.id!r} belongs to another user: only they can change it"
             )
 
-    async def delete(self, item_id: str) -> None:
-        self._check_owner(await self.get(item_id))
+    async def delete(self, item_id: str) -> DeletedItem:
+        """Delete an item the acting user owns; the answer undoes it (:meth:`restore`)."""
+        item = await self.get(item_id)
+        self._check_owner(item)
+        vector = (await self.storage.get_vectors([item_id])).get(item_id)
         if not await self.storage.delete_items([item_id]):
             raise NotFound(f"no memory item with id {item_id!r}")
+        return DeletedItem(item, vector)
+
+    async def restore(self, deleted: DeletedItem) -> MemoryItem:
+        """Put a deleted item back as it was (id, times, tags, vector): the undo of
+        :meth:`delete`, a few seconds after it. Without its vector it is embedded again."""
+        item = deleted.item
+        self._check_owner(item)
+        vector = deleted.vector
+        if vector is None and self._unavailable() is None:
+            probe = NewItem(kind=item.kind, content=item.content)
+            if await self._embed_items([probe], [None]):
+                vector = probe.embedding
+        await self.storage.import_items([(item, vector)])
+        if self.graph is not None:
+            await self.graph.index_items([(item.id, item)])
+        return await self.get(item.id)
 
     async def update(
         self, item_id: str, *, content: str | None = None, tags: list[str] | None = None
@@ -477,17 +506,38 @@ class MemoryService:
         before: datetime | None = None,
         limit: int = 50,
         offset: int = 0,
+        tags: list[str] | None = None,
+        session_id: str | None = None,
     ) -> list[MemoryItem]:
-        """Items in a time span (``after <= created_at < before``), newest first."""
+        """Items in a time span (``after <= created_at < before``), newest first; ``tags``:
+        items with every one of them; ``session_id``: one session's."""
         if kinds is not None and any(k not in KINDS for k in kinds):
             raise ValidationError(f"kinds must be among {', '.join(KINDS)}, not {kinds!r}")
         flt = ItemFilter(
             projects=list(projects) if projects else None,
             kinds=list(kinds) if kinds else None,
+            tags=list(tags) if tags else None,
+            session_id=session_id,
             after=after,
             before=before,
         )
         return await self.storage.list_items(flt, limit=max(1, limit), offset=max(0, offset))
+
+    async def count(
+        self,
+        *,
+        projects: list[str] | None = None,
+        kinds: list[str] | None = None,
+        tags: list[str] | None = None,
+    ) -> int:
+        """How many items :meth:`list_recent` pages through with these filters."""
+        return await self.storage.count_items(
+            ItemFilter(
+                projects=list(projects) if projects else None,
+                kinds=list(kinds) if kinds else None,
+                tags=list(tags) if tags else None,
+            )
+        )
 
     async def reembed(self, batch_size: int = 256) -> int:
         """Give every item a vector from the configured model (after a change of model);
