@@ -21,7 +21,7 @@ from session_buddy import __version__, di
 from session_buddy.adapters.storage._base import KINDS, MemoryItem, StorageBase
 from session_buddy.core.memory import MemoryService
 from session_buddy.core.temporal import parse_datetime
-from session_buddy.errors import NotFound, SessionBuddyError, ValidationError
+from session_buddy.errors import SessionBuddyError, ValidationError
 
 PAGE_SIZE = 25
 SEARCH_LIMIT = 20
@@ -216,9 +216,7 @@ async def live_fragment() -> dict[str, Any]:
     )
     access = await memory.access()
     return {
-        "items": [
-            item_view(i) for i in items if access is None or access.allows(i.author, i.id)
-        ],
+        "items": [item_view(i) for i in items if access is None or access.allows(i.author, i.id)],
         "checkpoints": [
             {
                 "at": r.created_at.isoformat(timespec="seconds"),
@@ -237,7 +235,3 @@ def service_facts() -> dict[str, Any]:
     from session_buddy.server.dashboard import STARTED
 
     return {"version": __version__, "pid": os.getpid(), "uptime_s": time.time() - STARTED}
-
-
-def not_found(what: str) -> NotFound:
-    return NotFound(what)

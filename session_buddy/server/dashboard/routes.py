@@ -168,8 +168,9 @@ def login_routes(d: Dashboard) -> dict[str, Handler]:
         code = request.query_params.get("code", "")
         if not code or not d.codes.redeem(code):
             return d.refused(
-                request, 401, "this login link was used or has expired: run `session-buddy "
-                "dashboard` again"
+                request,
+                401,
+                "this login link was used or has expired: run `session-buddy dashboard` again",
             )
         response = RedirectResponse("/dashboard/search", status_code=303)
         response.set_cookie(

@@ -132,7 +132,9 @@ async def session_page(session_id: str) -> dict[str, Any]:
             {"at": m.created_at, "type": "message", "title": m.role or "", "text": m.content}
         )
     for n in notes:
-        events.append({"at": n.created_at, "type": n.kind, "title": ", ".join(n.tags), "text": n.content})
+        events.append(
+            {"at": n.created_at, "type": n.kind, "title": ", ".join(n.tags), "text": n.content}
+        )
     if state.ended_at:
         events.append({"at": state.ended_at, "type": "end", "text": "session ended", "title": ""})
     events.sort(key=lambda e: e["at"])
@@ -211,9 +213,7 @@ async def projects_page() -> dict[str, Any]:
 
 async def health_page() -> dict[str, Any]:
     """Adapters, model, storage size, uptime and the sync state (the health check's view)."""
-    report, stats = await asyncio.gather(
-        di.get(HealthBase).check(), di.get(MemoryService).stats()
-    )
+    report, stats = await asyncio.gather(di.get(HealthBase).check(), di.get(MemoryService).stats())
     storage = await di.get(StorageBase).stats()
     components = report.get("components") or []
     sync = next((c for c in components if c.get("name") == "sync"), None)
