@@ -157,16 +157,21 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--sessions", type=int, default=300)
     parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--keep", type=Path, help="fill this folder once and reuse it")
     args = parser.parse_args()
     logging.getLogger("httpx").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory() as folder:
-        data_dir, home = Path(folder) / "data", Path(folder) / "home"
-        data_dir.mkdir()
-        home.mkdir()
-        t0 = time.perf_counter()
-        memory_id, session_id = asyncio.run(fill(data_dir, args.items, args.sessions))
-        print(f"filled {args.items} memories, {args.sessions} sessions in "
-              f"{time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
+        root = args.keep or Path(folder)
+        data_dir, home = root / "data", root / "home"
+        home.mkdir(parents=True, exist_ok=True)
+        ids = root / "ids.txt"
+        if not ids.exists():
+            data_dir.mkdir(parents=True)
+            t0 = time.perf_counter()
+            ids.write_text(" ".join(asyncio.run(fill(data_dir, args.items, args.sessions))))
+            print(f"filled {args.items} memories, {args.sessions} sessions in "
+                  f"{time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
+        memory_id, session_id = ids.read_text().split()
         env = {k: v for k, v in os.environ.items() if not k.startswith("SESSION_BUDDY_")}
         env.update(HOME=str(home), SESSION_BUDDY_DATA_DIR=str(data_dir))
         client = login(data_dir, env)

@@ -523,22 +523,6 @@ class MemoryService:
         )
         return await self.storage.list_items(flt, limit=max(1, limit), offset=max(0, offset))
 
-    async def count(
-        self,
-        *,
-        projects: list[str] | None = None,
-        kinds: list[str] | None = None,
-        tags: list[str] | None = None,
-    ) -> int:
-        """How many items :meth:`list_recent` pages through with these filters."""
-        return await self.storage.count_items(
-            ItemFilter(
-                projects=list(projects) if projects else None,
-                kinds=list(kinds) if kinds else None,
-                tags=list(tags) if tags else None,
-            )
-        )
-
     async def reembed(self, batch_size: int = 256) -> int:
         """Give every item a vector from the configured model (after a change of model);
         returns how many items were embedded. The new model is recorded in meta."""

@@ -361,12 +361,11 @@ class SqlStorage(SealedRows, StorageBase):
     async def list_items(
         self, flt: ItemFilter, *, limit: int = 50, offset: int = 0, newest_first: bool = True
     ) -> list[MemoryItem]:
+        # the page's ids first, then their rows: a top-N sort of whole rows costs ~40x more
+        # (250 ms for a page of 25 of 100k items on DuckDB, 6 ms for the ids)
         p = self.dialect.params()
-        sql = (
-            f"SELECT {self.dialect.item_columns} FROM items{where_clause(where(flt, p))}"
-            f"{_page(p, newest_first, limit, offset)}"
-        )
-        return [self._item(r) for r in await self._fetch(sql, p.values)]
+        sql = f"SELECT id FROM items{where_clause(where(flt, p))}{_page(p, newest_first, limit, offset)}"
+        return await self.get_items([str(r[0]) for r in await self._fetch(sql, p.values)])
 
     async def count_items(self, flt: ItemFilter | None = None) -> int:
         p = self.dialect.params()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from session_buddy import __version__, di
-from session_buddy.adapters.storage._base import KINDS, MemoryItem, StorageBase
+from session_buddy.adapters.storage._base import KINDS, ItemFilter, MemoryItem, StorageBase
 from session_buddy.core.memory import MemoryService
 from session_buddy.core.temporal import parse_datetime
 from session_buddy.errors import SessionBuddyError, ValidationError
@@ -188,7 +188,7 @@ async def memories_page(f: Filters) -> dict[str, Any]:
             limit=PAGE_SIZE,
             offset=(f.page - 1) * PAGE_SIZE,
         ),
-        memory.count(projects=projects, kinds=kinds, tags=tags),
+        memory.storage.count_items(ItemFilter(projects=projects, kinds=kinds, tags=tags)),
     )
     access = await memory.access()
     visible = [i for i in items if access is None or access.allows(i.author, i.id)]

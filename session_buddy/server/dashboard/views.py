@@ -156,7 +156,9 @@ async def quality_page(project: str) -> dict[str, Any]:
     """Per project: the score trend and the test pass rate, one point per session (the
     analytics history: checkpoints, and test runs when stored)."""
     projects = await project_names()
-    history = await di.get(AnalyticsService).history(project or None, None, files=False)
+    history = await di.get(AnalyticsService).history(
+        project or None, None, files=False, reflections=False
+    )
     recent = history.recent()
     labels = [s.started_at.strftime("%m-%d %H:%M") for s in recent]
     name = project or "all projects"
