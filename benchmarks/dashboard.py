@@ -13,8 +13,8 @@ warm-up (searches with distinct queries: the query's embedding is part of the ti
 from __future__ import annotations
 
 import argparse
-import logging
 import asyncio
+import logging
 import os
 import random
 import statistics
@@ -33,16 +33,13 @@ from session_buddy.adapters.storage.duckdb import Storage
 from session_buddy.core.sessions.state import CheckpointEntry, SessionState
 
 PROJECTS = [f"proj{n}" for n in range(10)]
-WORDS = (
-    "auth token cache retry timeout deploy schema migration index query worker queue "
-    "billing invoice webhook parser config flaky test fixture lint coverage release"
-).split()
+WORDS = ["auth", "token", "cache", "retry", "timeout", "deploy", "schema", "migration", "index", "query", "worker", "queue", "billing", "invoice", "webhook", "parser", "config", "flaky", "test", "fixture", "lint", "coverage", "release"]
 MODEL = "all-MiniLM-L6-v2-onnx-int8"
 
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def fill(data_dir: Path, items: int, sessions: int) -> tuple[str, str]:
