@@ -33,7 +33,31 @@ from session_buddy.adapters.storage.duckdb import Storage
 from session_buddy.core.sessions.state import CheckpointEntry, SessionState
 
 PROJECTS = [f"proj{n}" for n in range(10)]
-WORDS = ["auth", "token", "cache", "retry", "timeout", "deploy", "schema", "migration", "index", "query", "worker", "queue", "billing", "invoice", "webhook", "parser", "config", "flaky", "test", "fixture", "lint", "coverage", "release"]
+WORDS = [
+    "auth",
+    "token",
+    "cache",
+    "retry",
+    "timeout",
+    "deploy",
+    "schema",
+    "migration",
+    "index",
+    "query",
+    "worker",
+    "queue",
+    "billing",
+    "invoice",
+    "webhook",
+    "parser",
+    "config",
+    "flaky",
+    "test",
+    "fixture",
+    "lint",
+    "coverage",
+    "release",
+]
 MODEL = "all-MiniLM-L6-v2-onnx-int8"
 
 
