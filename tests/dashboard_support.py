@@ -105,6 +105,13 @@ def _fill(peer: StdioPeer, env: dict[str, str], data_dir: Path, repo: Path) -> L
     other = tool("store_reflection", {"content": OTHER, "project": project, "tags": ["ops"]})
     tool("checkpoint", {"name": "halfway"})
     tool(
+        "add_project_dependency",
+        {"source": project, "target": "fluxlib", "dependency_type": "uses"},
+    )
+    tool("create_project_group", {"name": "hill-valley", "projects": [project, "fluxlib"]})
+    tool("create_team", {"name": "labs", "projects": [project]})
+    tool("share_reflection", {"id": needle["id"], "team": "labs"})
+    tool(
         "end",
         {
             "summary": "Calibrated the flux capacitor.",

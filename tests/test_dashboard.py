@@ -104,6 +104,13 @@ def test_every_page_renders(live: Live, web: httpx.Client) -> None:
     assert 'class="checkpoint"' in session and 'class="start"' in session
     quality = web.get("/dashboard/quality", params={"project": live.project}).text
     assert re.search(r'<circle [^>]*data-series="score"[^>]*data-value="\d+"', quality)
+    projects = web.get("/dashboard/projects").text
+    assert re.search(
+        rf'<line [^>]*data-source="{live.project}" data-target="fluxlib" data-type="uses"', projects
+    )
+    assert 'data-project="fluxlib"' in projects and "hill-valley" in projects
+    team = projects[projects.index('aria-label="team labs"') :]
+    assert "1 shared item(s)" in team and f"/dashboard/memories/{live.needle_id}" in team
     health = web.get("/dashboard/health").text
     assert "storage" in health and "embedding model" in health and "MiB" in health
     live_panel = web.get("/dashboard/live").text
