@@ -189,3 +189,29 @@ def test_not_mounted_off_loopback(tmp_path: Path) -> None:
     for host, allowed in (("127.0.0.1", True), ("::1", True), ("0.0.0.0", False)):
         settings = load_settings(data_dir=tmp_path / "d", server={"host": host}).settings
         assert dashboard_allowed(settings) is allowed
+
+
+@pytest.mark.parametrize("storage", ["memory", "duckdb"])
+async def test_delete_returns_what_restore_puts_back(tmp_path: Path, storage: str) -> None:
+    """The core of the undo: delete answers the item and its vector; restore stores it back
+    (the same id on a store that imports exactly), findable by keyword and by vector."""
+    from session_buddy import di
+    from session_buddy.core.memory import ItemInput, MemoryService
+    from session_buddy.settings import load_settings
+
+    settings = load_settings(data_dir=tmp_path / "data", adapters={"storage": storage}).settings
+    di.configure(settings)
+    await di.startup()
+    memory = di.get(MemoryService)
+    text = "the undo keeps the vector of a deleted memory about sourdough starters"
+    stored = (await memory.store([ItemInput(text, kind="reflection", tags=["bread"])]))[0]
+    deleted = await memory.delete(stored.id)
+    assert deleted.item.id == stored.id and deleted.vector is not None
+    assert not (await memory.search("sourdough starters", mode="keyword")).hits
+    back = await memory.restore(deleted)
+    assert back.content == text and back.tags == ["bread"]
+    if storage == "duckdb":
+        assert back.id == stored.id and back.created_at == deleted.item.created_at
+    for mode in ("keyword", "semantic"):
+        hits = (await memory.search("sourdough starter yeast", mode=mode)).hits  # type: ignore[arg-type]
+        assert [h.id for h in hits][:1] == [back.id], mode

@@ -138,6 +138,18 @@ def _dialogue(item: NewItem | MemoryItem) -> bool:
     )
 
 
+async def _put_back(storage: StorageBase, item: MemoryItem, vector: np.ndarray | None) -> str:
+    """Store a deleted item again (its id): exactly where the storage imports, else anew."""
+    try:
+        await storage.import_items([(item, vector)])
+        return item.id
+    except NotImplementedError:  # the in-memory storage: the same item under a new id
+        names = ("project", "session_id", "role", "tags", "author", "metadata", "created_at")
+        fields = {k: getattr(item, k) for k in names}
+        new = NewItem(item.kind, item.content, **fields, embedding=vector)
+        return (await storage.add_items([new]))[0].id
+
+
 class MemoryService:
     def __init__(
         self,
@@ -457,10 +469,10 @@ class MemoryService:
             probe = NewItem(kind=item.kind, content=item.content)
             if await self._embed_items([probe], [None]):
                 vector = probe.embedding
-        await self.storage.import_items([(item, vector)])
+        restored = await self.get(await _put_back(self.storage, item, vector))
         if self.graph is not None:
-            await self.graph.index_items([(item.id, item)])
-        return await self.get(item.id)
+            await self.graph.index_items([(restored.id, restored)])
+        return restored
 
     async def update(
         self, item_id: str, *, content: str | None = None, tags: list[str] | None = None

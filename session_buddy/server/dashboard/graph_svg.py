@@ -60,9 +60,14 @@ def _node(name: str, at: tuple[float, float], rings: list[str]) -> list[str]:
         f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{NODE_R}" fill="#f3f4f6" stroke="#111827" '
         f"data-project={quoteattr(name)}><title>{escape(name)}</title></circle>"
     )
-    anchor = "middle"
+    # the label sits outside the circle of projects, away from the edges that meet here
+    dx, dy = x - SIZE / 2, y - SIZE / 2
+    length = math.hypot(dx, dy)
+    ux, uy = (dx / length, dy / length) if length else (0.0, 1.0)
+    gap = NODE_R + 12 + 4 * len(rings)
+    anchor = "middle" if abs(ux) < 0.3 else "start" if ux > 0 else "end"
     parts.append(
-        f'<text x="{x:.1f}" y="{y + NODE_R + 16 + 4 * len(rings):.1f}" text-anchor="{anchor}" '
+        f'<text x="{x + ux * gap:.1f}" y="{y + uy * gap + 4:.1f}" text-anchor="{anchor}" '
         f'font-size="12" font-family="sans-serif" fill="#111827">{escape(name)}</text>'
     )
     return parts
