@@ -12,7 +12,7 @@
    the end): p50/p95 over ``--queries`` random entities.
 
     .venv/bin/python benchmarks/graph.py [--items 1000] [--entities 100000] [--relations 500000]
-        [--queries 200] [--skip-store] [--skip-postgres]
+        [--queries 200] [--skip-store] [--skip-duckdb] [--skip-postgres]
 """
 
 from __future__ import annotations
@@ -188,8 +188,9 @@ async def main_async(args: argparse.Namespace) -> None:
         await store_benchmark(args.items, args.rounds)
     from session_buddy.adapters.storage.duckdb import Storage as DuckStorage
 
-    with tempfile.TemporaryDirectory() as folder:
-        await context_benchmark(DuckStorage(Path(folder) / "g.duckdb"), "DuckDB", args)
+    if not args.skip_duckdb:
+        with tempfile.TemporaryDirectory() as folder:
+            await context_benchmark(DuckStorage(Path(folder) / "g.duckdb"), "DuckDB", args)
     dsn = args.dsn or os.environ.get("SESSION_BUDDY_TEST_PG_DSN")
     if dsn and not args.skip_postgres:
         import asyncpg
@@ -215,6 +216,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--dsn", default=None)
     parser.add_argument("--skip-store", action="store_true")
+    parser.add_argument("--skip-duckdb", action="store_true")
     parser.add_argument("--skip-postgres", action="store_true")
     asyncio.run(main_async(parser.parse_args()))
 
