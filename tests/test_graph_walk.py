@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from session_buddy.adapters.storage._graph import Entity, Mention, Relation, entity_id
+from tests.pg_support import drop_schemas, schema_for
 from tests.test_storage import _params, make_storage
 
 BACKENDS = _params(["memory", "duckdb", "postgres"])
@@ -25,9 +26,12 @@ def eid(name: str) -> str:
 @pytest.fixture(params=BACKENDS)
 async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     store = make_storage(request.param, tmp_path)
+    await drop_schemas()  # PostgreSQL: a schema a crashed run left behind (one per folder)
+    schema_for(tmp_path)  # registered again, to be dropped afterwards
     await store.initialize()
     yield store
     await store.close()
+    await drop_schemas()
 
 
 async def add(storage: Any, names: list[str], edges: list[tuple[str, str]]) -> None:

@@ -443,9 +443,10 @@ class GraphService:
         if not 1 <= depth <= MAX_DEPTH:
             raise ValidationError(f"depth must be between 1 and {MAX_DEPTH}, not {depth}")
         entity = await self._one(name, project)
-        near = await self.graph.walk([entity.id], depth, NEIGHBOURS + 1, FANOUT)
+        near, details = await self.graph.context(
+            [entity.id], depth, NEIGHBOURS + 1, FANOUT, MENTIONS
+        )
         distance = dict(near)
-        details = await self.graph.details(list(distance), MENTIONS)
         owner = self.owner()
         found = {e.id: e for e in details.entities if e.owner == owner}
         ids = [i for i, _ in near if i in found]

@@ -162,6 +162,13 @@ class GraphStore(ABC):
         observations (in the order given), the relations among them and at most
         ``mentions`` of their mentions."""
 
+    async def context(
+        self, seeds: Sequence[str], depth: int, limit: int, fanout: int | None, mentions: int
+    ) -> tuple[list[tuple[str, int]], Details]:
+        """:meth:`walk` and the :meth:`details` of what it reached (PostgreSQL: one query)."""
+        near = await self.walk(seeds, depth, limit, fanout)
+        return near, await self.details([i for i, _ in near], mentions)
+
     @abstractmethod
     async def add_mentions(self, mentions: Sequence[Mention]) -> int: ...
 
