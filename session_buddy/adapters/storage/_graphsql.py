@@ -15,6 +15,7 @@ twice) and the distance stops at the depth asked, so a cycle cannot make it run 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -135,8 +136,10 @@ class SqlGraph(GraphStore):
                     (f"SELECT {self._entity_columns} FROM graph_entities", []),
                 ]
             )
-            if a.version == version:
-                a.load(relations, ((*r[:5], self.d.read_time(r[5])) for r in entities))
+            rows = [(*r[:5], self.d.read_time(r[5])) for r in entities]
+            state = await asyncio.to_thread(a.build, relations, rows)
+            if a.version == version:  # else a write came meanwhile: read again
+                a.install(state)
         return a
 
     @property
