@@ -446,13 +446,11 @@ class GraphService:
         near, details = await self.graph.context(
             [entity.id], depth, NEIGHBOURS + 1, FANOUT, MENTIONS
         )
-        distance = dict(near)
-        owner = self.owner()
+        distance, owner = dict(near), self.owner()
         found = {e.id: e for e in details.entities if e.owner == owner}
         ids = [i for i, _ in near if i in found]
-        kept = set(ids)
-        relations = [r for r in details.relations if r.source in kept and r.target in kept]
-        mentions = [m for m in details.mentions if m.entity_id in kept]
+        relations = [r for r in details.relations if r.source in found and r.target in found]
+        mentions = [m for m in details.mentions if m.entity_id in found]
         names = {i: e.name for i, e in found.items()}
         return {
             "entity": entity_view(found[entity.id], observations=50),

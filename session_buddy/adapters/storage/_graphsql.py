@@ -116,8 +116,8 @@ def _mentions(rows: Sequence[Sequence[Any]]) -> list[Mention]:
     return sorted(found, key=lambda m: (m.item_id, m.start, m.entity_id))
 
 
-class SqlGraph(GraphStore):
-    """:class:`~._graph.GraphStore` over a SQL backend (module doc)."""
+class _SqlReads(GraphStore):
+    """The reading half of :class:`SqlGraph`: the host, the adjacency, walks and details."""
 
     def __init__(self, host: SqlHost, *, adjacency: Adjacency | None = None) -> None:
         self.host = host
@@ -176,6 +176,146 @@ class SqlGraph(GraphStore):
         for entity_id, content in rows:
             by_id[entity_id].observations.append(content)
         return entities
+
+    # -- walks ---------------------------------------------------------------------------
+
+    async def relations_of(self, ids: Sequence[str], *, among: bool = False) -> list[Relation]:
+        if not ids:
+            return []
+        adjacency = await self._adjacent()
+        if adjacency is not None:
+            return adjacency.relations_of(ids, among=among)
+        return [Relation(*r) for r in await self.host._fetch(*self._relations_sql(ids, among))]
+
+    def _relations_sql(self, ids: Sequence[str], among: bool) -> Statement:
+        p = self.d.params()
+        unique = list(dict.fromkeys(ids))
+        joint = " AND " if among else " OR "
+        cond = joint.join(self.d.is_any(c, p.add(unique)) for c in ("source", "target"))
+        return (
+            "SELECT source, target, relation_type FROM graph_relations WHERE "
+            f"{cond} ORDER BY source, relation_type, target",
+            p.values,
+        )
+
+    def _walk_sql(self, p: Params, seeds: Sequence[str], depth: int, fanout: int | None) -> str:
+        """``walk(id, d)``: the recursive query; each step takes at most ``fanout``
+        neighbours of an entity, the smallest ids (LIMIT NULL: all)."""
+        t = self.d.text
+        return (
+            "walk(id, d) AS ("
+            f"SELECT s, 0 FROM (SELECT {_unnest(p, list(dict.fromkeys(seeds)), t)} AS s) AS seed "
+            "UNION SELECT n.b, w.d + 1 FROM walk w CROSS JOIN LATERAL ("
+            "SELECT DISTINCT e.b FROM (SELECT target AS b FROM graph_relations "
+            "WHERE source = w.id UNION ALL SELECT source FROM graph_relations "
+            f"WHERE target = w.id) AS e ORDER BY e.b LIMIT {p.add(fanout)}) AS n "
+            f"WHERE w.d < {p.add(max(0, depth))})"
+        )
+
+    async def walk(
+        self, seeds: Sequence[str], depth: int, limit: int, fanout: int | None = None
+    ) -> list[tuple[str, int]]:
+        if not seeds:
+            return []
+        adjacency = await self._adjacent()
+        if adjacency is not None:
+            return adjacency.walk(seeds, depth, limit, fanout)
+        p = self.d.params()
+        sql = (
+            f"WITH RECURSIVE {self._walk_sql(p, seeds, depth, fanout)} "
+            f"SELECT id, min(d) AS d FROM walk GROUP BY id ORDER BY d, id LIMIT {p.add(limit)}"
+        )
+        return [(r[0], int(r[1])) for r in await self.host._fetch(sql, p.values)]
+
+    def _details_sql(self, p: Params, mentions: int) -> str:
+        """The rows of :meth:`_details` for the entities of a CTE ``near(id, d)``, in one
+        statement: ``(part, k1..k5 text, time, n1, n2)``, part ``w`` (the walk), ``e``
+        (an entity), ``o`` (an observation), ``r`` (a relation among them), ``m`` (a
+        mention, at most ``mentions``)."""
+        t, time = self.d.text, "BIGINT" if self.d.name == "duckdb" else "TIMESTAMPTZ"
+        no, at = f"NULL::{t}", self.d.time.format
+        among = "IN (SELECT id FROM near)"
+        return (
+            f"SELECT 'w', id, {no}, {no}, {no}, {no}, NULL::{time}, d::INTEGER, NULL::INTEGER "
+            "FROM near UNION ALL "
+            f"SELECT 'e', e.id, e.name, e.entity_type, e.project, e.owner, {at('e.created_at')}, "
+            "NULL, NULL FROM graph_entities e JOIN near ON e.id = near.id UNION ALL "
+            f"SELECT 'o', o.entity_id, o.content, NULL, NULL, NULL, {at('o.created_at')}, NULL, "
+            "NULL FROM graph_observations o JOIN near ON o.entity_id = near.id UNION ALL "
+            "SELECT 'r', source, target, relation_type, NULL, NULL, NULL, NULL, NULL "
+            f"FROM graph_relations WHERE source {among} AND target {among} UNION ALL "
+            "(SELECT 'm', item_id, entity_id, NULL, NULL, NULL, NULL, start_pos, end_pos "
+            f"FROM graph_mentions WHERE entity_id {among} LIMIT {p.add(max(0, mentions))})"
+        )
+
+    def _details(
+        self, rows: Sequence[Sequence[Any]], order: Sequence[str] | None
+    ) -> tuple[list[tuple[str, int]], Details]:
+        """The walk and the details of :meth:`_details_sql`'s rows (entities in ``order``,
+        else in the walk's)."""
+        parts: dict[str, list[Sequence[Any]]] = {k: [] for k in "weorm"}
+        for row in rows:
+            parts[row[0]].append(row)
+        near = sorted(((r[1], int(r[7])) for r in parts["w"]), key=lambda kv: (kv[1], kv[0]))
+        found = {r[1]: self._entity(r[1:7]) for r in parts["e"]}
+        for r in sorted(parts["o"], key=lambda r: (r[6], r[2])):
+            found[r[1]].observations.append(r[2])
+        ids = order if order is not None else [i for i, _ in near]
+        relations = sorted(
+            (Relation(r[1], r[2], r[3]) for r in parts["r"]),
+            key=lambda r: (r.source, r.relation_type, r.target),
+        )
+        mentions = _mentions([(r[1], r[2], r[7], r[8]) for r in parts["m"]])
+        return near, Details([found[i] for i in ids if i in found], relations, mentions)
+
+    async def details(self, ids: Sequence[str], mentions: int) -> Details:
+        unique = list(dict.fromkeys(ids))
+        if not unique:
+            return Details([], [], [])
+        adjacency = await self._adjacent()
+        if adjacency is None:
+            p = self.d.params()
+            near = f"SELECT {_unnest(p, unique, self.d.text)} AS id, 0 AS d"
+            sql = f"WITH near AS ({near}) {self._details_sql(p, mentions)}"
+            return self._details(await self.host._fetch(sql, p.values), unique)[1]
+        observations, found = await self.host._transaction(
+            [self._observations_sql(unique), self._mentions_sql("entity_id", unique, mentions)]
+        )
+        entities = adjacency.entities(unique)
+        by_id = {e.id: e for e in entities}
+        for entity_id, content in observations:
+            by_id[entity_id].observations.append(content)
+        return Details(entities, adjacency.relations_of(unique, among=True), _mentions(found))
+
+    async def context(
+        self, seeds: Sequence[str], depth: int, limit: int, fanout: int | None, mentions: int
+    ) -> tuple[list[tuple[str, int]], Details]:
+        if not seeds or self.adjacency is not None:
+            return await super().context(seeds, depth, limit, fanout, mentions)
+        p = self.d.params()
+        sql = (
+            f"WITH RECURSIVE {self._walk_sql(p, seeds, depth, fanout)}, near AS ("
+            f"SELECT id, min(d) AS d FROM walk GROUP BY id ORDER BY d, id LIMIT {p.add(limit)}) "
+            f"{self._details_sql(p, mentions)}"
+        )
+        return self._details(await self.host._fetch(sql, p.values), None)
+
+    def _mentions_sql(self, column: str, ids: Sequence[str], limit: int | None) -> Statement:
+        """Mentions by ``column``, at most ``limit`` (which ones beyond it is not promised:
+        DuckDB's ORDER BY with a LIMIT stops using the filter and costs 4x; :func:`_mentions`
+        orders them)."""
+        p = self.d.params()
+        sql = (
+            "SELECT item_id, entity_id, start_pos, end_pos FROM graph_mentions WHERE "
+            f"{self.d.is_any(column, p.add(list(dict.fromkeys(ids))))}"
+        )
+        if limit is not None:
+            sql += f" LIMIT {p.add(max(0, limit))}"
+        return sql, p.values
+
+
+class SqlGraph(_SqlReads):
+    """:class:`~._graph.GraphStore` over a SQL backend (module doc)."""
 
     # -- entities -------------------------------------------------------------------------
 
@@ -411,127 +551,6 @@ class SqlGraph(GraphStore):
             self.adjacency.remove(Relation(*r) for r in gone)
         return len(gone)
 
-    async def relations_of(self, ids: Sequence[str], *, among: bool = False) -> list[Relation]:
-        if not ids:
-            return []
-        adjacency = await self._adjacent()
-        if adjacency is not None:
-            return adjacency.relations_of(ids, among=among)
-        return [Relation(*r) for r in await self.host._fetch(*self._relations_sql(ids, among))]
-
-    def _relations_sql(self, ids: Sequence[str], among: bool) -> Statement:
-        p = self.d.params()
-        unique = list(dict.fromkeys(ids))
-        joint = " AND " if among else " OR "
-        cond = joint.join(self.d.is_any(c, p.add(unique)) for c in ("source", "target"))
-        return (
-            "SELECT source, target, relation_type FROM graph_relations WHERE "
-            f"{cond} ORDER BY source, relation_type, target",
-            p.values,
-        )
-
-    def _walk_sql(self, p: Params, seeds: Sequence[str], depth: int, fanout: int | None) -> str:
-        """``walk(id, d)``: the recursive query; each step takes at most ``fanout``
-        neighbours of an entity, the smallest ids (LIMIT NULL: all)."""
-        t = self.d.text
-        return (
-            "walk(id, d) AS ("
-            f"SELECT s, 0 FROM (SELECT {_unnest(p, list(dict.fromkeys(seeds)), t)} AS s) AS seed "
-            "UNION SELECT n.b, w.d + 1 FROM walk w CROSS JOIN LATERAL ("
-            "SELECT DISTINCT e.b FROM (SELECT target AS b FROM graph_relations "
-            "WHERE source = w.id UNION ALL SELECT source FROM graph_relations "
-            f"WHERE target = w.id) AS e ORDER BY e.b LIMIT {p.add(fanout)}) AS n "
-            f"WHERE w.d < {p.add(max(0, depth))})"
-        )
-
-    async def walk(
-        self, seeds: Sequence[str], depth: int, limit: int, fanout: int | None = None
-    ) -> list[tuple[str, int]]:
-        if not seeds:
-            return []
-        adjacency = await self._adjacent()
-        if adjacency is not None:
-            return adjacency.walk(seeds, depth, limit, fanout)
-        p = self.d.params()
-        sql = (
-            f"WITH RECURSIVE {self._walk_sql(p, seeds, depth, fanout)} "
-            f"SELECT id, min(d) AS d FROM walk GROUP BY id ORDER BY d, id LIMIT {p.add(limit)}"
-        )
-        return [(r[0], int(r[1])) for r in await self.host._fetch(sql, p.values)]
-
-    def _details_sql(self, p: Params, mentions: int) -> str:
-        """The rows of :meth:`_details` for the entities of a CTE ``near(id, d)``, in one
-        statement: ``(part, k1..k5 text, time, n1, n2)``, part ``w`` (the walk), ``e``
-        (an entity), ``o`` (an observation), ``r`` (a relation among them), ``m`` (a
-        mention, at most ``mentions``)."""
-        t, time = self.d.text, "BIGINT" if self.d.name == "duckdb" else "TIMESTAMPTZ"
-        no, at = f"NULL::{t}", self.d.time.format
-        among = "IN (SELECT id FROM near)"
-        return (
-            f"SELECT 'w', id, {no}, {no}, {no}, {no}, NULL::{time}, d::INTEGER, NULL::INTEGER "
-            "FROM near UNION ALL "
-            f"SELECT 'e', e.id, e.name, e.entity_type, e.project, e.owner, {at('e.created_at')}, "
-            "NULL, NULL FROM graph_entities e JOIN near ON e.id = near.id UNION ALL "
-            f"SELECT 'o', o.entity_id, o.content, NULL, NULL, NULL, {at('o.created_at')}, NULL, "
-            "NULL FROM graph_observations o JOIN near ON o.entity_id = near.id UNION ALL "
-            "SELECT 'r', source, target, relation_type, NULL, NULL, NULL, NULL, NULL "
-            f"FROM graph_relations WHERE source {among} AND target {among} UNION ALL "
-            "(SELECT 'm', item_id, entity_id, NULL, NULL, NULL, NULL, start_pos, end_pos "
-            f"FROM graph_mentions WHERE entity_id {among} LIMIT {p.add(max(0, mentions))})"
-        )
-
-    def _details(
-        self, rows: Sequence[Sequence[Any]], order: Sequence[str] | None
-    ) -> tuple[list[tuple[str, int]], Details]:
-        """The walk and the details of :meth:`_details_sql`'s rows (entities in ``order``,
-        else in the walk's)."""
-        parts: dict[str, list[Sequence[Any]]] = {k: [] for k in "weorm"}
-        for row in rows:
-            parts[row[0]].append(row)
-        near = sorted(((r[1], int(r[7])) for r in parts["w"]), key=lambda kv: (kv[1], kv[0]))
-        found = {r[1]: self._entity(r[1:7]) for r in parts["e"]}
-        for r in sorted(parts["o"], key=lambda r: (r[6], r[2])):
-            found[r[1]].observations.append(r[2])
-        ids = order if order is not None else [i for i, _ in near]
-        relations = sorted(
-            (Relation(r[1], r[2], r[3]) for r in parts["r"]),
-            key=lambda r: (r.source, r.relation_type, r.target),
-        )
-        mentions = _mentions([(r[1], r[2], r[7], r[8]) for r in parts["m"]])
-        return near, Details([found[i] for i in ids if i in found], relations, mentions)
-
-    async def details(self, ids: Sequence[str], mentions: int) -> Details:
-        unique = list(dict.fromkeys(ids))
-        if not unique:
-            return Details([], [], [])
-        adjacency = await self._adjacent()
-        if adjacency is None:
-            p = self.d.params()
-            near = f"SELECT {_unnest(p, unique, self.d.text)} AS id, 0 AS d"
-            sql = f"WITH near AS ({near}) {self._details_sql(p, mentions)}"
-            return self._details(await self.host._fetch(sql, p.values), unique)[1]
-        observations, found = await self.host._transaction(
-            [self._observations_sql(unique), self._mentions_sql("entity_id", unique, mentions)]
-        )
-        entities = adjacency.entities(unique)
-        by_id = {e.id: e for e in entities}
-        for entity_id, content in observations:
-            by_id[entity_id].observations.append(content)
-        return Details(entities, adjacency.relations_of(unique, among=True), _mentions(found))
-
-    async def context(
-        self, seeds: Sequence[str], depth: int, limit: int, fanout: int | None, mentions: int
-    ) -> tuple[list[tuple[str, int]], Details]:
-        if not seeds or self.adjacency is not None:
-            return await super().context(seeds, depth, limit, fanout, mentions)
-        p = self.d.params()
-        sql = (
-            f"WITH RECURSIVE {self._walk_sql(p, seeds, depth, fanout)}, near AS ("
-            f"SELECT id, min(d) AS d FROM walk GROUP BY id ORDER BY d, id LIMIT {p.add(limit)}) "
-            f"{self._details_sql(p, mentions)}"
-        )
-        return self._details(await self.host._fetch(sql, p.values), None)
-
     # -- mentions -------------------------------------------------------------------------
 
     async def add_mentions(self, mentions: Sequence[Mention]) -> int:
@@ -551,19 +570,6 @@ class SqlGraph(GraphStore):
             f"{_unnest(p, [m.end for m in unique], 'INTEGER')} "
             "ON CONFLICT DO NOTHING RETURNING item_id"
         )
-        return sql, p.values
-
-    def _mentions_sql(self, column: str, ids: Sequence[str], limit: int | None) -> Statement:
-        """Mentions by ``column``, at most ``limit`` (which ones beyond it is not promised:
-        DuckDB's ORDER BY with a LIMIT stops using the filter and costs 4x; :func:`_mentions`
-        orders them)."""
-        p = self.d.params()
-        sql = (
-            "SELECT item_id, entity_id, start_pos, end_pos FROM graph_mentions WHERE "
-            f"{self.d.is_any(column, p.add(list(dict.fromkeys(ids))))}"
-        )
-        if limit is not None:
-            sql += f" LIMIT {p.add(max(0, limit))}"
         return sql, p.values
 
     async def _mentions(self, column: str, ids: Sequence[str], limit: int | None) -> list[Mention]:
