@@ -273,6 +273,9 @@ STEPS: dict[int, str] = {
     # process (its step 2 has no statements)
     2: "keyword postings and dedup per author (DuckDB: both kept in process)",
     3: "knowledge graph: entities, observations, relations, mentions",
+    # walks look relations up by either end; PostgreSQL reads both ends from the index
+    # alone (DuckDB walks an in-process adjacency: no statements)
+    4: "graph relations: covering index by target for walks",
 }
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from session_buddy._acb import AdapterCapability, AdapterMetadata, AdapterStatus
+from session_buddy.adapters.storage._adjacency import Adjacency
 from session_buddy.adapters.storage._base import (
     Access,
     AddResult,
@@ -118,7 +119,7 @@ class Storage(StorageBase):
         self._meta: dict[str, str] = {}
         self.index = SearchIndex(dimension)
         self._graph_host = _GraphHost()
-        self.graph = SqlGraph(self._graph_host, recursive=False)
+        self.graph = SqlGraph(self._graph_host, adjacency=Adjacency())
 
     @classmethod
     def from_settings(
