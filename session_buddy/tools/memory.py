@@ -23,8 +23,8 @@ from session_buddy.core.errorfix import ErrorMemory
 from session_buddy.core.memory import ItemInput, MemoryService, SearchHit, SearchResponse
 from session_buddy.core.temporal import parse_datetime, parse_expression
 from session_buddy.core.users import acting_user
-from session_buddy.search.snippets import snippet
 from session_buddy.errors import ConfigurationError, ValidationError
+from session_buddy.search.snippets import snippet
 from session_buddy.settings import SessionBuddySettings
 from session_buddy.tools import READ, READ_UNCHECKED, Tools, add_tools
 
