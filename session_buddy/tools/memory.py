@@ -271,12 +271,13 @@ def brief_hit(h: SearchHit, query: str, fields: list[HitField] | None = None) ->
     return out
 
 
-def nothing_stored(query: str, weak: int) -> dict[str, Any]:
+def nothing_stored(query: str, weak: int, mode: str) -> dict[str, Any]:
     """The answer of a search that found nothing relevant: no hit list, a plain message."""
     shown = query if len(query) <= 120 else query[:120] + "…"
     more = f" ({weak} weak matches hidden: verbose=true shows them)" if weak else ""
     return {
         "query": shown,
+        "mode": mode,
         "confidence": "none",
         "count": 0,
         "hits": [],
@@ -307,18 +308,16 @@ def _results(
             next_cursor=cursor,
         ).model_dump()
     if response.confidence == "none":
-        return nothing_stored(query, len(response.hits))
-    out: dict[str, Any] = {
+        return nothing_stored(query, len(response.hits), response.mode)
+    return {
         "query": query,
+        "mode": response.mode,
         "confidence": response.confidence,
+        "degraded": response.degraded,
         "count": len(response.hits),
         "hits": [brief_hit(h, query, fields) for h in response.hits],
+        "next_cursor": cursor,
     }
-    if response.degraded:
-        out["degraded"] = response.degraded
-    if cursor:
-        out["next_cursor"] = cursor
-    return out
 
 
 async def run_search(q: SearchQuery) -> SearchResults:
