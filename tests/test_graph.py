@@ -200,9 +200,11 @@ async def test_stored_items_build_the_graph_and_search_expands_through_it(
     )
     assert about[ids["later"]]["about"] == "verify_token"  # one hop away
 
-    plain = await call(client, "search", query="verify_token", mode="keyword")
+    plain = await call(client, "search", query="verify_token", mode="keyword", fields=["id"])
     assert ids["fix"] not in [h["id"] for h in plain["hits"]]
-    expanded = await call(client, "search", query="verify_token", mode="keyword", expand="graph")
+    expanded = await call(
+        client, "search", query="verify_token", mode="keyword", expand="graph", fields=["id"]
+    )
     hits = expanded["hits"]
     direct = [h for h in hits if h.get("via") is None]
     via = {h["id"]: h["via"] for h in hits if h.get("via")}

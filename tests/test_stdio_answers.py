@@ -38,7 +38,9 @@ def test_identity_and_no_noise_through_the_bridge(tmp_path: Path) -> None:
         report = peer.call("index_transcripts", {"path": str(projects)})["structuredContent"]
         assert report["files"] == 1 and report["stored"] == 5
         for query in ("tool_use mcp__session-buddy__checkpoint", "tool_result", "Your task is"):
-            found = peer.call("search", {"query": query, "mode": "keyword", "limit": 50})
+            found = peer.call(
+                "search", {"query": query, "mode": "keyword", "limit": 50, "verbose": True}
+            )
             for hit in found["structuredContent"]["hits"]:
                 assert not hit["content"].startswith("[tool_use"), hit
                 assert hit["content"] != "[tool_result Edit] ", hit

@@ -271,6 +271,16 @@ def brief_hit(h: SearchHit, query: str, fields: list[HitField] | None = None) ->
     return out
 
 
+def shown_hit(h: SearchHit, query: str, verbose: bool) -> dict[str, Any]:
+    """:func:`hit_view`, its content the snippet around the query's words unless
+    ``verbose`` (the answers of cross-project and team search)."""
+    view = hit_view(h)
+    if not verbose:
+        view["content"] = h.snippet or snippet(h.content, query)
+        view["truncated"] = len(view["content"]) < h.content_length
+    return view
+
+
 def nothing_stored(query: str, weak: int, mode: str) -> dict[str, Any]:
     """The answer of a search that found nothing relevant: no hit list, a plain message."""
     shown = query if len(query) <= 120 else query[:120] + "…"
