@@ -330,7 +330,7 @@ def _results(
     }
 
 
-async def run_search(q: SearchQuery) -> SearchResults:
+async def run_search(q: SearchQuery) -> dict[str, Any]:
     """Run one search (also what a cursor holds)."""
     response = await memory().search(
         q.query,
