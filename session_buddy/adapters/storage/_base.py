@@ -231,11 +231,11 @@ def validate_update(
 
 #: the shortest id prefix accepted (a short id in a compact search answer has 8 characters)
 MIN_ID_PREFIX = 4
-_ID_PREFIX = re.compile(r"[0-9A-Za-z_-]+")
+_ID_PREFIX = re.compile(r"[0-9A-Za-z-]+")  # no LIKE wildcard (% _) can pass
 
 
 def check_id_prefix(prefix: str) -> str:
-    """``prefix`` when it can start an item id (letters, digits, ``-``, ``_``; at least
+    """``prefix`` when it can start an item id (letters, digits, ``-``; at least
     :data:`MIN_ID_PREFIX` of them), else a ValidationError."""
     from session_buddy.errors import ValidationError
 
