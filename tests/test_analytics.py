@@ -67,7 +67,7 @@ async def test_sessions_with_real_pytest_runs_make_a_trend(
         assert brief["session"]["project"] == "calc"
         run_pytest(repo, "--junitxml=junit.xml")
         await call(client, "store_reflection", content=f"calc session fixed={fixed}", tags=["calc"])
-        point = await call(client, "checkpoint", name="tests ran")
+        point = await call(client, "checkpoint", name="tests ran", detail=True)
         component = next(c for c in point["breakdown"] if c["key"] == "test_result")
         assert component["points"] == (10 if fixed else 0), component
         assert ("passed (4 tests" if fixed else "1 of 4 failed") in component["evidence"]
