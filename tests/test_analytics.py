@@ -74,7 +74,7 @@ async def test_sessions_with_real_pytest_runs_make_a_trend(
         ended = await call(client, "end")
         scores.append(ended["final_checkpoint"]["score"])
         # the checkpoint picked the JUnit file up and the handoff carries the trend and chart
-        handoff = Path(ended["session"]["handoff_path"])
+        handoff = Path(ended["handoff_path"])
         text = handoff.read_text()
         assert "## Quality trend" in text
         charts = list(handoff.parent.glob("*.svg"))
