@@ -282,7 +282,7 @@ async def run(items: int, markdown: bool) -> None:
         print("| Answer | Characters |\n|---|---:|")
     for label, chars, shown in rows:
         error = isinstance(shown, str)
-        note = f"  (error: {shown[:70]})" if error else ""
+        note = f"  (error: {' '.join(shown.split())[:70]})" if error else ""
         print(f"| {label} | {chars:,} |{note}" if markdown else f"{label:<28} {chars:>7,}{note}")
 
 

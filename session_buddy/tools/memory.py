@@ -51,6 +51,9 @@ HitField = Literal[
     "keyword_score",
     "fused_score",
 ]
+#: a hit reached through the graph shows a shorter snippet, and a compact answer shows at
+#: most ``limit`` of them (verbose: all)
+VIA_SNIPPET_CHARS = 120
 Verbose = Annotated[
     bool,
     Field(
@@ -259,7 +262,9 @@ def brief_hit(h: SearchHit, query: str, fields: list[HitField] | None = None) ->
         "date": h.created_at.date().isoformat(),
         "score": round(h.score, 2),
         "confidence": h.confidence,
-        "snippet": h.snippet or snippet(h.content, query),
+        "snippet": snippet(h.content, query, VIA_SNIPPET_CHARS)
+        if h.via is not None
+        else h.snippet or snippet(h.content, query),
     }
     if h.tags:
         out["tags"] = h.tags
@@ -319,15 +324,25 @@ def _results(
         ).model_dump()
     if response.confidence == "none":
         return nothing_stored(query, len(response.hits), response.mode)
-    return {
+    hits = response.hits
+    via = [h for h in hits if h.via is not None]
+    limit = next_query.limit if next_query else len(hits)
+    out: dict[str, Any] = {
         "query": query,
         "mode": response.mode,
         "confidence": response.confidence,
         "degraded": response.degraded,
-        "count": len(response.hits),
-        "hits": [brief_hit(h, query, fields) for h in response.hits],
+        "count": len(hits),
+        "hits": [brief_hit(h, query, fields) for h in hits if h.via is None]
+        + [brief_hit(h, query, fields) for h in via[:limit]],
         "next_cursor": cursor,
     }
+    if len(via) > limit:
+        out["count"] = len(out["hits"])
+        out["more_via_graph"] = (
+            f"{len(via) - limit} more hits through the graph: verbose=true shows them"
+        )
+    return out
 
 
 async def run_search(q: SearchQuery) -> dict[str, Any]:
