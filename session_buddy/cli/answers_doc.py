@@ -12,7 +12,8 @@ _HITS = (
     "`query`, `mode`, `confidence`, `degraded`, `count`, `hits`, `next_cursor`. A hit: short "
     "`id` (8 characters; `get` takes it), `kind`, `project`, `date`, `score` (2 decimals), "
     "`confidence`, `snippet` (~240 characters around the query's words), `tags` when set, "
-    "`via` when reached through the graph. `fields=[...]` adds fields, `verbose=true` gives "
+    "`via` when reached through the graph (at most `limit` such hits, shorter snippets; "
+    "`more_via_graph` counts the rest). `fields=[...]` adds fields, `verbose=true` gives "
     "every field. Nothing relevant: no hits and a plain `message` instead."
 )
 _STORED = "`id` (whole), `created`, `embedded`."
