@@ -481,6 +481,16 @@ async def get_more_results(cursor: str) -> dict[str, Any]:
     return await run_search(SearchQuery.from_cursor(cursor))
 
 
+async def _graph_search(
+    query: str, project: str | None, mode: Mode, limit: int, verbose: bool
+) -> dict[str, Any]:
+    """A search whose hits are followed by memories about related entities (the graph)."""
+    q = SearchQuery(
+        query=query, project=project, mode=mode, limit=limit, expand="graph", verbose=verbose
+    )
+    return await run_search(q)
+
+
 async def search_by_file(
     path: str, project: str | None = None, limit: Limit = 10, verbose: Verbose = False
 ) -> dict[str, Any]:
@@ -488,31 +498,13 @@ async def search_by_file(
         raise ValidationError("path must not be empty")
     name = path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
     query = path if name == path else f"{path} {name}"
-    return await run_search(
-        SearchQuery(
-            query=query,
-            project=project,
-            mode="keyword",
-            limit=limit,
-            expand="graph",
-            verbose=verbose,
-        )
-    )
+    return await _graph_search(query, project, "keyword", limit, verbose)
 
 
 async def search_by_concept(
     concept: str, project: str | None = None, limit: Limit = 10, verbose: Verbose = False
 ) -> dict[str, Any]:
-    return await run_search(
-        SearchQuery(
-            query=concept,
-            project=project,
-            mode="semantic",
-            limit=limit,
-            expand="graph",
-            verbose=verbose,
-        )
-    )
+    return await _graph_search(concept, project, "semantic", limit, verbose)
 
 
 async def search_code(
