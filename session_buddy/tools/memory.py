@@ -312,14 +312,14 @@ def _results(
     :func:`nothing_stored` when nothing relevant came back (unless ``verbose``)."""
     cursor = next_query.cursor() if (response.has_more and next_query) else None
     if verbose:
-        hits = [Hit.model_validate(hit_view(h)) for h in response.hits]
+        full = [Hit.model_validate(hit_view(h)) for h in response.hits]
         return SearchResults(
             query=query,
             mode=response.mode,
             confidence=response.confidence,
             degraded=response.degraded,
-            count=len(hits),
-            hits=hits,
+            count=len(full),
+            hits=full,
             next_cursor=cursor,
         ).model_dump()
     if response.confidence == "none":
