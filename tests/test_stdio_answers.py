@@ -172,3 +172,49 @@ def test_one_setting_bounds_every_answer_and_says_what_was_cut(tmp_path: Path) -
         # compact hits of such items are short: 5 need no cut at all
         compact = peer.call("search", {"query": "lock on file", "mode": "keyword", "limit": 5})
         assert "cut" not in compact["structuredContent"] and len(_text(compact)) <= 3000
+
+
+def test_own_files_and_the_callers_project_through_the_bridge(tmp_path: Path) -> None:
+    """Issue 13 over stdio through the bridge: session-buddy's own entries in
+    .claude/settings.local.json and its handoffs cost no checkpoint points, and
+    search_across_projects without a project searches the caller's (its folder, named by
+    its manifest, with what was stored under the folder's name)."""
+    from session_buddy.cli import claude_settings
+    from tests.test_project import commit_all, make_repo
+
+    repo = make_repo(tmp_path / "widget-main")
+    (repo / "pyproject.toml").write_text('[project]\nname = "widget"\n')
+    commit_all(repo, "init")
+    claude_settings.apply_plan(
+        claude_settings.plan_install(repo / ".claude" / "settings.local.json"), None
+    )
+    (repo / ".claude" / "handoff").mkdir()
+    (repo / ".claude" / "handoff" / "20260101T000000Z-abc.md").write_text("# Session handoff\n")
+    env = server_env(tmp_path, SESSION_BUDDY_ADAPTERS__EMBEDDINGS="none")
+    env.pop("CLAUDE_PROJECT_DIR", None)
+    peer = StdioPeer(env, repo)  # the client works in the repository
+    try:
+        peer.initialize()
+        for content, project in (
+            ("The widget cache key includes the locale.", "widget-main"),
+            ("The billing cache is flushed nightly.", "billing"),
+        ):
+            assert not peer.call("store_reflection", {"content": content, "project": project}).get(
+                "isError"
+            )
+        found = peer.call("search_across_projects", {"query": "cache key"})
+        answer = found["structuredContent"]
+        assert answer["project"] == "widget", answer
+        assert [h["project"] for h in answer["hits"]] == ["widget"]
+
+        assert peer.call("start", {})["structuredContent"]["project"]["name"] == "widget"
+        checked = peer.call("checkpoint", {"detail": True})["structuredContent"]
+        parts = {c["key"]: c for c in checked["breakdown"]}
+        assert parts["uncommitted"]["points"] == 10 and parts["untracked"]["points"] == 5, parts
+        assert "settings.local.json" not in parts["untracked"]["evidence"].split("not counted")[0]
+    finally:
+        assert peer.proc.stdin is not None
+        peer.proc.stdin.close()
+        code = peer.proc.wait(timeout=60)
+        stop_service(tmp_path / "data")
+    assert code == 0, peer.stderr_text()
