@@ -47,7 +47,7 @@ ANSWERS: dict[str, str] = {
     "error-fix pairs found, skipped files.",
     "search_insights": "`query`, `count`, `insights` (the stored insights that match).",
     "insights_statistics": "`total`, `by_project`, `by_topic`, `by_day`, `average_confidence`.",
-    "start": "`session` (id, project, status, started_at), `how`, `project` (name, aliases, "
+    "start": "`session` (id, project, project_path, status, started_at), `how`, `project` (name, aliases, "
     "name_source, path, package_manager, git in short, top languages), `handoff` (path, uri, "
     "summary: the previous session's goal, what it did, open problems, next steps; the whole "
     "document is the resource at uri), `reflections` (short id, kind, one line each, tags), "

@@ -62,7 +62,7 @@ def compact_brief(brief: dict[str, Any]) -> dict[str, Any]:
     handoff's summary (open problems and next steps among it; the whole document is the
     resource at its uri), the newest reflections in a line each, the last score."""
     s, p = brief["session"], brief["project"]
-    session = {k: s.get(k) for k in ("id", "project", "status", "started_at")}
+    session = {k: s.get(k) for k in ("id", "project", "project_path", "status", "started_at")}
     if s.get("claude_session_id"):
         session["claude_session_id"] = s["claude_session_id"]
     project = {
