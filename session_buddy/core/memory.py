@@ -442,6 +442,26 @@ class MemoryService:
             raise NotFound(f"no memory item with id {item_id!r}")
         return found[0]
 
+    async def get_by_id(self, item_id: str) -> MemoryItem:
+        """One item by its id or a short id (the start of one, as compact search answers
+        show it); a short id that starts more than one visible item is an error listing
+        them."""
+        found = await self.storage.get_items([item_id])
+        if found:
+            return await self.get(item_id)
+        ids = await self.storage.ids_with_prefix(item_id, limit=10)
+        items = await self.storage.get_items(ids)
+        if self.visibility is not None:
+            items = [i for i in items if await self.visibility.allows(i)]
+        if not items:
+            raise NotFound(f"no memory item with id {item_id!r}")
+        if len(items) > 1:
+            raise ValidationError(
+                f"id {item_id!r} starts {len(items)} items ({', '.join(i.id for i in items)}): "
+                "give more of the id"
+            )
+        return items[0]
+
     def _check_owner(self, item: MemoryItem) -> None:
         if self.visibility is not None and owner_of(item.author, self.settings) != acting_user(
             self.settings

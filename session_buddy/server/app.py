@@ -159,7 +159,9 @@ def create_server(
     if not any(isinstance(f, _ExpectedErrors) for f in server_logger.filters):
         server_logger.addFilter(_ExpectedErrors())
     settings = di.get(SessionBuddySettings)
-    middleware: list[Middleware] = [ErrorMiddleware()]
+    from session_buddy.server.answers import AnswerBound
+
+    middleware: list[Middleware] = [ErrorMiddleware(), AnswerBound(settings.responses.max_chars)]
     if settings.events.mcp_notifications:
         from session_buddy.server.notify import EventNotifier
 

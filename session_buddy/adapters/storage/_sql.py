@@ -36,6 +36,7 @@ from session_buddy.adapters.storage._base import (
     StorageBase,
     StorageStats,
     aware,
+    check_id_prefix,
     check_meta,
     in_order,
     item_values,
@@ -360,6 +361,12 @@ class SqlStorage(SealedRows, StorageBase):
         sql = f"SELECT {d.item_columns} FROM items WHERE "
         sql += d.is_any("id", p.add(list(dict.fromkeys(ids))))
         return in_order(ids, [self._item(r) for r in await self._fetch(sql, p.values)])
+
+    async def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        p = self.dialect.params()
+        sql = f"SELECT id FROM items WHERE id LIKE {p.add(check_id_prefix(prefix) + '%')} "
+        sql += f"ORDER BY id LIMIT {int(limit)}"
+        return [str(r[0]) for r in await self._fetch(sql, p.values)]
 
     async def list_items(
         self, flt: ItemFilter, *, limit: int = 50, offset: int = 0, newest_first: bool = True

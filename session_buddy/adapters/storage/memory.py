@@ -32,6 +32,7 @@ from session_buddy.adapters.storage._base import (
     Record,
     StorageBase,
     StorageStats,
+    check_id_prefix,
     check_meta,
     dedup_key,
     duplicate_item,
@@ -174,6 +175,11 @@ class Storage(StorageBase):
                 entries.append(IndexEntry.of(stored, item.embedding))
             self.index.add(entries)
         return results
+
+    async def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        prefix = check_id_prefix(prefix)
+        with self._lock:
+            return sorted(i for i in self._items if i.startswith(prefix))[:limit]
 
     async def get_items(self, ids: Sequence[str]) -> list[MemoryItem]:
         with self._lock:
