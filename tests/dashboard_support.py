@@ -59,7 +59,9 @@ class Live:
         return dict(result["structuredContent"])
 
     def mcp_search_ids(self, query: str) -> list[str]:
-        found = self.tool("search", {"query": query, "project": self.project, "limit": 10})
+        found = self.tool(
+            "search", {"query": query, "project": self.project, "limit": 10, "fields": ["id"]}
+        )
         return [h["id"] for h in found["hits"]]
 
 

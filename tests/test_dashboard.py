@@ -120,7 +120,12 @@ def test_every_page_renders(live: Live, web: httpx.Client) -> None:
 def test_posts_need_the_csrf_token(live: Live, web: httpx.Client) -> None:
     answer = web.post(f"/dashboard/memories/{live.other_id}/mark", data={"mark": "wrong"})
     assert answer.status_code == 403
-    assert "wrong" not in live.tool("search", {"query": "blue-green staging"})["hits"][0]["tags"]
+    assert (
+        "wrong"
+        not in live.tool("search", {"query": "blue-green staging", "fields": ["id"]})["hits"][0][
+            "tags"
+        ]
+    )
 
 
 def test_edit_mark_delete_undo_go_through_the_core(live: Live, web: httpx.Client) -> None:
@@ -131,10 +136,15 @@ def test_edit_mark_delete_undo_go_through_the_core(live: Live, web: httpx.Client
         data={"csrf": token, "tags": "ops, deploy", "content": ""},
     )
     assert edited.status_code == 303
-    hit = live.tool("search", {"query": "blue-green staging", "project": live.project})["hits"][0]
+    hit = live.tool(
+        "search", {"query": "blue-green staging", "project": live.project, "fields": ["id"]}
+    )["hits"][0]
     assert hit["id"] == live.other_id and hit["tags"] == ["ops", "deploy"]
     web.post(f"/dashboard/memories/{live.other_id}/mark", data={"csrf": token, "mark": "outdated"})
-    assert "outdated" in live.tool("search", {"query": "blue-green staging"})["hits"][0]["tags"]
+    assert (
+        "outdated"
+        in live.tool("search", {"query": "blue-green staging", "fields": ["id"]})["hits"][0]["tags"]
+    )
     # delete (as htmx sends it): gone from the MCP search; undo brings the same item back
     gone = web.post(
         f"/dashboard/memories/{live.other_id}/delete",
@@ -148,7 +158,9 @@ def test_edit_mark_delete_undo_go_through_the_core(live: Live, web: httpx.Client
     back = web.post(undo.group(1), data={"csrf": token}, headers={"HX-Request": "true"})
     assert back.status_code == 200 and f'id="m-{live.other_id}"' in back.text
     assert live.other_id in live.mcp_search_ids("blue-green staging cluster")  # vector kept
-    semantic = live.tool("search", {"query": "blue green deployment", "mode": "semantic"})
+    semantic = live.tool(
+        "search", {"query": "blue green deployment", "mode": "semantic", "fields": ["id"]}
+    )
     assert live.other_id in [h["id"] for h in semantic["hits"]]
     assert web.post(undo.group(1), data={"csrf": token}).status_code == 410  # once only
 

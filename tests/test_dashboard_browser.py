@@ -120,7 +120,9 @@ def _edit_tag(driver: Any, live: Live, shots: Shots) -> None:
     driver.find_element(By.CSS_SELECTOR, "#edit-form button[type=submit]").click()
     wait_for(lambda: "Saved." in driver.page_source, "the saved notice")
     shots.take("memory")
-    hits = live.tool("search", {"query": "flux capacitor", "project": live.project})["hits"]
+    hits = live.tool(
+        "search", {"query": "flux capacitor", "project": live.project, "fields": ["id"]}
+    )["hits"]
     assert next(h for h in hits if h["id"] == live.needle_id)["tags"] == ["physics", "verified"]
 
 

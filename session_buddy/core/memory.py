@@ -558,28 +558,7 @@ class MemoryService:
     async def reembed(self, batch_size: int = 256) -> int:
         """Give every item a vector from the configured model (after a change of model);
         returns how many items were embedded. The new model is recorded in meta."""
-        if (reason := self._unavailable()) is not None:
-            raise EmbeddingError(f"cannot re-embed: {reason}")
-        total = await self.storage.count_items(None)
-        await self.storage.set_meta(META_MODEL, self.embeddings.model_id)
-        await self.storage.set_meta(META_DIMENSION, str(self.embeddings.dimension))
-        self._space_problem = None
-        done = 0
-        for offset in range(0, total, batch_size):
-            chunk = await self.storage.list_items(
-                ItemFilter(), limit=batch_size, offset=offset, newest_first=False
-            )
-            contexts = await self._contexts(chunk)
-            vectors = await self.embeddings.embed(
-                [
-                    i.content if c is None else f"{c}\n{i.content}"
-                    for i, c in zip(chunk, contexts, strict=True)
-                ]
-            )
-            for item, vector in zip(chunk, vectors, strict=True):
-                await self.storage.update_item(item.id, embedding=vector)
-            done += len(chunk)
-        return done
+        return await _reembed(self, batch_size)
 
     async def stats(self, project: str | None = None) -> dict[str, Any]:
         """Counts by kind and project, embedded count, model, and any vector-space problem."""
@@ -618,3 +597,29 @@ class MemoryService:
             "semantic_search": problem is None,
             "degraded": problem,
         }
+
+
+async def _reembed(svc: MemoryService, batch_size: int) -> int:
+    """:meth:`MemoryService.reembed`: every item embedded again, in batches."""
+    if (reason := svc._unavailable()) is not None:
+        raise EmbeddingError(f"cannot re-embed: {reason}")
+    total = await svc.storage.count_items(None)
+    await svc.storage.set_meta(META_MODEL, svc.embeddings.model_id)
+    await svc.storage.set_meta(META_DIMENSION, str(svc.embeddings.dimension))
+    svc._space_problem = None
+    done = 0
+    for offset in range(0, total, batch_size):
+        chunk = await svc.storage.list_items(
+            ItemFilter(), limit=batch_size, offset=offset, newest_first=False
+        )
+        contexts = await svc._contexts(chunk)
+        vectors = await svc.embeddings.embed(
+            [
+                i.content if c is None else f"{c}\n{i.content}"
+                for i, c in zip(chunk, contexts, strict=True)
+            ]
+        )
+        for item, vector in zip(chunk, vectors, strict=True):
+            await svc.storage.update_item(item.id, embedding=vector)
+        done += len(chunk)
+    return done
