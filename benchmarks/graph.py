@@ -9,10 +9,11 @@
 2. **get_entity_context(depth=2) latency** with ``--entities`` entities (default 100k) and
    ``--relations`` random relations (default 500k) and 3 mentions per stored item, on DuckDB
    and on PostgreSQL (a fresh schema of ``--dsn`` / $SESSION_BUDDY_TEST_PG_DSN, dropped at
-   the end): p50/p95 over ``--queries`` random entities.
+   the end; after the bulk load, ``VACUUM ANALYZE`` as autovacuum would run it): p50/p95
+   over ``--queries`` random entities.
 
     .venv/bin/python benchmarks/graph.py [--items 1000] [--entities 100000] [--relations 500000]
-        [--queries 200] [--skip-store] [--skip-postgres]
+        [--queries 200] [--skip-store] [--skip-duckdb] [--skip-postgres]
 """
 
 from __future__ import annotations
@@ -156,13 +157,17 @@ async def fill(storage: Any, entities: int, relations: int, items: int) -> list[
     return names
 
 
-async def context_benchmark(storage: Any, label: str, args: argparse.Namespace) -> None:
+async def context_benchmark(
+    storage: Any, label: str, args: argparse.Namespace, settle: Any = None
+) -> None:
     settings = load_settings(adapters={"embeddings": "none"}, user=USER).settings
     await storage.initialize()
     try:
         started = time.perf_counter()
         names = await fill(storage, args.entities, args.relations, args.mention_items)
         print(f"{label}: filled in {time.perf_counter() - started:.0f} s")
+        if settle is not None:
+            await settle()
         graph = GraphService(storage, settings)
         rng = random.Random(5)
         for name in rng.sample(names, 10):  # warm up
@@ -188,8 +193,9 @@ async def main_async(args: argparse.Namespace) -> None:
         await store_benchmark(args.items, args.rounds)
     from session_buddy.adapters.storage.duckdb import Storage as DuckStorage
 
-    with tempfile.TemporaryDirectory() as folder:
-        await context_benchmark(DuckStorage(Path(folder) / "g.duckdb"), "DuckDB", args)
+    if not args.skip_duckdb:
+        with tempfile.TemporaryDirectory() as folder:
+            await context_benchmark(DuckStorage(Path(folder) / "g.duckdb"), "DuckDB", args)
     dsn = args.dsn or os.environ.get("SESSION_BUDDY_TEST_PG_DSN")
     if dsn and not args.skip_postgres:
         import asyncpg
@@ -197,8 +203,17 @@ async def main_async(args: argparse.Namespace) -> None:
         from session_buddy.adapters.storage.postgres import Storage as PgStorage
 
         schema = f"bench_graph_{uuid.uuid4().hex[:8]}"
+
+        async def settle() -> None:
+            """What autovacuum does soon after a bulk load: statistics and the visibility
+            map (so the walks' index-only scans need no heap fetches)."""
+            con = await asyncpg.connect(dsn)
+            tables = ("graph_entities", "graph_relations", "graph_mentions", "items")
+            await con.execute("VACUUM ANALYZE " + ", ".join(f'"{schema}".{t}' for t in tables))
+            await con.close()
+
         try:
-            await context_benchmark(PgStorage(dsn, schema=schema), "PostgreSQL", args)
+            await context_benchmark(PgStorage(dsn, schema=schema), "PostgreSQL", args, settle)
         finally:
             con = await asyncpg.connect(dsn)
             await con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
@@ -215,6 +230,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--dsn", default=None)
     parser.add_argument("--skip-store", action="store_true")
+    parser.add_argument("--skip-duckdb", action="store_true")
     parser.add_argument("--skip-postgres", action="store_true")
     asyncio.run(main_async(parser.parse_args()))
 

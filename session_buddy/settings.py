@@ -226,6 +226,15 @@ class SearchSettings(_Section):
     )
 
 
+class ResponsesSettings(_Section):
+    max_chars: int = Field(
+        default=8000,
+        ge=500,
+        description="The longest answer of any tool, in characters of its JSON text; longer "
+        "ones are cut from the end of their lists, with a note of what was left out.",
+    )
+
+
 class ServerSettings(_Section):
     host: str = Field(default="127.0.0.1", description="HTTP mode: address to listen on.")
     port: int = Field(default=8678, ge=1, le=65535, description="HTTP mode: port.")
@@ -481,6 +490,7 @@ class SessionBuddySettings(BaseSettings):
     embeddings: EmbeddingsSettings = Field(default_factory=EmbeddingsSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
+    responses: ResponsesSettings = Field(default_factory=ResponsesSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     sessions: SessionsSettings = Field(default_factory=SessionsSettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)

@@ -67,14 +67,14 @@ async def test_sessions_with_real_pytest_runs_make_a_trend(
         assert brief["session"]["project"] == "calc"
         run_pytest(repo, "--junitxml=junit.xml")
         await call(client, "store_reflection", content=f"calc session fixed={fixed}", tags=["calc"])
-        point = await call(client, "checkpoint", name="tests ran")
+        point = await call(client, "checkpoint", name="tests ran", detail=True)
         component = next(c for c in point["breakdown"] if c["key"] == "test_result")
         assert component["points"] == (10 if fixed else 0), component
         assert ("passed (4 tests" if fixed else "1 of 4 failed") in component["evidence"]
         ended = await call(client, "end")
         scores.append(ended["final_checkpoint"]["score"])
         # the checkpoint picked the JUnit file up and the handoff carries the trend and chart
-        handoff = Path(ended["session"]["handoff_path"])
+        handoff = Path(ended["handoff_path"])
         text = handoff.read_text()
         assert "## Quality trend" in text
         charts = list(handoff.parent.glob("*.svg"))

@@ -65,9 +65,11 @@ async def store_and_search(settings: Any) -> str:
             role="user",
         )
         session = await call(c, "create_session", name=NAME, metadata={"note": TITLE_WORD})
-        hits = await call(c, "search", query="quantumfrobnicator", mode="keyword")
+        hits = await call(c, "search", query="quantumfrobnicator", mode="keyword", fields=["id"])
         assert [h["id"] for h in hits["hits"]] == [stored["id"]]
-        hits = await call(c, "search", query="when does the deploy happen", mode="semantic")
+        hits = await call(
+            c, "search", query="when does the deploy happen", mode="semantic", fields=["id"]
+        )
         assert stored["id"] in [h["id"] for h in hits["hits"]]
         got = await call(c, "get_session", session_id=session["id"])
         assert got["name"] == NAME
@@ -76,7 +78,7 @@ async def store_and_search(settings: Any) -> str:
 
 async def finds_again(settings: Any, item_id: str) -> None:
     async with Client(server(settings)) as c:
-        hits = await call(c, "search", query="glimmerwick", mode="keyword")
+        hits = await call(c, "search", query="glimmerwick", mode="keyword", fields=["id"])
         assert [h["id"] for h in hits["hits"]] == [item_id]
         hits = await call(c, "search", query=TITLE_WORD, mode="keyword")
         assert len(hits["hits"]) == 1

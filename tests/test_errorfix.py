@@ -187,7 +187,7 @@ async def test_error_fix_memory_and_patterns_through_mcp(tmp_path: Path) -> None
         assert fix["error"] == KEY_ERROR and fix["files"] == ["app.py"], fix
         assert fix["fixed_by"] == WHY and fix["session_id"] == "sess-a"
         assert fix["run"] == "python app.py" and fix["match"] == 1.0 and fix["project"] == "calc"
-        assert any(KEY_ERROR in h["content"] for h in found["hits"]), "then the mentions"
+        assert any(KEY_ERROR in h["snippet"] for h in found["hits"]), "then the mentions"
         assert len(json.dumps(found["fixes"])) < 1500
 
         # the fix is committed; the passing run's checkpoint links the JUnit ids to git's diff

@@ -162,7 +162,9 @@ def test_fuzz_every_tool_through_the_bridge(tmp_path: Path) -> None:
                     problems.append(f"{case!r:.300} -> {message!r:.300}")
         assert peer.proc.poll() is None, peer.stderr_text()
         # the store is intact and still answers
-        found = peer.call("search", {"query": "zqv9", "project": "k", "mode": "keyword"})
+        found = peer.call(
+            "search", {"query": "zqv9", "project": "k", "mode": "keyword", "fields": ["id"]}
+        )
         assert [h["id"] for h in found["structuredContent"]["hits"]] == [kept_id]
         stats = peer.call("reflection_stats", {"project": "k"})
         assert stats["structuredContent"]["total"] >= 1

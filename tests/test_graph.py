@@ -200,9 +200,11 @@ async def test_stored_items_build_the_graph_and_search_expands_through_it(
     )
     assert about[ids["later"]]["about"] == "verify_token"  # one hop away
 
-    plain = await call(client, "search", query="verify_token", mode="keyword")
+    plain = await call(client, "search", query="verify_token", mode="keyword", fields=["id"])
     assert ids["fix"] not in [h["id"] for h in plain["hits"]]
-    expanded = await call(client, "search", query="verify_token", mode="keyword", expand="graph")
+    expanded = await call(
+        client, "search", query="verify_token", mode="keyword", expand="graph", fields=["id"]
+    )
     hits = expanded["hits"]
     direct = [h for h in hits if h.get("via") is None]
     via = {h["id"]: h["via"] for h in hits if h.get("via")}
@@ -210,7 +212,7 @@ async def test_stored_items_build_the_graph_and_search_expands_through_it(
     assert hits.index(next(h for h in hits if h["id"] == ids["fix"])) >= len(direct)
     assert max(h["score"] for h in hits if h.get("via")) < min(h["score"] for h in direct)
 
-    by_file = await call(client, "search_by_file", path="auth/jwt.py")
+    by_file = await call(client, "search_by_file", path="auth/jwt.py", verbose=True)
     marked = {h["id"]: h.get("via") for h in by_file["hits"]}
     assert marked[ids["fix"]] is None and marked[ids["later"]] == "graph:auth/jwt.py>verify_token"
 

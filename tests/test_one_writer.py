@@ -59,7 +59,7 @@ def test_import_report_and_migrate_out_while_the_service_runs(tmp_path: Path) ->
         report = json.loads(done.stdout)
         assert report["stored"] == RICH_TURNS and report["insights"] == 1, report
         hits = found(peer, "random.uniform jitter exceeds the budget")
-        assert any("random.uniform" in h["content"] for h in hits), hits
+        assert any("random.uniform" in h["snippet"] for h in hits), hits
 
         # progress reaches the client while it works (the CLI draws it on stderr)
         from session_buddy.server.cli_link import run_command
@@ -125,7 +125,7 @@ def test_migrate_into_the_running_services_store(tmp_path: Path) -> None:
         assert json.loads(moved.stdout)["items"] == RICH_TURNS + 1
         assert service_pid(tmp_path / "data") == pid
         hits = found(peer, "RetryPolicy")
-        assert any("RetryPolicy" in h["content"] for h in hits), hits
+        assert any("RetryPolicy" in h["snippet"] for h in hits), hits
         # into a store that is no longer empty: refused, by the service, nothing merged
         refused = cli(
             env, tmp_path, "migrate", "--from", f"duckdb:{source / 'data' / 'memory.duckdb'}",

@@ -29,6 +29,9 @@ async def test_every_tool_has_a_description_and_typed_parameters(lite_settings) 
     async with Client(create_server(lite_settings)) as client:
         tools = await client.list_tools()
     assert tools
+    from session_buddy.cli.answers_doc import ANSWERS
+
+    assert {t.name for t in tools} == set(ANSWERS), "docs/tools.md says what each tool answers"
     for tool in tools:
         assert tool.description and len(tool.description) > 20, tool.name
         for name, prop in tool.inputSchema.get("properties", {}).items():

@@ -99,7 +99,7 @@ async def test_end_to_end_lifecycle(client: Client[Any], repo: Path) -> None:
         tags=["problem"],
     )
 
-    first = await call(client, "checkpoint", name="after fix")
+    first = await call(client, "checkpoint", name="after fix", detail=True)
     assert 0 <= first["score"] <= 100 and first["delta"] is None
     keys = {c["key"] for c in first["breakdown"]}
     assert {"tests", "lint", "uncommitted", "reflections", "checkpoint_age"} <= keys
@@ -154,7 +154,7 @@ async def test_end_to_end_lifecycle(client: Client[Any], repo: Path) -> None:
     assert "add a test for empty input" in brief2["handoff"]["summary"]
     assert "The tokenizer drops the last token" in brief2["handoff"]["summary"]  # the goal
     assert brief2["last_quality"]["score"] is not None
-    assert any("unicode identifiers" in r["content"] for r in brief2["reflections"])
+    assert any("unicode identifiers" in r["text"] for r in brief2["reflections"])
 
 
 async def test_session_records_api(client: Client[Any]) -> None:
@@ -176,7 +176,9 @@ async def test_session_records_api(client: Client[Any]) -> None:
     rest = await call(client, "get_messages", session_id=sid, limit=2, cursor=page["next_cursor"])
     assert [m["role"] for m in rest["messages"]] == ["system"] and rest["next_cursor"] is None
 
-    found = await call(client, "search", query="kangaroos", project="alpha", mode="keyword")
+    found = await call(
+        client, "search", query="kangaroos", project="alpha", mode="keyword", fields=["session_id"]
+    )
     assert any(h["session_id"] == sid for h in found["hits"])  # messages are searchable
 
     updated = await call(
@@ -205,7 +207,7 @@ async def test_session_records_api(client: Client[Any]) -> None:
     with pytest.raises(ToolError, match="No session with id"):
         await call(client, "get_session", session_id=sid)
     still = await call(client, "search", query="kangaroos", project="alpha", mode="keyword")
-    assert [h["id"] for h in still["hits"]] == [reflection["id"]]  # reflections stay
+    assert [h["id"] for h in still["hits"]] == [reflection["id"][:8]]  # reflections stay
 
 
 async def test_clear_errors(client: Client[Any]) -> None:
@@ -374,7 +376,7 @@ async def test_a_project_has_one_identity(client: Client[Any], tmp_path: Path) -
     assert brief["project"]["name"] == "widget" and brief["project"]["aliases"] == ["widget-main"]
     assert brief["project"]["name_source"] == "pyproject.toml"
     assert brief["session"]["project"] == "widget"
-    assert {r["content"] for r in brief["reflections"]} == {
+    assert {r["text"] for r in brief["reflections"]} == {
         "Widget: the cache key includes the locale.",
         "Stored under the folder name: retries are capped at 3.",
     }
@@ -384,7 +386,7 @@ async def test_a_project_has_one_identity(client: Client[Any], tmp_path: Path) -
     found = await call(
         client, "search", query="Defaults to the session's project", project="widget"
     )
-    assert [h["id"] for h in found["hits"]][:1] == [stored["id"]]
+    assert [h["id"] for h in found["hits"]][:1] == [stored["id"][:8]]  # a short id
 
 
 async def test_session_buddys_own_files_do_not_cost_points(client: Client[Any], repo: Path) -> None:
@@ -403,7 +405,7 @@ async def test_session_buddys_own_files_do_not_cost_points(client: Client[Any], 
     assert len(git(repo, "status", "--porcelain", "--untracked-files=all").splitlines()) == 3
 
     await call(client, "start", working_directory=str(repo))
-    clean = await call(client, "checkpoint")
+    clean = await call(client, "checkpoint", detail=True)
     parts = {c["key"]: c for c in clean["breakdown"]}
     assert parts["uncommitted"]["points"] == 10 and parts["untracked"]["points"] == 5
     assert "not counted" in parts["untracked"]["evidence"]
@@ -412,7 +414,7 @@ async def test_session_buddys_own_files_do_not_cost_points(client: Client[Any], 
     (repo / "parser.py").write_text("def parse(s):\n    return s.strip()\n")
     (repo / "notes.txt").write_text("mine\n")
     shared.write_text(shared.read_text().replace("pytest:*", "ruff:*"))  # a team change
-    dirty = await call(client, "checkpoint")
+    dirty = await call(client, "checkpoint", detail=True)
     parts = {c["key"]: c for c in dirty["breakdown"]}
     assert parts["uncommitted"]["evidence"].startswith("2 changed file(s)")
     assert parts["untracked"]["evidence"] == "1 untracked: notes.txt"

@@ -130,6 +130,25 @@ async def test_dedup_is_per_author(storage: StorageBase) -> None:
     assert await storage.count_items() == 2
 
 
+async def test_ids_with_prefix_resolve_short_ids(storage: StorageBase) -> None:
+    """A short id (the start of an id, as compact answers show it) finds its item; a prefix
+    is matched literally (no LIKE wildcards), and one too short or of other characters is
+    refused."""
+    added = await storage.add_items([item(f"note {n}", project="p") for n in range(20)])
+    for a in added[:5]:
+        assert await storage.ids_with_prefix(a.id[:8]) == [a.id]
+        assert await storage.ids_with_prefix(a.id) == [a.id]
+    every = sorted(a.id for a in added)
+    start = every[0][:4]
+    assert await storage.ids_with_prefix(start, limit=50) == [
+        i for i in every if i.startswith(start)
+    ]
+    assert await storage.ids_with_prefix("ffffffff-0000") == []
+    for bad in ("ab", "abcd%", "abcd_", "ab' OR '1"):
+        with pytest.raises(ValidationError):
+            await storage.ids_with_prefix(bad)
+
+
 async def test_exact_duplicates_return_the_existing_id(storage: StorageBase) -> None:
     (first,) = await storage.add_items([item("Use  uv\tfor installs", project="p")])
     assert first.created

@@ -299,4 +299,4 @@ async def test_leave_remove_and_unshare(alice: Client[Any]) -> None:
     assert empty["hits"] == [] and empty["shared_items"] == 0
     # it is still in her own memory
     mine = await call(alice, "search", query="webhook backoff")
-    assert [h["id"] for h in mine["hits"]][:1] == [item]
+    assert [h["id"] for h in mine["hits"]][:1] == [item[:8]]  # a short id

@@ -569,7 +569,9 @@ async def test_tool_calls_are_metadata_and_noise_is_not_indexed(lite_settings: A
             ("detailed summary next prompt suggestion", "hybrid"),
             ("Request interrupted by user", "keyword"),
         ):
-            found = await client.call_tool("search", {"query": query, "mode": mode, "limit": 50})
+            found = await client.call_tool(
+                "search", {"query": query, "mode": mode, "limit": 50, "verbose": True}
+            )
             assert found.structured_content is not None
             for hit in found.structured_content["hits"]:
                 content = hit["content"]

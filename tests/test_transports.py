@@ -32,7 +32,7 @@ def test_stdio_only_json_rpc_on_stdout_and_clean_exit(tmp_path: Path, mode: str)
         stored = peer.call("store_reflection", {"content": "stdio transport works", "project": "p"})
         assert not stored.get("isError"), stored
         found = peer.call("search", {"query": "stdio transport", "project": "p"})
-        assert found["structuredContent"]["hits"][0]["content"] == "stdio transport works"
+        assert found["structuredContent"]["hits"][0]["snippet"] == "stdio transport works"
     finally:
         assert peer.proc.stdin is not None
         peer.proc.stdin.close()
@@ -85,7 +85,13 @@ def test_sigterm_mid_work_keeps_acknowledged_writes(tmp_path: Path) -> None:
         assert not stats.get("isError"), stats
         listed = peer2.call(
             "search",
-            {"query": "turn number sigterm", "project": "kill", "limit": 100, "mode": "keyword"},
+            {
+                "query": "turn number sigterm",
+                "project": "kill",
+                "limit": 100,
+                "mode": "keyword",
+                "fields": ["id"],
+            },
         )
         ids = {h["id"] for h in listed["structuredContent"]["hits"]}
         assert set(acknowledged) <= ids
@@ -112,7 +118,7 @@ async def test_http_transport(tmp_path: Path) -> None:
             )
             assert stored.structured_content is not None
             found = await client.call_tool("search", {"query": "http transport", "project": "h"})
-            assert found.structured_content["hits"][0]["content"] == "http transport works"
+            assert found.structured_content["hits"][0]["snippet"] == "http transport works"
             health = await client.call_tool("health", {})
             assert health.structured_content["status"] in ("healthy", "degraded")
     finally:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from session_buddy.cli import info, logs, serve, sync  # noqa: F401  (their commands register on import)
+from session_buddy.cli import dashboard, info, logs, serve, sync  # noqa: F401  (their commands register on import)
 from session_buddy.cli._common import app
 from session_buddy.cli.hook_runtime import hook_command
 from session_buddy.cli.hooks import hooks_app

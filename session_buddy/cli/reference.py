@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from session_buddy.cli.answers_doc import ANSWERS
 from session_buddy.settings import ENV_PREFIX, SessionBuddySettings
 
 SETTINGS_INTRO = """\
@@ -113,11 +114,21 @@ async def tools_markdown() -> str:
         resources = await client.list_resources()
     out.append(f"{len(tools)} tools, {len(prompts)} prompts.")
     out.append("")
+    out.append(
+        "Each tool's *Answer* says what it returns by default. Every answer is bounded by "
+        "`responses.max_chars` (8,000 characters of its JSON text): a longer one loses "
+        "items from the end of its longest list (then the end of its longest text) and "
+        "says what was left out in `cut`. Sizes: docs/performance.md."
+    )
+    out.append("")
     for tool in tools:
         out.append(f"## `{tool.name}`")
         out.append("")
         out.append((tool.description or "").strip())
         out.append("")
+        if tool.name in ANSWERS:
+            out.append(f"Answer: {ANSWERS[tool.name]}")
+            out.append("")
         params = _schema_params(tool.inputSchema)
         if params:
             out.append("Parameters:")

@@ -240,11 +240,18 @@ class AnalyticsService:
             offset += page
 
     async def history(
-        self, project: str | None, since: datetime | None, *, files: bool = True
+        self,
+        project: str | None,
+        since: datetime | None,
+        *,
+        files: bool = True,
+        reflections: bool = True,
     ) -> History:
         """Every session of the period from the session records; each checkpoint (its score
         and test run) only for the last :data:`CHART_SESSIONS` sessions: a checkpoint record
-        holds the whole breakdown, and reading 10,000 of them would cost seconds."""
+        holds the whole breakdown, and reading 10,000 of them would cost seconds.
+        ``reflections=False`` leaves the per-session reflection and insight counts at 0
+        (they read every such memory of the period: seconds on a large store)."""
         sessions_rec, tests = await asyncio.gather(
             self._since(SESSIONS, project, since), self._since(TEST_RESULTS, project, since)
         )
@@ -274,7 +281,8 @@ class AnalyticsService:
             if s is not None:
                 s.test_runs += 1
                 s.test = {**record.data, "id": record.id}
-        await self._count_reflections(project, since, ordered)
+        if reflections:
+            await self._count_reflections(project, since, ordered)
         history = History(project, since, ordered, _lost_points(checkpoints[-20:]))
         if files:
             path = _project_path(sessions_rec)

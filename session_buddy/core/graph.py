@@ -66,6 +66,11 @@ MAX_PAGE = 200
 SHOWN_OBSERVATIONS = 10
 OBSERVATION_CHARS = 300
 NEIGHBOURS = 30
+#: neighbours one entity contributes to each step of a context's walk (the smallest ids):
+#: a hub's thousands of neighbours would cost a walk without changing the 30 shown much
+FANOUT = 200
+#: mentions read for a context's memories
+MENTIONS = 500
 #: an entity more memories mention than this is a hub: search does not expand through it
 HUB_MENTIONS = 500
 KNOWN_TTL_S = 5.0
@@ -438,28 +443,33 @@ class GraphService:
         if not 1 <= depth <= MAX_DEPTH:
             raise ValidationError(f"depth must be between 1 and {MAX_DEPTH}, not {depth}")
         entity = await self._one(name, project)
-        near = await self.graph.neighbourhood([entity.id], depth, NEIGHBOURS + 1)
-        distance = dict(near)
-        found = {e.id: e for e in await self.graph.get_entities(list(distance))}
-        owner = self.owner()
-        ids = [i for i, _ in near if i in found and found[i].owner == owner]
-        relations = await self.graph.relations_of(ids, among=True)
-        memories = await self._memories_about(ids, distance, found, limit)
+        near, details = await self.graph.context(
+            [entity.id], depth, NEIGHBOURS + 1, FANOUT, MENTIONS
+        )
+        distance, owner = dict(near), self.owner()
+        found = {e.id: e for e in details.entities if e.owner == owner}
+        ids = [i for i, _ in near if i in found]
+        relations = [r for r in details.relations if r.source in found and r.target in found]
+        mentions = [m for m in details.mentions if m.entity_id in found]
+        names = {i: e.name for i, e in found.items()}
         return {
             "entity": entity_view(found[entity.id], observations=50),
             "neighbours": [
                 {**entity_view(found[i], observations=3), "distance": distance[i]}
                 for i in ids[1 : NEIGHBOURS + 1]
             ],
-            "relations": await self._relation_views(relations[:100]),
-            "memories": memories,
+            "relations": [relation_view(r, names) for r in relations[:100]],
+            "memories": await self._memories_about(mentions, distance, found, limit),
             "truncated": len(near) > NEIGHBOURS,
         }
 
     async def _memories_about(
-        self, ids: list[str], distance: dict[str, int], found: dict[str, Entity], limit: int
+        self,
+        mentions: list[Mention],
+        distance: dict[str, int],
+        found: dict[str, Entity],
+        limit: int,
     ) -> list[dict[str, Any]]:
-        mentions = await self.graph.mentions_of(ids, 500)
         first: dict[str, Mention] = {}
         for m in sorted(mentions, key=lambda m: (distance[m.entity_id], m.start)):
             first.setdefault(m.item_id, m)
@@ -497,7 +507,7 @@ class GraphService:
             return {"found": True, "length": 0, "path": []}
         distance: dict[str, int] = {}
         for depth in range(1, max_depth + 1):
-            distance = dict(await self.graph.neighbourhood([a.id], depth, 1_000_000))
+            distance = dict(await self.graph.walk([a.id], depth, 1_000_000))
             if b.id in distance or len(distance) == 1:
                 break
         if b.id not in distance:

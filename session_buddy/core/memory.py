@@ -66,6 +66,7 @@ from session_buddy.settings import SessionBuddySettings
 
 __all__ = [
     "Confidence",
+    "DeletedItem",
     "ItemInput",
     "MemoryService",
     "SearchHit",
@@ -93,6 +94,15 @@ class ItemInput:
     author: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     created_at: datetime | None = None
+
+
+@dataclass
+class DeletedItem:
+    """What :meth:`MemoryService.delete` removed: the item and its vector (None without
+    one), all :meth:`MemoryService.restore` needs to put it back as it was (undo)."""
+
+    item: MemoryItem
+    vector: np.ndarray | None = None
 
 
 @dataclass
@@ -126,6 +136,18 @@ def _dialogue(item: NewItem | MemoryItem) -> bool:
         and item.role in ("user", "assistant", None)
         and item.metadata.get("block") not in _TOOL_BLOCKS
     )
+
+
+async def _put_back(storage: StorageBase, item: MemoryItem, vector: np.ndarray | None) -> str:
+    """Store a deleted item again (its id): exactly where the storage imports, else anew."""
+    try:
+        await storage.import_items([(item, vector)])
+        return item.id
+    except NotImplementedError:  # the in-memory storage: the same item under a new id
+        names = ("project", "session_id", "role", "tags", "author", "metadata", "created_at")
+        fields = {k: getattr(item, k) for k in names}
+        new = NewItem(item.kind, item.content, **fields, embedding=vector)
+        return (await storage.add_items([new]))[0].id
 
 
 class MemoryService:
@@ -420,6 +442,26 @@ class MemoryService:
             raise NotFound(f"no memory item with id {item_id!r}")
         return found[0]
 
+    async def get_by_id(self, item_id: str) -> MemoryItem:
+        """One item by its id or a short id (the start of one, as compact search answers
+        show it); a short id that starts more than one visible item is an error listing
+        them."""
+        found = await self.storage.get_items([item_id])
+        if found:
+            return await self.get(item_id)
+        ids = await self.storage.ids_with_prefix(item_id, limit=10)
+        items = await self.storage.get_items(ids)
+        if self.visibility is not None:
+            items = [i for i in items if await self.visibility.allows(i)]
+        if not items:
+            raise NotFound(f"no memory item with id {item_id!r}")
+        if len(items) > 1:
+            raise ValidationError(
+                f"id {item_id!r} starts {len(items)} items ({', '.join(i.id for i in items)}): "
+                "give more of the id"
+            )
+        return items[0]
+
     def _check_owner(self, item: MemoryItem) -> None:
         if self.visibility is not None and owner_of(item.author, self.settings) != acting_user(
             self.settings
@@ -428,10 +470,29 @@ class MemoryService:
                 f"memory item {item.id!r} belongs to another user: only they can change it"
             )
 
-    async def delete(self, item_id: str) -> None:
-        self._check_owner(await self.get(item_id))
+    async def delete(self, item_id: str) -> DeletedItem:
+        """Delete an item the acting user owns; the answer undoes it (:meth:`restore`)."""
+        item = await self.get(item_id)
+        self._check_owner(item)
+        vector = (await self.storage.get_vectors([item_id])).get(item_id)
         if not await self.storage.delete_items([item_id]):
             raise NotFound(f"no memory item with id {item_id!r}")
+        return DeletedItem(item, vector)
+
+    async def restore(self, deleted: DeletedItem) -> MemoryItem:
+        """Put a deleted item back as it was (id, times, tags, vector): the undo of
+        :meth:`delete`, a few seconds after it. Without its vector it is embedded again."""
+        item = deleted.item
+        self._check_owner(item)
+        vector = deleted.vector
+        if vector is None and self._unavailable() is None:
+            probe = NewItem(kind=item.kind, content=item.content)
+            if await self._embed_items([probe], [None]):
+                vector = probe.embedding
+        restored = await self.get(await _put_back(self.storage, item, vector))
+        if self.graph is not None:
+            await self.graph.index_items([(restored.id, restored)])
+        return restored
 
     async def update(
         self, item_id: str, *, content: str | None = None, tags: list[str] | None = None
@@ -477,13 +538,18 @@ class MemoryService:
         before: datetime | None = None,
         limit: int = 50,
         offset: int = 0,
+        tags: list[str] | None = None,
+        session_id: str | None = None,
     ) -> list[MemoryItem]:
-        """Items in a time span (``after <= created_at < before``), newest first."""
+        """Items in a time span (``after <= created_at < before``), newest first; ``tags``:
+        items with every one of them; ``session_id``: one session's."""
         if kinds is not None and any(k not in KINDS for k in kinds):
             raise ValidationError(f"kinds must be among {', '.join(KINDS)}, not {kinds!r}")
         flt = ItemFilter(
             projects=list(projects) if projects else None,
             kinds=list(kinds) if kinds else None,
+            tags=list(tags) if tags else None,
+            session_id=session_id,
             after=after,
             before=before,
         )
@@ -492,28 +558,7 @@ class MemoryService:
     async def reembed(self, batch_size: int = 256) -> int:
         """Give every item a vector from the configured model (after a change of model);
         returns how many items were embedded. The new model is recorded in meta."""
-        if (reason := self._unavailable()) is not None:
-            raise EmbeddingError(f"cannot re-embed: {reason}")
-        total = await self.storage.count_items(None)
-        await self.storage.set_meta(META_MODEL, self.embeddings.model_id)
-        await self.storage.set_meta(META_DIMENSION, str(self.embeddings.dimension))
-        self._space_problem = None
-        done = 0
-        for offset in range(0, total, batch_size):
-            chunk = await self.storage.list_items(
-                ItemFilter(), limit=batch_size, offset=offset, newest_first=False
-            )
-            contexts = await self._contexts(chunk)
-            vectors = await self.embeddings.embed(
-                [
-                    i.content if c is None else f"{c}\n{i.content}"
-                    for i, c in zip(chunk, contexts, strict=True)
-                ]
-            )
-            for item, vector in zip(chunk, vectors, strict=True):
-                await self.storage.update_item(item.id, embedding=vector)
-            done += len(chunk)
-        return done
+        return await _reembed(self, batch_size)
 
     async def stats(self, project: str | None = None) -> dict[str, Any]:
         """Counts by kind and project, embedded count, model, and any vector-space problem."""
@@ -552,3 +597,29 @@ class MemoryService:
             "semantic_search": problem is None,
             "degraded": problem,
         }
+
+
+async def _reembed(svc: MemoryService, batch_size: int) -> int:
+    """:meth:`MemoryService.reembed`: every item embedded again, in batches."""
+    if (reason := svc._unavailable()) is not None:
+        raise EmbeddingError(f"cannot re-embed: {reason}")
+    total = await svc.storage.count_items(None)
+    await svc.storage.set_meta(META_MODEL, svc.embeddings.model_id)
+    await svc.storage.set_meta(META_DIMENSION, str(svc.embeddings.dimension))
+    svc._space_problem = None
+    done = 0
+    for offset in range(0, total, batch_size):
+        chunk = await svc.storage.list_items(
+            ItemFilter(), limit=batch_size, offset=offset, newest_first=False
+        )
+        contexts = await svc._contexts(chunk)
+        vectors = await svc.embeddings.embed(
+            [
+                i.content if c is None else f"{c}\n{i.content}"
+                for i, c in zip(chunk, contexts, strict=True)
+            ]
+        )
+        for item, vector in zip(chunk, vectors, strict=True):
+            await svc.storage.update_item(item.id, embedding=vector)
+        done += len(chunk)
+    return done

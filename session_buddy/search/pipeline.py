@@ -50,6 +50,7 @@ from session_buddy.adapters.storage._base import (
 )
 from session_buddy.errors import DimensionMismatch, ValidationError
 from session_buddy.search import hybrid
+from session_buddy.search.snippets import snippet as make_snippet
 from session_buddy.settings import SearchSettings
 
 __all__ = [
@@ -136,6 +137,9 @@ class SearchHit:
     scope: ScopeFacts | None = None
     #: how an expanded hit was reached (``graph:verify_token>auth/jwt.py``); None: direct
     via: str | None = None
+    #: a short piece of the content around the query's matching words (:mod:`.snippets`);
+    #: empty when the hit was not made by a search of words (the tools then make one)
+    snippet: str = ""
 
     @classmethod
     def of(
@@ -347,7 +351,7 @@ class Pipeline:
         is left out)."""
         groups = hybrid.query_groups(query)
         snippet = self.settings.snippet_chars
-        return [
+        hits = [
             SearchHit.of(
                 item,
                 snippet,
@@ -362,6 +366,9 @@ class Pipeline:
             for c in page
             if (item := items.get(c.id)) is not None
         ]
+        for hit in hits:  # from the whole content: a match may lie past snippet_chars
+            hit.snippet = make_snippet(items[hit.id].content, query)
+        return hits
 
 
 def decay(candidates: list[Candidate], half_life_days: float) -> None:

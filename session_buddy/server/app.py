@@ -148,15 +148,20 @@ def private_data_dir(settings: SessionBuddySettings) -> SessionPaths:
     return paths
 
 
-def create_server(settings: SessionBuddySettings | None = None, *, http: bool = False) -> FastMCP:
+def create_server(
+    settings: SessionBuddySettings | None = None, *, http: bool = False, dashboard: bool = False
+) -> FastMCP:
     """Configure the container (once per process) and build the MCP server; ``http``: an
-    HTTP front, which also counts tool calls and serves ``/metrics`` (telemetry.metrics)."""
+    HTTP front, which also counts tool calls and serves ``/metrics`` (telemetry.metrics);
+    ``dashboard``: the shared local service's dashboard (:mod:`session_buddy.server.dashboard`)."""
     di.configure(settings)
     server_logger = logging.getLogger(_FASTMCP_SERVER_LOGGER)
     if not any(isinstance(f, _ExpectedErrors) for f in server_logger.filters):
         server_logger.addFilter(_ExpectedErrors())
     settings = di.get(SessionBuddySettings)
-    middleware: list[Middleware] = [ErrorMiddleware()]
+    from session_buddy.server.answers import AnswerBound
+
+    middleware: list[Middleware] = [ErrorMiddleware(), AnswerBound(settings.responses.max_chars)]
     if settings.events.mcp_notifications:
         from session_buddy.server.notify import EventNotifier
 
@@ -177,6 +182,10 @@ def create_server(settings: SessionBuddySettings | None = None, *, http: bool = 
     from session_buddy.server import hook_routes
 
     hook_routes.register(mcp)
+    if dashboard:
+        from session_buddy.server import dashboard as dashboard_routes
+
+        dashboard_routes.register(mcp)
     if http and settings.telemetry.metrics:
         from session_buddy.server import metrics
 

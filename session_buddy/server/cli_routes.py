@@ -142,7 +142,15 @@ async def health_job(payload: dict[str, Any], emit: Emit) -> dict[str, Any]:
     return await di.get(HealthBase).check()
 
 
+async def dashboard_job(payload: dict[str, Any], emit: Emit) -> dict[str, Any]:
+    """``dashboard``: a one-time login link to the dashboard."""
+    from session_buddy.server.dashboard import login_job
+
+    return await login_job(payload, emit)
+
+
 JOBS: dict[str, Job] = {
+    "dashboard": dashboard_job,
     "health": health_job,
     "import": import_job,
     "migrate": migrate_job,

@@ -69,8 +69,11 @@ class GuardMiddleware:
         max_concurrent: int,
         activity: Activity,
         open_paths: frozenset[str] = frozenset(),
+        own_auth_prefix: str | None = None,
     ) -> None:
         self.open_paths = open_paths
+        #: paths under it check their own credentials (the dashboard's cookie), not a token
+        self.own_auth_prefix = own_auth_prefix
         self.app = app
         self.secret = secret
         self.max_request_bytes = max_request_bytes
@@ -93,7 +96,7 @@ class GuardMiddleware:
             k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])
         }
         user: object = None
-        if self.secret is not None:
+        if self.secret is not None and not self._own_auth(str(scope.get("path", ""))):
             auth = headers.get("authorization", "")
             scheme, _, token = auth.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
@@ -136,6 +139,10 @@ class GuardMiddleware:
                 current_user.reset(bound)
             self.activity.in_flight -= 1
             self.activity.last = time.monotonic()
+
+    def _own_auth(self, path: str) -> bool:
+        prefix = self.own_auth_prefix
+        return prefix is not None and (path == prefix or path.startswith(prefix + "/"))
 
     async def _read_body(self, receive: Receive, send: Send) -> Receive | None:
         """Read the body (bounded), refuse JSON nested too deep; a receive that replays it,
@@ -205,9 +212,13 @@ def lift_sdk_body_limit(scope: Scope, limit: int) -> None:
 
 
 def guard_middleware(
-    settings: SessionBuddySettings, paths: SessionPaths, activity: Activity
+    settings: SessionBuddySettings,
+    paths: SessionPaths,
+    activity: Activity,
+    own_auth_prefix: str | None = None,
 ) -> list[Any]:
-    """The Starlette middleware list for FastMCP's HTTP app."""
+    """The Starlette middleware list for FastMCP's HTTP app; ``own_auth_prefix``: the
+    routes under it (the dashboard) check credentials of their own."""
     from starlette.middleware import Middleware
 
     secret = load_secret(paths.data) if settings.server.auth else None
@@ -221,6 +232,7 @@ def guard_middleware(
             max_concurrent=settings.server.max_concurrent_requests,
             activity=activity,
             open_paths=frozenset(open_paths),
+            own_auth_prefix=own_auth_prefix,
         )
     ]
 
@@ -268,9 +280,14 @@ def run_service(settings: SessionBuddySettings) -> int:
     from session_buddy.server.app import create_server, private_data_dir
 
     private_data_dir(settings)
-    server = create_server(settings, http=True)
+    from session_buddy.server.dashboard import DASHBOARD_PREFIX, dashboard_allowed
+
+    dashboard = dashboard_allowed(settings)
+    server = create_server(settings, http=True, dashboard=dashboard)
     reclaim_logging(settings.log_level)  # FastMCP set up its own handlers on import
-    middleware = guard_middleware(settings, paths, activity)
+    middleware = guard_middleware(
+        settings, paths, activity, DASHBOARD_PREFIX if dashboard else None
+    )
     write_service(
         paths.data,
         {

@@ -24,6 +24,7 @@ from session_buddy.core.memory import ItemInput, MemoryService, SearchHit, Searc
 from session_buddy.core.temporal import parse_datetime, parse_expression
 from session_buddy.core.users import acting_user
 from session_buddy.errors import ConfigurationError, ValidationError
+from session_buddy.search.snippets import snippet
 from session_buddy.settings import SessionBuddySettings
 from session_buddy.tools import READ, READ_UNCHECKED, Tools, add_tools
 
@@ -34,6 +35,36 @@ MAX_LIMIT = searches.MAX_LIMIT
 MAX_BATCH = 5000
 Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT)]
 Expand = Literal["graph"]
+#: the characters of an id a compact answer shows (get, delete_memory and update_reflection
+#: take them)
+SHORT_ID = 8
+HitField = Literal[
+    "id",
+    "content",
+    "content_length",
+    "session_id",
+    "role",
+    "created_at",
+    "tags",
+    "metadata",
+    "semantic_score",
+    "keyword_score",
+    "fused_score",
+]
+#: a hit reached through the graph shows a shorter snippet, and a compact answer shows at
+#: most ``limit`` of them (verbose: all)
+VIA_SNIPPET_CHARS = 120
+Verbose = Annotated[
+    bool,
+    Field(
+        description="Every field of each hit (whole id, content up to search.snippet_chars, "
+        "scores, metadata) instead of the compact hit"
+    ),
+]
+Fields = Annotated[
+    list[HitField] | None,
+    Field(description="Fields to add to each compact hit, e.g. ['content', 'metadata']"),
+]
 
 
 class Hit(BaseModel):
@@ -128,6 +159,8 @@ class SearchQuery(BaseModel):
     limit: Limit = 10
     offset: Annotated[int, Field(ge=0)] = 0
     expand: Expand | None = None
+    verbose: bool = False
+    fields: list[HitField] | None = None
 
     def cursor(self) -> str:
         raw = self.model_dump_json(exclude_defaults=True).encode()
@@ -218,22 +251,101 @@ def hit_view(h: SearchHit) -> dict[str, Any]:
     return view
 
 
+def brief_hit(h: SearchHit, query: str, fields: list[HitField] | None = None) -> dict[str, Any]:
+    """A hit as a compact answer shows it: what an agent needs to decide whether to read
+    it (``get`` with the short id gives the item whole); ``fields`` adds fields of the full
+    hit."""
+    out: dict[str, Any] = {
+        "id": h.id[:SHORT_ID],
+        "kind": h.kind,
+        "project": h.project,
+        "date": h.created_at.date().isoformat(),
+        "score": round(h.score, 2),
+        "confidence": h.confidence,
+        "snippet": snippet(h.content, query, VIA_SNIPPET_CHARS)
+        if h.via is not None
+        else h.snippet or snippet(h.content, query),
+    }
+    if h.tags:
+        out["tags"] = h.tags
+    if h.via is not None:
+        out["via"] = h.via
+    if fields:
+        full = hit_view(h)
+        out.update({f: full[f] for f in fields if f in full})
+    return out
+
+
+def shown_hit(h: SearchHit, query: str, verbose: bool) -> dict[str, Any]:
+    """:func:`hit_view`, its content the snippet around the query's words unless
+    ``verbose`` (the answers of cross-project and team search)."""
+    view = hit_view(h)
+    if not verbose:
+        view["content"] = h.snippet or snippet(h.content, query)
+        view["truncated"] = len(view["content"]) < h.content_length
+    return view
+
+
+def nothing_stored(query: str, weak: int, mode: str) -> dict[str, Any]:
+    """The answer of a search that found nothing relevant: no hit list, a plain message."""
+    shown = query if len(query) <= 120 else query[:120] + "…"
+    more = f" ({weak} weak matches hidden: verbose=true shows them)" if weak else ""
+    return {
+        "query": shown,
+        "mode": mode,
+        "confidence": "none",
+        "count": 0,
+        "hits": [],
+        "message": f"Nothing relevant is stored for {shown!r}{more}.",
+    }
+
+
 def _results(
-    query: str, response: SearchResponse, next_query: SearchQuery | None = None
-) -> SearchResults:
-    hits = [Hit.model_validate(hit_view(h)) for h in response.hits]
-    return SearchResults(
-        query=query,
-        mode=response.mode,
-        confidence=response.confidence,
-        degraded=response.degraded,
-        count=len(hits),
-        hits=hits,
-        next_cursor=next_query.cursor() if (response.has_more and next_query) else None,
-    )
+    query: str,
+    response: SearchResponse,
+    next_query: SearchQuery | None = None,
+    *,
+    verbose: bool = False,
+    fields: list[HitField] | None = None,
+) -> dict[str, Any]:
+    """A search's answer: compact hits, or every field with ``verbose``; the plain
+    :func:`nothing_stored` when nothing relevant came back (unless ``verbose``)."""
+    cursor = next_query.cursor() if (response.has_more and next_query) else None
+    if verbose:
+        full = [Hit.model_validate(hit_view(h)) for h in response.hits]
+        return SearchResults(
+            query=query,
+            mode=response.mode,
+            confidence=response.confidence,
+            degraded=response.degraded,
+            count=len(full),
+            hits=full,
+            next_cursor=cursor,
+        ).model_dump()
+    if response.confidence == "none":
+        return nothing_stored(query, len(response.hits), response.mode)
+    hits = response.hits
+    via = [h for h in hits if h.via is not None]
+    limit = next_query.limit if next_query else len(hits)
+    out: dict[str, Any] = {
+        "query": query,
+        "mode": response.mode,
+        "confidence": response.confidence,
+        "degraded": response.degraded,
+        "count": len(hits),
+        "hits": [brief_hit(h, query, fields) for h in hits if h.via is None]
+        + [brief_hit(h, query, fields) for h in via[:limit]],
+        "next_cursor": cursor,
+    }
+    if len(via) > limit:
+        out["count"] = len(out["hits"])
+        out["more_via_graph"] = (
+            f"{len(via) - limit} more hits through the graph: verbose=true shows them"
+        )
+    return out
 
 
-async def run_search(q: SearchQuery) -> SearchResults:
+async def run_search(q: SearchQuery) -> dict[str, Any]:
     """Run one search (also what a cursor holds)."""
     response = await memory().search(
         q.query,
@@ -248,7 +360,8 @@ async def run_search(q: SearchQuery) -> SearchResults:
         offset=q.offset,
         expand=q.expand,
     )
-    return _results(q.query, response, q.model_copy(update={"offset": q.offset + q.limit}))
+    following = q.model_copy(update={"offset": q.offset + q.limit})
+    return _results(q.query, response, following, verbose=q.verbose, fields=q.fields)
 
 
 def _stored(result: Any) -> Stored:
@@ -331,7 +444,9 @@ async def search(
     limit: Limit = 10,
     cursor: str | None = None,
     expand: Expand | None = None,
-) -> SearchResults:
+    verbose: Verbose = False,
+    fields: Fields = None,
+) -> dict[str, Any]:
     if cursor:
         return await run_search(SearchQuery.from_cursor(cursor))
     return await run_search(
@@ -345,12 +460,16 @@ async def search(
             mode=mode,
             limit=limit,
             expand=expand,
+            verbose=verbose,
+            fields=fields,
         )
     )
 
 
-async def quick_search(query: str, project: str | None = None, limit: Limit = 5) -> SearchResults:
-    return await run_search(SearchQuery(query=query, project=project, limit=limit))
+async def quick_search(
+    query: str, project: str | None = None, limit: Limit = 5, verbose: Verbose = False
+) -> dict[str, Any]:
+    return await run_search(SearchQuery(query=query, project=project, limit=limit, verbose=verbose))
 
 
 async def search_summary(query: str, project: str | None = None) -> dict[str, Any]:
@@ -358,47 +477,68 @@ async def search_summary(query: str, project: str | None = None) -> dict[str, An
     return searches.summarise(query, found)
 
 
-async def get_more_results(cursor: str) -> SearchResults:
+async def get_more_results(cursor: str) -> dict[str, Any]:
     return await run_search(SearchQuery.from_cursor(cursor))
 
 
-async def search_by_file(path: str, project: str | None = None, limit: Limit = 10) -> SearchResults:
+async def _graph_search(
+    query: str, project: str | None, mode: Mode, limit: int, verbose: bool
+) -> dict[str, Any]:
+    """A search whose hits are followed by memories about related entities (the graph)."""
+    q = SearchQuery(
+        query=query, project=project, mode=mode, limit=limit, expand="graph", verbose=verbose
+    )
+    return await run_search(q)
+
+
+async def search_by_file(
+    path: str, project: str | None = None, limit: Limit = 10, verbose: Verbose = False
+) -> dict[str, Any]:
     if not path.strip():
         raise ValidationError("path must not be empty")
     name = path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
     query = path if name == path else f"{path} {name}"
-    return await run_search(
-        SearchQuery(query=query, project=project, mode="keyword", limit=limit, expand="graph")
-    )
+    return await _graph_search(query, project, "keyword", limit, verbose)
 
 
 async def search_by_concept(
-    concept: str, project: str | None = None, limit: Limit = 10
-) -> SearchResults:
-    return await run_search(
-        SearchQuery(query=concept, project=project, mode="semantic", limit=limit, expand="graph")
-    )
+    concept: str, project: str | None = None, limit: Limit = 10, verbose: Verbose = False
+) -> dict[str, Any]:
+    return await _graph_search(concept, project, "semantic", limit, verbose)
 
 
-async def search_code(query: str, project: str | None = None, limit: Limit = 10) -> SearchResults:
+async def search_code(
+    query: str, project: str | None = None, limit: Limit = 10, verbose: Verbose = False
+) -> dict[str, Any]:
     found = await searches.search_favouring(memory(), query, "code", project=project, limit=limit)
-    return _results(query, found)
+    return _results(query, found, verbose=verbose)
 
 
-async def search_errors(query: str, project: str | None = None, limit: Limit = 10) -> ErrorResults:
+async def search_errors(
+    query: str, project: str | None = None, limit: Limit = 10, verbose: Verbose = False
+) -> dict[str, Any]:
     if not query.strip():
         raise ValidationError("query must not be empty")
     fixes = await ErrorMemory(di.get(StorageBase)).search(
         query, projects=[project] if project else None, limit=min(limit, 5)
     )
     found = await searches.search_favouring(memory(), query, "errors", project=project, limit=limit)
-    mentions = _results(query, found)
-    return ErrorResults(fixes=[FixPair(**f) for f in fixes], **mentions.model_dump())
+    mentions = _results(query, found, verbose=verbose)
+    pairs = [FixPair(**f).model_dump(exclude_none=not verbose) for f in fixes]
+    if pairs and mentions["confidence"] == "none":
+        mentions.pop("message", None)  # the fixes are what is relevant
+    if verbose:
+        return ErrorResults(fixes=[FixPair(**f) for f in fixes], **mentions).model_dump()
+    return {"fixes": pairs, **mentions}
 
 
 async def search_temporal(
-    expression: str, query: str | None = None, project: str | None = None, limit: Limit = 10
-) -> SearchResults:
+    expression: str,
+    query: str | None = None,
+    project: str | None = None,
+    limit: Limit = 10,
+    verbose: Verbose = False,
+) -> dict[str, Any]:
     span = parse_expression(expression)
     if query and query.strip():
         found = await memory().search(
@@ -408,18 +548,43 @@ async def search_temporal(
             before=span.before,
             limit=limit,
         )
-        return _results(query, found)
+        return _results(query, found, verbose=verbose)
     listed = await searches.items_in_span(memory(), span, project=project, limit=limit)
-    return _results(f"({span.description})", listed)
+    return _results(f"({span.description})", listed, verbose=verbose)
 
 
 async def reflection_stats(project: str | None = None) -> dict[str, Any]:
     return await memory().stats(project)
 
 
+async def get(
+    id: Annotated[str, Field(description="An item id, or its short id from a search answer")],
+    offset: Annotated[
+        int, Field(ge=0, description="Start the content here (the rest of a cut answer)")
+    ] = 0,
+) -> dict[str, Any]:
+    item = await memory().get_by_id(id)
+    return {
+        "id": item.id,
+        "kind": item.kind,
+        "project": item.project,
+        "session_id": item.session_id,
+        "role": item.role,
+        "author": item.author,
+        "created_at": item.created_at.isoformat(),
+        "updated_at": item.updated_at.isoformat(),
+        "tags": item.tags,
+        "metadata": item.metadata,
+        "content_length": len(item.content),
+        "offset": offset,
+        "content": item.content[offset:],
+    }
+
+
 async def delete_memory(id: str) -> dict[str, Any]:
-    await memory().delete(id)
-    return {"id": id, "deleted": True}
+    item_id = (await memory().get_by_id(id)).id
+    await memory().delete(item_id)
+    return {"id": item_id, "deleted": True}
 
 
 async def update_reflection(
@@ -427,7 +592,7 @@ async def update_reflection(
 ) -> dict[str, Any]:
     if content is None and tags is None:
         raise ValidationError("give content, tags, or both to update")
-    item = await memory().update(id, content=content, tags=tags)
+    item = await memory().update((await memory().get_by_id(id)).id, content=content, tags=tags)
     return {
         "id": item.id,
         "kind": item.kind,
@@ -477,9 +642,11 @@ TOOLS: Tools = [
                 "'keyword'. project=None searches every project; a project name scopes to it. "
                 "Filters: kind (conversation|reflection|insight), tags (all must match), "
                 "after/before (ISO). Each hit has a score and a confidence; the result's "
-                "confidence is 'none' when nothing relevant is stored. expand='graph' adds "
-                "memories about related entities below (marked via). Pass next_cursor to "
-                "get_more_results for more."
+                "confidence is 'none' when nothing relevant is stored (then no hits, a plain "
+                "message). Hits are compact: short id, kind, project, date, a snippet around "
+                "the matching words, score, confidence; get(id) gives one whole, verbose=true "
+                "or fields=[...] more of each. expand='graph' adds memories about related "
+                "entities below (marked via). Pass next_cursor to get_more_results for more."
             ),
         },
     ),
@@ -568,10 +735,23 @@ TOOLS: Tools = [
         },
     ),
     (
+        get,
+        {
+            **READ_UNCHECKED,
+            "description": (
+                "One memory whole (content, tags, metadata, session) by its id or the short "
+                "id a search answer shows. offset= starts the content further on (the rest of "
+                "a content longer than responses.max_chars)."
+            ),
+        },
+    ),
+    (
         delete_memory,
         {
             "annotations": {"destructiveHint": True},
-            "description": "Delete one memory (conversation, reflection or insight) by id.",
+            "description": (
+                "Delete one memory (conversation, reflection or insight) by id or short id."
+            ),
         },
     ),
     (

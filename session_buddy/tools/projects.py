@@ -14,7 +14,7 @@ from session_buddy import di
 from session_buddy.core.project import default_directory
 from session_buddy.core.projects import CrossProjectSearch, ProjectService
 from session_buddy.tools import READ, Tools, add_tools
-from session_buddy.tools.memory import default_project, hit_view
+from session_buddy.tools.memory import Verbose, default_project, shown_hit
 
 DependencyType = Literal["uses", "extends", "references", "shares_code"]
 IncludeArg = Literal["related", "group", "all"]
@@ -34,7 +34,10 @@ class ScopeProject(BaseModel):
 class ProjectHitOut(BaseModel):
     id: str
     kind: str
-    content: str = Field(description="Full text, or a snippet when content_length is larger")
+    content: str = Field(
+        description="A snippet around the query's words (verbose: the text, up to "
+        "search.snippet_chars); content_length is the whole length"
+    )
     content_length: int
     truncated: bool
     score: float = Field(description="fused_score x tier weight; hits are ordered by it")
@@ -69,7 +72,7 @@ def caller_project(project: str | None) -> str:
     return default_project(project) or default_directory("project")
 
 
-def _results(found: CrossProjectSearch) -> CrossProjectResults:
+def _results(found: CrossProjectSearch, verbose: bool = False) -> CrossProjectResults:
     return CrossProjectResults(
         query=found.query,
         project=found.project,
@@ -82,7 +85,7 @@ def _results(found: CrossProjectSearch) -> CrossProjectResults:
         mode=found.mode,
         degraded=found.degraded,
         count=len(found.hits),
-        hits=[ProjectHitOut.model_validate(hit_view(h)) for h in found.hits],
+        hits=[ProjectHitOut.model_validate(shown_hit(h, found.query, verbose)) for h in found.hits],
     )
 
 
@@ -144,9 +147,10 @@ async def search_across_projects(
     ] = None,
     limit: Annotated[int, Field(ge=1, le=100)] = 10,
     include: IncludeArg = "related",
+    verbose: Verbose = False,
 ) -> CrossProjectResults:
     found = await projects().search_across_projects(query, caller_project(project), limit, include)
-    return _results(found)
+    return _results(found, verbose)
 
 
 async def get_project_insights(

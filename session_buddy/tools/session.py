@@ -39,8 +39,88 @@ Cursor = Annotated[
 ]
 
 
+Detail = Annotated[
+    bool,
+    Field(description="The whole answer (every field, the breakdown) instead of the compact one"),
+]
+#: the characters of a reflection a compact brief shows, and how many recommendations
+BRIEF_REFLECTION_CHARS = 200
+TOP_RECOMMENDATIONS = 3
+
+
 def sessions() -> SessionService:
     return di.get(SessionService)
+
+
+def _one_line(text: str, chars: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= chars else flat[: chars - 1] + "…"
+
+
+def compact_brief(brief: dict[str, Any]) -> dict[str, Any]:
+    """What ``start`` answers by default: the session, the project in short, the latest
+    handoff's summary (open problems and next steps among it; the whole document is the
+    resource at its uri), the newest reflections in a line each, the last score."""
+    s, p = brief["session"], brief["project"]
+    session = {k: s.get(k) for k in ("id", "project", "project_path", "status", "started_at")}
+    if s.get("claude_session_id"):
+        session["claude_session_id"] = s["claude_session_id"]
+    project = {
+        k: p.get(k) for k in ("name", "aliases", "name_source", "path", "package_manager", "git")
+    }
+    project["languages"] = list(p.get("languages") or {})[:5]
+    q = brief.get("last_quality")
+    return {
+        "session": session,
+        "how": brief["how"],
+        "project": project,
+        "handoff": brief["handoff"],
+        "reflections": [
+            {
+                "id": r["id"][:8],
+                "kind": r["kind"],
+                "text": _one_line(r["content"], BRIEF_REFLECTION_CHARS),
+                **({"tags": r["tags"]} if r.get("tags") else {}),
+            }
+            for r in brief.get("reflections") or []
+        ],
+        "last_quality": {
+            "score": q["score"],
+            "at": q["at"],
+            "recommendations": (q.get("recommendations") or [])[:TOP_RECOMMENDATIONS],
+        }
+        if q
+        else None,
+        "spool_events_applied": brief.get("spool_events_applied", 0),
+    }
+
+
+def compact_checkpoint(result: dict[str, Any]) -> dict[str, Any]:
+    """What ``checkpoint`` answers by default: the score, its change, the top
+    recommendations and what is unknown; ``detail`` adds the breakdown."""
+    keys = ("checkpoint_id", "session_id", "project", "name", "at", "score")
+    out = {k: result.get(k) for k in keys}
+    out["previous_score"] = result.get("previous_score")
+    out["delta"] = result.get("delta")
+    out["recommendations"] = (result.get("recommendations") or [])[:TOP_RECOMMENDATIONS]
+    out["unknown"] = result.get("unknown") or []
+    if result.get("git_commit"):
+        out["git_commit"] = result["git_commit"]
+    if result.get("insights_captured"):
+        out["insights_captured"] = result["insights_captured"]
+    return out
+
+
+def compact_end(result: dict[str, Any]) -> dict[str, Any]:
+    """What ``end`` answers by default: where the handoff is and the final score."""
+    keys = ("session_id", "status", "already_ended", "handoff_path", "handoff_uri")
+    out = {k: result.get(k) for k in keys}
+    if "insights_captured" in result:
+        out["insights_captured"] = result["insights_captured"]
+    final = result.get("final_checkpoint")
+    if final is not None:
+        out["final_checkpoint"] = compact_checkpoint(final)
+    return out
 
 
 async def health_summary() -> dict[str, Any]:
@@ -129,8 +209,10 @@ async def start(
         str | None,
         Field(description="A folder inside the project; default: the client's folder"),
     ] = None,
+    detail: Detail = False,
 ) -> dict[str, Any]:
-    return (await sessions().start(working_directory)).to_dict()
+    brief = (await sessions().start(working_directory)).to_dict()
+    return brief if detail else compact_brief(brief)
 
 
 async def checkpoint(
@@ -142,8 +224,10 @@ async def checkpoint(
             description="Also commit changes of tracked files: 'checkpoint: <project> (quality: N/100)'"
         ),
     ] = False,
+    detail: Detail = False,
 ) -> dict[str, Any]:
-    return (await sessions().checkpoint(session_id, name, git_commit)).to_dict()
+    result = (await sessions().checkpoint(session_id, name, git_commit)).to_dict()
+    return result if detail else compact_checkpoint(result)
 
 
 async def end(
@@ -158,9 +242,11 @@ async def end(
     next_steps: Annotated[
         list[str] | None, Field(description="What the next session should do, one item each")
     ] = None,
+    detail: Detail = False,
 ) -> dict[str, Any]:
     notes = EndNotes(summary=summary, decisions=decisions, next_steps=next_steps)
-    return (await sessions().end(session_id, notes)).to_dict()
+    result = (await sessions().end(session_id, notes)).to_dict()
+    return result if detail else compact_end(result)
 
 
 async def status() -> dict[str, Any]:
@@ -309,7 +395,7 @@ TOOLS: Tools = [
             "manager, tests, CI, branch, uncommitted changes), open a session record, and return "
             "a brief with the latest handoff of this project in short (the previous session's goal, "
             "what it did, open problems, next steps; the whole handoff is the resource in "
-            "handoff.uri), its recent reflections and its last quality score. Changes nothing in the project. Call it at the beginning of a session."
+            "handoff.uri), its recent reflections in a line each and its last quality score. Changes nothing in the project. Call it at the beginning of a session. detail=true: every field."
         },
     ),
     (
@@ -318,7 +404,8 @@ TOOLS: Tools = [
             "description": "Checkpoint the session: a quality score 0-100 with a breakdown (evidence, points and "
             "one recommendation per component; unknown data is left out of the score), the change "
             "since the previous checkpoint, and optionally a git commit of tracked files only "
-            "(never untracked ones; refused during a merge or rebase)."
+            "(never untracked ones; refused during a merge or rebase). The answer has the score, the change "
+            "and the top recommendations; detail=true adds the breakdown."
         },
     ),
     (
@@ -330,7 +417,7 @@ TOOLS: Tools = [
             "project-health advice in its own section), written under <project>/.claude/handoff/ "
             "(the data dir for a folder that is no project) and available as a resource. Pass "
             "summary, decisions and next_steps here: they come first in the handoff. The next "
-            "start brings the handoff back in short."
+            "start brings the handoff back in short. detail=true: the final checkpoint's breakdown and the session record."
         },
     ),
     (

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from session_buddy import di
 from session_buddy.core.teams import TeamService
 from session_buddy.tools import READ, Tools, add_tools
-from session_buddy.tools.memory import hit_view
+from session_buddy.tools.memory import Verbose, shown_hit
 
 UserArg = Annotated[
     str | None,
@@ -94,6 +94,7 @@ async def search_team_knowledge(
     team: str,
     user: UserArg = None,
     limit: Annotated[int, Field(ge=1, le=100)] = 10,
+    verbose: Verbose = False,
 ) -> TeamResults:
     found = await teams().search_team_knowledge(query, team, user, limit)
     return TeamResults(
@@ -105,7 +106,7 @@ async def search_team_knowledge(
         mode=found.mode,
         degraded=found.degraded,
         count=len(found.hits),
-        hits=[TeamHitOut.model_validate(hit_view(h)) for h in found.hits],
+        hits=[TeamHitOut.model_validate(shown_hit(h, query, verbose)) for h in found.hits],
     )
 
 

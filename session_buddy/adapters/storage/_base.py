@@ -229,6 +229,24 @@ def validate_update(
     )
 
 
+#: the shortest id prefix accepted (a short id in a compact search answer has 8 characters)
+MIN_ID_PREFIX = 4
+_ID_PREFIX = re.compile(r"[0-9A-Za-z-]+")  # no LIKE wildcard (% _) can pass
+
+
+def check_id_prefix(prefix: str) -> str:
+    """``prefix`` when it can start an item id (letters, digits, ``-``; at least
+    :data:`MIN_ID_PREFIX` of them), else a ValidationError."""
+    from session_buddy.errors import ValidationError
+
+    if len(prefix) < MIN_ID_PREFIX or not _ID_PREFIX.fullmatch(prefix):
+        raise ValidationError(
+            f"id {prefix!r} is not an item id or the start of one (at least "
+            f"{MIN_ID_PREFIX} letters, digits or -)"
+        )
+    return prefix
+
+
 def no_item(item_id: str) -> Exception:
     """The error of an update of an item that does not exist."""
     from session_buddy.errors import NotFound
@@ -494,6 +512,11 @@ class StorageBase(ABC):
     @abstractmethod
     async def get_items(self, ids: Sequence[str]) -> list[MemoryItem]:
         """The items with these ids, in the order given; unknown ids are left out."""
+
+    @abstractmethod
+    async def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        """The ids that start with ``prefix`` (a short id, :func:`check_id_prefix`), in
+        order, at most ``limit``: one is the item, more is an ambiguous prefix."""
 
     async def update_item(
         self,

@@ -72,6 +72,15 @@ class Mention:
     end: int
 
 
+@dataclass(slots=True)
+class Details:
+    """:meth:`GraphStore.details`' answer."""
+
+    entities: list[Entity]
+    relations: list[Relation]
+    mentions: list[Mention]
+
+
 class GraphStore(ABC):
     """What a backend stores and answers for the graph. Ids are :func:`entity_id`'s."""
 
@@ -139,12 +148,26 @@ class GraphStore(ABC):
         """Relations with an end in ``ids`` (``among``: both ends)."""
 
     @abstractmethod
-    async def neighbourhood(
-        self, seeds: Sequence[str], depth: int, limit: int
+    async def walk(
+        self, seeds: Sequence[str], depth: int, limit: int, fanout: int | None = None
     ) -> list[tuple[str, int]]:
         """Entities within ``depth`` relations of ``seeds`` (either direction) with their
-        distance, nearest first (the seeds at 0): one recursive query, bounded by the depth,
-        cycle-safe."""
+        distance, nearest first then by id (the seeds at 0), at most ``limit``; bounded by
+        the depth, cycle-safe, and each entity contributes at most ``fanout`` neighbours to
+        the next step (None: all) so a hub does not flood a walk."""
+
+    @abstractmethod
+    async def details(self, ids: Sequence[str], mentions: int) -> Details:
+        """What an answer about these entities shows, in one batch: the entities with their
+        observations (in the order given), the relations among them and at most
+        ``mentions`` of their mentions."""
+
+    async def context(
+        self, seeds: Sequence[str], depth: int, limit: int, fanout: int | None, mentions: int
+    ) -> tuple[list[tuple[str, int]], Details]:
+        """:meth:`walk` and the :meth:`details` of what it reached (PostgreSQL: one query)."""
+        near = await self.walk(seeds, depth, limit, fanout)
+        return near, await self.details([i for i, _ in near], mentions)
 
     @abstractmethod
     async def add_mentions(self, mentions: Sequence[Mention]) -> int: ...

@@ -1,6 +1,6 @@
 """The graph protocol (:mod:`._graph`) in SQL, written once for DuckDB and PostgreSQL.
 
-Tables (schema step 3 of :data:`._sql.STEPS`):
+Tables (schema steps 3 and 4 of :data:`._sql.STEPS`):
 
 * ``graph_entities`` - id (:func:`~._graph.entity_id`), name, entity_type, project (``''``:
   global), owner, created_at, updated_at;
@@ -15,11 +15,14 @@ twice) and the distance stops at the depth asked, so a cycle cannot make it run 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from session_buddy.adapters.storage._adjacency import Adjacency
 from session_buddy.adapters.storage._graph import (
     GRAPH_TABLES,
+    Details,
     Entity,
     GraphStore,
     Mention,
@@ -70,6 +73,18 @@ def graph_schema(d: Dialect) -> list[str]:
     ]
 
 
+def graph_walk_index(d: Dialect) -> list[str]:
+    """The statements of schema step 4: a walk's step by target reads the source from the
+    index alone (by source, the key already does); DuckDB walks in process (none)."""
+    if d.name == "duckdb":
+        return []
+    return [
+        "CREATE INDEX graph_relations_by_target ON graph_relations (target) "
+        "INCLUDE (source, relation_type)",
+        "DROP INDEX graph_relations_target",
+    ]
+
+
 #: per table: its columns (times marked) and how many of them are the key
 _TABLES: dict[str, tuple[tuple[str, ...], int]] = {
     "graph_entities": (
@@ -95,14 +110,37 @@ def _unnest(p: Params, values: list[Any], sql_type: str) -> str:
     return f"unnest({p.add(values)}::{sql_type}[])"
 
 
-class SqlGraph(GraphStore):
-    """:class:`~._graph.GraphStore` over a SQL backend (module doc)."""
+def _mentions(rows: Sequence[Sequence[Any]]) -> list[Mention]:
+    """Mention rows ordered by item, then position."""
+    found = [Mention(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
+    return sorted(found, key=lambda m: (m.item_id, m.start, m.entity_id))
 
-    def __init__(self, host: SqlHost, *, recursive: bool = True) -> None:
+
+class _SqlReads(GraphStore):
+    """The reading half of :class:`SqlGraph`: the host, the adjacency, walks and details."""
+
+    def __init__(self, host: SqlHost, *, adjacency: Adjacency | None = None) -> None:
         self.host = host
-        #: neighbourhoods in one recursive query (PostgreSQL), else one indexed query per
-        #: level (DuckDB: its recursive join scans every relation at each level)
-        self.recursive = recursive
+        #: the relations in process (DuckDB, memory: see :mod:`._adjacency`), else walks
+        #: are one recursive query (PostgreSQL)
+        self.adjacency = adjacency
+
+    async def _adjacent(self) -> Adjacency | None:
+        """The adjacency, read from the table on first use (again if a write raced it)."""
+        a = self.adjacency
+        while a is not None and not a.loaded:
+            version = a.version
+            relations, entities = await self.host._transaction(
+                [
+                    ("SELECT source, target, relation_type FROM graph_relations", []),
+                    (f"SELECT {self._entity_columns} FROM graph_entities", []),
+                ]
+            )
+            rows = [(*r[:5], self.d.read_time(r[5])) for r in entities]
+            state = await asyncio.to_thread(a.build, relations, rows)
+            if a.version == version:  # else a write came meanwhile: read again
+                a.install(state)
+        return a
 
     @property
     def d(self) -> Dialect:
@@ -122,20 +160,162 @@ class SqlGraph(GraphStore):
     def _entity_columns(self) -> str:
         return _ENTITY.format(time=self.d.time.format("created_at"))
 
+    def _observations_sql(self, ids: Sequence[str]) -> Statement:
+        p = self.d.params()
+        return (
+            "SELECT entity_id, content FROM graph_observations WHERE "
+            f"{self.d.is_any('entity_id', p.add(list(ids)))} ORDER BY created_at, content",
+            p.values,
+        )
+
     async def _with_observations(self, entities: list[Entity]) -> list[Entity]:
         if not entities:
             return entities
-        p = self.d.params()
-        rows = await self.host._fetch(
-            "SELECT entity_id, content FROM graph_observations WHERE "
-            f"{self.d.is_any('entity_id', p.add([e.id for e in entities]))} "
-            "ORDER BY created_at, content",
-            p.values,
-        )
+        rows = await self.host._fetch(*self._observations_sql([e.id for e in entities]))
         by_id = {e.id: e for e in entities}
         for entity_id, content in rows:
             by_id[entity_id].observations.append(content)
         return entities
+
+    # -- walks ---------------------------------------------------------------------------
+
+    async def relations_of(self, ids: Sequence[str], *, among: bool = False) -> list[Relation]:
+        if not ids:
+            return []
+        adjacency = await self._adjacent()
+        if adjacency is not None:
+            return adjacency.relations_of(ids, among=among)
+        return [Relation(*r) for r in await self.host._fetch(*self._relations_sql(ids, among))]
+
+    def _relations_sql(self, ids: Sequence[str], among: bool) -> Statement:
+        p = self.d.params()
+        unique = list(dict.fromkeys(ids))
+        joint = " AND " if among else " OR "
+        cond = joint.join(self.d.is_any(c, p.add(unique)) for c in ("source", "target"))
+        return (
+            "SELECT source, target, relation_type FROM graph_relations WHERE "
+            f"{cond} ORDER BY source, relation_type, target",
+            p.values,
+        )
+
+    def _walk_sql(self, p: Params, seeds: Sequence[str], depth: int, fanout: int | None) -> str:
+        """``walk(id, d)``: the recursive query; each step takes at most ``fanout``
+        neighbours of an entity, the smallest ids (LIMIT NULL: all)."""
+        t = self.d.text
+        return (
+            "walk(id, d) AS ("
+            f"SELECT s, 0 FROM (SELECT {_unnest(p, list(dict.fromkeys(seeds)), t)} AS s) AS seed "
+            "UNION SELECT n.b, w.d + 1 FROM walk w CROSS JOIN LATERAL ("
+            "SELECT DISTINCT e.b FROM (SELECT target AS b FROM graph_relations "
+            "WHERE source = w.id UNION ALL SELECT source FROM graph_relations "
+            f"WHERE target = w.id) AS e ORDER BY e.b LIMIT {p.add(fanout)}) AS n "
+            f"WHERE w.d < {p.add(max(0, depth))})"
+        )
+
+    async def walk(
+        self, seeds: Sequence[str], depth: int, limit: int, fanout: int | None = None
+    ) -> list[tuple[str, int]]:
+        if not seeds:
+            return []
+        adjacency = await self._adjacent()
+        if adjacency is not None:
+            return adjacency.walk(seeds, depth, limit, fanout)
+        p = self.d.params()
+        sql = (
+            f"WITH RECURSIVE {self._walk_sql(p, seeds, depth, fanout)} "
+            f"SELECT id, min(d) AS d FROM walk GROUP BY id ORDER BY d, id LIMIT {p.add(limit)}"
+        )
+        return [(r[0], int(r[1])) for r in await self.host._fetch(sql, p.values)]
+
+    def _details_sql(self, p: Params, mentions: int) -> str:
+        """The rows of :meth:`_details` for the entities of a CTE ``near(id, d)``, in one
+        statement: ``(part, k1..k5 text, time, n1, n2)``, part ``w`` (the walk), ``e``
+        (an entity), ``o`` (an observation), ``r`` (a relation among them), ``m`` (a
+        mention, at most ``mentions``)."""
+        t, time = self.d.text, "BIGINT" if self.d.name == "duckdb" else "TIMESTAMPTZ"
+        no, at = f"NULL::{t}", self.d.time.format
+        among = "IN (SELECT id FROM near)"
+        return (
+            f"SELECT 'w', id, {no}, {no}, {no}, {no}, NULL::{time}, d::INTEGER, NULL::INTEGER "
+            "FROM near UNION ALL "
+            f"SELECT 'e', e.id, e.name, e.entity_type, e.project, e.owner, {at('e.created_at')}, "
+            "NULL, NULL FROM graph_entities e JOIN near ON e.id = near.id UNION ALL "
+            f"SELECT 'o', o.entity_id, o.content, NULL, NULL, NULL, {at('o.created_at')}, NULL, "
+            "NULL FROM graph_observations o JOIN near ON o.entity_id = near.id UNION ALL "
+            "SELECT 'r', source, target, relation_type, NULL, NULL, NULL, NULL, NULL "
+            f"FROM graph_relations WHERE source {among} AND target {among} UNION ALL "
+            "(SELECT 'm', item_id, entity_id, NULL, NULL, NULL, NULL, start_pos, end_pos "
+            f"FROM graph_mentions WHERE entity_id {among} LIMIT {p.add(max(0, mentions))})"
+        )
+
+    def _details(
+        self, rows: Sequence[Sequence[Any]], order: Sequence[str] | None
+    ) -> tuple[list[tuple[str, int]], Details]:
+        """The walk and the details of :meth:`_details_sql`'s rows (entities in ``order``,
+        else in the walk's)."""
+        parts: dict[str, list[Sequence[Any]]] = {k: [] for k in "weorm"}
+        for row in rows:
+            parts[row[0]].append(row)
+        near = sorted(((r[1], int(r[7])) for r in parts["w"]), key=lambda kv: (kv[1], kv[0]))
+        found = {r[1]: self._entity(r[1:7]) for r in parts["e"]}
+        for r in sorted(parts["o"], key=lambda r: (r[6], r[2])):
+            found[r[1]].observations.append(r[2])
+        ids = order if order is not None else [i for i, _ in near]
+        relations = sorted(
+            (Relation(r[1], r[2], r[3]) for r in parts["r"]),
+            key=lambda r: (r.source, r.relation_type, r.target),
+        )
+        mentions = _mentions([(r[1], r[2], r[7], r[8]) for r in parts["m"]])
+        return near, Details([found[i] for i in ids if i in found], relations, mentions)
+
+    async def details(self, ids: Sequence[str], mentions: int) -> Details:
+        unique = list(dict.fromkeys(ids))
+        if not unique:
+            return Details([], [], [])
+        adjacency = await self._adjacent()
+        if adjacency is None:
+            p = self.d.params()
+            near = f"SELECT {_unnest(p, unique, self.d.text)} AS id, 0 AS d"
+            sql = f"WITH near AS ({near}) {self._details_sql(p, mentions)}"
+            return self._details(await self.host._fetch(sql, p.values), unique)[1]
+        observations, found = await self.host._transaction(
+            [self._observations_sql(unique), self._mentions_sql("entity_id", unique, mentions)]
+        )
+        entities = adjacency.entities(unique)
+        by_id = {e.id: e for e in entities}
+        for entity_id, content in observations:
+            by_id[entity_id].observations.append(content)
+        return Details(entities, adjacency.relations_of(unique, among=True), _mentions(found))
+
+    async def context(
+        self, seeds: Sequence[str], depth: int, limit: int, fanout: int | None, mentions: int
+    ) -> tuple[list[tuple[str, int]], Details]:
+        if not seeds or self.adjacency is not None:
+            return await super().context(seeds, depth, limit, fanout, mentions)
+        p = self.d.params()
+        sql = (
+            f"WITH RECURSIVE {self._walk_sql(p, seeds, depth, fanout)}, near AS ("
+            f"SELECT id, min(d) AS d FROM walk GROUP BY id ORDER BY d, id LIMIT {p.add(limit)}) "
+            f"{self._details_sql(p, mentions)}"
+        )
+        return self._details(await self.host._fetch(sql, p.values), None)
+
+    def _mentions_sql(self, column: str, ids: Sequence[str], limit: int | None) -> Statement:
+        """Mentions by ``column``, at most ``limit`` (which ones beyond it is not promised:
+        DuckDB's ORDER BY with a LIMIT stops using the filter and costs 4x; :func:`_mentions`
+        orders them)."""
+        p = self.d.params()
+        sql = (
+            "SELECT item_id, entity_id, start_pos, end_pos FROM graph_mentions WHERE "
+            f"{self.d.is_any(column, p.add(list(dict.fromkeys(ids))))}"
+        )
+        if limit is not None:
+            sql += f" LIMIT {p.add(max(0, limit))}"
+        return sql, p.values
+
+
+class SqlGraph(_SqlReads):
+    """:class:`~._graph.GraphStore` over a SQL backend (module doc)."""
 
     # -- entities -------------------------------------------------------------------------
 
@@ -154,14 +334,22 @@ class SqlGraph(GraphStore):
         self, entities: Sequence[Entity], mentions: Sequence[Mention], relations: Sequence[Relation]
     ) -> None:
         statements = []
-        if entities:
-            statements.append(self._entity_insert(list({e.id: e for e in entities}.values())))
+        unique = list({e.id: e for e in entities}.values())
+        if unique:
+            statements.append(self._entity_insert(unique))
         if mentions:
             statements.append(self._mention_insert(mentions))
         if relations:
             statements.append(self._relation_insert(list(dict.fromkeys(relations))))
-        if statements:
-            await self.host._transaction(statements)
+        if not statements:
+            return
+        results = await self.host._transaction(statements)
+        if self.adjacency is not None:
+            if unique:
+                created = {r[0] for r in results[0]}
+                self.adjacency.add_entities(e for e in unique if e.id in created)
+            if relations:
+                self.adjacency.add(Relation(*r) for r in results[-1])
 
     def _entity_insert(self, unique: list[Entity]) -> Statement:
         p, t = self.d.params(), self.d.text
@@ -183,6 +371,8 @@ class SqlGraph(GraphStore):
         moment = unique[0].created_at
         (rows,) = await self.host._transaction([self._entity_insert(unique)])
         created = {r[0] for r in rows}
+        if self.adjacency is not None:
+            self.adjacency.add_entities(e for e in unique if e.id in created)
         # the observations of a new entity; an existing one is left as it is
         observations = [
             (e.id, o) for e in unique if e.id in created for o in dict.fromkeys(e.observations)
@@ -194,6 +384,9 @@ class SqlGraph(GraphStore):
     async def get_entities(self, ids: Sequence[str]) -> list[Entity]:
         if not ids:
             return []
+        adjacency = await self._adjacent()
+        if adjacency is not None:
+            return await self._with_observations(adjacency.entities(dict.fromkeys(ids)))
         p = self.d.params()
         rows = await self.host._fetch(
             f"SELECT {self._entity_columns} FROM graph_entities WHERE "
@@ -208,6 +401,9 @@ class SqlGraph(GraphStore):
     ) -> list[Entity]:
         if not names:
             return []
+        adjacency = await self._adjacent()
+        if adjacency is not None:
+            return adjacency.find(owner, names, projects)
         p = self.d.params()
         sql = (
             f"SELECT {self._entity_columns} FROM graph_entities WHERE owner = {p.add(owner)} "
@@ -273,6 +469,8 @@ class SqlGraph(GraphStore):
             tail = " RETURNING id" if table == "graph_entities" else ""
             statements.append((f"DELETE FROM {table} WHERE {cond}{tail}", p.values))
         results = await self.host._transaction(statements)
+        if self.adjacency is not None:
+            self.adjacency.remove_entities(unique)
         return len(results[-1])
 
     # -- observations -----------------------------------------------------------------------
@@ -314,6 +512,8 @@ class SqlGraph(GraphStore):
             [self._relation_insert(list(dict.fromkeys(relations)))]
         )
         new = {Relation(*r) for r in rows}
+        if self.adjacency is not None:
+            self.adjacency.add(new)
         return [r in new for r in relations]
 
     def _relation_insert(self, unique: list[Relation]) -> Statement:
@@ -342,75 +542,14 @@ class SqlGraph(GraphStore):
                 (
                     "DELETE FROM graph_relations WHERE (source, target, relation_type) IN (SELECT "
                     + ", ".join(f"unnest({c}::{t}[])" for c in cols)
-                    + ") RETURNING source",
+                    + ") RETURNING source, target, relation_type",
                     p.values,
                 )
             ]
         )
+        if self.adjacency is not None:
+            self.adjacency.remove(Relation(*r) for r in gone)
         return len(gone)
-
-    async def relations_of(self, ids: Sequence[str], *, among: bool = False) -> list[Relation]:
-        if not ids:
-            return []
-        p = self.d.params()
-        unique = list(dict.fromkeys(ids))
-        joint = " AND " if among else " OR "
-        cond = joint.join(self.d.is_any(c, p.add(unique)) for c in ("source", "target"))
-        rows = await self.host._fetch(
-            "SELECT source, target, relation_type FROM graph_relations WHERE "
-            f"{cond} ORDER BY source, relation_type, target",
-            p.values,
-        )
-        return [Relation(*r) for r in rows]
-
-    async def neighbourhood(
-        self, seeds: Sequence[str], depth: int, limit: int
-    ) -> list[tuple[str, int]]:
-        if not seeds:
-            return []
-        if not self.recursive:
-            return await self._levels(list(dict.fromkeys(seeds)), depth, limit)
-        p, t = self.d.params(), self.d.text
-        sql = (
-            "WITH RECURSIVE walk(id, d) AS ("
-            f"SELECT s, 0 FROM (SELECT {_unnest(p, list(dict.fromkeys(seeds)), t)} AS s) AS seed "
-            "UNION SELECT e.b, w.d + 1 FROM walk w JOIN ("
-            "SELECT source AS a, target AS b FROM graph_relations UNION ALL "
-            "SELECT target AS a, source AS b FROM graph_relations) AS e ON e.a = w.id "
-            f"WHERE w.d < {p.add(max(0, depth))}) "
-            f"SELECT id, min(d) AS d FROM walk GROUP BY id ORDER BY d, id LIMIT {p.add(limit)}"
-        )
-        return [(r[0], int(r[1])) for r in await self.host._fetch(sql, p.values)]
-
-    async def _levels(self, seeds: list[str], depth: int, limit: int) -> list[tuple[str, int]]:
-        """The neighbourhood one level at a time: each level one query through the source
-        and target indexes, the ids seen kept so a cycle is never walked twice."""
-        distance = dict.fromkeys(seeds, 0)
-        frontier = seeds
-        for level in range(1, max(0, depth) + 1):
-            if not frontier:
-                break
-            p = self.d.params()
-            if len(frontier) == 1:
-                cond = ("source = {}", "target = {}")
-                sql = " UNION ALL ".join(
-                    f"SELECT source, target FROM graph_relations WHERE {c.format(p.add(frontier[0]))}"
-                    for c in cond
-                )
-            else:
-                sql = " UNION ALL ".join(
-                    f"SELECT source, target FROM graph_relations WHERE {self.d.is_any(c, p.add(frontier))}"
-                    for c in ("source", "target")
-                )
-            found: list[str] = []
-            for source, target in await self.host._fetch(sql, p.values):
-                for near in (source, target):
-                    if near not in distance:
-                        distance[near] = level
-                        found.append(near)
-            frontier = sorted(found)
-        ordered = sorted(distance.items(), key=lambda kv: (kv[1], kv[0]))
-        return ordered[: max(0, limit)]
 
     # -- mentions -------------------------------------------------------------------------
 
@@ -436,16 +575,7 @@ class SqlGraph(GraphStore):
     async def _mentions(self, column: str, ids: Sequence[str], limit: int | None) -> list[Mention]:
         if not ids:
             return []
-        p = self.d.params()
-        sql = (
-            "SELECT item_id, entity_id, start_pos, end_pos FROM graph_mentions WHERE "
-            f"{self.d.is_any(column, p.add(list(dict.fromkeys(ids))))} "
-            "ORDER BY item_id, start_pos"
-        )
-        if limit is not None:
-            sql += f" LIMIT {p.add(max(0, limit))}"
-        rows = await self.host._fetch(sql, p.values)
-        return [Mention(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
+        return _mentions(await self.host._fetch(*self._mentions_sql(column, ids, limit)))
 
     async def mentions_of(self, entity_ids: Sequence[str], limit: int) -> list[Mention]:
         return await self._mentions("entity_id", entity_ids, limit)
@@ -528,4 +658,10 @@ class SqlGraph(GraphStore):
             parts.append(_unnest(p, [r[i] for r in rows], sql_type))
         sql = f"INSERT INTO {table} SELECT {', '.join(parts)} ON CONFLICT DO NOTHING RETURNING 1"
         (inserted,) = await self.host._transaction([(sql, p.values)])
+        if (
+            table in ("graph_relations", "graph_entities")
+            and inserted
+            and self.adjacency is not None
+        ):
+            self.adjacency.forget()  # read again on the next walk
         return len(inserted)

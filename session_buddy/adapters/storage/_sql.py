@@ -36,6 +36,7 @@ from session_buddy.adapters.storage._base import (
     StorageBase,
     StorageStats,
     aware,
+    check_id_prefix,
     check_meta,
     in_order,
     item_values,
@@ -273,6 +274,9 @@ STEPS: dict[int, str] = {
     # process (its step 2 has no statements)
     2: "keyword postings and dedup per author (DuckDB: both kept in process)",
     3: "knowledge graph: entities, observations, relations, mentions",
+    # walks look relations up by either end; PostgreSQL reads both ends from the index
+    # alone (DuckDB walks an in-process adjacency: no statements)
+    4: "graph relations: covering index by target for walks",
 }
 
 
@@ -358,15 +362,20 @@ class SqlStorage(SealedRows, StorageBase):
         sql += d.is_any("id", p.add(list(dict.fromkeys(ids))))
         return in_order(ids, [self._item(r) for r in await self._fetch(sql, p.values)])
 
+    async def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        p = self.dialect.params()
+        sql = f"SELECT id FROM items WHERE id LIKE {p.add(check_id_prefix(prefix) + '%')} "
+        sql += f"ORDER BY id LIMIT {int(limit)}"
+        return [str(r[0]) for r in await self._fetch(sql, p.values)]
+
     async def list_items(
         self, flt: ItemFilter, *, limit: int = 50, offset: int = 0, newest_first: bool = True
     ) -> list[MemoryItem]:
+        # the page's ids first, then their rows: a top-N sort of whole rows costs ~40x more
+        # (250 ms for a page of 25 of 100k items on DuckDB, 6 ms for the ids)
         p = self.dialect.params()
-        sql = (
-            f"SELECT {self.dialect.item_columns} FROM items{where_clause(where(flt, p))}"
-            f"{_page(p, newest_first, limit, offset)}"
-        )
-        return [self._item(r) for r in await self._fetch(sql, p.values)]
+        sql = f"SELECT id FROM items{where_clause(where(flt, p))}{_page(p, newest_first, limit, offset)}"
+        return await self.get_items([str(r[0]) for r in await self._fetch(sql, p.values)])
 
     async def count_items(self, flt: ItemFilter | None = None) -> int:
         p = self.dialect.params()

@@ -39,6 +39,7 @@ import numpy as np
 from session_buddy._acb import AdapterCapability, AdapterMetadata, AdapterStatus
 from session_buddy.adapters._memory import release_free_memory
 from session_buddy.adapters.storage import _snapshot, _sql
+from session_buddy.adapters.storage._adjacency import Adjacency
 from session_buddy.adapters.storage._base import (
     Access,
     AddResult,
@@ -65,7 +66,7 @@ from session_buddy.adapters.storage._cipher import (
     check_store,
     key_from_settings,
 )
-from session_buddy.adapters.storage._graphsql import SqlGraph, graph_schema
+from session_buddy.adapters.storage._graphsql import SqlGraph, graph_schema, graph_walk_index
 from session_buddy.adapters.storage._local import sync_index
 from session_buddy.adapters.storage._sql import ItemRow
 from session_buddy.errors import StorageError
@@ -171,7 +172,14 @@ def _schema_1(dim: int) -> list[str]:
 
 
 #: Forward migrations (the steps of :data:`._sql.STEPS`), applied in order.
-MIGRATIONS = _sql.migrations({1: _schema_1, 2: lambda dim: [], 3: lambda dim: graph_schema(DUCKDB)})
+MIGRATIONS = _sql.migrations(
+    {
+        1: _schema_1,
+        2: lambda dim: [],
+        3: lambda dim: graph_schema(DUCKDB),
+        4: lambda dim: graph_walk_index(DUCKDB),
+    }
+)
 SCHEMA_VERSION = MIGRATIONS[-1].version
 _ITEM_COLUMNS = DUCKDB.item_columns
 
@@ -306,7 +314,7 @@ class Storage(_sql.SqlStorage):
         #: seconds the last initialize() took to load the search index, and from what
         self.index_load_seconds: float | None = None
         self.index_source = "rows"
-        self.graph = SqlGraph(self, recursive=False)
+        self.graph = SqlGraph(self, adjacency=Adjacency())
 
     @classmethod
     def from_settings(

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from session_buddy._acb import AdapterCapability, AdapterMetadata, AdapterStatus
+from session_buddy.adapters.storage._adjacency import Adjacency
 from session_buddy.adapters.storage._base import (
     Access,
     AddResult,
@@ -31,6 +32,7 @@ from session_buddy.adapters.storage._base import (
     Record,
     StorageBase,
     StorageStats,
+    check_id_prefix,
     check_meta,
     dedup_key,
     duplicate_item,
@@ -118,7 +120,7 @@ class Storage(StorageBase):
         self._meta: dict[str, str] = {}
         self.index = SearchIndex(dimension)
         self._graph_host = _GraphHost()
-        self.graph = SqlGraph(self._graph_host, recursive=False)
+        self.graph = SqlGraph(self._graph_host, adjacency=Adjacency())
 
     @classmethod
     def from_settings(
@@ -173,6 +175,11 @@ class Storage(StorageBase):
                 entries.append(IndexEntry.of(stored, item.embedding))
             self.index.add(entries)
         return results
+
+    async def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        prefix = check_id_prefix(prefix)
+        with self._lock:
+            return sorted(i for i in self._items if i.startswith(prefix))[:limit]
 
     async def get_items(self, ids: Sequence[str]) -> list[MemoryItem]:
         with self._lock:

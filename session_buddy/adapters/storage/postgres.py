@@ -88,7 +88,7 @@ from session_buddy.adapters.storage._cipher import (
     key_from_settings,
 )
 from session_buddy.adapters.storage._graph import GraphStore
-from session_buddy.adapters.storage._graphsql import SqlGraph, graph_schema
+from session_buddy.adapters.storage._graphsql import SqlGraph, graph_schema, graph_walk_index
 from session_buddy.adapters.storage._sql import ItemRow
 from session_buddy.errors import StorageError
 from session_buddy.search.tokens import query_terms, tokenize
@@ -218,7 +218,14 @@ POSTGRES = _sql.Dialect(
 )
 
 #: Forward migrations (the steps of :data:`._sql.STEPS`), applied in order.
-MIGRATIONS = _sql.migrations({1: _schema_1, 2: _schema_2, 3: lambda dim: graph_schema(POSTGRES)})
+MIGRATIONS = _sql.migrations(
+    {
+        1: _schema_1,
+        2: _schema_2,
+        3: lambda dim: graph_schema(POSTGRES),
+        4: lambda dim: graph_walk_index(POSTGRES),
+    }
+)
 SCHEMA_VERSION = MIGRATIONS[-1].version
 _ITEM_COLUMNS = POSTGRES.item_columns
 _RECORD_COLUMNS = POSTGRES.record_columns

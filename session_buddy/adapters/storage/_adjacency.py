@@ -1,0 +1,235 @@
+"""The graph's relations and entity rows in process, for walks and lookups (DuckDB and
+memory backends).
+
+DuckDB answers a recursive join over the relations by scanning every relation at each
+level, and its IN-list lookups scan too (an ``id IN (...)`` over 100k entities is a
+sequential scan, a few ms each): at 500k relations a depth-2 context took hundreds of
+milliseconds. :class:`Adjacency` holds, per entity id, the relations touching it, and
+each entity's row (name, type, project, owner, creation time; not its observations) with
+an index by owner and name. It is read once from the tables on first use (:meth:`load`)
+and kept current by :class:`~._graphsql.SqlGraph` after each write that commits
+(entities created or deleted, relations added or deleted; a bulk import drops it, to be
+read again). The tables stay the truth: nothing is written back, and a backend without an
+adjacency (PostgreSQL) answers in SQL.
+
+A walk is breadth first, cycle-safe (an id is reached once, at its smallest distance) and
+bounded: by the depth, by ``fanout`` (the neighbours one entity contributes, the smallest
+ids first, so a hub does not flood a level) and by ``limit``, which is met exactly in
+``(distance, id)`` order (a level is completed before it is cut).
+"""
+
+from __future__ import annotations
+
+import heapq
+import sys
+from array import array
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from session_buddy.adapters.storage._graph import Entity, Relation
+
+#: an entity's row: name, entity_type, project ('' global), owner, created_at
+Row = tuple[str, str, str, str, datetime]
+
+
+#: a relation as seen from one end: (other end << KIND_BITS | kind) << 1 | outgoing
+KIND_BITS = 20
+
+
+class _State:
+    """The adjacency's data: entity ids as dense ints, per int the packed relations
+    touching it (8 bytes each, in an ``array``), the relation types, the entity rows."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self.ids: list[str] = []
+        self.near: list[array[int]] = []
+        self.kind_index: dict[str, int] = {}
+        self.kinds: list[str] = []
+        self.rows: dict[str, Row] = {}
+        self.named: dict[tuple[str, str], set[str]] = {}
+
+    def number(self, i: str) -> int:
+        n = self.index.get(i)
+        if n is None:
+            n = self.index[i] = len(self.ids)
+            self.ids.append(sys.intern(i))
+            self.near.append(array("q"))
+        return n
+
+    def kind(self, k: str) -> int:
+        n = self.kind_index.get(k)
+        if n is None:
+            n = self.kind_index[k] = len(self.kinds)
+            self.kinds.append(k)
+        return n
+
+    def link(self, r: Relation, *, check: bool) -> None:
+        s, t, k = self.number(r.source), self.number(r.target), self.kind(r.relation_type)
+        for end, code in ((s, (t << KIND_BITS | k) << 1 | 1), (t, (s << KIND_BITS | k) << 1)):
+            if not check or code not in self.near[end]:
+                self.near[end].append(code)
+
+    def unlink(self, r: Relation) -> None:
+        s, t = self.index.get(r.source), self.index.get(r.target)
+        k = self.kind_index.get(r.relation_type)
+        if s is None or t is None or k is None:
+            return
+        for end, code in ((s, (t << KIND_BITS | k) << 1 | 1), (t, (s << KIND_BITS | k) << 1)):
+            if code in self.near[end]:
+                self.near[end].remove(code)
+
+    def relations(self, n: int) -> Iterable[Relation]:
+        me, mask = self.ids[n], (1 << KIND_BITS) - 1
+        for code in self.near[n]:
+            other, kind = self.ids[code >> (KIND_BITS + 1)], self.kinds[(code >> 1) & mask]
+            yield Relation(me, other, kind) if code & 1 else Relation(other, me, kind)
+
+    def put(self, i: str, row: Row) -> None:
+        i = sys.intern(i)
+        self.rows[i] = row
+        self.named.setdefault((row[3], row[0]), set()).add(i)
+
+
+class Adjacency:
+    """Entity id -> the relations touching it, and its row (module doc)."""
+
+    def __init__(self) -> None:
+        self._state: _State | None = None
+        #: bumped by every change, so a load that raced a write is done again
+        self.version = 0
+
+    @property
+    def loaded(self) -> bool:
+        return self._state is not None
+
+    @staticmethod
+    def build(relations: Iterable[Sequence[str]], entities: Iterable[Sequence[Any]]) -> _State:
+        """The data of ``(source, target, relation_type)`` rows and entity rows ``(id,
+        name, entity_type, project, owner, created_at)`` (run in a thread: seconds at 500k
+        relations)."""
+        state = _State()
+        intern = sys.intern
+        for i, name, kind, project, owner, created in entities:
+            state.put(i, (name, intern(kind), intern(project), intern(owner), created))
+        for source, target, kind in relations:
+            state.link(Relation(source, target, kind), check=False)
+        return state
+
+    def install(self, state: _State) -> None:
+        self._state = state
+
+    def load(self, relations: Iterable[Sequence[str]], entities: Iterable[Sequence[Any]]) -> None:
+        self.install(self.build(relations, entities))
+
+    def forget(self) -> None:
+        """Drop everything: the next use reads the tables again (after a bulk import)."""
+        self._state = None
+        self.version += 1
+
+    def add_entities(self, entities: Iterable[Entity]) -> None:
+        """Entities just created (their rows, as stored)."""
+        self.version += 1
+        if self._state is None:
+            return
+        for e in entities:
+            kind, project, owner = (
+                sys.intern(x) for x in (e.entity_type, e.project or "", e.owner)
+            )
+            self._state.put(e.id, (e.name, kind, project, owner, e.created_at))
+
+    def entities(self, ids: Iterable[str]) -> list[Entity]:
+        """The entities of these ids that exist (without observations), in that order."""
+        rows = self._state.rows if self._state is not None else {}
+        out = []
+        for i in ids:
+            row = rows.get(i)
+            if row is not None:
+                name, kind, project, owner, created = row
+                out.append(Entity(name, kind, owner, project or None, [], created, i))
+        return out
+
+    def find(
+        self, owner: str, names: Sequence[str], projects: Sequence[str | None] | None
+    ) -> list[Entity]:
+        """As :meth:`~._graph.GraphStore.find_entities` (ordered by name, then project)."""
+        if self._state is None:
+            return []
+        state = self._state
+        scope = None if projects is None else {p or "" for p in projects}
+        ids = [
+            i
+            for name in dict.fromkeys(names)
+            for i in state.named.get((owner, name), ())
+            if scope is None or state.rows[i][2] in scope
+        ]
+        return sorted(self.entities(ids), key=lambda e: (e.name, e.project or ""))
+
+    def add(self, relations: Iterable[Relation]) -> None:
+        self.version += 1
+        if self._state is not None:
+            for r in relations:
+                self._state.link(r, check=True)
+
+    def remove(self, relations: Iterable[Relation]) -> None:
+        self.version += 1
+        if self._state is not None:
+            for r in relations:
+                self._state.unlink(r)
+
+    def remove_entities(self, ids: Iterable[str]) -> None:
+        """Drop the entities and every relation touching them."""
+        self.version += 1
+        state = self._state
+        if state is None:
+            return
+        for i in ids:
+            n = state.index.get(i)
+            if n is not None:
+                for r in list(state.relations(n)):
+                    state.unlink(r)
+            row = state.rows.pop(i, None)
+            if row is not None:
+                named = state.named.get((row[3], row[0]), set())
+                named.discard(i)
+                if not named:
+                    state.named.pop((row[3], row[0]), None)
+
+    def relations_of(self, ids: Sequence[str], *, among: bool = False) -> list[Relation]:
+        """As :meth:`~._graph.GraphStore.relations_of` (ordered alike)."""
+        state = self._state
+        if state is None:
+            return []
+        wanted = set(ids)
+        found = {
+            r
+            for i in wanted
+            if (n := state.index.get(i)) is not None
+            for r in state.relations(n)
+            if not among or (r.source in wanted and r.target in wanted)
+        }
+        return sorted(found, key=lambda r: (r.source, r.relation_type, r.target))
+
+    def walk(
+        self, seeds: Sequence[str], depth: int, limit: int, fanout: int | None = None
+    ) -> list[tuple[str, int]]:
+        """Entities within ``depth`` relations of ``seeds`` with their distance, nearest
+        first then by id, at most ``limit`` (module doc)."""
+        state = self._state or _State()
+        ids, shift = state.ids, KIND_BITS + 1
+        distance = dict.fromkeys(dict.fromkeys(seeds), 0)  # by id: a seed may be unknown
+        frontier = [state.index[i] for i in distance if i in state.index]
+        for level in range(1, max(0, depth) + 1):
+            if not frontier or len(distance) >= limit:
+                break
+            found: set[int] = set()
+            for n in frontier:
+                near = {code >> shift for code in state.near[n]}
+                if fanout is not None and len(near) > fanout:
+                    near = set(heapq.nsmallest(fanout, near, key=ids.__getitem__))
+                found.update(m for m in near if ids[m] not in distance)
+            frontier = sorted(found, key=ids.__getitem__)
+            distance.update(dict.fromkeys((ids[m] for m in frontier), level))
+        ordered = sorted(distance.items(), key=lambda kv: (kv[1], kv[0]))
+        return ordered[: max(0, limit)]

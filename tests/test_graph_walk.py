@@ -1,0 +1,178 @@
+"""The graph storage's walks and details on every backend (memory and DuckDB walk an
+in-process adjacency, PostgreSQL a recursive query): bounded by depth, limit and fan-out,
+cycle-safe, and the adjacency kept equal to the tables through every write."""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from session_buddy.adapters.storage._graph import Entity, Mention, Relation, entity_id
+from tests.pg_support import drop_schemas, schema_for
+from tests.test_storage import _params, make_storage
+
+BACKENDS = _params(["memory", "duckdb", "postgres"])
+OWNER = "u"
+
+
+def eid(name: str) -> str:
+    return entity_id("p", OWNER, name)
+
+
+@pytest.fixture(params=BACKENDS)
+async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    store = make_storage(request.param, tmp_path)
+    await drop_schemas()  # PostgreSQL: a schema a crashed run left behind (one per folder)
+    schema_for(tmp_path)  # registered again, to be dropped afterwards
+    await store.initialize()
+    yield store
+    await store.close()
+    await drop_schemas()
+
+
+async def add(storage: Any, names: list[str], edges: list[tuple[str, str]]) -> None:
+    await storage.graph.add_entities([Entity(n, "symbol", OWNER, "p") for n in names])
+    await storage.graph.add_relations([Relation(eid(a), eid(b), "uses") for a, b in edges])
+
+
+def expected_walk(
+    edges: set[tuple[str, str]], seed: str, depth: int, limit: int, fanout: int | None = None
+) -> list[tuple[str, int]]:
+    """Breadth first over ids in Python: the specification the backends must meet."""
+    near: dict[str, set[str]] = {}
+    for a, b in edges:
+        near.setdefault(a, set()).add(b)
+        near.setdefault(b, set()).add(a)
+    distance = {seed: 0}
+    queue = deque([seed])
+    while queue:
+        i = queue.popleft()
+        if distance[i] == depth:
+            continue
+        step = sorted(near.get(i, ()))[:fanout] if fanout is not None else near.get(i, ())
+        for n in step:
+            if n not in distance:
+                distance[n] = distance[i] + 1
+                queue.append(n)
+    return sorted(distance.items(), key=lambda kv: (kv[1], kv[0]))[:limit]
+
+
+async def fresh(storage: Any, *args: Any) -> list[tuple[str, int]]:
+    """The walk again with the adjacency read from the tables (PostgreSQL: the same query)."""
+    if storage.graph.adjacency is not None:
+        storage.graph.adjacency.forget()
+    return list(await storage.graph.walk(*args))
+
+
+async def test_walk_is_bounded_by_depth_and_limit_and_cycle_safe(storage: Any) -> None:
+    # a cycle a -> b -> c -> a, a tail c -> d -> e, and f alone
+    await add(storage, list("abcdef"), [("a", "b"), ("b", "c"), ("c", "a"), ("c", "d"), ("d", "e")])
+    g = storage.graph
+    assert await g.walk([eid("a")], 0, 10) == [(eid("a"), 0)]
+    one = dict(await g.walk([eid("a")], 1, 10))
+    assert one == {eid("a"): 0, eid("b"): 1, eid("c"): 1}  # both directions
+    three = dict(await g.walk([eid("a")], 3, 10))
+    assert three == {eid("a"): 0, eid("b"): 1, eid("c"): 1, eid("d"): 2, eid("e"): 3}
+    # the cycle is reached once, at its smallest distance, however deep the walk
+    assert dict(await g.walk([eid("b")], 3, 100)) == {
+        eid("b"): 0,
+        eid("a"): 1,
+        eid("c"): 1,
+        eid("d"): 2,
+        eid("e"): 3,
+    }
+    # the limit keeps the nearest, then the smallest ids
+    full = await g.walk([eid("a")], 3, 100)
+    assert full == sorted(full, key=lambda kv: (kv[1], kv[0]))
+    assert await g.walk([eid("a")], 3, 2) == full[:2]
+    assert await g.walk([eid("f")], 2, 10) == [(eid("f"), 0)]
+    assert await g.walk([], 2, 10) == []
+
+
+async def test_fanout_caps_each_step_so_a_hub_does_not_flood_the_walk(storage: Any) -> None:
+    leaves = [f"leaf{i}" for i in range(40)]
+    edges = [("hub", x) for x in leaves] + [("leaf0", "far")]
+    await add(storage, ["hub", *leaves, "far"], edges)
+    g = storage.graph
+    ids = {(eid(a), eid(b)) for a, b in edges}
+    capped = await g.walk([eid("hub")], 1, 1000, 5)
+    assert len(capped) == 6
+    assert capped == expected_walk(ids, eid("hub"), 1, 1000, 5)
+    assert {i for i, _ in capped[1:]} == set(sorted(eid(x) for x in leaves)[:5])
+    assert len(await g.walk([eid("hub")], 1, 1000)) == 41  # no cap: every leaf
+    # from a leaf: the hub at 1, at most 5 of the hub's neighbours at 2
+    for leaf in ("leaf0", "leaf7"):
+        walked = await g.walk([eid(leaf)], 2, 1000, 5)
+        assert walked == expected_walk(ids, eid(leaf), 2, 1000, 5)
+        assert sum(1 for _, d in walked if d == 2) <= 5
+
+
+async def test_the_adjacency_follows_every_write(storage: Any) -> None:
+    rng = random.Random(3)
+    names = [f"n{i}" for i in range(30)]
+    edges = {(rng.choice(names), rng.choice(names)) for _ in range(60)}
+    await add(storage, names, sorted(edges))
+    g = storage.graph
+    ids = {(eid(a), eid(b)) for a, b in edges}
+    assert await g.walk([eid("n0")], 3, 1000) == expected_walk(ids, eid("n0"), 3, 1000)
+    # writes after the adjacency was read: added, deleted relations, deleted entities
+    added = [(rng.choice(names), rng.choice(names)) for _ in range(10)]
+    await g.add_relations([Relation(eid(a), eid(b), "calls") for a, b in added])
+    gone = sorted(edges)[:15]
+    await g.delete_relations([Relation(eid(a), eid(b), "uses") for a, b in gone])
+    assert await g.delete_entities([eid("n1"), eid("n2")]) == 2
+    await g.link(
+        [Entity("late", "symbol", OWNER, "p")], [], [Relation(eid("n0"), eid("late"), "uses")]
+    )
+    uses = edges - set(gone)
+    ids = {(eid(a), eid(b)) for a, b in uses | set(added) | {("n0", "late")}}
+    ids = {(a, b) for a, b in ids if not {a, b} & {eid("n1"), eid("n2")}}
+    for seed in ("n0", "n3", "n5", "late"):
+        live = await g.walk([eid(seed)], 3, 1000)
+        assert live == expected_walk(ids, eid(seed), 3, 1000)
+        assert live == await fresh(storage, [eid(seed)], 3, 1000)
+    every = [eid(n) for n in [*names, "late"]]
+    live_relations = set(await g.relations_of(every))
+    assert {(r.source, r.target) for r in live_relations} == ids
+    # the deleted entities are gone from the lookups the adjacency answers too
+    assert await g.find_entities(OWNER, ["n1", "n2", "n3"], None) == await g.get_entities(
+        [eid("n3")]
+    )
+    assert [e.name for e in await g.get_entities([eid("n2"), eid("late")])] == ["late"]
+
+
+async def test_details_of_a_walk_in_one_batch(storage: Any) -> None:
+    g = storage.graph
+    await g.add_entities(
+        [
+            Entity("a", "symbol", OWNER, "p", ["first", "second"]),
+            Entity("b", "file", OWNER, "p"),
+            Entity("c", "symbol", OWNER, "p"),
+        ]
+    )
+    await g.add_relations(
+        [Relation(eid("a"), eid("b"), "defined_in"), Relation(eid("b"), eid("c"), "uses")]
+    )
+    await g.add_mentions([Mention("i2", eid("b"), 5, 6), Mention("i1", eid("a"), 0, 1)])
+    details = await g.details([eid("b"), eid("a"), "missing"], 10)
+    assert [e.name for e in details.entities] == ["b", "a"]
+    assert sorted(details.entities[1].observations) == ["first", "second"]
+    assert details.relations == [Relation(eid("a"), eid("b"), "defined_in")]  # among them only
+    assert details.mentions == [Mention("i1", eid("a"), 0, 1), Mention("i2", eid("b"), 5, 6)]
+    assert len((await g.details([eid("a"), eid("b")], 1)).mentions) == 1
+
+
+async def test_an_import_is_seen_by_the_next_walk(storage: Any) -> None:
+    g = storage.graph
+    await add(storage, ["a", "b"], [("a", "b")])
+    assert len(await g.walk([eid("a")], 1, 10)) == 2  # the adjacency is read
+    rows = await g.export_rows("graph_entities", None, 10)
+    new = ("c-id", "c", "symbol", "p", OWNER, rows[0][5], rows[0][6])
+    await g.import_rows("graph_entities", [new])
+    await g.import_rows("graph_relations", [(eid("a"), "c-id", "uses", rows[0][5])])
+    assert dict(await g.walk([eid("a")], 1, 10)) == {eid("a"): 0, eid("b"): 1, "c-id": 1}
+    assert [e.name for e in await g.find_entities(OWNER, ["c"], ["p"])] == ["c"]
