@@ -350,9 +350,7 @@ class Pipeline:
                 ranked = self._fuse([keyword, rankings[1]], ["keyword", "semantic"])
         if s.session_smoothing > 0:
             # hits that entered the best by the feedback (not fetched) are left as they are
-            sessions = {
-                i.id: (i.session_id, i.created_at) for i in seen.values() if i.session_id
-            }
+            sessions = {i.id: (i.session_id, i.created_at) for i in seen.values() if i.session_id}
             refine.smooth_sessions(ranked, sessions, s.session_smoothing, s.refine_depth)
         return ranked
 

@@ -45,22 +45,31 @@ def expansion_words(
     frequencies), best first."""
     if count <= 0 or not scored:
         return []
-    docs = [dict(word_terms(text)) for text, _ in scored]  # word -> term, per document
+    docs = [_terms(text) for text, _ in scored]
     df: Counter[str] = Counter()
     for doc in docs:
-        df.update(set(doc.values()))
+        df.update(doc.keys())
     asked = set(query_terms(query))
-    weight: Counter[str] = Counter()
+    weight: dict[str, float] = {}
     spelling: dict[str, str] = {}
     pool = len(docs)
     for doc, (_, score) in zip(docs[:feedback_docs], scored[:feedback_docs], strict=True):
-        for word, term in doc.items():
+        for term, word in doc.items():  # once per document, however often it occurs
             if term in asked or term.isdigit():
                 continue
             spelling.setdefault(term, word)
-            weight[term] += max(score, 0.0) * math.log(1.0 + pool / df[term])
-    # a term's weight is summed once per document (dict keeps one word per term)
-    return [spelling[t] for t, w in weight.most_common(count) if w > 0]
+            gain = max(score, 0.0) * math.log(1.0 + pool / df[term])
+            weight[term] = weight.get(term, 0.0) + gain
+    best = sorted(weight, key=lambda t: -weight[t])[:count]  # stable: first seen first
+    return [spelling[t] for t in best if weight[t] > 0]
+
+
+def _terms(text: str) -> dict[str, str]:
+    """term -> the first word of ``text`` that gives it."""
+    out: dict[str, str] = {}
+    for word, term in word_terms(text):
+        out.setdefault(term, word)
+    return out
 
 
 def merge_keyword(base: list[Hit], extra: list[Hit], weight: float) -> list[Hit]:
