@@ -12,6 +12,8 @@ search, search across projects):
    embedded and the vector ranker runs. Each hit carries ``created_at``, ``author``,
    ``kind`` and ``project``.
 2. **Fuse** (:mod:`.hybrid`): weighted score fusion (default) or reciprocal rank fusion.
+   A hybrid search is then **refined** from its best fused hits (:mod:`.refine`, fetched
+   once; the page reuses them): pseudo-relevance feedback, then session smoothing.
 3. **Decay**: with a half-life, each score times ``0.5 ** (age_days / half_life)``, from the
    hit's own ``created_at`` (no item is fetched).
 4. **Rescore** (optional, a :class:`Rescore`): team votes, cross-project tier weights. It
