@@ -231,7 +231,7 @@ class SearchSettings(_Section):
         "in time in its session (among the best refine_depth); 0 turns it off.",
     )
     refine_depth: int = Field(
-        default=50,
+        default=100,
         ge=5,
         le=500,
         description="hybrid search: best fused hits that feedback and smoothing look at.",

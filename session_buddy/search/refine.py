@@ -12,8 +12,8 @@ the (unsmoothed) score of the better of its neighbours: the hits of the same ses
 before and after it in time. The evidence of an answer often spans a question and its
 reply, or two consecutive turns.
 
-Measured on the LoCoMo dev set (benchmarks/retrieval.py): hybrid R@5 60.4% -> 65.0%,
-R@10 68.9% -> 75.2%, MRR 0.464 -> 0.495 (docs/search.md).
+Measured on the LoCoMo dev set (benchmarks/retrieval.py): hybrid R@5 60.4% -> 65.7%,
+R@10 68.9% -> 76.8%, MRR 0.464 -> 0.509 (docs/search.md).
 """
 
 from __future__ import annotations
