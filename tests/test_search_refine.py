@@ -68,6 +68,16 @@ def test_expansion_words_prefer_what_marks_the_first_hits() -> None:
     assert words == ["kayak", "shared"]
 
 
+def test_a_feedback_word_weighs_once_per_hit() -> None:
+    # "hiking hikes hiked" is one term in one hit; "tahoe" is in two (weighs more even so)
+    scored = [("tahoe hiking hikes hiked", 0.9), ("tahoe kayak", 0.5), ("kayak", 0.1)]
+    assert expansion_words("trip", scored, feedback_docs=2, count=3) == [
+        "tahoe",
+        "hiking",
+        "kayak",
+    ]
+
+
 def test_expansion_words_off_or_empty() -> None:
     assert expansion_words("camping", [("we went camping", 1.0)], 3, 0) == []
     assert expansion_words("camping", [], 3, 10) == []
