@@ -113,3 +113,15 @@ def query_groups(text: str) -> list[tuple[str, ...]]:
         if terms:
             groups[terms] = None
     return list(groups)
+
+
+def word_terms(text: str) -> list[tuple[str, str]]:
+    """The plain words of ``text`` that give one index term each, as (word, term) pairs in
+    order (stopwords, single letters and compound tokens left out): words that, written in
+    a query, search for exactly that term (query expansion, :mod:`.refine`)."""
+    out: list[tuple[str, str]] = []
+    for token in _COMPOUND.findall(text):
+        terms = _compound(token)
+        if len(terms) == 1 and _PLAIN.fullmatch(token):
+            out.append((token.lower(), terms[0]))
+    return out
