@@ -219,6 +219,35 @@ class SearchSettings(_Section):
         ge=0.0,
         description="Half-life of scores by age, in days; 0 turns time decay off.",
     )
+    prf_terms: int = Field(
+        default=10,
+        ge=0,
+        le=50,
+        description="hybrid search: words of the best first hits added to the keyword query "
+        "(pseudo-relevance feedback); 0 turns it off (docs/search.md).",
+    )
+    prf_docs: int = Field(
+        default=3, ge=1, le=20, description="hybrid search: first hits the added words come from."
+    )
+    prf_weight: float = Field(
+        default=0.3,
+        ge=0.0,
+        le=1.0,
+        description="hybrid search: weight of the added words' BM25 against the query's.",
+    )
+    session_smoothing: float = Field(
+        default=0.2,
+        ge=0.0,
+        le=1.0,
+        description="hybrid search: a hit gains this share of the score of the hit next to it "
+        "in time in its session (among the best refine_depth); 0 turns it off.",
+    )
+    refine_depth: int = Field(
+        default=100,
+        ge=5,
+        le=500,
+        description="hybrid search: best fused hits that feedback and smoothing look at.",
+    )
     snippet_chars: int = Field(
         default=2000,
         ge=80,

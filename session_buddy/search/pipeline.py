@@ -12,6 +12,8 @@ search, search across projects):
    embedded and the vector ranker runs. Each hit carries ``created_at``, ``author``,
    ``kind`` and ``project``.
 2. **Fuse** (:mod:`.hybrid`): weighted score fusion (default) or reciprocal rank fusion.
+   A hybrid search is then **refined** from its best fused hits (:mod:`.refine`, fetched
+   once; the page reuses them): pseudo-relevance feedback, then session smoothing.
 3. **Decay**: with a half-life, each score times ``0.5 ** (age_days / half_life)``, from the
    hit's own ``created_at`` (no item is fetched).
 4. **Rescore** (optional, a :class:`Rescore`): team votes, cross-project tier weights. It
@@ -49,7 +51,7 @@ from session_buddy.adapters.storage._base import (
     utcnow,
 )
 from session_buddy.errors import DimensionMismatch, ValidationError
-from session_buddy.search import hybrid
+from session_buddy.search import hybrid, refine
 from session_buddy.search.snippets import snippet as make_snippet
 from session_buddy.settings import SearchSettings
 
@@ -268,9 +270,9 @@ class Pipeline:
 
     async def rank(
         self, query: str, flt: ItemFilter, access: Access | None, depth: int, mode: SearchMode
-    ) -> tuple[list[Candidate], SearchMode, str | None]:
-        """The fused candidates (each ranker's best ``depth``), best first, the mode used
-        and why it was degraded, if it was."""
+    ) -> tuple[list[Candidate], SearchMode, str | None, dict[str, MemoryItem]]:
+        """The fused candidates (each ranker's best ``depth``), best first, the mode used,
+        why it was degraded, if it was, and the items already fetched (by refinement)."""
         used: SearchMode = mode
         degraded: str | None = None
         rankings: list[list[Hit]] = []
@@ -308,6 +310,13 @@ class Pipeline:
                     keyword.cancel()
                 elif not keyword.cancelled():
                     keyword.exception()  # retrieved: an error elsewhere is the one raised
+        ranked = self._fuse(rankings, names)
+        items: dict[str, MemoryItem] = {}
+        if used == "hybrid" and len(rankings) == 2 and ranked:
+            ranked = await self._refine(query, (flt, access, depth), rankings, ranked, items)
+        return ranked, used, degraded, items
+
+    def _fuse(self, rankings: list[list[Hit]], names: list[str]) -> list[Candidate]:
         if self.settings.fusion == "rrf":
             fused = hybrid.fuse(rankings, self.settings.rrf_k, kinds=names)
         else:
@@ -316,7 +325,40 @@ class Pipeline:
         for ranking in rankings:
             for hit in ranking:
                 first.setdefault(hit.id, hit)
-        return _candidates(fused, first), used, degraded
+        return _candidates(fused, first)
+
+    async def _refine(
+        self,
+        query: str,
+        scope: tuple[ItemFilter, Access | None, int],
+        rankings: list[list[Hit]],
+        ranked: list[Candidate],
+        seen: dict[str, MemoryItem],
+    ) -> list[Candidate]:
+        """Pseudo-relevance feedback, then session smoothing, over the best
+        ``search.refine_depth`` fused candidates (:mod:`.refine`), fetched once into
+        ``seen`` (which the page then reuses). ``rankings`` is [keyword, semantic]; ``scope``
+        the rankers' filter, access and depth."""
+        s = self.settings
+        if s.prf_terms <= 0 and s.session_smoothing <= 0:
+            return ranked
+        top = ranked[: s.refine_depth]
+        seen.update((i.id, i) for i in await self.storage.get_items([c.id for c in top]))
+        if s.prf_terms > 0 and s.prf_weight > 0:
+            scored = [
+                (seen[c.id].content[: refine.FEEDBACK_CHARS], c.score) for c in top if c.id in seen
+            ]
+            words = refine.expansion_words(query, scored, s.prf_docs, s.prf_terms)
+            if words:
+                flt, access, depth = scope
+                extra = await self.storage.keyword_search(" ".join(words), flt, depth, access)
+                keyword = refine.merge_keyword(rankings[0], extra, s.prf_weight)
+                ranked = self._fuse([keyword, rankings[1]], ["keyword", "semantic"])
+        if s.session_smoothing > 0:
+            # hits that entered the best by the feedback (not fetched) are left as they are
+            sessions = {i.id: (i.session_id, i.created_at) for i in seen.values() if i.session_id}
+            refine.smooth_sessions(ranked, sessions, s.session_smoothing, s.refine_depth)
+        return ranked
 
     async def run(self, request: SearchRequest) -> SearchResponse:
         """Rank, fuse, decay, rescore and page one search (module doc)."""
@@ -324,7 +366,7 @@ class Pipeline:
         offset = max(0, request.offset)
         wanted = offset + request.limit
         depth = max(self.settings.candidates, wanted + 1)
-        ranked, used, degraded = await self.rank(
+        ranked, used, degraded, fetched = await self.rank(
             request.query, request.filter, request.access, depth, request.mode
         )
         if request.half_life_days > 0 and ranked:
@@ -332,7 +374,9 @@ class Pipeline:
         if request.rescore is not None and ranked:
             ranked = await request.rescore(ranked)
         page = ranked[offset:wanted]
-        items = {i.id: i for i in await self.storage.get_items([c.id for c in page])}
+        missing = [c.id for c in page if c.id not in fetched]
+        items = {i.id: i for i in await self.storage.get_items(missing)} if missing else {}
+        items.update((c.id, fetched[c.id]) for c in page if c.id in fetched)
         hits = self.hits(request.query, page, items)
         if request.expand is not None and offset == 0:
             hits += await request.expand(request, hits)

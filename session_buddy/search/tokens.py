@@ -115,6 +115,18 @@ def query_groups(text: str) -> list[tuple[str, ...]]:
     return list(groups)
 
 
+def word_terms(text: str) -> list[tuple[str, str]]:
+    """The plain words of ``text`` that give one index term each, as (word, term) pairs in
+    order (stopwords, single letters and compound tokens left out): words that, written in
+    a query, search for exactly that term (query expansion, :mod:`.refine`)."""
+    out: list[tuple[str, str]] = []
+    for token in _COMPOUND.findall(text):
+        terms = _compound(token)
+        if len(terms) == 1 and _PLAIN.fullmatch(token):
+            out.append((token.lower(), terms[0]))
+    return out
+
+
 def clear_caches() -> None:
     """Forget the token caches (after a bulk load: they hold that load's rare tokens, ~50 MB
     at 100k items, and refill with what later writes and queries use)."""

@@ -1,0 +1,229 @@
+"""Pseudo-relevance feedback and session smoothing (search/refine.py): the functions on fixed
+cases, then hybrid search on a real DuckDB store with the real ONNX model."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from session_buddy.adapters.storage._base import Hit
+from session_buddy.adapters.storage.duckdb import Storage
+from session_buddy.core.memory import ItemInput, MemoryService
+from session_buddy.search.pipeline import Candidate
+from session_buddy.search.refine import expansion_words, merge_keyword, smooth_sessions
+from session_buddy.search.tokens import word_terms
+from session_buddy.settings import SearchSettings, SessionBuddySettings
+
+T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def _cand(id_: str, score: float) -> Candidate:
+    return Candidate(
+        id=id_,
+        score=score,
+        fused_score=score,
+        keyword_score=None,
+        semantic_score=None,
+        created_at=None,
+        author=None,
+        kind=None,
+        project=None,
+    )
+
+
+# -- the functions ----------------------------------------------------------------------------
+
+
+def test_word_terms_keeps_plain_words_with_their_stems() -> None:
+    assert word_terms("Melanie: we went camping at the lake, ERR_CONN_4021 in 2023") == [
+        ("melanie", "melani"),
+        ("went", "went"),
+        ("camping", "camp"),
+        ("lake", "lake"),
+        ("2023", "2023"),
+    ]
+
+
+def test_expansion_words_prefer_what_marks_the_first_hits() -> None:
+    scored = [
+        ("Melanie: we went camping at Lake Tahoe with the kids", 0.9),
+        ("Melanie: the kids loved the campfire at Tahoe", 0.7),
+        ("Melanie: camping again next summer", 0.5),
+        ("Melanie: I painted a sunset", 0.2),
+        ("Melanie: my kids started school", 0.1),
+    ]
+    words = expansion_words("Where did Melanie go camping?", scored, feedback_docs=3, count=3)
+    # in two of the three feedback hits and rare in the pool: first; query words never
+    assert words[0] == "tahoe"
+    assert "camping" not in words and "melanie" not in words
+    assert len(words) == 3
+    # a word of every pooled hit weighs less than one only the best hit has
+    everywhere = [(f"Melanie: shared {w}", 0.5) for w in ("lake", "boat", "fish", "sand")]
+    words = expansion_words("Melanie", [("Melanie: shared kayak", 0.9), *everywhere], 1, 2)
+    assert words == ["kayak", "shared"]
+
+
+def test_a_feedback_word_weighs_once_per_hit() -> None:
+    # "hiking hikes hiked" is one term in one hit; "tahoe" is in two (weighs more even so)
+    scored = [("tahoe hiking hikes hiked", 0.9), ("tahoe kayak", 0.5), ("kayak", 0.1)]
+    assert expansion_words("trip", scored, feedback_docs=2, count=3) == [
+        "tahoe",
+        "hiking",
+        "kayak",
+    ]
+
+
+def test_expansion_words_off_or_empty() -> None:
+    assert expansion_words("camping", [("we went camping", 1.0)], 3, 0) == []
+    assert expansion_words("camping", [], 3, 10) == []
+    assert expansion_words("camping", [("camping camping", 1.0)], 3, 10) == []
+
+
+def test_merge_keyword_adds_the_weighted_feedback_scores() -> None:
+    base = [Hit("a", 4.0), Hit("b", 2.0)]
+    extra = [Hit("b", 10.0), Hit("c", 1.0)]
+    merged = merge_keyword(base, extra, 0.3)
+    assert [(h.id, round(h.score, 6)) for h in merged] == [("b", 5.0), ("a", 4.0), ("c", 0.3)]
+    assert base[1].score == 2.0  # the rankers' hits are not changed
+
+
+def test_smoothing_keeps_a_clear_top_hit_and_lifts_a_neighbour() -> None:
+    cands = [
+        _cand("top", 0.90),
+        _cand("lone", 0.50),
+        _cand("question", 0.48),
+        _cand("reply", 0.46),
+        _cand("deep", 0.10),
+    ]
+    sessions = {
+        "top": ("s1", T0),
+        "lone": ("s2", T0),
+        "question": ("s3", T0),
+        "reply": ("s3", T0 + timedelta(seconds=1)),
+        "deep": ("s3", T0 + timedelta(seconds=2)),
+    }
+    smooth_sessions(cands, sessions, 0.2, depth=4)
+    order = [c.id for c in cands]
+    assert order[0] == "top"  # no neighbour: only rescaled, still far ahead
+    # question and reply lift each other above the lone hit; "deep" is past the depth
+    assert order[1:3] == ["question", "reply"] and order[3] == "lone"
+    score = {c.id: c.score for c in cands}
+    assert score["top"] == pytest.approx(0.90 / 1.2)
+    assert score["question"] == pytest.approx((0.48 + 0.2 * 0.46) / 1.2)
+    assert score["reply"] == pytest.approx((0.46 + 0.2 * 0.48) / 1.2)  # read before changes
+    assert score["deep"] == pytest.approx(0.10 / 1.2)
+    assert all(0 <= c.score <= 1 and c.fused_score == c.score for c in cands)
+
+
+def test_smoothing_neighbours_are_by_time_within_a_session_only() -> None:
+    cands = [_cand("x", 0.5), _cand("y", 0.5), _cand("z", 0.4)]
+    # x and z share a session, y (between them in time) is in another
+    sessions = {
+        "x": ("s1", T0),
+        "y": ("s2", T0 + timedelta(seconds=1)),
+        "z": ("s1", T0 + timedelta(seconds=2)),
+    }
+    smooth_sessions(cands, sessions, 0.5, depth=10)
+    score = {c.id: c.score for c in cands}
+    assert score["x"] == pytest.approx((0.5 + 0.5 * 0.4) / 1.5)
+    assert score["y"] == pytest.approx(0.5 / 1.5)
+    assert score["z"] == pytest.approx((0.4 + 0.5 * 0.5) / 1.5)
+    before = [_cand("x", 0.5), _cand("z", 0.4)]
+    smooth_sessions(before, sessions, 0.0, depth=10)  # off: nothing changes
+    assert [(c.id, c.score) for c in before] == [("x", 0.5), ("z", 0.4)]
+
+
+# -- hybrid search, real store and model -----------------------------------------------------
+
+FILLER = [
+    "I baked sourdough bread this morning, the crust came out great.",
+    "My cat knocked the plant off the shelf again.",
+    "Work has been busy, we ship the new release on Friday.",
+    "I started reading a novel about a lighthouse keeper.",
+    "The football match last night went to penalties.",
+    "We repainted the kitchen a pale green colour.",
+    "My sister is visiting next week with her twins.",
+    "I signed up for a pottery class on Thursdays.",
+]
+
+
+def _conversation() -> list[ItemInput]:
+    items: list[ItemInput] = []
+    when = T0
+    for s in range(4):
+        turns = [f"{('Caroline', 'Melanie')[i % 2]}: {text}" for i, text in enumerate(FILLER)]
+        if s == 2:
+            turns[3:3] = [
+                "Caroline: Did you go camping with the kids this summer?",
+                "Melanie: Yes! We spent a week by Lake Tahoe, sleeping in tents under the pines.",
+            ]
+        for text in turns:
+            when += timedelta(minutes=1)
+            items.append(ItemInput(content=text, project="p", session_id=f"s{s}", created_at=when))
+        when += timedelta(days=3)
+    return items
+
+
+@pytest.fixture(scope="module")
+def onnx() -> Any:
+    from session_buddy.adapters.embeddings.onnx import Embeddings
+
+    return Embeddings.from_settings(SessionBuddySettings(), None, None)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Storage]:
+    storage = Storage(tmp_path / "memory.duckdb", dimension=384)
+    await storage.initialize()
+    yield storage
+    await storage.close()
+
+
+def _counting(storage: Storage) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for name in ("get_items", "keyword_search", "vector_search"):
+        method = getattr(storage, name)
+
+        def counted(*a: Any, _m: Callable[..., Any] = method, _n: str = name, **k: Any) -> Any:
+            counts[_n] += 1
+            return _m(*a, **k)
+
+        setattr(storage, name, counted)
+    return counts
+
+
+async def test_refined_search_keeps_the_exact_top_hit_and_lifts_the_reply(
+    store: Storage, onnx: Any
+) -> None:
+    plain = SessionBuddySettings(search=SearchSettings(prf_terms=0, session_smoothing=0.0))
+    refined = SessionBuddySettings()  # the defaults refine
+    assert refined.search.prf_terms > 0 and refined.search.session_smoothing > 0
+    await MemoryService(store, onnx, plain).store(_conversation())
+    reply = "Melanie: Yes! We spent a week"
+    results = {}
+    for name, settings in (("plain", plain), ("refined", refined)):
+        service = MemoryService(store, onnx, settings)
+        for query in ("Did you go camping with the kids this summer?", "Where did Melanie camp?"):
+            response = await service.search(query, projects=["p"], limit=5)
+            results[name, query] = [h.content for h in response.hits]
+    exact = "Caroline: Did you go camping with the kids this summer?"
+    # the turn that is the query word for word stays first
+    assert results["plain", exact[10:]][0] == exact
+    assert results["refined", exact[10:]][0] == exact
+    # the reply (few words of the question) climbs next to its question
+    for query in (exact[10:], "Where did Melanie camp?"):
+        before = next(i for i, c in enumerate(results["plain", query]) if c.startswith(reply))
+        after = next(i for i, c in enumerate(results["refined", query]) if c.startswith(reply))
+        assert after <= before
+    assert results["refined", exact[10:]][1].startswith(reply)
+
+    counts = _counting(store)
+    response = await MemoryService(store, onnx, refined).search("camping at the lake", limit=5)
+    assert response.mode == "hybrid" and response.hits
+    # one fetch of the best fused hits (the page comes from it), the feedback query, vectors
+    assert counts == Counter(get_items=1, keyword_search=2, vector_search=1)
