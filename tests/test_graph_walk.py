@@ -242,3 +242,39 @@ async def test_the_adjacency_follows_every_mention_write(storage: Any) -> None:
     live, counts = await mentions_both_ways(storage, ids)
     assert Mention(i3, eid("b"), 4, 5) in live
     assert counts[eid("b")] == 1
+
+
+async def test_observations_are_found_after_every_write(storage: Any) -> None:
+    """The adjacency counts each entity's observations (only those with any are looked up):
+    every write keeps the lookups equal to a fresh read of the tables."""
+    g = storage.graph
+    await g.add_entities(
+        [Entity("a", "symbol", OWNER, "p", ["one"]), Entity("b", "file", OWNER, "p")]
+    )
+    ids = [eid("a"), eid("b"), eid("c")]
+
+    async def observations() -> dict[str, list[str]]:
+        live = {e.name: sorted(e.observations) for e in await g.get_entities(ids)}
+        if g.adjacency is not None:
+            g.adjacency.forget()
+            fresh = {e.name: sorted(e.observations) for e in await g.get_entities(ids)}
+            assert live == fresh
+        return live
+
+    assert await observations() == {"a": ["one"], "b": []}  # the adjacency is read
+    await g.add_entities([Entity("c", "symbol", OWNER, "p", ["three"])])
+    assert await g.add_observations([(eid("b"), "two"), (eid("a"), "one"), (eid("a"), "1b")]) == [
+        (eid("b"), "two"),
+        (eid("a"), "1b"),
+    ]
+    assert await observations() == {"a": ["1b", "one"], "b": ["two"], "c": ["three"]}
+    assert await g.delete_observations([(eid("a"), "one"), (eid("a"), "1b"), (eid("c"), "x")]) == 2
+    assert await observations() == {"a": [], "b": ["two"], "c": ["three"]}
+    details = await g.details(ids, 0)
+    assert [e.observations for e in details.entities] == [[], ["two"], ["three"]]
+    assert await g.delete_entities([eid("c")]) == 1
+    await g.add_entities([Entity("c", "symbol", OWNER, "p")])  # again, without observations
+    assert await observations() == {"a": [], "b": ["two"], "c": []}
+    rows = await g.export_rows("graph_observations", None, 10)
+    await g.import_rows("graph_observations", [(eid("a"), "h-late", "late", rows[0][3])])
+    assert (await observations())["a"] == ["late"]

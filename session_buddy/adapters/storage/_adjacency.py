@@ -55,6 +55,8 @@ class _State:
         self.items: list[str] = []
         #: entity int -> its mentions, flat: item int, start, end, item int, start, end...
         self.said: dict[int, array[int]] = {}
+        #: entity int -> how many observations it has (those without: not asked for)
+        self.noted: dict[int, int] = {}
 
     def item(self, i: str) -> int:
         n = self.item_index.get(i)
@@ -146,10 +148,12 @@ class Adjacency:
         relations: Iterable[Sequence[str]],
         entities: Iterable[Sequence[Any]],
         mentions: Iterable[Sequence[Any]] = (),
+        noted: Iterable[Sequence[Any]] = (),
     ) -> _State:
         """The data of ``(source, target, relation_type)`` rows, entity rows ``(id, name,
-        entity_type, project, owner, created_at)`` and mention rows ``(item_id, entity_id,
-        start, end)`` (run in a thread: seconds at 500k relations)."""
+        entity_type, project, owner, created_at)``, mention rows ``(item_id, entity_id,
+        start, end)`` and ``(entity_id, observation count)`` rows (run in a thread: seconds
+        at 500k relations)."""
         state = _State()
         intern = sys.intern
         for i, name, kind, project, owner, created in entities:
@@ -158,6 +162,8 @@ class Adjacency:
             state.link(Relation(source, target, kind), check=False)
         for item, entity, start, end in mentions:
             state.mention(entity, item, int(start), int(end))
+        for entity, count in noted:
+            state.noted[state.number(entity)] = int(count)
         return state
 
     def install(self, state: _State) -> None:
@@ -168,8 +174,9 @@ class Adjacency:
         relations: Iterable[Sequence[str]],
         entities: Iterable[Sequence[Any]],
         mentions: Iterable[Sequence[Any]] = (),
+        noted: Iterable[Sequence[Any]] = (),
     ) -> None:
-        self.install(self.build(relations, entities, mentions))
+        self.install(self.build(relations, entities, mentions, noted))
 
     def forget(self) -> None:
         """Drop everything: the next use reads the tables again (after a bulk import)."""
@@ -238,6 +245,7 @@ class Adjacency:
                 for r in list(state.relations(n)):
                     state.unlink(r)
                 state.said.pop(n, None)
+                state.noted.pop(n, None)
             row = state.rows.pop(i, None)
             if row is not None:
                 named = state.named.get((row[3], row[0]), set())
@@ -325,3 +333,27 @@ class Adjacency:
             if said:
                 counts[i] = len(set(said[0::3]))
         return counts
+
+    # -- observations (counted only) -----------------------------------------------------------
+
+    def note(self, entity_ids: Iterable[str], change: int) -> None:
+        """One observation per id just added (``change`` 1) or deleted (-1)."""
+        self.version += 1
+        state = self._state
+        if state is None:
+            return
+        for i in entity_ids:
+            n = state.number(i)
+            count = state.noted.get(n, 0) + change
+            if count > 0:
+                state.noted[n] = count
+            else:
+                state.noted.pop(n, None)
+
+    def observed(self, ids: Iterable[str]) -> list[str]:
+        """Those of these ids that have observations."""
+        state = self._state
+        if state is None:
+            return list(ids)
+        index, noted = state.index, state.noted
+        return [i for i in ids if (n := index.get(i)) is not None and n in noted]

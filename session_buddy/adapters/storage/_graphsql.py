@@ -131,15 +131,16 @@ class _SqlReads(GraphStore):
         a = self.adjacency
         while a is not None and not a.loaded:
             version = a.version
-            relations, entities, mentions = await self.host._transaction(
+            relations, entities, mentions, noted = await self.host._transaction(
                 [
                     ("SELECT source, target, relation_type FROM graph_relations", []),
                     (f"SELECT {self._entity_columns} FROM graph_entities", []),
                     (f"SELECT {_MENTION} FROM graph_mentions", []),
+                    ("SELECT entity_id, count(*) FROM graph_observations GROUP BY entity_id", []),
                 ]
             )
             rows = [(*r[:5], self.d.read_time(r[5])) for r in entities]
-            state = await asyncio.to_thread(a.build, relations, rows, mentions)
+            state = await asyncio.to_thread(a.build, relations, rows, mentions, noted)
             if a.version == version:  # else a write came meanwhile: read again
                 a.install(state)
         return a
@@ -171,9 +172,12 @@ class _SqlReads(GraphStore):
         )
 
     async def _with_observations(self, entities: list[Entity]) -> list[Entity]:
-        if not entities:
+        ids = [e.id for e in entities]
+        if self.adjacency is not None and self.adjacency.loaded:
+            ids = self.adjacency.observed(ids)  # only those that have any
+        if not ids:
             return entities
-        rows = await self.host._fetch(*self._observations_sql([e.id for e in entities]))
+        rows = await self.host._fetch(*self._observations_sql(ids))
         by_id = {e.id: e for e in entities}
         for entity_id, content in rows:
             by_id[entity_id].observations.append(content)
@@ -318,6 +322,11 @@ class _SqlReads(GraphStore):
         if self.adjacency is not None:
             self.adjacency.add_mentions(Mention(r[0], r[1], int(r[2]), int(r[3])) for r in rows)
 
+    def _noted(self, rows: Sequence[Sequence[Any]], change: int) -> None:
+        """Observations just added (1) or deleted (-1): rows led by their entity id."""
+        if self.adjacency is not None:
+            self.adjacency.note((r[0] for r in rows), change)
+
     def unmentioned(self, keys: Sequence[Sequence[Any]]) -> None:
         """Mentions just deleted (``(item_id, entity_id, start_pos)`` rows), out of the
         adjacency: the backends call it after deleting items."""
@@ -391,7 +400,10 @@ class SqlGraph(_SqlReads):
             (e.id, o) for e in unique if e.id in created for o in dict.fromkeys(e.observations)
         ]
         if observations:
-            await self.host._transaction([self._observation_insert(observations, moment)])
+            (added,) = await self.host._transaction(
+                [self._observation_insert(observations, moment)]
+            )
+            self._noted(added, 1)
         return [e.id in created for e in entities]
 
     async def get_entities(self, ids: Sequence[str]) -> list[Entity]:
@@ -495,6 +507,7 @@ class SqlGraph(_SqlReads):
         from session_buddy.adapters.storage._base import utcnow
 
         (added,) = await self.host._transaction([self._observation_insert(unique, utcnow())])
+        self._noted(added, 1)
         new = {(r[0], r[1]) for r in added}
         return [r for r in unique if r in new]
 
@@ -513,6 +526,7 @@ class SqlGraph(_SqlReads):
                 )
             ]
         )
+        self._noted(gone, -1)
         return len(gone)
 
     # -- relations --------------------------------------------------------------------------
@@ -679,10 +693,6 @@ class SqlGraph(_SqlReads):
             parts.append(_unnest(p, [r[i] for r in rows], sql_type))
         sql = f"INSERT INTO {table} SELECT {', '.join(parts)} ON CONFLICT DO NOTHING RETURNING 1"
         (inserted,) = await self.host._transaction([(sql, p.values)])
-        if (
-            table in ("graph_relations", "graph_entities", "graph_mentions")
-            and inserted
-            and self.adjacency is not None
-        ):
-            self.adjacency.forget()  # read again on the next walk
+        if inserted and self.adjacency is not None:
+            self.adjacency.forget()  # every table has a part in it: read again on next use
         return len(inserted)
