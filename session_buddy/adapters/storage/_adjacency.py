@@ -74,8 +74,7 @@ class _State:
 
     def unmention(self, entity: str, item: str, start: int) -> None:
         n, k = self.index.get(entity), self.item_index.get(item)
-        said = self.said.get(n) if n is not None else None
-        if said is None or k is None:
+        if n is None or k is None or (said := self.said.get(n)) is None:
             return
         for at in range(0, len(said), 3):
             if said[at] == k and said[at + 1] == start:

@@ -329,7 +329,7 @@ class _SqlReads(GraphStore):
 
     def unmentioned(self, keys: Sequence[Sequence[Any]]) -> None:
         """Mentions just deleted (``(item_id, entity_id, start_pos)`` rows), out of the
-        adjacency: the backends call it after deleting items."""
+        adjacency."""
         if self.adjacency is not None:
             self.adjacency.remove_mentions(keys)
 
