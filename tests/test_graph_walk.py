@@ -176,3 +176,105 @@ async def test_an_import_is_seen_by_the_next_walk(storage: Any) -> None:
     await g.import_rows("graph_relations", [(eid("a"), "c-id", "uses", rows[0][5])])
     assert dict(await g.walk([eid("a")], 1, 10)) == {eid("a"): 0, eid("b"): 1, "c-id": 1}
     assert [e.name for e in await g.find_entities(OWNER, ["c"], ["p"])] == ["c"]
+
+
+async def mentions_both_ways(storage: Any, ids: list[str]) -> tuple[list[Mention], dict[str, int]]:
+    """The mentions of ``ids`` (all of them) and their counts, checked equal to a fresh read
+    of the tables (the adjacency read again; PostgreSQL: the same query)."""
+    g = storage.graph
+    live = (await g.mentions_of(ids, 10_000), await g.mention_counts(ids))
+    if g.adjacency is not None:
+        g.adjacency.forget()
+        assert live == (await g.mentions_of(ids, 10_000), await g.mention_counts(ids))
+    return live
+
+
+async def test_the_adjacency_follows_every_mention_write(storage: Any) -> None:
+    from session_buddy.adapters.storage._base import NewItem
+
+    g = storage.graph
+    names = ["a", "b", "c", "d"]
+    await add(storage, names, [("a", "b")])
+    ids = [eid(n) for n in names]
+    stored = await storage.add_items(
+        [NewItem(kind="reflection", content=f"note {i} a b c", author=OWNER) for i in range(4)]
+    )
+    i0, i1, i2, i3 = (s.id for s in stored)
+    assert await mentions_both_ways(storage, ids) == ([], {})  # the adjacency is read
+    # written after the read: by link, by add_mentions (a repeated key is no new row)
+    await g.link([Entity("e", "symbol", OWNER, "p")], [Mention(i0, eid("e"), 0, 4)], [])
+    await g.link([], [Mention(i0, eid("a"), 5, 6), Mention(i1, eid("a"), 0, 1)], [])
+    assert await g.add_mentions([Mention(i1, eid("a"), 0, 1), Mention(i1, eid("b"), 2, 3)]) == 1
+    await g.add_mentions([Mention(i2, eid("c"), 7, 8), Mention(i3, eid("c"), 0, 1)])
+    await g.add_mentions([Mention(i2, eid("d"), 0, 1), Mention(i2, eid("a"), 9, 10)])
+    ids.append(eid("e"))
+    expected = sorted(
+        [
+            Mention(i0, eid("e"), 0, 4),
+            Mention(i0, eid("a"), 5, 6),
+            Mention(i1, eid("a"), 0, 1),
+            Mention(i1, eid("b"), 2, 3),
+            Mention(i2, eid("c"), 7, 8),
+            Mention(i3, eid("c"), 0, 1),
+            Mention(i2, eid("d"), 0, 1),
+            Mention(i2, eid("a"), 9, 10),
+        ],
+        key=lambda m: (m.item_id, m.start, m.entity_id),
+    )
+    live, counts = await mentions_both_ways(storage, ids)
+    assert live == expected
+    assert counts == {eid("a"): 3, eid("b"): 1, eid("c"): 2, eid("d"): 1, eid("e"): 1}
+    assert await g.mentions_of([eid("c")], 10) == [m for m in expected if m.entity_id == eid("c")]
+    assert len(await g.mentions_of(ids, 3)) == 3
+    details = await g.details([eid("a"), eid("b")], 10)
+    assert details.mentions == [m for m in expected if m.entity_id in (eid("a"), eid("b"))]
+    # deleted: an item's mentions, an entity (with its mentions), an item of the store
+    assert await g.delete_mentions([i1]) == 2
+    assert await g.delete_entities([eid("d")]) == 1
+    assert await storage.delete_items([i2]) == 1
+    kept = [m for m in expected if m.item_id not in (i1, i2)]
+    live, counts = await mentions_both_ways(storage, ids)
+    assert live == kept
+    assert counts == {eid("a"): 1, eid("c"): 1, eid("e"): 1}
+    assert await g.mentions_in([i0, i2]) == [m for m in kept if m.item_id == i0]
+    # a bulk import of mentions is seen by the next read
+    await g.import_rows("graph_mentions", [(i3, eid("b"), 4, 5)])
+    live, counts = await mentions_both_ways(storage, ids)
+    assert Mention(i3, eid("b"), 4, 5) in live
+    assert counts[eid("b")] == 1
+
+
+async def test_observations_are_found_after_every_write(storage: Any) -> None:
+    """The adjacency counts each entity's observations (only those with any are looked up):
+    every write keeps the lookups equal to a fresh read of the tables."""
+    g = storage.graph
+    await g.add_entities(
+        [Entity("a", "symbol", OWNER, "p", ["one"]), Entity("b", "file", OWNER, "p")]
+    )
+    ids = [eid("a"), eid("b"), eid("c")]
+
+    async def observations() -> dict[str, list[str]]:
+        live = {e.name: sorted(e.observations) for e in await g.get_entities(ids)}
+        if g.adjacency is not None:
+            g.adjacency.forget()
+            fresh = {e.name: sorted(e.observations) for e in await g.get_entities(ids)}
+            assert live == fresh
+        return live
+
+    assert await observations() == {"a": ["one"], "b": []}  # the adjacency is read
+    await g.add_entities([Entity("c", "symbol", OWNER, "p", ["three"])])
+    assert await g.add_observations([(eid("b"), "two"), (eid("a"), "one"), (eid("a"), "1b")]) == [
+        (eid("b"), "two"),
+        (eid("a"), "1b"),
+    ]
+    assert await observations() == {"a": ["1b", "one"], "b": ["two"], "c": ["three"]}
+    assert await g.delete_observations([(eid("a"), "one"), (eid("a"), "1b"), (eid("c"), "x")]) == 2
+    assert await observations() == {"a": [], "b": ["two"], "c": ["three"]}
+    details = await g.details(ids, 0)
+    assert [e.observations for e in details.entities] == [[], ["two"], ["three"]]
+    assert await g.delete_entities([eid("c")]) == 1
+    await g.add_entities([Entity("c", "symbol", OWNER, "p")])  # again, without observations
+    assert await observations() == {"a": [], "b": ["two"], "c": []}
+    rows = await g.export_rows("graph_observations", None, 10)
+    await g.import_rows("graph_observations", [(eid("a"), "h-late", "late", rows[0][3])])
+    assert (await observations())["a"] == ["late"]

@@ -1,15 +1,17 @@
-"""The graph's relations and entity rows in process, for walks and lookups (DuckDB and
-memory backends).
+"""The graph's relations, entity rows and mentions in process, for walks and lookups
+(DuckDB and memory backends).
 
 DuckDB answers a recursive join over the relations by scanning every relation at each
 level, and its IN-list lookups scan too (an ``id IN (...)`` over 100k entities is a
 sequential scan, a few ms each): at 500k relations a depth-2 context took hundreds of
 milliseconds. :class:`Adjacency` holds, per entity id, the relations touching it, and
 each entity's row (name, type, project, owner, creation time; not its observations) with
-an index by owner and name. It is read once from the tables on first use (:meth:`load`)
+an index by owner and name, and per entity its mentions (item, start, end: three ints in
+an ``array``, the item ids numbered like the entities; DuckDB's lookup of an entity's
+mentions scans the table, about 9 ms at 60k mentions). It is read once from the tables on first use (:meth:`load`)
 and kept current by :class:`~._graphsql.SqlGraph` after each write that commits
-(entities created or deleted, relations added or deleted; a bulk import drops it, to be
-read again). The tables stay the truth: nothing is written back, and a backend without an
+(entities created or deleted, relations and mentions added or deleted, and the mentions
+of deleted items; a bulk import drops it, to be read again). The tables stay the truth: nothing is written back, and a backend without an
 adjacency (PostgreSQL) answers in SQL.
 
 A walk is breadth first, cycle-safe (an id is reached once, at its smallest distance) and
@@ -27,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from session_buddy.adapters.storage._graph import Entity, Relation
+from session_buddy.adapters.storage._graph import Entity, Mention, Relation
 
 #: an entity's row: name, entity_type, project ('' global), owner, created_at
 Row = tuple[str, str, str, str, datetime]
@@ -49,6 +51,42 @@ class _State:
         self.kinds: list[str] = []
         self.rows: dict[str, Row] = {}
         self.named: dict[tuple[str, str], set[str]] = {}
+        self.item_index: dict[str, int] = {}
+        self.items: list[str] = []
+        #: entity int -> its mentions, flat: item int, start, end, item int, start, end...
+        self.said: dict[int, array[int]] = {}
+        #: entity int -> how many observations it has (those without: not asked for)
+        self.noted: dict[int, int] = {}
+
+    def item(self, i: str) -> int:
+        n = self.item_index.get(i)
+        if n is None:
+            n = self.item_index[i] = len(self.items)
+            self.items.append(i)
+        return n
+
+    def mention(self, entity: str, item: str, start: int, end: int) -> None:
+        n = self.number(entity)
+        said = self.said.get(n)
+        if said is None:
+            said = self.said[n] = array("q")
+        said.extend((self.item(item), start, end))
+
+    def unmention(self, entity: str, item: str, start: int) -> None:
+        n, k = self.index.get(entity), self.item_index.get(item)
+        if n is None or k is None or (said := self.said.get(n)) is None:
+            return
+        for at in range(0, len(said), 3):
+            if said[at] == k and said[at + 1] == start:
+                del said[at : at + 3]
+                break
+        if not said:
+            del self.said[n]
+
+    def mentions(self, n: int) -> Iterable[Mention]:
+        said, me = self.said.get(n, ()), self.ids[n]
+        for at in range(0, len(said), 3):
+            yield Mention(self.items[said[at]], me, said[at + 1], said[at + 2])
 
     def number(self, i: str) -> int:
         n = self.index.get(i)
@@ -105,23 +143,39 @@ class Adjacency:
         return self._state is not None
 
     @staticmethod
-    def build(relations: Iterable[Sequence[str]], entities: Iterable[Sequence[Any]]) -> _State:
-        """The data of ``(source, target, relation_type)`` rows and entity rows ``(id,
-        name, entity_type, project, owner, created_at)`` (run in a thread: seconds at 500k
-        relations)."""
+    def build(
+        relations: Iterable[Sequence[str]],
+        entities: Iterable[Sequence[Any]],
+        mentions: Iterable[Sequence[Any]] = (),
+        noted: Iterable[Sequence[Any]] = (),
+    ) -> _State:
+        """The data of ``(source, target, relation_type)`` rows, entity rows ``(id, name,
+        entity_type, project, owner, created_at)``, mention rows ``(item_id, entity_id,
+        start, end)`` and ``(entity_id, observation count)`` rows (run in a thread: seconds
+        at 500k relations)."""
         state = _State()
         intern = sys.intern
         for i, name, kind, project, owner, created in entities:
             state.put(i, (name, intern(kind), intern(project), intern(owner), created))
         for source, target, kind in relations:
             state.link(Relation(source, target, kind), check=False)
+        for item, entity, start, end in mentions:
+            state.mention(entity, item, int(start), int(end))
+        for entity, count in noted:
+            state.noted[state.number(entity)] = int(count)
         return state
 
     def install(self, state: _State) -> None:
         self._state = state
 
-    def load(self, relations: Iterable[Sequence[str]], entities: Iterable[Sequence[Any]]) -> None:
-        self.install(self.build(relations, entities))
+    def load(
+        self,
+        relations: Iterable[Sequence[str]],
+        entities: Iterable[Sequence[Any]],
+        mentions: Iterable[Sequence[Any]] = (),
+        noted: Iterable[Sequence[Any]] = (),
+    ) -> None:
+        self.install(self.build(relations, entities, mentions, noted))
 
     def forget(self) -> None:
         """Drop everything: the next use reads the tables again (after a bulk import)."""
@@ -189,6 +243,8 @@ class Adjacency:
             if n is not None:
                 for r in list(state.relations(n)):
                     state.unlink(r)
+                state.said.pop(n, None)
+                state.noted.pop(n, None)
             row = state.rows.pop(i, None)
             if row is not None:
                 named = state.named.get((row[3], row[0]), set())
@@ -233,3 +289,70 @@ class Adjacency:
             distance.update(dict.fromkeys((ids[m] for m in frontier), level))
         ordered = sorted(distance.items(), key=lambda kv: (kv[1], kv[0]))
         return ordered[: max(0, limit)]
+
+    # -- mentions ---------------------------------------------------------------------------
+
+    def add_mentions(self, mentions: Iterable[Mention]) -> None:
+        """Mentions just stored (new ones only: an existing key is not checked for)."""
+        self.version += 1
+        if self._state is not None:
+            for m in mentions:
+                self._state.mention(m.entity_id, m.item_id, m.start, m.end)
+
+    def remove_mentions(self, keys: Iterable[Sequence[Any]]) -> None:
+        """Mentions just deleted, by key ``(item_id, entity_id, start)``."""
+        self.version += 1
+        if self._state is not None:
+            for item, entity, start in keys:
+                self._state.unmention(entity, item, int(start))
+
+    def mentions_of(self, ids: Iterable[str], limit: int | None = None) -> list[Mention]:
+        """The mentions of these entities by (item, start, entity), the first ``limit``."""
+        state = self._state
+        if state is None:
+            return []
+        found = [
+            m
+            for i in dict.fromkeys(ids)
+            if (n := state.index.get(i)) is not None
+            for m in state.mentions(n)
+        ]
+        found.sort(key=lambda m: (m.item_id, m.start, m.entity_id))
+        return found if limit is None else found[: max(0, limit)]
+
+    def mention_counts(self, ids: Iterable[str]) -> dict[str, int]:
+        """As :meth:`~._graph.GraphStore.mention_counts` (entities without any left out)."""
+        state = self._state
+        if state is None:
+            return {}
+        counts = {}
+        for i in dict.fromkeys(ids):
+            n = state.index.get(i)
+            said = state.said.get(n) if n is not None else None
+            if said:
+                counts[i] = len(set(said[0::3]))
+        return counts
+
+    # -- observations (counted only) -----------------------------------------------------------
+
+    def note(self, entity_ids: Iterable[str], change: int) -> None:
+        """One observation per id just added (``change`` 1) or deleted (-1)."""
+        self.version += 1
+        state = self._state
+        if state is None:
+            return
+        for i in entity_ids:
+            n = state.number(i)
+            count = state.noted.get(n, 0) + change
+            if count > 0:
+                state.noted[n] = count
+            else:
+                state.noted.pop(n, None)
+
+    def observed(self, ids: Iterable[str]) -> list[str]:
+        """Those of these ids that have observations."""
+        state = self._state
+        if state is None:
+            return list(ids)
+        index, noted = state.index, state.noted
+        return [i for i in ids if (n := index.get(i)) is not None and n in noted]

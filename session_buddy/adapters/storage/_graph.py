@@ -186,6 +186,11 @@ class GraphStore(ABC):
     @abstractmethod
     async def delete_mentions(self, item_ids: Sequence[str]) -> int: ...
 
+    def unmentioned(self, keys: Sequence[Sequence[Any]]) -> None:
+        """Mentions the backend deleted itself (with their items), by key ``(item_id,
+        entity_id, start)``: a graph that keeps them in process drops them (else nothing)."""
+        del keys
+
     @abstractmethod
     async def export_rows(
         self, table: str, after: tuple[Any, ...] | None, limit: int

@@ -98,6 +98,7 @@ _TABLES: dict[str, tuple[tuple[str, ...], int]] = {
 _INT_COLUMNS = {"start_pos", "end_pos"}
 _LABEL = "lower(name || ' ' || entity_type)"
 _ENTITY = "id, name, entity_type, project, owner, {time}"
+_MENTION = "item_id, entity_id, start_pos, end_pos"
 
 
 def _scope(p: Params, projects: Sequence[str | None] | None) -> str:
@@ -130,14 +131,16 @@ class _SqlReads(GraphStore):
         a = self.adjacency
         while a is not None and not a.loaded:
             version = a.version
-            relations, entities = await self.host._transaction(
+            relations, entities, mentions, noted = await self.host._transaction(
                 [
                     ("SELECT source, target, relation_type FROM graph_relations", []),
                     (f"SELECT {self._entity_columns} FROM graph_entities", []),
+                    (f"SELECT {_MENTION} FROM graph_mentions", []),
+                    ("SELECT entity_id, count(*) FROM graph_observations GROUP BY entity_id", []),
                 ]
             )
             rows = [(*r[:5], self.d.read_time(r[5])) for r in entities]
-            state = await asyncio.to_thread(a.build, relations, rows)
+            state = await asyncio.to_thread(a.build, relations, rows, mentions, noted)
             if a.version == version:  # else a write came meanwhile: read again
                 a.install(state)
         return a
@@ -169,9 +172,12 @@ class _SqlReads(GraphStore):
         )
 
     async def _with_observations(self, entities: list[Entity]) -> list[Entity]:
-        if not entities:
+        ids = [e.id for e in entities]
+        if self.adjacency is not None and self.adjacency.loaded:
+            ids = self.adjacency.observed(ids)  # only those that have any
+        if not ids:
             return entities
-        rows = await self.host._fetch(*self._observations_sql([e.id for e in entities]))
+        rows = await self.host._fetch(*self._observations_sql(ids))
         by_id = {e.id: e for e in entities}
         for entity_id, content in rows:
             by_id[entity_id].observations.append(content)
@@ -278,14 +284,12 @@ class _SqlReads(GraphStore):
             near = f"SELECT {_unnest(p, unique, self.d.text)} AS id, 0 AS d"
             sql = f"WITH near AS ({near}) {self._details_sql(p, mentions)}"
             return self._details(await self.host._fetch(sql, p.values), unique)[1]
-        observations, found = await self.host._transaction(
-            [self._observations_sql(unique), self._mentions_sql("entity_id", unique, mentions)]
+        entities = await self._with_observations(adjacency.entities(unique))
+        return Details(
+            entities,
+            adjacency.relations_of(unique, among=True),
+            adjacency.mentions_of(unique, mentions),
         )
-        entities = adjacency.entities(unique)
-        by_id = {e.id: e for e in entities}
-        for entity_id, content in observations:
-            by_id[entity_id].observations.append(content)
-        return Details(entities, adjacency.relations_of(unique, among=True), _mentions(found))
 
     async def context(
         self, seeds: Sequence[str], depth: int, limit: int, fanout: int | None, mentions: int
@@ -312,6 +316,22 @@ class _SqlReads(GraphStore):
         if limit is not None:
             sql += f" LIMIT {p.add(max(0, limit))}"
         return sql, p.values
+
+    def _mentioned(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Mention rows just inserted (``RETURNING`` :data:`_MENTION`), into the adjacency."""
+        if self.adjacency is not None:
+            self.adjacency.add_mentions(Mention(r[0], r[1], int(r[2]), int(r[3])) for r in rows)
+
+    def _noted(self, rows: Sequence[Sequence[Any]], change: int) -> None:
+        """Observations just added (1) or deleted (-1): rows led by their entity id."""
+        if self.adjacency is not None:
+            self.adjacency.note((r[0] for r in rows), change)
+
+    def unmentioned(self, keys: Sequence[Sequence[Any]]) -> None:
+        """Mentions just deleted (``(item_id, entity_id, start_pos)`` rows), out of the
+        adjacency."""
+        if self.adjacency is not None:
+            self.adjacency.remove_mentions(keys)
 
 
 class SqlGraph(_SqlReads):
@@ -344,6 +364,8 @@ class SqlGraph(_SqlReads):
         if not statements:
             return
         results = await self.host._transaction(statements)
+        if mentions:
+            self._mentioned(results[1 if unique else 0])
         if self.adjacency is not None:
             if unique:
                 created = {r[0] for r in results[0]}
@@ -378,7 +400,10 @@ class SqlGraph(_SqlReads):
             (e.id, o) for e in unique if e.id in created for o in dict.fromkeys(e.observations)
         ]
         if observations:
-            await self.host._transaction([self._observation_insert(observations, moment)])
+            (added,) = await self.host._transaction(
+                [self._observation_insert(observations, moment)]
+            )
+            self._noted(added, 1)
         return [e.id in created for e in entities]
 
     async def get_entities(self, ids: Sequence[str]) -> list[Entity]:
@@ -482,6 +507,7 @@ class SqlGraph(_SqlReads):
         from session_buddy.adapters.storage._base import utcnow
 
         (added,) = await self.host._transaction([self._observation_insert(unique, utcnow())])
+        self._noted(added, 1)
         new = {(r[0], r[1]) for r in added}
         return [r for r in unique if r in new]
 
@@ -500,6 +526,7 @@ class SqlGraph(_SqlReads):
                 )
             ]
         )
+        self._noted(gone, -1)
         return len(gone)
 
     # -- relations --------------------------------------------------------------------------
@@ -557,6 +584,7 @@ class SqlGraph(_SqlReads):
         if not mentions:
             return 0
         (rows,) = await self.host._transaction([self._mention_insert(mentions)])
+        self._mentioned(rows)
         return len(rows)
 
     def _mention_insert(self, mentions: Sequence[Mention]) -> Statement:
@@ -568,7 +596,7 @@ class SqlGraph(_SqlReads):
             f"{_unnest(p, [m.entity_id for m in unique], t)}, "
             f"{_unnest(p, [m.start for m in unique], 'INTEGER')}, "
             f"{_unnest(p, [m.end for m in unique], 'INTEGER')} "
-            "ON CONFLICT DO NOTHING RETURNING item_id"
+            f"ON CONFLICT DO NOTHING RETURNING {_MENTION}"
         )
         return sql, p.values
 
@@ -578,6 +606,9 @@ class SqlGraph(_SqlReads):
         return _mentions(await self.host._fetch(*self._mentions_sql(column, ids, limit)))
 
     async def mentions_of(self, entity_ids: Sequence[str], limit: int) -> list[Mention]:
+        adjacency = await self._adjacent()
+        if adjacency is not None:
+            return adjacency.mentions_of(entity_ids, limit)
         return await self._mentions("entity_id", entity_ids, limit)
 
     async def mentions_in(self, item_ids: Sequence[str]) -> list[Mention]:
@@ -586,6 +617,9 @@ class SqlGraph(_SqlReads):
     async def mention_counts(self, entity_ids: Sequence[str]) -> dict[str, int]:
         if not entity_ids:
             return {}
+        adjacency = await self._adjacent()
+        if adjacency is not None:
+            return adjacency.mention_counts(entity_ids)
         p = self.d.params()
         rows = await self.host._fetch(
             "SELECT entity_id, count(DISTINCT item_id) FROM graph_mentions WHERE "
@@ -604,11 +638,12 @@ class SqlGraph(_SqlReads):
                 (
                     "DELETE FROM graph_mentions WHERE "
                     f"{self.d.is_any('item_id', p.add(list(dict.fromkeys(item_ids))))} "
-                    "RETURNING item_id",
+                    "RETURNING item_id, entity_id, start_pos",
                     p.values,
                 )
             ]
         )
+        self.unmentioned(rows)
         return len(rows)
 
     # -- copy (migrate) -----------------------------------------------------------------------
@@ -658,10 +693,6 @@ class SqlGraph(_SqlReads):
             parts.append(_unnest(p, [r[i] for r in rows], sql_type))
         sql = f"INSERT INTO {table} SELECT {', '.join(parts)} ON CONFLICT DO NOTHING RETURNING 1"
         (inserted,) = await self.host._transaction([(sql, p.values)])
-        if (
-            table in ("graph_relations", "graph_entities")
-            and inserted
-            and self.adjacency is not None
-        ):
-            self.adjacency.forget()  # read again on the next walk
+        if inserted and self.adjacency is not None:
+            self.adjacency.forget()  # every table has a part in it: read again on next use
         return len(inserted)

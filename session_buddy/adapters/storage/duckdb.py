@@ -581,7 +581,7 @@ class Storage(_sql.SqlStorage):
             return 0
         unique = list(dict.fromkeys(ids))
 
-        def work(con: duckdb.DuckDBPyConnection) -> int:
+        def work(con: duckdb.DuckDBPyConnection) -> tuple[int, list[tuple[Any, ...]]]:
             gone = 0
             for table in ("conversations", "reflections"):
                 rows = con.execute(
@@ -589,16 +589,19 @@ class Storage(_sql.SqlStorage):
                     [unique],
                 ).fetchall()
                 gone += len(rows)
-            con.execute(
-                f"DELETE FROM graph_mentions WHERE {DUCKDB.is_any('item_id', '?')}", [unique]
-            )
-            return gone
+            mentions = con.execute(
+                f"DELETE FROM graph_mentions WHERE {DUCKDB.is_any('item_id', '?')} "
+                "RETURNING item_id, entity_id, start_pos",
+                [unique],
+            ).fetchall()
+            return gone, mentions
 
         def run() -> int:
             with self._lock:
-                gone: int = self._run(work)
+                gone, mentions = self._run(work)
                 self.index.remove(unique)
-                return gone
+                self.graph.unmentioned(mentions)
+                return int(gone)
 
         return await asyncio.to_thread(run)
 

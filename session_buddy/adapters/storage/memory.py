@@ -100,11 +100,13 @@ class _GraphHost:
     ) -> list[list[Any]]:
         return await asyncio.to_thread(self._run, statements)
 
-    def forget_items(self, ids: list[str]) -> None:
-        if self._con is not None:
-            self._run(
-                [(f"DELETE FROM graph_mentions WHERE {self.dialect.is_any('item_id', '?')}", [ids])]
-            )
+    def forget_items(self, ids: list[str]) -> list[Any]:
+        """Delete the mentions of these items: their keys ``(item_id, entity_id, start)``."""
+        if self._con is None:
+            return []
+        where = self.dialect.is_any("item_id", "?")
+        sql = f"DELETE FROM graph_mentions WHERE {where} RETURNING item_id, entity_id, start_pos"
+        return self._run([(sql, [ids])])[0]
 
 
 class Storage(StorageBase):
@@ -218,7 +220,8 @@ class Storage(StorageBase):
             for item in gone:
                 self._dedup.pop(dedup_key(item), None)
             self.index.remove(item.id for item in gone)
-        await asyncio.to_thread(self._graph_host.forget_items, [item.id for item in gone])
+        keys = await asyncio.to_thread(self._graph_host.forget_items, [item.id for item in gone])
+        self.graph.unmentioned(keys)
         return len(gone)
 
     async def list_items(
