@@ -257,7 +257,8 @@ class StdioFront:
                 self._answer_load_error(message)
 
     def _bridge(self, settings: Any) -> None:
-        """Forward every message to the shared service, each on a worker thread."""
+        """Forward every message to the shared service, each on a worker thread; ask a client
+        that offers roots for them (:mod:`session_buddy.server.roots`)."""
         from concurrent.futures import ThreadPoolExecutor
 
         from session_buddy.paths import SessionPaths
