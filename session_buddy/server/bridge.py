@@ -86,6 +86,7 @@ class ServiceBridge:
 
     def set_root(self, root: str | None) -> None:
         """The client's MCP root (:mod:`session_buddy.server.roots`), sent from now on."""
+        log.info("the client's MCP root: %s", root or "none (its working directory counts)")
         self.client_headers = client_headers(
             self.client_id, os.getcwd(), os.environ.get("CLAUDE_PROJECT_DIR") or None, root
         )
