@@ -76,12 +76,12 @@ class StdioPeer:
         assert "result" in answer, answer
         return answer["result"]
 
-    def initialize(self) -> dict[str, Any]:
+    def initialize(self, capabilities: dict[str, Any] | None = None) -> dict[str, Any]:
         rid = self.request(
             "initialize",
             {
                 "protocolVersion": PROTOCOL,
-                "capabilities": {},
+                "capabilities": capabilities or {},
                 "clientInfo": {"name": "test", "version": "1"},
             },
         )

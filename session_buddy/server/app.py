@@ -160,8 +160,13 @@ def create_server(
         server_logger.addFilter(_ExpectedErrors())
     settings = di.get(SessionBuddySettings)
     from session_buddy.server.answers import AnswerBound
+    from session_buddy.server.client_roots import ClientRootsMiddleware
 
-    middleware: list[Middleware] = [ErrorMiddleware(), AnswerBound(settings.responses.max_chars)]
+    middleware: list[Middleware] = [
+        ErrorMiddleware(),
+        ClientRootsMiddleware(),
+        AnswerBound(settings.responses.max_chars),
+    ]
     if settings.events.mcp_notifications:
         from session_buddy.server.notify import EventNotifier
 

@@ -78,10 +78,18 @@ class ServiceBridge:
         self._token: tuple[str, float] | None = None
         # who this bridge is and where its client works, sent with every request, so the
         # service keeps this client's current session and project apart from the others'
+        self.client_id = uuid.uuid4().hex
         self.client_headers = client_headers(
-            uuid.uuid4().hex, os.getcwd(), os.environ.get("CLAUDE_PROJECT_DIR") or None
+            self.client_id, os.getcwd(), os.environ.get("CLAUDE_PROJECT_DIR") or None
         )
         self.liveness = Liveness(self, timeouts or Timeouts())
+
+    def set_root(self, root: str | None) -> None:
+        """The client's MCP root (:mod:`session_buddy.server.roots`), sent from now on."""
+        log.info("the client's MCP root: %s", root or "none (its working directory counts)")
+        self.client_headers = client_headers(
+            self.client_id, os.getcwd(), os.environ.get("CLAUDE_PROJECT_DIR") or None, root
+        )
 
     # -- service and credentials ---------------------------------------------------------
 

@@ -37,6 +37,7 @@ from typing import IO, Any
 from session_buddy.server.catalog import listed, unsupported
 from session_buddy.server.identity import initialize_result
 from session_buddy.server.limits import parse_message, rpc_error
+from session_buddy.server.roots import ClientRoots, declares_roots
 
 #: The request size limit until the settings are loaded (the default of
 #: ``server.max_request_bytes``); the loaded setting replaces it.
@@ -69,6 +70,7 @@ class StdioFront:
         self._limits_known = threading.Event()  # set once the settings are read
         self._init_id: Any = None
         self._init_answered = False
+        self._roots_declared = False  # the client's initialize declared capabilities.roots
         self._drop_init_answer = False
         self._load_error: BaseException | None = None
         self._server: Any = None
@@ -200,6 +202,7 @@ class StdioFront:
             self._drop_init_answer = True
             params = message.get("params")
             params = params if isinstance(params, dict) else {}
+            self._roots_declared = declares_roots(params)
             self._send_json(
                 {
                     "jsonrpc": "2.0",
@@ -254,7 +257,8 @@ class StdioFront:
                 self._answer_load_error(message)
 
     def _bridge(self, settings: Any) -> None:
-        """Forward every message to the shared service, each on a worker thread."""
+        """Forward every message to the shared service, each on a worker thread; ask a client
+        that offers roots for them (:mod:`session_buddy.server.roots`)."""
         from concurrent.futures import ThreadPoolExecutor
 
         from session_buddy.paths import SessionPaths
@@ -269,6 +273,12 @@ class StdioFront:
             user=settings.user,
             timeouts=Timeouts(limits.call_timeout_s, limits.probe_after_s, limits.probe_timeout_s),
         )
+        roots = ClientRoots(self._send_json, bridge.set_root)
+
+        def forward(message: dict[str, Any], body: bytes) -> None:
+            roots.wait()  # a pending roots/list answer decides "this project"
+            bridge.forward(message, body)
+
         with ThreadPoolExecutor(BRIDGE_WORKERS, thread_name_prefix="bridge") as pool:
             while True:
                 item = self._inbox.get()
@@ -278,11 +288,15 @@ class StdioFront:
                 method = message.get("method")
                 if method == "initialize" and message.get("id") == self._init_id:
                     continue  # answered by the front
-                if method == "notifications/initialized":
+                if roots.take(message):
+                    continue  # the client's answer to the bridge's own roots/list
+                if method in ("notifications/initialized", "notifications/roots/list_changed"):
+                    if self._roots_declared:
+                        roots.ask()
                     continue  # the service is stateless: nothing to tell it
                 if self._protocol_version:
                     bridge.protocol_version = self._protocol_version
-                pool.submit(bridge.forward, message, line.rstrip(b"\r\n"))
+                pool.submit(forward, message, line.rstrip(b"\r\n"))
 
     def run(self) -> int:
         self._claim_stdout()

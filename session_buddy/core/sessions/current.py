@@ -4,8 +4,8 @@ One service serves many clients: each Claude Code session runs its own stdio bri
 shared service. "The current session" and "this project" therefore belong to the calling
 client, not to the service process:
 
-- :class:`ClientContext` says who calls (``key``) and where it runs (its working directory
-  and ``CLAUDE_PROJECT_DIR``). The server layer binds it per request in :data:`current_client`
+- :class:`ClientContext` says who calls (``key``) and where it runs (its MCP root, its
+  working directory and ``CLAUDE_PROJECT_DIR``). The server layer binds it per request in :data:`current_client`
   (from the headers the bridge sends, :func:`client_headers` / :func:`client_from_headers`);
   nothing in core reads HTTP.
 - Nothing bound (the ``--standalone`` stdio server, an in-memory ``Client(server)``, a library
@@ -24,7 +24,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from urllib.parse import quote, unquote
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
 
 #: the random id of one bridge process (one per Claude Code session)
 CLIENT_HEADER = "x-session-buddy-client"
@@ -32,6 +33,8 @@ CLIENT_HEADER = "x-session-buddy-client"
 CWD_HEADER = "x-session-buddy-cwd"
 #: the bridge's CLAUDE_PROJECT_DIR when set (percent-encoded UTF-8)
 PROJECT_DIR_HEADER = "x-session-buddy-project-dir"
+#: the folder of the client's first ``file://`` MCP root, when it offers roots
+ROOT_HEADER = "x-session-buddy-root"
 
 #: this process as the client (the host in it: two machines sharing one PostgreSQL are not
 #: one client)
@@ -48,11 +51,19 @@ class ClientContext:
     key: str
     working_directory: str | None = None
     project_dir: str | None = None
+    root: str | None = None
 
     @property
     def directory(self) -> str | None:
-        """The folder the client works in (``CLAUDE_PROJECT_DIR`` first), if it said."""
-        return self.project_dir or self.working_directory
+        """The folder the client works in, if it said: its first ``file://`` MCP root, else
+        ``CLAUDE_PROJECT_DIR``, else its working directory. The root comes first because the
+        client says it over the protocol, per connection; an environment variable is inherited
+        by every process started under a Claude Code session, other clients included. (An
+        explicit ``working_directory`` argument of a tool overrides all three.)"""
+        return self.root or self.project_dir or self.working_directory
+
+    def with_root(self, root: str | None) -> ClientContext:
+        return ClientContext(self.key, self.working_directory, self.project_dir, root)
 
     @classmethod
     def process(cls) -> ClientContext:
@@ -82,13 +93,40 @@ def acting_client(client: ClientContext) -> Iterator[None]:
 
 
 def client_headers(
-    client_id: str, working_directory: str, project_dir: str | None = None
+    client_id: str,
+    working_directory: str,
+    project_dir: str | None = None,
+    root: str | None = None,
 ) -> dict[str, str]:
     """The headers a bridge sends with every request (values are ASCII)."""
     headers = {CLIENT_HEADER: client_id, CWD_HEADER: quote(working_directory, safe="/")}
     if project_dir:
         headers[PROJECT_DIR_HEADER] = quote(project_dir, safe="/")
+    if root:
+        headers[ROOT_HEADER] = quote(root, safe="/")
     return headers
+
+
+def root_folder(roots: Any) -> str | None:
+    """The folder of the first ``file://`` root in a ``roots/list`` answer: the ``roots``
+    list of its result, as JSON objects (the bridge) or ``mcp.types.Root`` (the service).
+    None when there is none, or the answer is not a list of roots (an error, garbage)."""
+    if not isinstance(roots, list):
+        return None
+    for item in roots:
+        uri = item.get("uri") if isinstance(item, dict) else getattr(item, "uri", None)
+        if uri is None:
+            continue
+        parts = urlsplit(str(uri))
+        if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
+            continue
+        try:
+            path = unquote(parts.path, errors="strict")
+        except UnicodeDecodeError:
+            continue
+        if path and "\x00" not in path and os.path.isabs(path):
+            return os.path.normpath(path)
+    return None
 
 
 def _folder(value: str | None) -> str | None:
@@ -110,11 +148,12 @@ def client_from_headers(headers: Mapping[str, str], user: str | None) -> ClientC
     try:
         cwd = _folder(headers.get(CWD_HEADER))
         project_dir = _folder(headers.get(PROJECT_DIR_HEADER))
+        root = _folder(headers.get(ROOT_HEADER))
     except UnicodeDecodeError:
-        cwd = project_dir = None
+        cwd = project_dir = root = None
     if _CLIENT_ID.match(client_id):
-        return ClientContext(f"client:{owner}:{client_id}", cwd, project_dir)
-    return ClientContext(f"user:{owner}", cwd, project_dir)
+        return ClientContext(f"client:{owner}:{client_id}", cwd, project_dir, root)
+    return ClientContext(f"user:{owner}", cwd, project_dir, root)
 
 
 @dataclass(frozen=True)
