@@ -182,7 +182,14 @@ def bridge_and_service(tmp_path: Path, **extra: str) -> Iterator[tuple[StdioPeer
     try:
         yield peer, env
     finally:
-        assert peer.proc.stdin is not None
-        peer.proc.stdin.close()
-        peer.proc.wait(timeout=60)
-        stop_service(tmp_path / "data")
+        close_peer(peer, tmp_path / "data")
+
+
+def close_peer(peer: StdioPeer, data_dir: Path) -> int:
+    """End a bridge as its client would (stdin closed), stop the service of ``data_dir``;
+    the bridge's exit code."""
+    assert peer.proc.stdin is not None
+    peer.proc.stdin.close()
+    code = peer.proc.wait(timeout=60)
+    stop_service(data_dir)
+    return code

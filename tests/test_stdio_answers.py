@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.claude_fixtures import project_dir
-from tests.mcp_peers import StdioPeer, bridge_and_service, server_env, stop_service
+from tests.mcp_peers import StdioPeer, bridge_and_service, close_peer, server_env
 from tests.test_transcripts import tool_heavy_session
 
 
@@ -48,10 +48,7 @@ def test_identity_and_no_noise_through_the_bridge(tmp_path: Path) -> None:
                 assert hit["content"] != "[tool_result Edit] ", hit
                 assert "Your task is to" not in hit["content"], hit
     finally:
-        assert peer.proc.stdin is not None
-        peer.proc.stdin.close()
-        code = peer.proc.wait(timeout=60)
-        stop_service(tmp_path / "data")
+        code = close_peer(peer, tmp_path / "data")
     assert code == 0, peer.stderr_text()
 
 
@@ -213,8 +210,5 @@ def test_own_files_and_the_callers_project_through_the_bridge(tmp_path: Path) ->
         assert parts["uncommitted"]["points"] == 10 and parts["untracked"]["points"] == 5, parts
         assert "settings.local.json" not in parts["untracked"]["evidence"].split("not counted")[0]
     finally:
-        assert peer.proc.stdin is not None
-        peer.proc.stdin.close()
-        code = peer.proc.wait(timeout=60)
-        stop_service(tmp_path / "data")
+        code = close_peer(peer, tmp_path / "data")
     assert code == 0, peer.stderr_text()
