@@ -1,18 +1,25 @@
 """Default health checks: python env, data dir, storage, embeddings, http, sync.
 
-Uses mcp-common's ``ComponentHealth``/``HealthStatus``/``HealthCheckResponse``; mcp-common
-takes seconds to import, so it is imported on the first check, never at start.
+Uses mcp-common's ``ComponentHealth``/``HealthStatus``/``HealthCheckResponse``. The package
+``mcp_common`` imports oneiric and most of its own modules on import (~45 MB resident and
+seconds), while ``mcp_common/health.py`` needs only the standard library: :func:`mcp_health`
+loads that one file as ``mcp_common.health`` without running the package's ``__init__``
+(when the package is imported later, it finds the module already loaded and uses it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
+import importlib.util
 import os
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from session_buddy import __version__
@@ -40,6 +47,30 @@ MODULE_METADATA = AdapterMetadata(
 )
 
 STORAGE_SLOW_MS = 500.0
+
+
+def mcp_health() -> ModuleType:
+    """``mcp_common.health``, loaded on its own when the package is not imported yet."""
+    name = "mcp_common.health"
+    module = sys.modules.get(name)
+    if module is not None:
+        return module
+    package = importlib.util.find_spec("mcp_common")  # a top-level spec: nothing is run
+    if package is None or not package.submodule_search_locations:
+        return importlib.import_module(name)  # let it fail (or work) as usual
+    spec = importlib.util.spec_from_file_location(
+        name, Path(next(iter(package.submodule_search_locations))) / "health.py"
+    )
+    if spec is None or spec.loader is None:
+        return importlib.import_module(name)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # before running it: its dataclasses look themselves up
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
 
 
 def _mb(value: int | None) -> str:
@@ -82,7 +113,9 @@ class Health(HealthBase):
         )
 
     async def check(self) -> dict[str, Any]:
-        from mcp_common.health import ComponentHealth, HealthCheckResponse, HealthStatus
+        health = mcp_health()
+        ComponentHealth, HealthStatus = health.ComponentHealth, health.HealthStatus
+        HealthCheckResponse = health.HealthCheckResponse
 
         settings, paths = self.settings, self.paths
         components = [
