@@ -382,3 +382,28 @@ async def test_a_snapshot_of_another_tokeniser_is_rebuilt(
     await again.initialize()
     assert again.index_source == "rows"
     await again.close()
+
+
+async def test_fetching_hits_does_not_cache_the_embedding_column(tmp_path: Path) -> None:
+    """``get_items`` (what a search fetches for its hits) takes ``has_embedding`` from the
+    index, not from ``embedding IS NOT NULL``, which made DuckDB read and cache the hits'
+    embedding blocks (1.5 KB a row; most of the column over a few searches)."""
+    storage = Storage(tmp_path / "memory.duckdb")
+    await storage.initialize()
+    try:
+        added = await storage.add_items(_random_items(6000, seed=3))
+        await storage.close()  # checkpointed: the rows are read from the file's blocks
+        await storage.initialize()
+        ids = [a.id for a in added]
+        spread = ids[::60]  # 100 hits over the whole table
+        items = await storage.get_items(spread)
+        assert [i.id for i in items] == spread
+        for i, item in zip(range(0, 6000, 60), items, strict=True):
+            assert item.has_embedding is bool(i % 7), (i, item)  # _random_items: None if i % 7 == 0
+        cached = storage.con.execute(
+            "SELECT sum(memory_usage_bytes) FROM duckdb_memory() WHERE tag = 'BASE_TABLE'"
+        ).fetchone()
+        # the embedding column of 6,000 rows is 9.2 MB; the other columns ~1 MB
+        assert cached is not None and int(cached[0] or 0) < 4_000_000, cached
+    finally:
+        await storage.close()

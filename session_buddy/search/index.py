@@ -323,6 +323,13 @@ class SearchIndex:
                 mask &= chosen
         return mask
 
+    def has_vector(self, item_id: str) -> bool:
+        """Whether this id is indexed with a vector."""
+        with self.lock:
+            row = self._row_of.get(item_id)
+            present = self.vectors.present
+            return row is not None and row < len(present) and bool(present[row])
+
     def vectors_of(self, ids: Iterable[str]) -> dict[str, np.ndarray]:
         """The vectors of these ids (copies), for those that have one."""
         with self.lock:
