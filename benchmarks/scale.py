@@ -55,6 +55,9 @@ async def fill(path: Path, target: int, base: Any, seed: int) -> tuple[int, floa
     storage = Storage(path)
     await storage.initialize()
     have = (await storage.stats()).items
+    if have >= target:  # already that large (e.g. a kept --data store after its runs' stores)
+        await storage.close()
+        return 0, 0.0
     rng, noise = random.Random(seed + have), np.random.default_rng(seed + have)
     started = time.perf_counter()
     for start in range(have, target, 10_000):
