@@ -4,7 +4,7 @@ Starts ``serve --standalone`` on ``DATA`` (a store grown by ``scale.py --data DA
 prints its RSS (and the anonymous / file-backed parts, from ``/proc/PID/smaps_rollup``)
 after the first ``health``, the first ``quick_search`` (the model loaded), ``--queries``
 searches (with their p50 / p95), ``--store`` stores (batches of 100), as many searches
-again, and a last ``health``. The service's stores are written to ``DATA``: run it on a copy
+again, a last ``health`` and 2 s idle. The service's stores are written to ``DATA``: run it on a copy
 to compare two runs on the same store.
 
     .venv/bin/python benchmarks/rss_phases.py DATA [--queries 50] [--store 100]
@@ -96,6 +96,8 @@ async def main(args: argparse.Namespace) -> None:
         print(f"{args.queries} more searches    {memory(pid)}", flush=True)
         await client.call_tool("health", {})
         print(f"last health         {memory(pid)}", flush=True)
+        await asyncio.sleep(2)
+        print(f"idle 2 s            {memory(pid)}", flush=True)
 
 
 if __name__ == "__main__":

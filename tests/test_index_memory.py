@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -407,3 +408,31 @@ async def test_fetching_hits_does_not_cache_the_embedding_column(tmp_path: Path)
         assert cached is not None and int(cached[0] or 0) < 4_000_000, cached
     finally:
         await storage.close()
+
+
+async def test_idle_trim_runs_once_after_a_burst_of_calls(client: Any) -> None:
+    """The heap is trimmed once calls stop for ``delay``, not during a burst; every tool call
+    through the server re-arms it."""
+    import asyncio
+
+    from session_buddy.adapters._memory import IdleTrim
+    from session_buddy.server import app
+
+    trim = IdleTrim(0.2)
+    for _ in range(5):
+        trim.touch()
+        await asyncio.sleep(0.05)
+    assert trim.runs == 0
+    await asyncio.sleep(0.35)
+    assert trim.runs == 1
+    await asyncio.sleep(0.3)
+    assert trim.runs == 1  # nothing new to trim after
+
+    before = app.IDLE_TRIM.runs
+    app.IDLE_TRIM.delay = 0.1
+    try:
+        await client.call_tool("health", {})
+        await asyncio.sleep(0.3)
+        assert app.IDLE_TRIM.runs == before + 1
+    finally:
+        app.IDLE_TRIM.delay = 1.0

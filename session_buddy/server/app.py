@@ -22,6 +22,7 @@ from fastmcp.exceptions import ValidationError as ArgumentsError
 from fastmcp.server.middleware import Middleware, MiddlewareContext
 
 from session_buddy import __version__, di
+from session_buddy.adapters._memory import IdleTrim
 from session_buddy.core.events import EventBus
 from session_buddy.core.webhooks import WebhookService
 from session_buddy.errors import SessionBuddyError, ValidationError
@@ -55,11 +56,22 @@ def _tool_error(exc: SessionBuddyError) -> ToolError:
     return ToolError(f"{cut(str(exc), MAX_ERROR_CHARS)} [{exc.code}]")
 
 
+#: the heap is trimmed once tool calls have stopped for a second
+IDLE_TRIM = IdleTrim(1.0)
+
+
 class ErrorMiddleware(Middleware):
     """Checks the limits of every argument (server/limits.py), waits for startup, and turns
-    session-buddy errors into MCP tool errors (their messages cut to a bounded length)."""
+    session-buddy errors into MCP tool errors (their messages cut to a bounded length).
+    After each call the idle trim is re-armed (:data:`IDLE_TRIM`)."""
 
     async def on_call_tool(self, context: MiddlewareContext[Any], call_next: Any) -> Any:
+        try:
+            return await self._call_tool(context, call_next)
+        finally:
+            IDLE_TRIM.touch()
+
+    async def _call_tool(self, context: MiddlewareContext[Any], call_next: Any) -> Any:
         try:
             try:
                 check_arguments(context.message.arguments)
