@@ -11,6 +11,7 @@ burst of work is over (the server touches it after every tool call).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import functools
@@ -75,4 +76,6 @@ class IdleTrim:
     def _fire(self) -> None:
         self._handle = None
         self.runs += 1
-        asyncio.get_running_loop().run_in_executor(None, release_free_memory)
+        # RuntimeError: the loop's executor is shut down (the process is ending)
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop().run_in_executor(None, release_free_memory)
