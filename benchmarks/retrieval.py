@@ -78,9 +78,7 @@ def turns_of(sample: dict[str, Any]) -> list[dict[str, Any]]:
     return turns
 
 
-async def run(
-    data_path: Path, storage: str, modes: list[str], sets: dict[str, str]
-) -> None:
+async def run(data_path: Path, storage: str, modes: list[str], sets: dict[str, str]) -> None:
     from fastmcp import Client
 
     from session_buddy.server.app import create_server

@@ -340,7 +340,7 @@ class Pipeline:
         ``seen`` (which the page then reuses). ``rankings`` is [keyword, semantic]; ``scope``
         the rankers' filter, access and depth."""
         s = self.settings
-        if s.prf_terms <= 0 and s.session_smoothing <= 0:
+        if s.prf_terms <= 0 and s.session_smoothing <= 0 and s.temporal_boost <= 0:
             return ranked
         top = ranked[: s.refine_depth]
         seen.update((i.id, i) for i in await self.storage.get_items([c.id for c in top]))
@@ -358,6 +358,9 @@ class Pipeline:
             # hits that entered the best by the feedback (not fetched) are left as they are
             sessions = {i.id: (i.session_id, i.created_at) for i in seen.values() if i.session_id}
             refine.smooth_sessions(ranked, sessions, s.session_smoothing, s.refine_depth)
+        if s.temporal_boost > 0:
+            contents = {i: m.content for i, m in seen.items()}
+            refine.temporal_boost(query, ranked, contents, s.temporal_boost, s.refine_depth)
         return ranked
 
     async def run(self, request: SearchRequest) -> SearchResponse:

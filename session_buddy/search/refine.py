@@ -19,6 +19,7 @@ R@10 68.9% -> 76.8%, MRR 0.464 -> 0.509 (docs/search.md).
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
@@ -31,7 +32,14 @@ from session_buddy.search.tokens import query_terms, word_terms
 if TYPE_CHECKING:
     from session_buddy.search.pipeline import Candidate
 
-__all__ = ["FEEDBACK_CHARS", "expansion_words", "merge_keyword", "smooth_sessions"]
+__all__ = [
+    "FEEDBACK_CHARS",
+    "asked_dates",
+    "expansion_words",
+    "merge_keyword",
+    "smooth_sessions",
+    "temporal_boost",
+]
 
 #: only the start of a long hit gives feedback words (a 100 kB log would cost more to read
 #: than the search)
@@ -115,3 +123,88 @@ def smooth_sessions(
         c.score /= scale
         c.fused_score = c.score
     candidates.sort(key=lambda c: -c.score)
+
+
+_MONTHS = (
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+)
+_MONTH = r"(" + "|".join(m.capitalize() for m in _MONTHS) + r")"
+#: "When did ...", "What date ...", "Which year ...", "How long ago ..."
+_WHEN = re.compile(
+    r"^\s*(when\b|(on |in |by )?(what|which) (date|day|year|month|week|time)\b|how long ago\b)",
+    re.IGNORECASE,
+)
+#: words by which a turn says when something happened
+_TIME_WORDS = re.compile(
+    r"\b(yesterday|today|tonight|tomorrow|ago|recently|lately|weekend|"
+    r"(last|next|this|past|coming|few|couple of|other) (day|days|night|week|weeks|month|months|"
+    r"year|years|summer|winter|spring|fall|autumn|weekend|monday|tuesday|wednesday|thursday|"
+    r"friday|saturday|sunday)|"
+    r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|"
+    + "|".join(m for m in _MONTHS if m != "may")  # "I may": too often not a month
+    + r"|(19|20)\d\d)\b",
+    re.IGNORECASE,
+)
+_DAY_MONTH = re.compile(rf"\b(\d{{1,2}}) {_MONTH},? ((?:19|20)\d\d)\b", re.IGNORECASE)
+_MONTH_DAY = re.compile(rf"\b{_MONTH} (\d{{1,2}}),? ((?:19|20)\d\d)\b", re.IGNORECASE)
+_MONTH_YEAR = re.compile(rf"\b{_MONTH},? ((?:19|20)\d\d)\b", re.IGNORECASE)
+_ISO_DAY = re.compile(r"\b((?:19|20)\d\d)-(\d\d)-(\d\d)\b")
+
+
+def asked_dates(query: str) -> tuple[set[tuple[int, int, int]], set[tuple[int, int]]]:
+    """The whole dates (year, month, day) and the months (year, month) a query names."""
+    days: set[tuple[int, int, int]] = set()
+    months: set[tuple[int, int]] = set()
+    for m in _DAY_MONTH.finditer(query):
+        days.add((int(m.group(3)), _MONTHS.index(m.group(2).lower()) + 1, int(m.group(1))))
+    for m in _MONTH_DAY.finditer(query):
+        days.add((int(m.group(3)), _MONTHS.index(m.group(1).lower()) + 1, int(m.group(2))))
+    for m in _ISO_DAY.finditer(query):
+        days.add((int(m.group(1)), int(m.group(2)), int(m.group(3))))
+    rest = _MONTH_DAY.sub(" ", _DAY_MONTH.sub(" ", query))  # a whole date names no month
+    for m in _MONTH_YEAR.finditer(rest):
+        months.add((int(m.group(2)), _MONTHS.index(m.group(1).lower()) + 1))
+    return days, months
+
+
+def temporal_boost(
+    query: str,
+    candidates: list[Candidate],
+    contents: dict[str, str],
+    share: float,
+    depth: int,
+) -> bool:
+    """For a question about when (``_WHEN``), the first ``depth`` candidates whose content
+    says when (``_TIME_WORDS``) gain ``share`` of their score; for a question naming a date
+    or a month, those created on it do. Scores are divided by ``1 + share`` (0..1) and
+    re-sorted; False when the query is neither kind (nothing changed)."""
+    when = share > 0 and _WHEN.search(query) is not None
+    days, months = asked_dates(query) if share > 0 else (set(), set())
+    if not (when or days or months):
+        return False
+    for c in candidates[:depth]:
+        text = contents.get(c.id)
+        gain = 0.0
+        if when and text is not None and _TIME_WORDS.search(text[:FEEDBACK_CHARS]):
+            gain = share
+        if c.created_at is not None and (days or months):
+            at = c.created_at
+            if (at.year, at.month, at.day) in days or (at.year, at.month) in months:
+                gain = share
+        c.score += gain * c.score
+    for c in candidates:
+        c.score /= 1.0 + share
+        c.fused_score = c.score
+    candidates.sort(key=lambda c: -c.score)
+    return True
