@@ -19,6 +19,7 @@ from session_buddy.search.refine import (
     asked_dates,
     expansion_words,
     merge_keyword,
+    says_when,
     smooth_sessions,
     temporal_boost,
 )
@@ -153,6 +154,13 @@ def test_asked_dates_reads_whole_dates_and_months() -> None:
         {(2026, 3)},
     )
     assert asked_dates("Where did Caroline move from 4 years ago?") == (set(), set())
+
+
+def test_says_when_finds_time_words_not_look_alikes() -> None:
+    for text in ("I went yesterday.", "See you next week!", "In June, 2023 we", "few days", "2019"):
+        assert says_when(text), text
+    for text in ("I may go", "the last thing", "a week of work", "error 20231 in line 4"):
+        assert not says_when(text), text
 
 
 def test_temporal_boost_favours_hits_that_say_when_for_a_when_question() -> None:
