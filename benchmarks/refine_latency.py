@@ -1,13 +1,14 @@
-"""What hybrid search's refinement (pseudo-relevance feedback + session smoothing) costs.
+"""What hybrid search's refinement (feedback, session smoothing, temporal boost) costs.
 
 One DuckDB store of N synthetic coding memories (the texts of benchmarks/search_latency.py,
 40 items a session, random unit vectors: the model's time to store is not what is measured)
 is searched by two memory services that differ only in `search.prf_terms` /
-`search.session_smoothing` (defaults against 0). The two alternate query by query, each
+`search.session_smoothing` / `search.temporal_boost` (defaults against 0). The two alternate query by query, each
 query's vector already cached, so both see the same machine load; p50 / p95 of
 `MemoryService.search` (in process, no MCP transport) are printed per size.
 
     PYTHONPATH=. .venv/bin/python benchmarks/refine_latency.py [--sizes 10000,100000] [--queries 200]
+        [--when]
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ BATCH = 5000
 SESSION_ITEMS = 40
 
 
-async def run(size: int, queries: int) -> None:
+async def run(size: int, queries: int, prefix: str) -> None:
     from session_buddy.adapters.embeddings.onnx import Embeddings
     from session_buddy.adapters.storage._base import NewItem
     from session_buddy.adapters.storage.duckdb import Storage
@@ -61,12 +62,12 @@ async def run(size: int, queries: int) -> None:
                 ]
             )
         model = Embeddings.from_settings(SessionBuddySettings(), None, None)
-        plain = SearchSettings(prf_terms=0, session_smoothing=0.0)
+        plain = SearchSettings(prf_terms=0, session_smoothing=0.0, temporal_boost=0.0)
         services = {
             "on": MemoryService(storage, model, SessionBuddySettings()),
             "off": MemoryService(storage, model, SessionBuddySettings(search=plain)),
         }
-        texts = [make_text(rng, QUERIES) for _ in range(queries)]
+        texts = [prefix + make_text(rng, QUERIES) for _ in range(queries)]
         for text in texts[:5]:  # warm-up
             for service in services.values():
                 await service.search(text, projects=["p"])
@@ -93,12 +94,17 @@ def main() -> None:
     )
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument(
+        "--when",
+        action="store_true",
+        help="ask each query as 'When ...' (the temporal boost reads the hits' contents too)",
+    )
     args = parser.parse_args()
     from session_buddy.logs import route_logging_to_stderr
 
     route_logging_to_stderr("WARNING")
     for size in (int(s) for s in args.sizes.split(",")):
-        asyncio.run(run(size, args.queries))
+        asyncio.run(run(size, args.queries, "When " if args.when else ""))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ project, in keyword, semantic and hybrid mode. Reported per category and overall
 (fraction of a question's evidence turns among the top k) and MRR (first evidence hit).
 
     .venv/bin/python benchmarks/retrieval.py [--data PATH] [--storage duckdb|memory]
+        [--modes keyword,semantic,hybrid] [--set SECTION.KEY=VALUE ...]
 
 The data is CC BY-NC 4.0 (see ../shared/data/README.md); it is read in place, never copied.
 """
@@ -77,7 +78,7 @@ def turns_of(sample: dict[str, Any]) -> list[dict[str, Any]]:
     return turns
 
 
-async def run(data_path: Path, storage: str) -> None:
+async def run(data_path: Path, storage: str, modes: list[str], sets: dict[str, str]) -> None:
     from fastmcp import Client
 
     from session_buddy.server.app import create_server
@@ -85,7 +86,14 @@ async def run(data_path: Path, storage: str) -> None:
 
     data = json.loads(data_path.read_text(encoding="utf-8"))
     with tempfile.TemporaryDirectory() as tmp:
-        settings = load_settings(data_dir=Path(tmp), adapters={"storage": storage}).settings
+        # an answer for 500 stored items is longer than the default responses.max_chars
+        overrides: dict[str, dict[str, Any]] = {"responses": {"max_chars": 1_000_000}}
+        for key, value in sets.items():
+            section, name = key.split(".", 1)
+            overrides.setdefault(section, {})[name] = value
+        settings = load_settings(
+            data_dir=Path(tmp), adapters={"storage": storage}, **overrides
+        ).settings
         async with Client(create_server(settings)) as client:
             id_to_dias: dict[str, set[str]] = defaultdict(set)
             stored = 0
@@ -104,9 +112,9 @@ async def run(data_path: Path, storage: str) -> None:
             )
 
             scores: dict[str, dict[str, list[tuple[float, float, float]]]] = {
-                m: defaultdict(list) for m in MODES
+                m: defaultdict(list) for m in modes
             }
-            latencies: dict[str, list[float]] = {m: [] for m in MODES}
+            latencies: dict[str, list[float]] = {m: [] for m in modes}
             skipped = 0
             for sample in data:
                 for qa in sample["qa"]:
@@ -115,7 +123,7 @@ async def run(data_path: Path, storage: str) -> None:
                         skipped += 1
                         continue
                     category = CATEGORIES.get(qa.get("category"), str(qa.get("category")))
-                    for mode in MODES:
+                    for mode in modes:
                         t0 = time.perf_counter()
                         result = await client.call_tool(
                             "search",
@@ -124,6 +132,7 @@ async def run(data_path: Path, storage: str) -> None:
                                 "project": sample["sample_id"],
                                 "mode": mode,
                                 "limit": 10,
+                                "fields": ["id"],  # the whole id (hits show 8 characters)
                             },
                         )
                         latencies[mode].append(time.perf_counter() - t0)
@@ -152,10 +161,10 @@ async def run(data_path: Path, storage: str) -> None:
         return f"{r5:6.1%} {r10:6.1%} {mrr:6.3f}  (n={n})"
 
     print(
-        f"questions with evidence: {len(scores['hybrid']['all'])}, skipped without evidence: {skipped}"
+        f"questions with evidence: {len(scores[modes[0]]['all'])}, skipped without evidence: {skipped}"
     )
     order = [*CATEGORIES.values(), "all"]
-    for mode in MODES:
+    for mode in modes:
         lat = sorted(latencies[mode])
         p50 = lat[len(lat) // 2] * 1000
         p95 = lat[int(len(lat) * 0.95)] * 1000
@@ -172,13 +181,22 @@ def main() -> None:
     )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--storage", choices=["duckdb", "memory"], default="duckdb")
+    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated modes")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="a setting for this run, e.g. --set search.session_smoothing=0",
+    )
     args = parser.parse_args()
+    sets = dict(item.split("=", 1) for item in args.set)
     if not args.data.exists():
         sys.exit(f"{args.data} not found: put the shared/ folder beside the repository")
     from session_buddy.logs import route_logging_to_stderr
 
     route_logging_to_stderr("WARNING")
-    asyncio.run(run(args.data, args.storage))
+    asyncio.run(run(args.data, args.storage, args.modes.split(","), sets))
 
 
 if __name__ == "__main__":

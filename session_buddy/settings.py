@@ -242,6 +242,14 @@ class SearchSettings(_Section):
         description="hybrid search: a hit gains this share of the score of the hit next to it "
         "in time in its session (among the best refine_depth); 0 turns it off.",
     )
+    temporal_boost: float = Field(
+        default=0.4,
+        ge=0.0,
+        le=1.0,
+        description="hybrid search: for a question about when, hits that say when gain this "
+        "share of their score; for one naming a date or month, hits of that day or month do; "
+        "0 turns it off (docs/search.md).",
+    )
     refine_depth: int = Field(
         default=100,
         ge=5,

@@ -1,5 +1,5 @@
-"""Pseudo-relevance feedback and session smoothing (search/refine.py): the functions on fixed
-cases, then hybrid search on a real DuckDB store with the real ONNX model."""
+"""Pseudo-relevance feedback, session smoothing and the temporal boost (search/refine.py): the
+functions on fixed cases, then hybrid search on a real DuckDB store with the real ONNX model."""
 
 from __future__ import annotations
 
@@ -15,21 +15,28 @@ from session_buddy.adapters.storage._base import Hit
 from session_buddy.adapters.storage.duckdb import Storage
 from session_buddy.core.memory import ItemInput, MemoryService
 from session_buddy.search.pipeline import Candidate
-from session_buddy.search.refine import expansion_words, merge_keyword, smooth_sessions
+from session_buddy.search.refine import (
+    asked_dates,
+    expansion_words,
+    merge_keyword,
+    says_when,
+    smooth_sessions,
+    temporal_boost,
+)
 from session_buddy.search.tokens import word_terms
 from session_buddy.settings import SearchSettings, SessionBuddySettings
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
 
-def _cand(id_: str, score: float) -> Candidate:
+def _cand(id_: str, score: float, created_at: datetime | None = None) -> Candidate:
     return Candidate(
         id=id_,
         score=score,
         fused_score=score,
         keyword_score=None,
         semantic_score=None,
-        created_at=None,
+        created_at=created_at,
         author=None,
         kind=None,
         project=None,
@@ -138,6 +145,56 @@ def test_smoothing_neighbours_are_by_time_within_a_session_only() -> None:
     assert [(c.id, c.score) for c in before] == [("x", 0.5), ("z", 0.4)]
 
 
+def test_asked_dates_reads_whole_dates_and_months() -> None:
+    assert asked_dates("What did Melanie paint on October 13, 2023?") == ({(2023, 10, 13)}, set())
+    assert asked_dates("What did Gina find on 1 February, 2023?") == ({(2023, 2, 1)}, set())
+    assert asked_dates("What did they paint in July 2023?") == (set(), {(2023, 7)})
+    assert asked_dates("what changed on 2026-11-03 and in march 2026") == (
+        {(2026, 11, 3)},
+        {(2026, 3)},
+    )
+    assert asked_dates("Where did Caroline move from 4 years ago?") == (set(), set())
+
+
+def test_says_when_finds_time_words_not_look_alikes() -> None:
+    for text in ("I went yesterday.", "See you next week!", "In June, 2023 we", "few days", "2019"):
+        assert says_when(text), text
+    for text in ("I may go", "the last thing", "a week of work", "error 20231 in line 4"):
+        assert not says_when(text), text
+
+
+def test_temporal_boost_favours_hits_that_say_when_for_a_when_question() -> None:
+    contents = {
+        "top": "Caroline: I went to the LGBTQ support group, it was powerful",
+        "dated": "Caroline: I went to a support group yesterday",
+        "other": "Melanie: support groups help a lot",
+    }
+    ranked = [_cand("top", 0.9), _cand("dated", 0.8), _cand("other", 0.7)]
+    assert temporal_boost("When did Caroline go to the support group?", ranked, contents, 0.4, 100)
+    assert [c.id for c in ranked] == ["dated", "top", "other"]
+    assert all(0 <= c.score <= 1 and c.fused_score == c.score for c in ranked)
+    # a clear lead is kept: the word-for-word hit stays first
+    ranked = [_cand("top", 0.95), _cand("dated", 0.6), _cand("other", 0.5)]
+    temporal_boost("When did Caroline go to the support group?", ranked, contents, 0.4, 100)
+    assert [c.id for c in ranked] == ["top", "dated", "other"]
+    # not a question about when: nothing changes
+    ranked = [_cand("top", 0.9), _cand("dated", 0.8)]
+    assert not temporal_boost("Who went to the support group?", ranked, contents, 0.4, 100)
+    assert [(c.id, c.score) for c in ranked] == [("top", 0.9), ("dated", 0.8)]
+    assert not temporal_boost("When did she go?", ranked, contents, 0.0, 100)
+
+
+def test_temporal_boost_favours_the_day_a_question_names() -> None:
+    may4, may9 = datetime(2023, 5, 4, tzinfo=UTC), datetime(2023, 5, 9, tzinfo=UTC)
+    ranked = [_cand("a", 0.8, may9), _cand("b", 0.75, may4), _cand("c", 0.7, None)]
+    contents = {"a": "I painted a lake", "b": "I painted a sunset", "c": "I painted"}
+    temporal_boost("What did Melanie paint on 4 May, 2023?", ranked, contents, 0.4, 100)
+    assert [c.id for c in ranked] == ["b", "a", "c"]
+    ranked = [_cand("a", 0.8, may9), _cand("b", 0.75, datetime(2023, 6, 1, tzinfo=UTC))]
+    temporal_boost("What did Melanie paint in May 2023?", ranked, contents, 0.4, 100)
+    assert [c.id for c in ranked] == ["a", "b"]
+
+
 # -- hybrid search, real store and model -----------------------------------------------------
 
 FILLER = [
@@ -227,3 +284,37 @@ async def test_refined_search_keeps_the_exact_top_hit_and_lifts_the_reply(
     assert response.mode == "hybrid" and response.hits
     # one fetch of the best fused hits (the page comes from it), the feedback query, vectors
     assert counts == Counter(get_items=1, keyword_search=2, vector_search=1)
+
+
+async def test_a_when_question_finds_the_turn_that_says_when(store: Storage, onnx: Any) -> None:
+    plain = SessionBuddySettings(search=SearchSettings(temporal_boost=0.0))
+    default = SessionBuddySettings()
+    assert default.search.temporal_boost > 0
+    items = _conversation()
+    items += [
+        ItemInput(
+            content=text,
+            project="p",
+            session_id="s9",
+            created_at=T0 + timedelta(days=30, minutes=i),
+        )
+        for i, text in enumerate(
+            [
+                "Caroline: The pottery class makes lovely bowls, pottery is my thing.",
+                "Melanie: I took my first pottery class last Thursday, so much fun!",
+            ]
+        )
+    ]
+    await MemoryService(store, onnx, plain).store(items)
+    query = "When did Melanie take a pottery class?"
+    found = {}
+    for name, settings in (("plain", plain), ("default", default)):
+        response = await MemoryService(store, onnx, settings).search(query, projects=["p"], limit=5)
+        found[name] = [h.content for h in response.hits]
+    said_when = "Melanie: I took my first pottery class last Thursday, so much fun!"
+    assert found["default"][0] == said_when
+    assert found["plain"].index(said_when) >= found["default"].index(said_when)
+    # the word-for-word turn stays first for a question that is not about when
+    exact = "Caroline: Did you go camping with the kids this summer?"
+    response = await MemoryService(store, onnx, default).search(exact[10:], projects=["p"], limit=5)
+    assert response.hits[0].content == exact

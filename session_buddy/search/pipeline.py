@@ -13,7 +13,8 @@ search, search across projects):
    ``kind`` and ``project``.
 2. **Fuse** (:mod:`.hybrid`): weighted score fusion (default) or reciprocal rank fusion.
    A hybrid search is then **refined** from its best fused hits (:mod:`.refine`, fetched
-   once; the page reuses them): pseudo-relevance feedback, then session smoothing.
+   once; the page reuses them): pseudo-relevance feedback, session smoothing, then the
+   temporal boost of a question about when.
 3. **Decay**: with a half-life, each score times ``0.5 ** (age_days / half_life)``, from the
    hit's own ``created_at`` (no item is fetched).
 4. **Rescore** (optional, a :class:`Rescore`): team votes, cross-project tier weights. It
@@ -335,12 +336,12 @@ class Pipeline:
         ranked: list[Candidate],
         seen: dict[str, MemoryItem],
     ) -> list[Candidate]:
-        """Pseudo-relevance feedback, then session smoothing, over the best
+        """Pseudo-relevance feedback, session smoothing, then the temporal boost, over the best
         ``search.refine_depth`` fused candidates (:mod:`.refine`), fetched once into
         ``seen`` (which the page then reuses). ``rankings`` is [keyword, semantic]; ``scope``
         the rankers' filter, access and depth."""
         s = self.settings
-        if s.prf_terms <= 0 and s.session_smoothing <= 0:
+        if s.prf_terms <= 0 and s.session_smoothing <= 0 and s.temporal_boost <= 0:
             return ranked
         top = ranked[: s.refine_depth]
         seen.update((i.id, i) for i in await self.storage.get_items([c.id for c in top]))
@@ -358,6 +359,9 @@ class Pipeline:
             # hits that entered the best by the feedback (not fetched) are left as they are
             sessions = {i.id: (i.session_id, i.created_at) for i in seen.values() if i.session_id}
             refine.smooth_sessions(ranked, sessions, s.session_smoothing, s.refine_depth)
+        if s.temporal_boost > 0:
+            contents = {i: m.content for i, m in seen.items()}
+            refine.temporal_boost(query, ranked, contents, s.temporal_boost, s.refine_depth)
         return ranked
 
     async def run(self, request: SearchRequest) -> SearchResponse:
