@@ -22,8 +22,18 @@ _WORD = re.compile(r"\w+(?:(?:[.\-/\\:]+|::)\w+)*")
 
 
 def _matches(text: str, terms: set[str]) -> list[int]:
-    """Where words of ``text`` that share a term with the query start."""
-    return [m.start() for m in _WORD.finditer(text) if terms.intersection(tokenize(m.group()))]
+    """Where words of ``text`` that share a term with the query start (each distinct word
+    tokenised once: a long content repeats its words)."""
+    matching: dict[str, bool] = {}
+    found: list[int] = []
+    for m in _WORD.finditer(text):
+        word = m.group()
+        hit = matching.get(word)
+        if hit is None:
+            hit = matching[word] = not terms.isdisjoint(tokenize(word))
+        if hit:
+            found.append(m.start())
+    return found
 
 
 def _best_start(positions: list[int], width: int) -> int:
