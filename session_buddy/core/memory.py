@@ -434,7 +434,9 @@ class MemoryService:
     # -- single items -------------------------------------------------------------------
 
     async def get(self, item_id: str) -> MemoryItem:
-        found = await self.storage.get_items([item_id])
+        return await self._visible(await self.storage.get_items([item_id]), item_id)
+
+    async def _visible(self, found: list[MemoryItem], item_id: str) -> MemoryItem:
         # an item the acting user may not see answers exactly like a missing one
         if not found or (
             self.visibility is not None and not await self.visibility.allows(found[0])
@@ -448,7 +450,7 @@ class MemoryService:
         them."""
         found = await self.storage.get_items([item_id])
         if found:
-            return await self.get(item_id)
+            return await self._visible(found, item_id)
         ids = await self.storage.ids_with_prefix(item_id, limit=10)
         items = await self.storage.get_items(ids)
         if self.visibility is not None:
