@@ -209,8 +209,11 @@ def edited_file(metadata: dict[str, Any]) -> str | None:
 
 
 def one_line(text: str, limit: int) -> str:
+    """``text`` on one line, cut at a word boundary to at most ``limit`` characters."""
     flat = _SPACE.sub(" ", text).strip()
-    return flat if len(flat) <= limit else flat[: limit - 1].rsplit(" ", 1)[0] + "…"
+    if len(flat) <= limit:
+        return flat
+    return (flat[: limit - 1].rsplit(" ", 1)[0] or flat[: limit - 1]) + "…"
 
 
 @dataclass

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from session_buddy.core.failures import one_line
 from session_buddy.core.handoff import latest_handoff_summary
 
 if TYPE_CHECKING:
@@ -40,17 +40,7 @@ if TYPE_CHECKING:
 MEMORY_KINDS = ["reflection", "insight"]
 #: Claude Code sessions whose injected memories are remembered (oldest forgotten first)
 REMEMBERED_SESSIONS = 256
-_SPACE = re.compile(r"\s+")
 log = logging.getLogger(__name__)
-
-
-def one_line(text: str, limit: int) -> str:
-    """``text`` on one line, cut at a word boundary to at most ``limit`` characters."""
-    flat = _SPACE.sub(" ", text).strip()
-    if len(flat) <= limit:
-        return flat
-    cut = flat[: limit - 1].rsplit(" ", 1)[0] or flat[: limit - 1]
-    return cut + "…"
 
 
 def bounded(lines: list[str], limit: int) -> str:

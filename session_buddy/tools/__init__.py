@@ -22,6 +22,9 @@ READ: dict[str, Any] = {"annotations": {"readOnlyHint": True}}
 READ_UNCHECKED: dict[str, Any] = {**READ, "output_schema": None}
 
 Tools = Sequence[tuple[Callable[..., Any], dict[str, Any]]]
+#: the characters of an id a compact answer shows (get, delete_memory and update_reflection
+#: take them)
+SHORT_ID = 8
 
 
 def add_tools(mcp: FastMCP, tools: Tools) -> None:

@@ -26,7 +26,7 @@ from session_buddy.core.users import acting_user
 from session_buddy.errors import ConfigurationError, ValidationError
 from session_buddy.search.snippets import snippet
 from session_buddy.settings import SessionBuddySettings
-from session_buddy.tools import READ, READ_UNCHECKED, Tools, add_tools
+from session_buddy.tools import READ, READ_UNCHECKED, SHORT_ID, Tools, add_tools
 
 Mode = Literal["hybrid", "semantic", "keyword"]
 KindFilter = Literal["conversation", "reflection", "insight"]
@@ -35,9 +35,6 @@ MAX_LIMIT = searches.MAX_LIMIT
 MAX_BATCH = 5000
 Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT)]
 Expand = Literal["graph"]
-#: the characters of an id a compact answer shows (get, delete_memory and update_reflection
-#: take them)
-SHORT_ID = 8
 HitField = Literal[
     "id",
     "content",
@@ -524,12 +521,12 @@ async def search_errors(
     )
     found = await searches.search_favouring(memory(), query, "errors", project=project, limit=limit)
     mentions = _results(query, found, verbose=verbose)
-    pairs = [FixPair(**f).model_dump(exclude_none=not verbose) for f in fixes]
+    pairs = [FixPair(**f) for f in fixes]
+    if verbose:
+        return ErrorResults(fixes=pairs, **mentions).model_dump()
     if pairs and mentions["confidence"] == "none":
         mentions.pop("message", None)  # the fixes are what is relevant
-    if verbose:
-        return ErrorResults(fixes=[FixPair(**f) for f in fixes], **mentions).model_dump()
-    return {"fixes": pairs, **mentions}
+    return {"fixes": [p.model_dump(exclude_none=True) for p in pairs], **mentions}
 
 
 async def search_temporal(

@@ -17,10 +17,11 @@ from fastmcp import FastMCP
 from pydantic import Field
 
 from session_buddy import di
+from session_buddy.core.failures import one_line
 from session_buddy.core.sessions import SessionService
 from session_buddy.core.sessions.lifecycle import EndNotes
 from session_buddy.errors import SessionBuddyError
-from session_buddy.tools import Tools, add_tools
+from session_buddy.tools import SHORT_ID, Tools, add_tools
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +53,6 @@ def sessions() -> SessionService:
     return di.get(SessionService)
 
 
-def _one_line(text: str, chars: int) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= chars else flat[: chars - 1] + "…"
-
-
 def compact_brief(brief: dict[str, Any]) -> dict[str, Any]:
     """What ``start`` answers by default: the session, the project in short, the latest
     handoff's summary (open problems and next steps among it; the whole document is the
@@ -77,9 +73,9 @@ def compact_brief(brief: dict[str, Any]) -> dict[str, Any]:
         "handoff": brief["handoff"],
         "reflections": [
             {
-                "id": r["id"][:8],
+                "id": r["id"][:SHORT_ID],
                 "kind": r["kind"],
-                "text": _one_line(r["content"], BRIEF_REFLECTION_CHARS),
+                "text": one_line(r["content"], BRIEF_REFLECTION_CHARS),
                 **({"tags": r["tags"]} if r.get("tags") else {}),
             }
             for r in brief.get("reflections") or []
