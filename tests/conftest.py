@@ -74,3 +74,14 @@ async def client(lite_settings) -> AsyncIterator[object]:  # type: ignore[no-unt
 def session_buddy_cmd() -> list[str]:
     """How to start the installed CLI from a test (same interpreter as the tests)."""
     return [sys.executable, "-m", "session_buddy.cli"]
+
+
+@pytest.fixture
+async def duckdb_store(tmp_path: Path) -> AsyncIterator[object]:
+    """A fresh DuckDB storage (384 dimensions) in the test's folder, closed after."""
+    from session_buddy.adapters.storage.duckdb import Storage
+
+    storage = Storage(tmp_path / "memory.duckdb", dimension=384)
+    await storage.initialize()
+    yield storage
+    await storage.close()

@@ -7,9 +7,8 @@ against the real backend, so the searches' answers are the real ones.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -63,27 +62,21 @@ def _settings(user: str = "alice", half_life: float = 0.0) -> SessionBuddySettin
     )
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Storage]:
-    storage = Storage(tmp_path / "memory.duckdb", dimension=384)
-    await storage.initialize()
-    yield storage
-    await storage.close()
+def _memory(duckdb_store: Storage, settings: SessionBuddySettings) -> MemoryService:
+    return MemoryService(
+        duckdb_store, NoEmbeddings(dimension=384), settings, Visibility(duckdb_store, settings)
+    )
 
 
-def _memory(store: Storage, settings: SessionBuddySettings) -> MemoryService:
-    return MemoryService(store, NoEmbeddings(dimension=384), settings, Visibility(store, settings))
-
-
-async def test_team_search_reads_storage_a_bounded_number_of_times(store: Storage) -> None:
+async def test_team_search_reads_storage_a_bounded_number_of_times(duckdb_store: Storage) -> None:
     """Team search over N shared candidates, most of them voted on, costs the same few
     storage calls for N = 20 and N = 120: votes are read once for all candidates."""
     settings = _settings()
-    memory = _memory(store, settings)
-    teams = TeamService(store, memory, settings)
+    memory = _memory(duckdb_store, settings)
+    teams = TeamService(duckdb_store, memory, settings)
     teams.allow_user_override = True
     await teams.create_team("core", members=["bob", "carol"])
-    calls = Calls(store)
+    calls = Calls(duckdb_store)
     per_size: dict[int, Counter[str]] = {}
     shared = 0
     for size in (20, 120):
@@ -109,12 +102,12 @@ async def test_team_search_reads_storage_a_bounded_number_of_times(store: Storag
     assert per_size[120]["get_items"] == 1 and len(calls.fetched[0]) == 10  # the page only
 
 
-async def test_decay_and_access_fetch_no_item_but_the_page(store: Storage) -> None:
+async def test_decay_and_access_fetch_no_item_but_the_page(duckdb_store: Storage) -> None:
     """With time decay on and another user's items among the candidates, the only item
     fetch of a search is its page: decay reads each hit's created_at, access is a filter."""
     now = datetime.now(UTC)
     settings = _settings(half_life=30)
-    memory = _memory(store, settings)
+    memory = _memory(duckdb_store, settings)
     for user in ("alice", "bob"):
         with acting_as(user):
             await memory.store(
@@ -127,7 +120,7 @@ async def test_decay_and_access_fetch_no_item_but_the_page(store: Storage) -> No
                     for n in range(40)
                 ]
             )
-    calls = Calls(store)
+    calls = Calls(duckdb_store)
     with acting_as("alice"):
         found = await memory.search("cache TTL note", mode="keyword", limit=3)
     assert calls.fetched == [[h.id for h in found.hits]] and len(found.hits) == 3

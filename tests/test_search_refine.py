@@ -4,9 +4,8 @@ functions on fixed cases, then hybrid search on a real DuckDB store with the rea
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -233,14 +232,6 @@ def onnx() -> Any:
     return Embeddings.from_settings(SessionBuddySettings(), None, None)
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Storage]:
-    storage = Storage(tmp_path / "memory.duckdb", dimension=384)
-    await storage.initialize()
-    yield storage
-    await storage.close()
-
-
 def _counting(storage: Storage) -> Counter[str]:
     counts: Counter[str] = Counter()
     for name in ("get_items", "keyword_search", "vector_search"):
@@ -255,16 +246,16 @@ def _counting(storage: Storage) -> Counter[str]:
 
 
 async def test_refined_search_keeps_the_exact_top_hit_and_lifts_the_reply(
-    store: Storage, onnx: Any
+    duckdb_store: Storage, onnx: Any
 ) -> None:
     plain = SessionBuddySettings(search=SearchSettings(prf_terms=0, session_smoothing=0.0))
     refined = SessionBuddySettings()  # the defaults refine
     assert refined.search.prf_terms > 0 and refined.search.session_smoothing > 0
-    await MemoryService(store, onnx, plain).store(_conversation())
+    await MemoryService(duckdb_store, onnx, plain).store(_conversation())
     reply = "Melanie: Yes! We spent a week"
     results = {}
     for name, settings in (("plain", plain), ("refined", refined)):
-        service = MemoryService(store, onnx, settings)
+        service = MemoryService(duckdb_store, onnx, settings)
         for query in ("Did you go camping with the kids this summer?", "Where did Melanie camp?"):
             response = await service.search(query, projects=["p"], limit=5)
             results[name, query] = [h.content for h in response.hits]
@@ -279,14 +270,18 @@ async def test_refined_search_keeps_the_exact_top_hit_and_lifts_the_reply(
         assert after <= before
     assert results["refined", exact[10:]][1].startswith(reply)
 
-    counts = _counting(store)
-    response = await MemoryService(store, onnx, refined).search("camping at the lake", limit=5)
+    counts = _counting(duckdb_store)
+    response = await MemoryService(duckdb_store, onnx, refined).search(
+        "camping at the lake", limit=5
+    )
     assert response.mode == "hybrid" and response.hits
     # one fetch of the best fused hits (the page comes from it), the feedback query, vectors
     assert counts == Counter(get_items=1, keyword_search=2, vector_search=1)
 
 
-async def test_a_when_question_finds_the_turn_that_says_when(store: Storage, onnx: Any) -> None:
+async def test_a_when_question_finds_the_turn_that_says_when(
+    duckdb_store: Storage, onnx: Any
+) -> None:
     plain = SessionBuddySettings(search=SearchSettings(temporal_boost=0.0))
     default = SessionBuddySettings()
     assert default.search.temporal_boost > 0
@@ -305,16 +300,20 @@ async def test_a_when_question_finds_the_turn_that_says_when(store: Storage, onn
             ]
         )
     ]
-    await MemoryService(store, onnx, plain).store(items)
+    await MemoryService(duckdb_store, onnx, plain).store(items)
     query = "When did Melanie take a pottery class?"
     found = {}
     for name, settings in (("plain", plain), ("default", default)):
-        response = await MemoryService(store, onnx, settings).search(query, projects=["p"], limit=5)
+        response = await MemoryService(duckdb_store, onnx, settings).search(
+            query, projects=["p"], limit=5
+        )
         found[name] = [h.content for h in response.hits]
     said_when = "Melanie: I took my first pottery class last Thursday, so much fun!"
     assert found["default"][0] == said_when
     assert found["plain"].index(said_when) >= found["default"].index(said_when)
     # the word-for-word turn stays first for a question that is not about when
     exact = "Caroline: Did you go camping with the kids this summer?"
-    response = await MemoryService(store, onnx, default).search(exact[10:], projects=["p"], limit=5)
+    response = await MemoryService(duckdb_store, onnx, default).search(
+        exact[10:], projects=["p"], limit=5
+    )
     assert response.hits[0].content == exact
