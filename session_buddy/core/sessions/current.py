@@ -23,7 +23,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
@@ -63,7 +63,7 @@ class ClientContext:
         return self.root or self.project_dir or self.working_directory
 
     def with_root(self, root: str | None) -> ClientContext:
-        return ClientContext(self.key, self.working_directory, self.project_dir, root)
+        return replace(self, root=root)
 
     @classmethod
     def process(cls) -> ClientContext:
