@@ -190,6 +190,20 @@ _ITEM_COLUMNS = DUCKDB.item_columns
 _FETCH_COLUMNS = _ITEM_COLUMNS.replace("embedding IS NOT NULL", "NULL")
 
 
+#: Up to this many ids are looked up as ``id IN (?, ?, ...)``; more as ``id = ANY(?)``.
+IN_LIST_MAX = 512
+
+
+def _by_ids(ids: list[str]) -> tuple[str, list[Any]]:
+    """``get_items``' query. DuckDB runs ``id = ANY(?)`` as a hash join against a scan of
+    both tables, and a short ``IN`` list as a filter pushed into the scans: at 1M items,
+    100 ids took 249 ms the first way and 74 ms the second (a search fetches ~100)."""
+    if len(ids) > IN_LIST_MAX:
+        return f"SELECT {_FETCH_COLUMNS} FROM items WHERE {DUCKDB.is_any('id', '?')}", [ids]
+    marks = ", ".join("?" * len(ids))
+    return f"SELECT {_FETCH_COLUMNS} FROM items WHERE id IN ({marks})", list(ids)
+
+
 # -- writing item rows ---------------------------------------------------------------------
 
 
@@ -614,8 +628,8 @@ class Storage(_sql.SqlStorage):
     async def get_items(self, ids: Sequence[str]) -> list[MemoryItem]:
         if not ids:
             return []
-        sql = f"SELECT {_FETCH_COLUMNS} FROM items WHERE {DUCKDB.is_any('id', '?')}"
-        rows = await self._fetch(sql, [list(dict.fromkeys(ids))])
+        wanted = list(dict.fromkeys(ids))
+        rows = await self._fetch(*_by_ids(wanted))
         items = [self._item(r) for r in rows]
         for item in items:
             item.has_embedding = self.index.has_vector(item.id)
