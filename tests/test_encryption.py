@@ -279,19 +279,6 @@ asyncio.run(main())
 def test_a_store_without_encryption_does_not_import_cryptography(tmp_path: Path) -> None:
     """cryptography (~7 MB resident) is imported by the first key only: a service on a
     plain store runs without it (the encrypted tests above load it when they need it)."""
-    import subprocess
-    import sys
+    from tests.mcp_peers import python_last_line
 
-    from tests.conftest import ROOT
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSION_BUDDY_")}
-    env.update({"HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)})
-    done = subprocess.run(
-        [sys.executable, "-c", UNENCRYPTED_SERVICE, str(tmp_path / "data")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=180,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert python_last_line(tmp_path, UNENCRYPTED_SERVICE) == "[]"
