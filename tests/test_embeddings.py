@@ -454,3 +454,17 @@ def test_adapter_registry_and_metadata() -> None:
         assert issubclass(cls, EmbeddingsBase)
         assert module.MODULE_METADATA.category == "embeddings"
         assert module.MODULE_METADATA.name == name
+
+
+def test_onnx_loads_without_a_writable_temporary_folder(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, model: onnx_embeddings.Embeddings
+) -> None:
+    """The rewritten graph goes through a temporary file; without one it loads from the
+    bytes (the same vectors, ~22 MB more resident)."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing" / "folder"))
+    adapter = new_onnx()
+    texts = fixed_texts()[:8]
+    np.testing.assert_allclose(adapter.encode(texts), model.encode(texts), rtol=0, atol=1e-6)
+    assert adapter.int8_lookups == 2

@@ -311,12 +311,18 @@ class Embeddings(EmbeddingsBase):
             return ort.InferenceSession(
                 str(model), sess_options=options, providers=["CPUExecutionProvider"]
             ), 0
-        with tempfile.TemporaryDirectory(prefix="session-buddy-model-") as folder:
-            path = Path(folder) / model.name
-            path.write_bytes(graph)
-            del graph
+        try:
+            with tempfile.TemporaryDirectory(prefix="session-buddy-model-") as folder:
+                path = Path(folder) / model.name
+                path.write_bytes(graph)
+                del graph
+                session = ort.InferenceSession(
+                    str(path), sess_options=options, providers=["CPUExecutionProvider"]
+                )
+        except OSError:  # no writable temporary folder: from the bytes, rewritten again
+            graph, rewritten = gather_before_dequantize(model.read_bytes())
             session = ort.InferenceSession(
-                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+                graph, sess_options=options, providers=["CPUExecutionProvider"]
             )
         return session, rewritten
 
