@@ -110,6 +110,24 @@ def server_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def python_last_line(tmp_path: Path, code: str, timeout: float = 180) -> str:
+    """The last line ``code`` prints, run by a new interpreter on this checkout with
+    ``tmp_path/data`` as its argument (and data dir) and its own HOME; it must exit 0."""
+    import sys
+
+    from tests.conftest import ROOT
+
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        env=server_env(tmp_path, PYTHONPATH=str(ROOT)),
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

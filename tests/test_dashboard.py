@@ -203,6 +203,34 @@ def test_not_mounted_off_loopback(tmp_path: Path) -> None:
         assert dashboard_allowed(settings) is allowed
 
 
+LAZY_DASHBOARD = """
+import asyncio, sys
+from session_buddy.server import dashboard
+from session_buddy.server.app import create_server
+from session_buddy.settings import load_settings
+
+settings = load_settings(data_dir=sys.argv[1], adapters={"storage": "memory"}).settings
+server = create_server(settings, http=True, dashboard=True)
+heavy = ("jinja2", "session_buddy.server.dashboard.routes", "session_buddy.server.dashboard.pages")
+before = [m for m in heavy if m in sys.modules]
+mounted = sorted(r.path for r in server._additional_http_routes if r.path.startswith("/dashboard"))
+link = asyncio.run(dashboard.login_job({}, None))
+after = [m for m in heavy if m in sys.modules]
+print(before, after, len(mounted), link["path"].startswith("/dashboard/login?code="))
+"""
+
+
+def test_the_dashboard_is_mounted_but_loads_on_first_use(tmp_path: Path) -> None:
+    """The service mounts every dashboard route at start; the pages and jinja2 (~5 MB) load
+    with the first page or login link (the live tests above run the pages themselves)."""
+    from tests.mcp_peers import python_last_line
+
+    assert python_last_line(tmp_path, LAZY_DASHBOARD) == (
+        "[] ['jinja2', 'session_buddy.server.dashboard.routes', "
+        "'session_buddy.server.dashboard.pages'] 18 True"
+    )
+
+
 @pytest.mark.parametrize("storage", ["memory", "duckdb"])
 async def test_delete_returns_what_restore_puts_back(tmp_path: Path, storage: str) -> None:
     """The core of the undo: delete answers the item and its vector; restore stores it back

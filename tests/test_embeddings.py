@@ -195,6 +195,65 @@ def test_onnx_custom_model_id_hashes_the_file(tmp_path: Any) -> None:
     assert model_id.startswith("all-MiniLM-L6-v2-onnx-") and model_id != packaged_id
 
 
+def fixed_texts() -> list[str]:
+    words = [
+        "index",
+        "vector",
+        "keyword",
+        "session",
+        "memory",
+        "recall",
+        "graph",
+        "deploy",
+        "cache",
+        "token",
+    ]
+    texts = [
+        " ".join(words[(i * 7 + j) % len(words)] for j in range(3 + i * 11)) for i in range(30)
+    ]
+    texts += [
+        "x",
+        "Grüße aus Köln — naïve café",
+        "def f(x):\n    return x * 2  # 🚀",
+        "",
+        "a " * 400,
+    ]
+    return texts
+
+
+def test_onnx_int8_lookup_gives_the_vectors_of_the_plain_session(
+    model: onnx_embeddings.Embeddings,
+) -> None:
+    """The loaded graph looks the word and position rows up in int8 (``_graph.py``); the
+    vectors equal those of a session on the unmodified file with the same options."""
+    import onnxruntime as ort
+
+    assert model.int8_lookups == 2
+    reference = new_onnx()
+    reference.encode(["load"])
+    reference._session = ort.InferenceSession(
+        str(onnx_embeddings.packaged_model()[0]),
+        sess_options=reference.session_options(ort),
+        providers=["CPUExecutionProvider"],
+    )
+    texts = fixed_texts()
+    np.testing.assert_allclose(model.encode(texts), reference.encode(texts), rtol=0, atol=1e-6)
+    one = [reference.encode([t])[0] for t in texts[:5]]
+    np.testing.assert_allclose(model.encode(texts[:5]), np.stack(one), rtol=0, atol=1e-6)
+
+
+def test_int8_lookup_rewrite_is_idempotent_and_leaves_other_bytes() -> None:
+    from session_buddy.adapters.embeddings._graph import gather_before_dequantize
+
+    original = onnx_embeddings.packaged_model()[0].read_bytes()
+    rewritten, count = gather_before_dequantize(original)
+    assert count == 2 and rewritten != original
+    again, count_again = gather_before_dequantize(rewritten)
+    assert count_again == 0 and again is rewritten
+    for junk in (b"", b"not really a model", b"\x0a\xff\xff\xff"):
+        assert gather_before_dequantize(junk) == (junk, 0)
+
+
 # -- a real local embeddings server -----------------------------------------------------------
 
 
@@ -395,3 +454,17 @@ def test_adapter_registry_and_metadata() -> None:
         assert issubclass(cls, EmbeddingsBase)
         assert module.MODULE_METADATA.category == "embeddings"
         assert module.MODULE_METADATA.name == name
+
+
+def test_onnx_loads_without_a_writable_temporary_folder(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, model: onnx_embeddings.Embeddings
+) -> None:
+    """The rewritten graph goes through a temporary file; without one it loads from the
+    bytes (the same vectors, ~22 MB more resident)."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing" / "folder"))
+    adapter = new_onnx()
+    texts = fixed_texts()[:8]
+    np.testing.assert_allclose(adapter.encode(texts), model.encode(texts), rtol=0, atol=1e-6)
+    assert adapter.int8_lookups == 2

@@ -256,3 +256,29 @@ async def test_a_value_moved_to_another_row_does_not_open(tmp_path: Path) -> Non
     con.close()
     with pytest.raises(DecryptionError, match=f"{b.id}:content"):
         await Storage(path, dimension=8, key=key).initialize()
+
+
+UNENCRYPTED_SERVICE = """
+import asyncio, sys
+from fastmcp import Client
+from session_buddy.server.app import create_server
+from session_buddy.settings import load_settings
+
+async def main():
+    settings = load_settings(data_dir=sys.argv[1], adapters={"storage": "duckdb"}).settings
+    async with Client(create_server(settings)) as c:
+        await c.call_tool("health", {})
+        await c.call_tool("store_reflection", {"content": "the deploy runs at noon"})
+        await c.call_tool("search", {"query": "deploy", "mode": "keyword"})
+    print(sorted(m for m in sys.modules if m.split(".")[0] == "cryptography"))
+
+asyncio.run(main())
+"""
+
+
+def test_a_store_without_encryption_does_not_import_cryptography(tmp_path: Path) -> None:
+    """cryptography (~7 MB resident) is imported by the first key only: a service on a
+    plain store runs without it (the encrypted tests above load it when they need it)."""
+    from tests.mcp_peers import python_last_line
+
+    assert python_last_line(tmp_path, UNENCRYPTED_SERVICE) == "[]"

@@ -34,11 +34,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
 from session_buddy.adapters.storage._base import (
     DedupKey,
     ItemChange,
@@ -71,6 +66,10 @@ _KEY_HELP = (
 
 
 def _subkey(key: bytes, use: str) -> bytes:
+    # cryptography (~7 MB resident) is imported by the first key, not by every store.
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=use.encode()).derive(
         key
     )
@@ -89,7 +88,11 @@ class Cipher:
                 f"an encryption key must be {KEY_BYTES} bytes (base64 of them), not "
                 f"{len(key)}; {_KEY_HELP}"
             )
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         self._aead = AESGCM(_subkey(key, "session-buddy/content/v1"))
+        self._invalid_tag = InvalidTag
         self._hash_key = _subkey(key, "session-buddy/hash/v1")
         self._terms_key = _subkey(key, "session-buddy/terms/v1")
         #: a short public name of the key (not a secret: a keyed hash of nothing)
@@ -113,7 +116,7 @@ class Cipher:
         try:
             raw = base64.urlsafe_b64decode(value[len(PREFIX) :])
             data = self._aead.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], aad.encode())
-        except (InvalidTag, binascii.Error, ValueError):
+        except (self._invalid_tag, binascii.Error, ValueError):
             raise DecryptionError(
                 f"a stored value ({aad}) does not decrypt with the configured key: the key is "
                 "wrong or the row was altered"

@@ -12,6 +12,7 @@ service (``session-buddy service``) when it listens on loopback. docs/dashboard.
 from __future__ import annotations
 
 import ipaddress
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -40,57 +41,87 @@ def dashboard_allowed(settings: SessionBuddySettings) -> bool:
 
 
 def current() -> Dashboard | None:
-    """The mounted dashboard of this process, if any."""
+    """The dashboard of this process, once a page or a login link has needed it."""
     return _dashboard
 
 
-def register(mcp: FastMCP) -> None:
-    """Mount every dashboard route on the service's HTTP app."""
-    global _dashboard
-    from session_buddy import di
-    from session_buddy.server.dashboard.routes import (
-        Dashboard,
-        login_routes,
-        read_routes,
-        write_routes,
-    )
-    from session_buddy.settings import SessionBuddySettings
+#: the route's group in :mod:`.routes` (``login_routes``, ``read_routes``, ``write_routes``)
+#: and name, its methods, and whether it is open without a login
+_ROUTES: list[tuple[str, str, str, list[str], bool]] = [
+    ("", "public", "home", ["GET"], True),
+    ("/", "public", "home", ["GET"], True),
+    ("/login", "public", "login", ["GET"], True),
+    ("/static/{name}", "public", "static", ["GET"], True),
+    ("/logout", "public", "logout", ["POST"], False),
+    ("/search", "read", "search", ["GET"], False),
+    ("/memories", "read", "memories", ["GET"], False),
+    ("/memories/{item_id}", "read", "memory", ["GET"], False),
+    ("/memories/{item_id}/edit", "write", "edit", ["POST"], False),
+    ("/memories/{item_id}/mark", "write", "mark", ["POST"], False),
+    ("/memories/{item_id}/delete", "write", "delete", ["POST"], False),
+    ("/undo/{token}", "write", "undo", ["POST"], False),
+    ("/sessions", "read", "sessions", ["GET"], False),
+    ("/sessions/{session_id}", "read", "session", ["GET"], False),
+    ("/quality", "read", "quality", ["GET"], False),
+    ("/projects", "read", "projects", ["GET"], False),
+    ("/health", "read", "health", ["GET"], False),
+    ("/live", "read", "live", ["GET"], False),
+]
+_handlers: dict[str, dict[str, Any]] = {}
+_lock = threading.Lock()
+_mounted = False
 
-    d = Dashboard(di.get(SessionBuddySettings))
-    _dashboard = d
-    public, read, write = login_routes(d), read_routes(d), write_routes(d)
-    p = DASHBOARD_PREFIX
-    routes: list[tuple[str, Any, list[str], bool]] = [
-        (p, public["home"], ["GET"], True),
-        (f"{p}/", public["home"], ["GET"], True),
-        (f"{p}/login", public["login"], ["GET"], True),
-        (f"{p}/static/{{name}}", public["static"], ["GET"], True),
-        (f"{p}/logout", public["logout"], ["POST"], False),
-        (f"{p}/search", read["search"], ["GET"], False),
-        (f"{p}/memories", read["memories"], ["GET"], False),
-        (f"{p}/memories/{{item_id}}", read["memory"], ["GET"], False),
-        (f"{p}/memories/{{item_id}}/edit", write["edit"], ["POST"], False),
-        (f"{p}/memories/{{item_id}}/mark", write["mark"], ["POST"], False),
-        (f"{p}/memories/{{item_id}}/delete", write["delete"], ["POST"], False),
-        (f"{p}/undo/{{token}}", write["undo"], ["POST"], False),
-        (f"{p}/sessions", read["sessions"], ["GET"], False),
-        (f"{p}/sessions/{{session_id}}", read["session"], ["GET"], False),
-        (f"{p}/quality", read["quality"], ["GET"], False),
-        (f"{p}/projects", read["projects"], ["GET"], False),
-        (f"{p}/health", read["health"], ["GET"], False),
-        (f"{p}/live", read["live"], ["GET"], False),
-    ]
-    for path, handler, methods, open_route in routes:
-        mcp.custom_route(path, methods=methods)(d.guard(handler, public=open_route))
+
+def _load() -> Dashboard:
+    """The dashboard's state and handlers, made on first use: the pages, views and jinja2
+    (~5 MB resident) are imported by the first page or login link, not by every service."""
+    global _dashboard
+    with _lock:
+        if _dashboard is None:
+            from session_buddy import di
+            from session_buddy.server.dashboard.routes import (
+                Dashboard,
+                login_routes,
+                read_routes,
+                write_routes,
+            )
+            from session_buddy.settings import SessionBuddySettings
+
+            d = Dashboard(di.get(SessionBuddySettings))
+            _handlers.update(public=login_routes(d), read=read_routes(d), write=write_routes(d))
+            _dashboard = d
+        return _dashboard
+
+
+def _lazy(group: str, name: str, public: bool) -> Any:
+    guarded: Any = None
+
+    async def handle(request: Any) -> Any:
+        nonlocal guarded
+        if guarded is None:
+            dashboard = _load()
+            guarded = dashboard.guard(_handlers[group][name], public=public)
+        return await guarded(request)
+
+    return handle
+
+
+def register(mcp: FastMCP) -> None:
+    """Mount every dashboard route on the service's HTTP app (the pages load on first use)."""
+    global _mounted
+    _mounted = True
+    for path, group, name, methods, public in _ROUTES:
+        mcp.custom_route(DASHBOARD_PREFIX + path, methods=methods)(_lazy(group, name, public))
 
 
 async def login_job(payload: dict[str, Any], emit: Any) -> dict[str, Any]:
     """The ``/cli/dashboard`` job: a one-time login path (the CLI adds host and port)."""
     from session_buddy.errors import ConfigurationError
 
-    if _dashboard is None:
+    if not _mounted:
         raise ConfigurationError(
             "this service has no dashboard (it is served on a loopback address only)"
         )
-    code = _dashboard.codes.issue()
-    return {"path": f"{DASHBOARD_PREFIX}/login?code={code}", "ttl_s": _dashboard.codes.ttl_s}
+    dashboard = _load()
+    code = dashboard.codes.issue()
+    return {"path": f"{DASHBOARD_PREFIX}/login?code={code}", "ttl_s": dashboard.codes.ttl_s}
