@@ -341,7 +341,7 @@ class Pipeline:
         ``seen`` (which the page then reuses). ``rankings`` is [keyword, semantic]; ``scope``
         the rankers' filter, access and depth."""
         s = self.settings
-        if s.prf_terms <= 0 and s.session_smoothing <= 0 and s.temporal_boost <= 0:
+        if max(s.prf_terms, s.session_smoothing, s.reply_lift, s.temporal_boost) <= 0:
             return ranked
         top = ranked[: s.refine_depth]
         seen.update((i.id, i) for i in await self.storage.get_items([c.id for c in top]))
@@ -355,12 +355,14 @@ class Pipeline:
                 extra = await self.storage.keyword_search(" ".join(words), flt, depth, access)
                 keyword = refine.merge_keyword(rankings[0], extra, s.prf_weight)
                 ranked = self._fuse([keyword, rankings[1]], ["keyword", "semantic"])
+        # hits that entered the best by the feedback (not fetched) are left as they are
+        sessions = {i.id: (i.session_id, i.created_at) for i in seen.values() if i.session_id}
+        contents = {i: m.content for i, m in seen.items()}
         if s.session_smoothing > 0:
-            # hits that entered the best by the feedback (not fetched) are left as they are
-            sessions = {i.id: (i.session_id, i.created_at) for i in seen.values() if i.session_id}
             refine.smooth_sessions(ranked, sessions, s.session_smoothing, s.refine_depth)
+        if s.reply_lift > 0:
+            refine.lift_replies(ranked, sessions, contents, s.reply_lift, s.refine_depth)
         if s.temporal_boost > 0:
-            contents = {i: m.content for i, m in seen.items()}
             refine.temporal_boost(query, ranked, contents, s.temporal_boost, s.refine_depth)
         return ranked
 

@@ -42,7 +42,9 @@ __all__ = [
     "FEEDBACK_CHARS",
     "WHEN_CHARS",
     "asked_dates",
+    "asks",
     "expansion_words",
+    "lift_replies",
     "merge_keyword",
     "says_when",
     "smooth_sessions",
@@ -55,6 +57,11 @@ FEEDBACK_CHARS = 2000
 #: and only its first 500 say whether it says when (it mostly does early; cost: about 3 ms
 #: a question about when, with 100 long hits)
 WHEN_CHARS = 500
+#: and only its last 500 whether it ends with a question
+REPLY_CHARS = 500
+#: a lifted reply scores at most this many times its question: it climbs next to or just
+#: above the question that matched, not past better hits by the question's score alone
+REPLY_CAP = 1.2
 
 
 def expansion_words(
@@ -130,6 +137,51 @@ def smooth_sessions(
         for i, c in enumerate(group):
             near = [before[n.id] for n in group[max(0, i - 1) : i + 2] if n is not c]
             c.score += share * max(near)
+    for c in candidates:
+        c.score /= scale
+        c.fused_score = c.score
+    candidates.sort(key=lambda c: -c.score)
+
+
+#: a trailing note in brackets ("[shared an image: ...]", "[attached: log.txt]") is not what
+#: the turn says
+_TRAILING_NOTE = re.compile(r"\s*\[[^\[\]]*\]\s*$")
+
+
+def asks(text: str) -> bool:
+    """Whether ``text`` ends with a question (a trailing note in brackets left out)."""
+    return _TRAILING_NOTE.sub("", text[-REPLY_CHARS:]).rstrip().endswith("?")
+
+
+def lift_replies(
+    candidates: list[Candidate],
+    sessions: dict[str, tuple[str, datetime]],
+    contents: dict[str, str],
+    share: float,
+    depth: int,
+) -> None:
+    """Each of the first ``depth`` candidates that asks a question (:func:`asks`) gives
+    ``share`` of its score to its reply: the next candidate of its session in time (among
+    the first ``depth``), which then scores at most ``REPLY_CAP`` times its question (or
+    its own score, if more). Scores (read before any changes) are then divided by
+    ``min(1 + share, REPLY_CAP)`` (still 0..1) and re-sorted."""
+    if share <= 0:
+        return
+    by_session: dict[str, list[Candidate]] = {}
+    for c in candidates[:depth]:
+        where = sessions.get(c.id)
+        if where is not None:
+            by_session.setdefault(where[0], []).append(c)
+    before = {c.id: c.score for c in candidates[:depth]}
+    for group in by_session.values():
+        group.sort(key=lambda c: (sessions[c.id][1], c.id))
+        for question, reply in pairwise(group):
+            text = contents.get(question.id)
+            if text is not None and asks(text):
+                asked, own = before[question.id], before[reply.id]
+                lifted = max(own, min(own + share * asked, REPLY_CAP * asked))
+                reply.score = max(reply.score, lifted)
+    scale = min(1.0 + share, REPLY_CAP)
     for c in candidates:
         c.score /= scale
         c.fused_score = c.score
