@@ -57,8 +57,6 @@ FEEDBACK_CHARS = 2000
 #: and only its first 500 say whether it says when (it mostly does early; cost: about 3 ms
 #: a question about when, with 100 long hits)
 WHEN_CHARS = 500
-#: and only its last 500 whether it ends with a question
-REPLY_CHARS = 500
 #: a lifted reply scores at most this many times its question: it climbs next to or just
 #: above the question that matched, not past better hits by the question's score alone
 REPLY_CAP = 1.2
@@ -143,14 +141,16 @@ def smooth_sessions(
     candidates.sort(key=lambda c: -c.score)
 
 
-#: a trailing note in brackets ("[shared an image: ...]", "[attached: log.txt]") is not what
-#: the turn says
-_TRAILING_NOTE = re.compile(r"\s*\[[^\[\]]*\]\s*$")
-
-
 def asks(text: str) -> bool:
-    """Whether ``text`` ends with a question (a trailing note in brackets left out)."""
-    return _TRAILING_NOTE.sub("", text[-REPLY_CHARS:]).rstrip().endswith("?")
+    """Whether ``text`` ends with a question, a trailing note in brackets ("[shared an
+    image: ...]", "[attached: log.txt]") left out: that is not what the turn says."""
+    end = text.rstrip()
+    if end.endswith("]"):
+        start = end.rfind("[")
+        if start < 0:
+            return False
+        end = end[:start].rstrip()
+    return end.endswith("?")
 
 
 def lift_replies(
