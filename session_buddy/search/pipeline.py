@@ -13,8 +13,9 @@ search, search across projects):
    ``kind`` and ``project``.
 2. **Fuse** (:mod:`.hybrid`): weighted score fusion (default) or reciprocal rank fusion.
    A hybrid search is then **refined** from its best fused hits (:mod:`.refine`, fetched
-   once; the page reuses them): pseudo-relevance feedback, session smoothing, then the
-   temporal boost of a question about when.
+   once; the page reuses them): pseudo-relevance feedback, session smoothing, the reply
+   lift (a hit that asks lifts the next hit of its session), then the temporal boost of a
+   question about when.
 3. **Decay**: with a half-life, each score times ``0.5 ** (age_days / half_life)``, from the
    hit's own ``created_at`` (no item is fetched).
 4. **Rescore** (optional, a :class:`Rescore`): team votes, cross-project tier weights. It
@@ -336,9 +337,9 @@ class Pipeline:
         ranked: list[Candidate],
         seen: dict[str, MemoryItem],
     ) -> list[Candidate]:
-        """Pseudo-relevance feedback, session smoothing, then the temporal boost, over the best
-        ``search.refine_depth`` fused candidates (:mod:`.refine`), fetched once into
-        ``seen`` (which the page then reuses). ``rankings`` is [keyword, semantic]; ``scope``
+        """Pseudo-relevance feedback, session smoothing, the reply lift, then the temporal
+        boost, over the best ``search.refine_depth`` fused candidates (:mod:`.refine`),
+        fetched once into ``seen`` (which the page then reuses). ``rankings`` is [keyword, semantic]; ``scope``
         the rankers' filter, access and depth."""
         s = self.settings
         if max(s.prf_terms, s.session_smoothing, s.reply_lift, s.temporal_boost) <= 0:

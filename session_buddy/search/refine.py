@@ -1,4 +1,4 @@
-"""Three refinements of a hybrid ranking, all read from its best fused hits (docs/search.md).
+"""Four refinements of a hybrid ranking, all read from its best fused hits (docs/search.md).
 
 **Pseudo-relevance feedback.** The words that best mark the first ``prf_docs`` hits (each
 word's weight: the sum of those hits' fused scores, times ``ln(1 + n / df)`` with ``df`` the
@@ -12,13 +12,17 @@ the (unsmoothed) score of the better of its neighbours: the hits of the same ses
 before and after it in time. The evidence of an answer often spans a question and its
 reply, or two consecutive turns.
 
+**Reply lift.** A hit that asks a question (it ends with "?") gives ``reply_lift`` of its
+score to the next hit of its session in time, up to ``REPLY_CAP`` times its own score: a
+question matches the query's words, its reply holds the answer.
+
 **Temporal boost.** For a question about when, the best hits that say when ("yesterday",
 "last week", "in June") gain ``temporal_boost`` of their score; for one naming a date or a
 month, the hits created then do.
 
 Measured on the LoCoMo dev set (benchmarks/retrieval.py): hybrid R@5 60.4% -> 65.7%,
 R@10 68.9% -> 76.8%, MRR 0.464 -> 0.509 with feedback and smoothing; 67.4% / 77.5% / 0.519
-with the temporal boost too (docs/search.md).
+with the temporal boost too; 72.6% / 80.7% / 0.577 with the reply lift (docs/search.md).
 """
 
 from __future__ import annotations
