@@ -114,6 +114,30 @@ def merge_keyword(base: list[Hit], extra: list[Hit], weight: float) -> list[Hit]
     return sorted(merged.values(), key=lambda h: -h.score)
 
 
+def _in_time(
+    candidates: list[Candidate], sessions: dict[str, tuple[str, datetime]], depth: int
+) -> list[list[Candidate]]:
+    """The first ``depth`` candidates by session (``sessions``: id -> (session id,
+    created_at)), each session's in time."""
+    by_session: dict[str, list[Candidate]] = {}
+    for c in candidates[:depth]:
+        where = sessions.get(c.id)
+        if where is not None:
+            by_session.setdefault(where[0], []).append(c)
+    for group in by_session.values():
+        group.sort(key=lambda c: (sessions[c.id][1], c.id))
+    return list(by_session.values())
+
+
+def _rescale(candidates: list[Candidate], scale: float) -> None:
+    """Divide every score by ``scale`` (back to 0..1, the order of the rest kept) and
+    re-sort."""
+    for c in candidates:
+        c.score /= scale
+        c.fused_score = c.score
+    candidates.sort(key=lambda c: -c.score)
+
+
 def smooth_sessions(
     candidates: list[Candidate],
     sessions: dict[str, tuple[str, datetime]],
@@ -125,24 +149,14 @@ def smooth_sessions(
     score by ``1 + share`` (still 0..1) and re-sort. Scores are read before any changes."""
     if share <= 0:
         return
-    scale = 1.0 + share  # keeps scores in 0..1 and the order of the rest
-    by_session: dict[str, list[Candidate]] = {}
-    for c in candidates[:depth]:
-        where = sessions.get(c.id)
-        if where is not None:
-            by_session.setdefault(where[0], []).append(c)
     before = {c.id: c.score for c in candidates[:depth]}
-    for group in by_session.values():
+    for group in _in_time(candidates, sessions, depth):
         if len(group) < 2:
             continue
-        group.sort(key=lambda c: (sessions[c.id][1], c.id))
         for i, c in enumerate(group):
             near = [before[n.id] for n in group[max(0, i - 1) : i + 2] if n is not c]
             c.score += share * max(near)
-    for c in candidates:
-        c.score /= scale
-        c.fused_score = c.score
-    candidates.sort(key=lambda c: -c.score)
+    _rescale(candidates, 1.0 + share)
 
 
 def asks(text: str) -> bool:
@@ -171,25 +185,15 @@ def lift_replies(
     ``min(1 + share, REPLY_CAP)`` (still 0..1) and re-sorted."""
     if share <= 0:
         return
-    by_session: dict[str, list[Candidate]] = {}
-    for c in candidates[:depth]:
-        where = sessions.get(c.id)
-        if where is not None:
-            by_session.setdefault(where[0], []).append(c)
     before = {c.id: c.score for c in candidates[:depth]}
-    for group in by_session.values():
-        group.sort(key=lambda c: (sessions[c.id][1], c.id))
+    for group in _in_time(candidates, sessions, depth):
         for question, reply in pairwise(group):
             text = contents.get(question.id)
             if text is not None and asks(text):
                 asked, own = before[question.id], before[reply.id]
                 lifted = max(own, min(own + share * asked, REPLY_CAP * asked))
                 reply.score = max(reply.score, lifted)
-    scale = min(1.0 + share, REPLY_CAP)
-    for c in candidates:
-        c.score /= scale
-        c.fused_score = c.score
-    candidates.sort(key=lambda c: -c.score)
+    _rescale(candidates, min(1.0 + share, REPLY_CAP))
 
 
 _MONTHS = (
@@ -315,8 +319,5 @@ def temporal_boost(
             if (at.year, at.month, at.day) in days or (at.year, at.month) in months:
                 gain = share
         c.score += gain * c.score
-    for c in candidates:
-        c.score /= 1.0 + share
-        c.fused_score = c.score
-    candidates.sort(key=lambda c: -c.score)
+    _rescale(candidates, 1.0 + share)
     return True
