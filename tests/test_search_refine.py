@@ -423,3 +423,39 @@ async def test_a_when_question_finds_the_turn_that_says_when(
         for settings in (plain, default)
     ]
     assert pages[0] == pages[1] and len(pages[0]) == 5
+
+
+async def test_a_question_lifts_the_turn_that_answers_it_not_a_tool_output(
+    duckdb_store: Storage, onnx: Any
+) -> None:
+    at = T0 + timedelta(days=60)
+    turns = [
+        ("user", "Why does the CI job fail on arm64?"),
+        ("tool", "[tool_result Bash] the arm64 job: exit code 1"),
+        ("assistant", "No numpy wheel is built for that platform; pinning 1.26 fixed it."),
+    ]
+    items = _conversation() + [
+        ItemInput(
+            content=text,
+            project="p",
+            session_id="ci",
+            role=role,
+            created_at=at + timedelta(minutes=i),
+        )
+        for i, (role, text) in enumerate(turns)
+    ]
+    await MemoryService(duckdb_store, onnx, SessionBuddySettings()).store(items)
+    found = {}
+    for lift in (0.0, 0.4):
+        settings = SessionBuddySettings(search=SearchSettings(reply_lift=lift))
+        response = await MemoryService(duckdb_store, onnx, settings).search(
+            "why does the CI job fail on arm64", projects=["p"], limit=5
+        )
+        found[lift] = [h.content for h in response.hits]
+    answer, tool = turns[2][1], turns[1][1]
+    assert found[0.0][0] == turns[0][1]  # the question matches the query
+    # its answer (few of the query's words) climbs right behind it; the tool output, next
+    # in time, is no reply and is not lifted
+    assert found[0.4][:2] == [turns[0][1], answer]
+    assert answer not in found[0.0][:2]
+    assert tool not in found[0.4][:2]

@@ -50,6 +50,7 @@ from session_buddy.adapters.storage._base import (
     ItemFilter,
     MemoryItem,
     StorageBase,
+    is_dialogue,
     utcnow,
 )
 from session_buddy.errors import DimensionMismatch, ValidationError
@@ -361,8 +362,9 @@ class Pipeline:
         contents = {i: m.content for i, m in seen.items()}
         if s.session_smoothing > 0:
             refine.smooth_sessions(ranked, sessions, s.session_smoothing, s.refine_depth)
-        if s.reply_lift > 0:
-            refine.lift_replies(ranked, sessions, contents, s.reply_lift, s.refine_depth)
+        if s.reply_lift > 0:  # a question's reply is the next turn said, not a tool's output
+            turns = {i: at for i, at in sessions.items() if is_dialogue(seen[i])}
+            refine.lift_replies(ranked, turns, contents, s.reply_lift, s.refine_depth)
         if s.temporal_boost > 0:
             refine.temporal_boost(query, ranked, contents, s.temporal_boost, s.refine_depth)
         return ranked
