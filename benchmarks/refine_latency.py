@@ -8,7 +8,10 @@ query's vector already cached, so both see the same machine load; p50 / p95 of
 `MemoryService.search` (in process, no MCP transport) are printed per size.
 
     PYTHONPATH=. .venv/bin/python benchmarks/refine_latency.py [--sizes 10000,100000] [--queries 200]
-        [--when]
+        [--when] [--only SETTING] [--questions]
+
+`--only reply_lift` compares the defaults with the defaults less that one step (its setting
+0); `--questions` ends every other stored text with a question, so the reply lift has work.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ BATCH = 5000
 SESSION_ITEMS = 40
 
 
-async def run(size: int, queries: int, prefix: str) -> None:
+async def run(size: int, queries: int, prefix: str, only: str | None, questions: bool) -> None:
     from session_buddy.adapters.embeddings.onnx import Embeddings
     from session_buddy.adapters.storage._base import NewItem
     from session_buddy.adapters.storage.duckdb import Storage
@@ -52,7 +55,8 @@ async def run(size: int, queries: int, prefix: str) -> None:
                 [
                     NewItem(
                         kind="conversation",
-                        content=make_text(rng, TEMPLATES),
+                        content=make_text(rng, TEMPLATES)
+                        + (" Why?" if questions and i % 2 else ""),
                         project="p",
                         session_id=f"s{(first + i) // SESSION_ITEMS}",
                         created_at=start + timedelta(seconds=first + i),
@@ -62,7 +66,11 @@ async def run(size: int, queries: int, prefix: str) -> None:
                 ]
             )
         model = Embeddings.from_settings(SessionBuddySettings(), None, None)
-        plain = SearchSettings(prf_terms=0, session_smoothing=0.0, temporal_boost=0.0)
+        plain = SearchSettings(
+            prf_terms=0, session_smoothing=0.0, reply_lift=0.0, temporal_boost=0.0
+        )
+        if only is not None:  # the defaults less one step
+            plain = SearchSettings(**{only: 0})
         services = {
             "on": MemoryService(storage, model, SessionBuddySettings()),
             "off": MemoryService(storage, model, SessionBuddySettings(search=plain)),
@@ -99,12 +107,15 @@ def main() -> None:
         action="store_true",
         help="ask each query as 'When ...' (the temporal boost reads the hits' contents too)",
     )
+    parser.add_argument("--only", help="turn off only this search setting, e.g. reply_lift")
+    parser.add_argument("--questions", action="store_true", help="every other text asks")
     args = parser.parse_args()
     from session_buddy.logs import route_logging_to_stderr
 
     route_logging_to_stderr("WARNING")
     for size in (int(s) for s in args.sizes.split(",")):
-        asyncio.run(run(size, args.queries, "When " if args.when else ""))
+        prefix = "When " if args.when else ""
+        asyncio.run(run(size, args.queries, prefix, args.only, args.questions))
 
 
 if __name__ == "__main__":

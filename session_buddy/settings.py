@@ -242,6 +242,14 @@ class SearchSettings(_Section):
         description="hybrid search: a hit gains this share of the score of the hit next to it "
         "in time in its session (among the best refine_depth); 0 turns it off.",
     )
+    reply_lift: float = Field(
+        default=0.4,
+        ge=0.0,
+        le=1.0,
+        description="hybrid search: a hit that asks a question gives this share of its score "
+        "to the next hit of its session in time (its reply, among the best refine_depth); "
+        "0 turns it off (docs/search.md).",
+    )
     temporal_boost: float = Field(
         default=0.4,
         ge=0.0,

@@ -15,8 +15,11 @@ from session_buddy.adapters.storage.duckdb import Storage
 from session_buddy.core.memory import ItemInput, MemoryService
 from session_buddy.search.pipeline import Candidate
 from session_buddy.search.refine import (
+    REPLY_CAP,
     asked_dates,
+    asks,
     expansion_words,
+    lift_replies,
     merge_keyword,
     says_when,
     smooth_sessions,
@@ -144,6 +147,92 @@ def test_smoothing_neighbours_are_by_time_within_a_session_only() -> None:
     assert [(c.id, c.score) for c in before] == [("x", 0.5), ("z", 0.4)]
 
 
+def test_asks_reads_the_end_of_a_turn() -> None:
+    assert asks("Caroline: That's so nice! What pet do you have?")
+    assert asks("Why does the build fail on CI?  [shared an image: a red build log]")
+    assert asks("x" * 5000 + " is this the fix?")
+    for text in ("Is it? No, it was the cache.", "Yes! [shared an image: a cat?]", "", "?!"):
+        assert not asks(text), text
+
+
+def _lift(
+    scores: dict[str, float], contents: dict[str, str], share: float = 0.4, depth: int = 100
+) -> list[Candidate]:
+    """lift_replies over candidates of one session, in the order of ``scores`` in time."""
+    cands = sorted((_cand(i, s) for i, s in scores.items()), key=lambda c: -c.score)
+    sessions = {i: ("s1", T0 + timedelta(seconds=n)) for n, i in enumerate(scores)}
+    lift_replies(cands, sessions, contents, share, depth)
+    return cands
+
+
+def test_a_question_lifts_its_reply_to_the_top() -> None:
+    contents = {
+        "ask": "Caroline: That's so nice! What pet do you have?",
+        "reply": "Melanie: A guinea pig called Oscar.",
+        "other": "Caroline: Pets bring so much joy, what are their names?",
+    }
+    # in time: ask, reply, other; the question matches the query best, its reply least
+    cands = _lift({"ask": 0.60, "reply": 0.40, "other": 0.45}, contents)
+    assert [c.id for c in cands] == ["reply", "ask", "other"]
+    score = {c.id: c.score for c in cands}
+    scale = min(1.4, REPLY_CAP)
+    assert score["reply"] == pytest.approx((0.40 + 0.4 * 0.60) / scale)
+    assert score["ask"] == pytest.approx(0.60 / scale)
+    # "other" asks too, but nothing of its session comes after it: only rescaled
+    assert score["other"] == pytest.approx(0.45 / scale)
+    assert all(0 <= c.score <= 1 and c.fused_score == c.score for c in cands)
+    # scores stay in 0..1 when the question scores 1
+    cands = _lift({"ask": 1.0, "reply": 0.9}, contents)
+    assert [c.id for c in cands] == ["reply", "ask"] and cands[0].score == pytest.approx(1.0)
+
+
+def test_a_lifted_reply_does_not_pass_better_hits_by_its_question_alone() -> None:
+    contents = {"ask": "Why does CI fail?", "reply": "The cache was stale.", "top": "CI fixed."}
+    # uncapped the reply would score 0.55 + 0.4 * 0.6 = 0.79 > 0.75; capped: 1.2 * 0.6 = 0.72
+    cands = _lift({"ask": 0.60, "reply": 0.55, "top": 0.75}, contents)
+    assert [c.id for c in cands] == ["top", "reply", "ask"]
+    assert cands[1].score == pytest.approx(REPLY_CAP * 0.60 / min(1.4, REPLY_CAP))
+    # a reply already above the cap keeps its own score
+    cands = _lift({"ask": 0.30, "reply": 0.55, "top": 0.75}, contents)
+    assert [(c.id, c.score * min(1.4, REPLY_CAP)) for c in cands] == [
+        ("top", pytest.approx(0.75)),
+        ("reply", pytest.approx(0.55)),
+        ("ask", pytest.approx(0.30)),
+    ]
+
+
+def test_the_reply_lift_leaves_turns_that_ask_nothing_alone() -> None:
+    contents = {"a": "Melanie: We went camping.", "b": "Caroline: Lovely.", "c": "Melanie: Yes."}
+    scale = min(1.4, REPLY_CAP)
+    cands = _lift({"a": 0.6, "b": 0.3, "c": 0.5}, contents)
+    assert [(c.id, c.score * scale) for c in cands] == [
+        ("a", pytest.approx(0.6)),
+        ("c", pytest.approx(0.5)),
+        ("b", pytest.approx(0.3)),
+    ]
+    # a question's reply is the next hit of its own session, not of another session
+    cands = [_cand("ask", 0.6), _cand("elsewhere", 0.3)]
+    sessions = {"ask": ("s1", T0), "elsewhere": ("s2", T0 + timedelta(seconds=1))}
+    lift_replies(cands, sessions, {"ask": "Why?", "elsewhere": "Because."}, 0.4, 100)
+    assert [c.id for c in cands] == ["ask", "elsewhere"]
+    assert cands[1].score * scale == pytest.approx(0.3)
+    # past the depth nothing is lifted; off: nothing changes
+    pair = {"ask": "Why?", "reply": "Because."}
+    cands = _lift({"ask": 0.6, "reply": 0.3}, pair, depth=1)
+    assert [(c.id, c.score * scale) for c in cands] == [
+        ("ask", pytest.approx(0.6)),
+        ("reply", pytest.approx(0.3)),
+    ]
+    cands = _lift({"ask": 0.6, "reply": 0.3}, pair, share=0.0)
+    assert [(c.id, c.score) for c in cands] == [("ask", 0.6), ("reply", 0.3)]
+
+
+def test_a_clear_lead_survives_the_reply_lift() -> None:
+    contents = {"top": "The fix was to pin numpy.", "ask": "Why does CI fail?", "reply": "Oh."}
+    cands = _lift({"top": 0.9, "ask": 0.5, "reply": 0.2}, contents)
+    assert [c.id for c in cands] == ["top", "ask", "reply"]
+
+
 def test_asked_dates_reads_whole_dates_and_months() -> None:
     assert asked_dates("What did Melanie paint on October 13, 2023?") == ({(2023, 10, 13)}, set())
     assert asked_dates("What did Gina find on 1 February, 2023?") == ({(2023, 2, 1)}, set())
@@ -248,27 +337,36 @@ def _counting(storage: Storage) -> Counter[str]:
 async def test_refined_search_keeps_the_exact_top_hit_and_lifts_the_reply(
     duckdb_store: Storage, onnx: Any
 ) -> None:
-    plain = SessionBuddySettings(search=SearchSettings(prf_terms=0, session_smoothing=0.0))
+    plain = SessionBuddySettings(
+        search=SearchSettings(prf_terms=0, session_smoothing=0.0, reply_lift=0.0)
+    )
+    no_lift = SessionBuddySettings(search=SearchSettings(reply_lift=0.0))
     refined = SessionBuddySettings()  # the defaults refine
     assert refined.search.prf_terms > 0 and refined.search.session_smoothing > 0
+    assert refined.search.reply_lift > 0
     await MemoryService(duckdb_store, onnx, plain).store(_conversation())
     reply = "Melanie: Yes! We spent a week"
     results = {}
-    for name, settings in (("plain", plain), ("refined", refined)):
+    for name, settings in (("plain", plain), ("no_lift", no_lift), ("refined", refined)):
         service = MemoryService(duckdb_store, onnx, settings)
         for query in ("Did you go camping with the kids this summer?", "Where did Melanie camp?"):
             response = await service.search(query, projects=["p"], limit=5)
             results[name, query] = [h.content for h in response.hits]
     exact = "Caroline: Did you go camping with the kids this summer?"
-    # the turn that is the query word for word stays first
+    # the turn that is the query word for word stays first under feedback and smoothing
     assert results["plain", exact[10:]][0] == exact
-    assert results["refined", exact[10:]][0] == exact
-    # the reply (few words of the question) climbs next to its question
+    assert results["no_lift", exact[10:]][0] == exact
+    # ... and as it asks, its reply (the answer) comes first with the defaults, it second
+    assert results["refined", exact[10:]][:2] == [results["no_lift", exact[10:]][1], exact]
+    # the reply (few words of the question) climbs: next to its question, then above it
     for query in (exact[10:], "Where did Melanie camp?"):
-        before = next(i for i, c in enumerate(results["plain", query]) if c.startswith(reply))
-        after = next(i for i, c in enumerate(results["refined", query]) if c.startswith(reply))
-        assert after <= before
-    assert results["refined", exact[10:]][1].startswith(reply)
+        ranks = {
+            name: next(i for i, c in enumerate(results[name, query]) if c.startswith(reply))
+            for name in ("plain", "no_lift", "refined")
+        }
+        assert ranks["refined"] <= ranks["no_lift"] <= ranks["plain"]
+        assert ranks["refined"] == 0
+    assert results["no_lift", exact[10:]][1].startswith(reply)
 
     counts = _counting(duckdb_store)
     response = await MemoryService(duckdb_store, onnx, refined).search(
@@ -311,9 +409,53 @@ async def test_a_when_question_finds_the_turn_that_says_when(
     said_when = "Melanie: I took my first pottery class last Thursday, so much fun!"
     assert found["default"][0] == said_when
     assert found["plain"].index(said_when) >= found["default"].index(said_when)
-    # the word-for-word turn stays first for a question that is not about when
+    # a question that is not about when is left as it is
     exact = "Caroline: Did you go camping with the kids this summer?"
-    response = await MemoryService(duckdb_store, onnx, default).search(
-        exact[10:], projects=["p"], limit=5
-    )
-    assert response.hits[0].content == exact
+    pages = [
+        [
+            (h.id, h.score)
+            for h in (
+                await MemoryService(duckdb_store, onnx, settings).search(
+                    exact[10:], projects=["p"], limit=5
+                )
+            ).hits
+        ]
+        for settings in (plain, default)
+    ]
+    assert pages[0] == pages[1] and len(pages[0]) == 5
+
+
+async def test_a_question_lifts_the_turn_that_answers_it_not_a_tool_output(
+    duckdb_store: Storage, onnx: Any
+) -> None:
+    at = T0 + timedelta(days=60)
+    turns = [
+        ("user", "Why does the CI job fail on arm64?"),
+        ("tool", "[tool_result Bash] the arm64 job: exit code 1"),
+        ("assistant", "No numpy wheel is built for that platform; pinning 1.26 fixed it."),
+    ]
+    items = _conversation() + [
+        ItemInput(
+            content=text,
+            project="p",
+            session_id="ci",
+            role=role,
+            created_at=at + timedelta(minutes=i),
+        )
+        for i, (role, text) in enumerate(turns)
+    ]
+    await MemoryService(duckdb_store, onnx, SessionBuddySettings()).store(items)
+    found = {}
+    for lift in (0.0, 0.4):
+        settings = SessionBuddySettings(search=SearchSettings(reply_lift=lift))
+        response = await MemoryService(duckdb_store, onnx, settings).search(
+            "why does the CI job fail on arm64", projects=["p"], limit=5
+        )
+        found[lift] = [h.content for h in response.hits]
+    answer, tool = turns[2][1], turns[1][1]
+    assert found[0.0][0] == turns[0][1]  # the question matches the query
+    # its answer (few of the query's words) climbs right behind it; the tool output, next
+    # in time, is no reply and is not lifted
+    assert found[0.4][:2] == [turns[0][1], answer]
+    assert answer not in found[0.0][:2]
+    assert tool not in found[0.4][:2]

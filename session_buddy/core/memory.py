@@ -41,6 +41,7 @@ from session_buddy.adapters.storage._base import (
     MemoryItem,
     NewItem,
     StorageBase,
+    is_dialogue,
     utcnow,
     validate_item,
 )
@@ -123,19 +124,6 @@ class ItemGraph(Protocol):
     async def expand(self, request: SearchRequest, hits: list[SearchHit]) -> list[SearchHit]:
         """The memories about entities one hop from a search's (``expand="graph"``)."""
         ...
-
-
-_TOOL_BLOCKS = ("tool_use", "tool_result")
-
-
-def _dialogue(item: NewItem | MemoryItem) -> bool:
-    """A conversation turn people wrote or said (not a tool call or result): the turns that
-    get, and give, embedding context."""
-    return (
-        item.kind == "conversation"
-        and item.role in ("user", "assistant", None)
-        and item.metadata.get("block") not in _TOOL_BLOCKS
-    )
 
 
 async def _put_back(storage: StorageBase, item: MemoryItem, vector: np.ndarray | None) -> str:
@@ -308,7 +296,7 @@ class MemoryService:
             return out
         last_in_batch: dict[tuple[str | None, str], NewItem | MemoryItem] = {}
         for index, item in enumerate(items):
-            if not _dialogue(item) or not item.session_id:
+            if not is_dialogue(item) or not item.session_id:
                 continue
             key = (item.project, item.session_id)
             if len(item.content) < self.settings.embeddings.context_max_turn_chars:
@@ -326,7 +314,7 @@ class MemoryService:
                         limit=5,
                         newest_first=True,
                     )
-                    before = next((m for m in stored if _dialogue(m)), None)
+                    before = next((m for m in stored if is_dialogue(m)), None)
                     if before is not None:
                         out[index] = before.content[-limit:]
             last_in_batch[key] = item

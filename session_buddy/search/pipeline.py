@@ -13,8 +13,9 @@ search, search across projects):
    ``kind`` and ``project``.
 2. **Fuse** (:mod:`.hybrid`): weighted score fusion (default) or reciprocal rank fusion.
    A hybrid search is then **refined** from its best fused hits (:mod:`.refine`, fetched
-   once; the page reuses them): pseudo-relevance feedback, session smoothing, then the
-   temporal boost of a question about when.
+   once; the page reuses them): pseudo-relevance feedback, session smoothing, the reply
+   lift (a hit that asks lifts the next hit of its session), then the temporal boost of a
+   question about when.
 3. **Decay**: with a half-life, each score times ``0.5 ** (age_days / half_life)``, from the
    hit's own ``created_at`` (no item is fetched).
 4. **Rescore** (optional, a :class:`Rescore`): team votes, cross-project tier weights. It
@@ -49,6 +50,7 @@ from session_buddy.adapters.storage._base import (
     ItemFilter,
     MemoryItem,
     StorageBase,
+    is_dialogue,
     utcnow,
 )
 from session_buddy.errors import DimensionMismatch, ValidationError
@@ -336,12 +338,12 @@ class Pipeline:
         ranked: list[Candidate],
         seen: dict[str, MemoryItem],
     ) -> list[Candidate]:
-        """Pseudo-relevance feedback, session smoothing, then the temporal boost, over the best
-        ``search.refine_depth`` fused candidates (:mod:`.refine`), fetched once into
-        ``seen`` (which the page then reuses). ``rankings`` is [keyword, semantic]; ``scope``
+        """Pseudo-relevance feedback, session smoothing, the reply lift, then the temporal
+        boost, over the best ``search.refine_depth`` fused candidates (:mod:`.refine`),
+        fetched once into ``seen`` (which the page then reuses). ``rankings`` is [keyword, semantic]; ``scope``
         the rankers' filter, access and depth."""
         s = self.settings
-        if s.prf_terms <= 0 and s.session_smoothing <= 0 and s.temporal_boost <= 0:
+        if max(s.prf_terms, s.session_smoothing, s.reply_lift, s.temporal_boost) <= 0:
             return ranked
         top = ranked[: s.refine_depth]
         seen.update((i.id, i) for i in await self.storage.get_items([c.id for c in top]))
@@ -355,12 +357,15 @@ class Pipeline:
                 extra = await self.storage.keyword_search(" ".join(words), flt, depth, access)
                 keyword = refine.merge_keyword(rankings[0], extra, s.prf_weight)
                 ranked = self._fuse([keyword, rankings[1]], ["keyword", "semantic"])
+        # hits that entered the best by the feedback (not fetched) are left as they are
+        sessions = {i.id: (i.session_id, i.created_at) for i in seen.values() if i.session_id}
+        contents = {i: m.content for i, m in seen.items()}
         if s.session_smoothing > 0:
-            # hits that entered the best by the feedback (not fetched) are left as they are
-            sessions = {i.id: (i.session_id, i.created_at) for i in seen.values() if i.session_id}
             refine.smooth_sessions(ranked, sessions, s.session_smoothing, s.refine_depth)
+        if s.reply_lift > 0:  # a question's reply is the next turn said, not a tool's output
+            turns = {i: at for i, at in sessions.items() if is_dialogue(seen[i])}
+            refine.lift_replies(ranked, turns, contents, s.reply_lift, s.refine_depth)
         if s.temporal_boost > 0:
-            contents = {i: m.content for i, m in seen.items()}
             refine.temporal_boost(query, ranked, contents, s.temporal_boost, s.refine_depth)
         return ranked
 

@@ -351,6 +351,19 @@ class MemoryItem:
     has_embedding: bool = False
 
 
+TOOL_BLOCKS = ("tool_use", "tool_result")
+
+
+def is_dialogue(item: NewItem | MemoryItem) -> bool:
+    """A conversation turn people wrote or said (not a tool call or result): the turns that
+    get, and give, embedding context, and whose questions lift their replies in search."""
+    return (
+        item.kind == "conversation"
+        and item.role in ("user", "assistant", None)
+        and item.metadata.get("block") not in TOOL_BLOCKS
+    )
+
+
 @dataclass(slots=True)
 class AddResult:
     id: str
