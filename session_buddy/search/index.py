@@ -27,6 +27,7 @@ import numpy as np
 
 from session_buddy.adapters.storage._base import KINDS, ROLES, Access, Hit, ItemFilter
 from session_buddy.search.keyword import KeywordIndex
+from session_buddy.search.strings import Strings
 from session_buddy.search.tokens import query_terms, tokenize
 
 if TYPE_CHECKING:
@@ -114,8 +115,8 @@ class SearchIndex:
         if exact is None and vector_dir is not None:
             exact = FileRows(dimension, vector_dir)
         self.vectors = VectorIndex(dimension, exact)
-        self._row_of: dict[str, int] = {}
-        self._id_of: list[str | None] = []
+        self._ids = Strings()  # the id of each row (dead rows' too, until compaction)
+        self._items = 0  # live rows
         self._size = 0  # rows in use (live or dead)
         self._dead = 0
         self._projects = _Codes()
@@ -139,10 +140,14 @@ class SearchIndex:
         return self.vectors.dimension
 
     def __len__(self) -> int:
-        return len(self._row_of)
+        return self._items
 
     def __contains__(self, item_id: object) -> bool:
-        return item_id in self._row_of
+        return isinstance(item_id, str) and self._row(item_id) is not None
+
+    def _row(self, item_id: str) -> int | None:
+        """The live row of this id."""
+        return self._ids.find(item_id, self.alive)
 
     @property
     def embedded(self) -> int:
@@ -171,12 +176,17 @@ class SearchIndex:
         """Index new items (an id already present is replaced)."""
         if not entries:
             return
+        ids = [e.id for e in entries]
+        if len(set(ids)) < len(ids):  # the last of an id wins
+            entries = list({e.id: e for e in entries}.values())
+            ids = [e.id for e in entries]
         terms = [tokenize(e.content) for e in entries]
         vectors = [self.vectors.check(e.vector) if e.vector is not None else None for e in entries]
         with self.lock:
-            for e in entries:
-                if e.id in self._row_of:
-                    self._remove_locked(e.id)
+            present, keys, encoded = self._ids.find_many(ids, self.alive)
+            for row, item_id in zip(present.tolist(), ids, strict=True):
+                if row >= 0:
+                    self._remove_row(row, item_id)
             start = self._size
             # bulk loads leave headroom, so the next write does not copy the matrix
             self._ensure_capacity(
@@ -191,8 +201,6 @@ class SearchIndex:
                 zip(entries, terms, vectors, strict=True)
             ):
                 row = start + offset
-                self._row_of[entry.id] = row
-                self._id_of.append(entry.id)
                 self.alive[row] = True
                 self.kind[row] = self._kinds.code(entry.kind)
                 self.project[row] = self._projects.code(entry.project)
@@ -207,6 +215,9 @@ class SearchIndex:
                     vec_rows.append(row)
                     vec_list.append(vec)
             self._size = start + len(entries)
+            self._items += len(entries)
+            self._ids.add(ids, keys, encoded)
+            self._ids.maybe_fold()
             if vec_rows:
                 self.vectors.set_many(np.asarray(vec_rows), np.vstack(vec_list))
 
@@ -217,26 +228,30 @@ class SearchIndex:
             return removed
 
     def _remove_locked(self, item_id: str) -> bool:
-        row = self._row_of.pop(item_id, None)
+        row = self._row(item_id)
         if row is None:
             return False
+        self._remove_row(row, item_id)
+        return True
+
+    def _remove_row(self, row: int, item_id: str) -> None:
         self.alive[row] = False
-        self._id_of[row] = None
+        self._ids.forget(item_id)
+        self._items -= 1
         self.keyword.remove(row)
         self.vectors.clear(row)
         self._set_tags_locked(row, ())
         self._dead += 1
-        return True
 
     def set_tags(self, item_id: str, tags: Sequence[str]) -> None:
         with self.lock:
-            row = self._row_of.get(item_id)
+            row = self._row(item_id)
             if row is not None:
                 self._set_tags_locked(row, tags)
 
     def set_vector(self, item_id: str, vector: np.ndarray | None) -> None:
         with self.lock:
-            row = self._row_of.get(item_id)
+            row = self._row(item_id)
             if row is not None:
                 self.vectors.set(row, vector)
 
@@ -269,8 +284,7 @@ class SearchIndex:
             setattr(self, name, fresh)
         self.keyword.remap(new_row, alive, capacity)
         self.vectors.remap(keep, capacity)
-        self._id_of = [self._id_of[r] for r in keep]
-        self._row_of = {item_id: i for i, item_id in enumerate(self._id_of) if item_id}
+        self._ids.keep(keep)
         self._row_tags = {int(new_row[r]): t for r, t in self._row_tags.items() if alive[r]}
         self._tags = {}
         for row, tags in self._row_tags.items():
@@ -284,7 +298,8 @@ class SearchIndex:
     def _rows(self, ids: Iterable[str]) -> np.ndarray:
         """A mask of the rows of these ids."""
         chosen = np.zeros(self._size, dtype=bool)
-        chosen[[r for i in ids if (r := self._row_of.get(i)) is not None]] = True
+        rows = self._ids.find_many(list(ids), self.alive)[0]
+        chosen[rows[rows >= 0]] = True
         return chosen
 
     def _access_mask(self, access: Access) -> np.ndarray:
@@ -326,7 +341,7 @@ class SearchIndex:
     def has_vector(self, item_id: str) -> bool:
         """Whether this id is indexed with a vector."""
         with self.lock:
-            row = self._row_of.get(item_id)
+            row = self._row(item_id)
             present = self.vectors.present
             return row is not None and row < len(present) and bool(present[row])
 
@@ -335,7 +350,7 @@ class SearchIndex:
         with self.lock:
             out: dict[str, np.ndarray] = {}
             for item_id in ids:
-                row = self._row_of.get(item_id)
+                row = self._row(item_id)
                 vector = None if row is None else self.vectors.vector(row)
                 if vector is not None:
                     out[item_id] = vector
@@ -345,12 +360,12 @@ class SearchIndex:
         """(id, created epoch us) of every live item matching the filter."""
         with self.lock:
             rows = np.flatnonzero(self._mask(flt))
-            return [(self._id_of[r] or "", int(self.created[r])) for r in rows]
+            return list(zip(self._ids.values(rows), self.created[rows].tolist(), strict=True))
 
     def count(self, flt: ItemFilter | None = None) -> int:
         with self.lock:
             if flt is None:
-                return len(self._row_of)
+                return self._items
             return int(self._mask(flt).sum())
 
     def _top(self, rows: np.ndarray, scores: np.ndarray, limit: int) -> list[Hit]:
@@ -361,16 +376,15 @@ class SearchIndex:
             rows, scores = rows[part], scores[part]
         order = np.lexsort((rows, -scores))  # score desc, then older row first (stable)
         top = rows[order]
-        id_of, kinds, projects, authors = (
-            self._id_of,
+        kinds, projects, authors = (
             self._kinds.values,
             self._projects.values,
             self._authors.values,
         )
         return [
-            Hit(id_of[r] or "", s, from_epoch_us(c), authors[a], kinds[k], projects[p])
-            for r, s, c, a, k, p in zip(
-                top.tolist(),
+            Hit(i, s, from_epoch_us(c), authors[a], kinds[k], projects[p])
+            for i, s, c, a, k, p in zip(
+                self._ids.values(top),
                 scores[order].tolist(),
                 self.created[top].tolist(),
                 self.author[top].tolist(),
@@ -402,19 +416,20 @@ class SearchIndex:
             return self._top(rows, sims, limit)
 
     def memory(self) -> dict[str, int]:
-        """Rows, vectors and the bytes the process holds for the index (its arrays and an
-        estimate of the keyword postings), for ``health``."""
+        """Rows, vectors and the bytes the process holds for the index (its numpy arrays,
+        plus an estimate for the dicts of recent ids and terms and the tags), for ``health``."""
         with self.lock:
             columns = sum(getattr(self, name).nbytes for name in self._COLUMNS)
-            ids = len(self._id_of) * 120  # id strings, the list and the dict entry
+            ids = self._ids.nbytes + len(self._row_tags) * 200
             return {
                 "rows": self._size,
-                "items": len(self._row_of),
+                "items": self._items,
                 "vectors": self.vectors.count,
                 "vocabulary": self.keyword.vocabulary,
                 "vector_bytes": self.vectors.nbytes,
                 "exact_vector_file_bytes": self.vectors.exact_file_bytes,
                 "keyword_bytes": self.keyword.nbytes,
+                "id_bytes": ids,
                 "bytes": self.vectors.nbytes + self.keyword.nbytes + columns + ids,
             }
 

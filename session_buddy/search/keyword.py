@@ -20,52 +20,29 @@ from collections import Counter
 
 import numpy as np
 
+from session_buddy.search.strings import Growable, Strings
+
 K1 = 1.2
 B = 0.75
 #: Tail postings merged into the frozen CSR arrays at this size (or a quarter of the frozen).
 MERGE_MIN = 65_536
 
 
-class _Growable:
-    """An append-only numpy vector with amortised growth."""
-
-    def __init__(self, dtype: type) -> None:
-        self.data: np.ndarray = np.zeros(1024, dtype=dtype)
-        self.size = 0
-
-    def extend(self, values: np.ndarray) -> None:
-        need = self.size + len(values)
-        if need > len(self.data):
-            grown = np.zeros(max(need, len(self.data) * 3 // 2), dtype=self.data.dtype)
-            grown[: self.size] = self.data[: self.size]
-            self.data = grown
-        self.data[self.size : need] = values
-        self.size = need
-
-    @property
-    def view(self) -> np.ndarray:
-        return self.data[: self.size]
-
-    def replace(self, values: np.ndarray) -> None:
-        self.data = np.array(values, dtype=self.data.dtype)
-        self.size = len(values)
-
-
 class KeywordIndex:
     def __init__(self, k1: float = K1, b: float = B) -> None:
         self.k1 = k1
         self.b = b
-        self._term_ids: dict[str, int] = {}
+        self._terms = Strings()  # term id -> term, and the lookup term -> id
         self._df = np.zeros(1024, dtype=np.int32)
         # frozen postings (CSR by term id) and the tail (triples, in the order added)
         self._starts = np.zeros(1, dtype=np.int64)
         self._rows = np.zeros(0, dtype=np.int32)
         self._tfs = np.zeros(0, dtype=np.float32)
-        self._tail_tid = _Growable(np.int32)
-        self._tail_row = _Growable(np.int32)
-        self._tail_tf = _Growable(np.float32)
+        self._tail_tid = Growable(np.int32)
+        self._tail_row = Growable(np.int32)
+        self._tail_tf = Growable(np.float32)
         #: the distinct term ids of each row: ``_row_tids[_row_off[r]:_row_off[r] + _row_n[r]]``
-        self._row_tids = _Growable(np.int32)
+        self._row_tids = Growable(np.int32)
         self._row_off = np.zeros(0, dtype=np.int64)
         self._row_n = np.zeros(0, dtype=np.int32)  # 0 once removed
         self.doc_len = np.zeros(0, dtype=np.float32)
@@ -86,20 +63,20 @@ class KeywordIndex:
                 grown[:old] = getattr(self, name)[:old]
                 setattr(self, name, grown)
 
-    def _term_id(self, term: str) -> int:
-        tid = self._term_ids.get(term)
-        if tid is None:
-            tid = self._term_ids[term] = len(self._term_ids)
-            if tid >= len(self._df):
-                grown = np.zeros(len(self._df) * 2, dtype=np.int32)
-                grown[: len(self._df)] = self._df
-                self._df = grown
-        return tid
+    def _term_ids(self, unique: list[str]) -> np.ndarray:
+        """The ids of these distinct terms, new ones numbered after the others."""
+        tids = self._terms.numbers(unique)
+        vocab = len(self._terms)
+        if vocab > len(self._df):
+            grown = np.zeros(max(vocab, len(self._df) * 2), dtype=np.int32)
+            grown[: len(self._df)] = self._df
+            self._df = grown
+        return tids
 
     def add(self, row: int, terms: list[str]) -> None:
         """Index ``row`` with its terms (repeats count). ``row`` must be new."""
         counts = Counter(terms)
-        tids = np.fromiter((self._term_id(t) for t in counts), dtype=np.int32, count=len(counts))
+        tids = self._term_ids(list(counts)).astype(np.int32)
         tfs = np.fromiter(counts.values(), dtype=np.float32, count=len(counts))
         self._append(np.full(len(tids), row, dtype=np.int32), tids, tfs)
         self._set_rows(np.asarray([row]), np.asarray([len(tids)]), tids)
@@ -116,11 +93,10 @@ class KeywordIndex:
         lengths = np.fromiter((len(d) for d in docs), dtype=np.int64, count=len(docs))
         for doc in docs:
             flat.extend(doc)
-        for term in dict.fromkeys(flat):
-            self._term_id(term)
-        term_ids = self._term_ids
-        vocab = len(term_ids)
-        tids = np.fromiter((term_ids[t] for t in flat), dtype=np.int64, count=len(flat))
+        unique = list(dict.fromkeys(flat))
+        term_ids = dict(zip(unique, self._term_ids(unique).tolist(), strict=True))
+        vocab = len(self._terms)
+        tids = np.fromiter(map(term_ids.__getitem__, flat), dtype=np.int64, count=len(flat))
         rows = np.repeat(np.arange(first_row, first_row + len(docs), dtype=np.int64), lengths)
         keys, tf = np.unique(rows * vocab + tids, return_counts=True)  # sorted by row, tid
         key_rows = (keys // vocab).astype(np.int32)
@@ -137,7 +113,7 @@ class KeywordIndex:
         self._tail_row.extend(rows)
         self._tail_tf.extend(tfs)
         if len(tids) > 4096:
-            vocab = len(self._term_ids)
+            vocab = len(self._terms)
             self._df[:vocab] += np.bincount(tids, minlength=vocab).astype(np.int32)
         else:
             np.add.at(self._df, tids, 1)
@@ -152,8 +128,10 @@ class KeywordIndex:
 
     def _merge(self, keep: np.ndarray | None = None, new_row: np.ndarray | None = None) -> None:
         """Fold the tail into the frozen CSR arrays; with ``keep``/``new_row`` (compaction)
-        drop the postings of dead rows and renumber the others."""
-        vocab = len(self._term_ids)
+        drop the postings of dead rows and renumber the others. The new terms are folded
+        into the vocabulary's sorted arrays too."""
+        self._terms.fold()
+        vocab = len(self._terms)
         frozen_tids = np.repeat(
             np.arange(len(self._starts) - 1, dtype=np.int32), np.diff(self._starts)
         )
@@ -210,7 +188,7 @@ class KeywordIndex:
         return any(self._df[t] > 0 for t in self._ids(terms))
 
     def _ids(self, terms: list[str]) -> list[int]:
-        return [tid for t in dict.fromkeys(terms) if (tid := self._term_ids.get(t)) is not None]
+        return [tid for t in dict.fromkeys(terms) if (tid := self._terms.find(t)) is not None]
 
     def postings(self, tid: int) -> tuple[np.ndarray, np.ndarray]:
         """(rows, term frequencies) of a term: frozen, then the tail's."""
@@ -249,7 +227,8 @@ class KeywordIndex:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held: the numpy arrays, plus an estimate for the term dictionary."""
+        """Bytes held: the numpy arrays (the vocabulary's too, and an estimate for its
+        recent terms' dict)."""
         arrays = (
             self._df,
             self._starts,
@@ -263,9 +242,8 @@ class KeywordIndex:
             self._row_n,
             self.doc_len,
         )
-        terms = sum(len(t) for t in self._term_ids) + len(self._term_ids) * 120
-        return int(sum(a.nbytes for a in arrays)) + terms
+        return int(sum(a.nbytes for a in arrays)) + self._terms.nbytes
 
     @property
     def vocabulary(self) -> int:
-        return len(self._term_ids)
+        return len(self._terms)

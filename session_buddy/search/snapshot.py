@@ -27,7 +27,7 @@ from session_buddy.search.index import SearchIndex, _Codes
 from session_buddy.search.tokens import tokenize
 from session_buddy.search.vector import FileRows
 
-FORMAT = 2
+FORMAT = 3
 #: Terms of a probe text: a snapshot made by another tokeniser (different terms) is stale.
 PROBE = "ERR_CONN_4021 HttpServerError src/api/routes.py The tests were failing, a café 42"
 MAGIC = b"SBINDEX\x00"
@@ -45,6 +45,8 @@ def save(index: SearchIndex, path: Path, token: str) -> None:
         }
         arrays.update({f"kw{name}": getattr(kw, name) for name in _KEYWORD_ARRAYS})
         arrays["kw_row_tids"] = kw._row_tids.view
+        for prefix, table in (("ids", index._ids), ("terms", kw._terms)):
+            arrays.update({f"{prefix}_{name}": a for name, a in table.arrays().items()})
         vectors = index.vectors
         arrays["codes"] = vectors.codes[:size]
         arrays["scales"] = vectors.scales[:size]
@@ -58,13 +60,12 @@ def save(index: SearchIndex, path: Path, token: str) -> None:
             "dead": index._dead,
             "live": kw.live,
             "total_len": kw.total_len,
-            "ids": index._id_of,
+            "items": index._items,
             "codes": {
                 name: getattr(index, f"_{name}").values[:-1]
                 for name in ("projects", "sessions", "kinds", "roles", "authors")
             },
             "tags": [[row, list(tags)] for row, tags in index._row_tags.items()],
-            "terms": list(kw._term_ids),
         }
         arrays["strings"] = np.frombuffer(json.dumps(strings).encode("utf-8"), dtype=np.uint8)
         _write(path, arrays)
@@ -141,8 +142,11 @@ def _build(
         column[:size] = arrays[name]
         setattr(index, name, column)
     index._size, index._dead = size, int(strings["dead"])
-    index._id_of = strings["ids"]
-    index._row_of = {item_id: row for row, item_id in enumerate(index._id_of) if item_id}
+    index._items = int(strings["items"])
+    for prefix, table in (("ids", index._ids), ("terms", index.keyword._terms)):
+        table.restore(
+            {k[len(prefix) + 1 :]: a for k, a in arrays.items() if k.startswith(prefix + "_")}
+        )
     for name, values in strings["codes"].items():
         codes = _Codes()
         codes.values = [*values, None]
@@ -151,7 +155,6 @@ def _build(
     for row, tags in strings["tags"]:
         index._set_tags_locked(int(row), tags)
     kw = index.keyword
-    kw._term_ids = {term: tid for tid, term in enumerate(strings["terms"])}
     for name in _KEYWORD_ARRAYS:
         setattr(kw, name, arrays[f"kw{name}"])
     kw._row_tids.replace(arrays["kw_row_tids"])

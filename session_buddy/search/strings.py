@@ -1,0 +1,240 @@
+"""Strings numbered 0, 1, 2... held in numpy arrays, with a lookup string -> number.
+
+The item ids of :class:`~.index.SearchIndex` (number = row) and the vocabulary of
+:class:`~.keyword.KeywordIndex` (number = term id) are kept this way, not as a Python
+``str`` and a dict entry each: at 1M items those were ~300 MB of Python objects (1M ids,
+1.2M terms) and most of a snapshot's load time (building the dicts again).
+
+- the strings' UTF-8 bytes, concatenated (``blob``), and where each one starts (``starts``,
+  one more than there are strings);
+- the lookup: a sorted array of stable 64-bit hashes (BLAKE2b, the same in every process,
+  so a snapshot keeps it) beside the number of each, searched with ``np.searchsorted``;
+  every match is checked against the stored bytes, so two strings with the same hash are
+  told apart. Strings added since the last :meth:`Strings.fold` are in a small dict, folded
+  into the sorted arrays in one batch (when it reaches an eighth of them, at the keyword
+  merge, before a snapshot).
+
+A number's string never changes; the index marks removed rows dead itself (``valid``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+
+#: Recent strings are folded into the sorted arrays at this many (or an eighth of them).
+FOLD_MIN = 16_384
+
+
+class Growable:
+    """An append-only numpy vector with amortised growth."""
+
+    def __init__(self, dtype: type, size: int = 0) -> None:
+        self.data: np.ndarray = np.zeros(max(size, 1024), dtype=dtype)
+        self.size = size
+
+    def extend(self, values: np.ndarray) -> None:
+        need = self.size + len(values)
+        if need > len(self.data):
+            grown = np.zeros(max(need, len(self.data) * 3 // 2), dtype=self.data.dtype)
+            grown[: self.size] = self.data[: self.size]
+            self.data = grown
+        self.data[self.size : need] = values
+        self.size = need
+
+    @property
+    def view(self) -> np.ndarray:
+        return self.data[: self.size]
+
+    def replace(self, values: np.ndarray, copy: bool = True) -> None:
+        """Hold ``values`` (a copy; or, with ``copy=False``, this array itself: for
+        arrays nothing else writes, as a snapshot's)."""
+        self.data = np.array(values, dtype=self.data.dtype, copy=copy or None)
+        self.size = len(values)
+
+
+def digest(data: bytes) -> bytes:
+    """The 8-byte hash of a string's bytes (stable: snapshots keep it)."""
+    return hashlib.blake2b(data, digest_size=8).digest()
+
+
+def _keys(encoded: Sequence[bytes]) -> np.ndarray:
+    keys = np.frombuffer(b"".join(map(digest, encoded)), dtype="<u8")
+    return keys.astype(np.uint64, copy=False)
+
+
+class Strings:
+    def __init__(self) -> None:
+        self._blob = Growable(np.uint8)
+        self._starts = Growable(np.int64, 1)  # starts[i]..starts[i + 1]: string i
+        self._keys = np.zeros(0, dtype=np.uint64)  # sorted hashes
+        self._nums = np.zeros(0, dtype=np.int32)  # the number of each
+        self._recent: dict[str, int] = {}  # value -> number, since the last fold
+        self._new_keys = Growable(np.uint64)  # their hashes and numbers, to fold
+        self._new_nums = Growable(np.int32)
+
+    def __len__(self) -> int:
+        return self._starts.size - 1
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def add(
+        self,
+        values: Sequence[str],
+        keys: np.ndarray | None = None,
+        encoded: Sequence[bytes] | None = None,
+    ) -> int:
+        """Number ``values`` (in order) after the others; the first one's number. ``keys``,
+        ``encoded``: their hashes and bytes, when the caller has them already."""
+        first = len(self)
+        if not values:
+            return first
+        if encoded is None:
+            encoded = [v.encode() for v in values]
+        self._new_keys.extend(_keys(encoded) if keys is None else keys)
+        self._new_nums.extend(np.arange(first, first + len(values), dtype=np.int32))
+        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+        end = int(self._starts.data[first])
+        self._blob.extend(np.frombuffer(b"".join(encoded), dtype=np.uint8))
+        self._starts.extend(end + np.cumsum(lengths))
+        recent = self._recent
+        for num, value in enumerate(values, first):
+            recent[value] = num
+        return first
+
+    def forget(self, value: str) -> None:
+        """Drop ``value`` from the recent strings (its row is dead)."""
+        self._recent.pop(value, None)
+
+    def maybe_fold(self) -> None:
+        if self._new_keys.size >= max(FOLD_MIN, len(self._keys) // 8):
+            self.fold()
+
+    def fold(self) -> None:
+        """Move the recent strings into the sorted hash arrays."""
+        if not self._new_keys.size:
+            return
+        keys, nums = self._new_keys.view, self._new_nums.view
+        order = np.argsort(keys, kind="stable")
+        keys, nums = keys[order], nums[order]
+        at = np.searchsorted(self._keys, keys)
+        self._keys = np.insert(self._keys, at, keys)
+        self._nums = np.insert(self._nums, at, nums)
+        self._recent = {}
+        for pending in (self._new_keys, self._new_nums):
+            pending.replace(pending.view[:0])
+
+    def keep(self, kept: np.ndarray) -> None:
+        """Compaction: keep the strings of the numbers ``kept`` (ascending), renumbered
+        0, 1, 2... in that order."""
+        self.fold()
+        starts = self._starts.view
+        lengths = np.diff(starts)
+        new_num = np.full(len(self), -1, dtype=np.int64)
+        new_num[kept] = np.arange(len(kept))
+        self._blob.replace(self._blob.view[np.repeat(new_num >= 0, lengths)])
+        self._starts.replace(np.concatenate(([0], np.cumsum(lengths[kept]))))
+        renumbered = new_num[self._nums]
+        stays = renumbered >= 0
+        self._keys, self._nums = self._keys[stays], renumbered[stays].astype(np.int32)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def value(self, num: int) -> str:
+        starts = self._starts.data
+        return str(memoryview(self._blob.data)[starts[num] : starts[num + 1]], "utf-8")
+
+    def values(self, nums: np.ndarray) -> list[str]:
+        starts = self._starts.data
+        blob = memoryview(self._blob.data)
+        return [
+            str(blob[s:e], "utf-8")
+            for s, e in zip(starts[nums].tolist(), starts[nums + 1].tolist(), strict=True)
+        ]
+
+    def _scan(self, at: int, key: np.uint64, data: bytes, valid: np.ndarray | None) -> int:
+        """The number of ``data`` among the sorted entries from ``at`` with this key, or -1."""
+        keys, nums, starts, blob = self._keys, self._nums, self._starts.data, self._blob.data
+        while at < len(keys) and keys[at] == key:
+            num = int(nums[at])
+            if (valid is None or valid[num]) and blob[
+                starts[num] : starts[num + 1]
+            ].tobytes() == data:
+                return num
+            at += 1
+        return -1
+
+    def find(self, value: str, valid: np.ndarray | None = None) -> int | None:
+        """The number of ``value`` (among those ``valid`` marks, if given), or None."""
+        num = self._recent.get(value)
+        if num is not None and (valid is None or valid[num]):
+            return num
+        if not len(self._keys):
+            return None
+        data = value.encode()
+        key = np.uint64(int.from_bytes(digest(data), "little"))
+        found = self._scan(int(self._keys.searchsorted(key)), key, data, valid)
+        return None if found < 0 else found
+
+    def find_many(
+        self, values: Sequence[str], valid: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, list[bytes]]:
+        """:meth:`find` of each value (-1 where absent), the sorted part searched in one
+        pass; with the values' hashes and bytes (for :meth:`add`)."""
+        encoded = [v.encode() for v in values]
+        keys = _keys(encoded)
+        out = np.full(len(values), -1, dtype=np.int64)
+        recent, rest = self._recent, []
+        for i, value in enumerate(values):
+            num = recent.get(value)
+            if num is not None and (valid is None or valid[num]):
+                out[i] = num
+            else:
+                rest.append(i)
+        if rest and len(self._keys):
+            at = np.searchsorted(self._keys, keys[rest])
+            hit = self._keys[np.minimum(at, len(self._keys) - 1)] == keys[rest]
+            for j in np.flatnonzero(hit).tolist():
+                i = rest[j]
+                out[i] = self._scan(int(at[j]), keys[i], encoded[i], valid)
+        return out, keys, encoded
+
+    def numbers(self, values: Sequence[str]) -> np.ndarray:
+        """The number of each of these distinct values, new ones added after the others."""
+        nums, keys, encoded = self.find_many(values)
+        missing = np.flatnonzero(nums < 0)
+        if len(missing):
+            new = missing.tolist()
+            first = self.add([values[i] for i in new], keys[missing], [encoded[i] for i in new])
+            nums[missing] = np.arange(first, first + len(new))
+        return nums
+
+    # -- snapshot -------------------------------------------------------------------------
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The arrays to save (the recent strings folded in first)."""
+        self.fold()
+        return {
+            "blob": self._blob.view,
+            "starts": self._starts.view,
+            "keys": self._keys,
+            "nums": self._nums,
+        }
+
+    def restore(self, arrays: dict[str, np.ndarray]) -> None:
+        self._blob.replace(arrays["blob"], copy=False)
+        self._starts.replace(arrays["starts"], copy=False)
+        self._keys = arrays["keys"].astype(np.uint64, copy=False)
+        self._nums = arrays["nums"].astype(np.int32, copy=False)
+        self._recent = {}
+        self._new_keys, self._new_nums = Growable(np.uint64), Growable(np.int32)
+
+    @property
+    def nbytes(self) -> int:
+        """The arrays' bytes, plus an estimate for the recent strings' dict."""
+        arrays = (self._blob.data, self._starts.data, self._keys, self._nums)
+        pending = (self._new_keys.data, self._new_nums.data)
+        held = sum(a.nbytes for a in (*arrays, *pending))
+        return int(held) + len(self._recent) * 160
