@@ -252,7 +252,7 @@ async def test_health_reports_the_resident_memory_and_the_index_size(tmp_path: P
     assert index["items"] == 200 and index["vectors"] == 200
     assert index["exact_vector_file_bytes"] == 200 * 384 * 4
     assert index["vector_bytes"] >= 200 * (384 + 4)  # int8 codes and a scale per row
-    assert index["bytes"] >= index["vector_bytes"] + index["keyword_bytes"]
+    assert index["bytes"] >= index["vector_bytes"] + index["keyword_bytes"] + index["id_bytes"] > 0
     assert found["storage"]["metadata"]["size_bytes"] > 0
 
 

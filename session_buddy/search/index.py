@@ -8,6 +8,10 @@ ranker a dot product over int8-quantised vectors with the best candidates rescor
 exact float32 vectors (:mod:`.vector`; those are kept in a file beside the store when
 ``vector_dir`` is given, else in RAM).
 
+The item ids are numpy arrays too (:mod:`.strings`: the UTF-8 bytes of each row's id, and
+a sorted array of their 64-bit hashes for id -> row), not a dict of Python strings: at 1M
+items the ids take ~60 MB instead of ~150 MB.
+
 Writes: :meth:`SearchIndex.add` (new rows), :meth:`remove`, :meth:`set_tags`. Changing an
 item's content is ``remove`` + ``add`` (a new row). Dead rows are reclaimed by compaction
 once they are a quarter of the rows. Every method takes the index's lock, so the index can

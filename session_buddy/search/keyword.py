@@ -6,6 +6,9 @@ and a *tail* of recent postings as (term, row, tf) triples, merged into the froz
 it holds ``MERGE_MIN`` postings or an eighth of the frozen ones. Adding a document appends to
 the tail: it is searchable at once, nothing is rebuilt on query. The distinct terms of each
 row are kept the same way (CSR over rows), to correct document frequencies on delete.
+The vocabulary (term -> term id) is a :class:`~.strings.Strings` too: the terms' bytes and
+a sorted hash array, its recent terms folded in when the postings merge (1.2M terms at 1M
+items: ~30 MB of arrays instead of ~150 MB of Python strings and dict entries).
 
 A deleted row is only marked dead (its postings stay until the index compacts) but the
 collection statistics (document frequency, live count, total length) are corrected at once,

@@ -2,8 +2,9 @@
 without re-reading and re-tokenising every row of its store.
 
 The snapshot is one file (a JSON header, then raw arrays): the index's numpy arrays as they are (row
-metadata, int8 codes and scales, the keyword postings merged into their CSR arrays) and its
-strings (ids, metadata values, tags, the vocabulary) as JSON, plus a ``token`` the store
+metadata, int8 codes and scales, the keyword postings merged into their CSR arrays, the ids
+and the vocabulary as :class:`~.strings.Strings` arrays: bytes, offsets, sorted hashes) and
+its few other strings (metadata values, tags) as JSON, plus a ``token`` the store
 keeps too (see ``adapters/storage/duckdb.py``: the store forgets its token as soon as it is
 opened, so a snapshot is used only if nothing wrote to the store since it was written).
 The exact float32 vectors are not in it: they are the persistent vector file beside it
