@@ -4,6 +4,7 @@ hash collisions."""
 
 from __future__ import annotations
 
+import hashlib
 import random
 from datetime import timedelta
 from pathlib import Path
@@ -25,7 +26,7 @@ ODD_IDS = ["a", "", "0f8fad5b-d9cb-469f-a165-70867728950e", "x" * 300, "café-ü
 def hashing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Real hashes, or every string the same hash (each lookup must check the bytes)."""
     if request.param == "collide":
-        monkeypatch.setattr(strings, "digest", lambda data: b"\x07" * 8)
+        monkeypatch.setattr(strings, "HASH", lambda data: hashlib.blake2b(b"same", digest_size=8))
     monkeypatch.setattr(strings, "FOLD_MIN", 8)  # fold often
     monkeypatch.setattr(index, "COMPACT_MIN", 16)  # compact often
     return str(request.param)

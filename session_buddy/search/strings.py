@@ -19,8 +19,11 @@ A number's string never changes; the index marks removed rows dead itself (``val
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import operator
 from collections.abc import Sequence
+from itertools import repeat
 
 import numpy as np
 
@@ -55,13 +58,18 @@ class Growable:
         self.size = len(values)
 
 
-def digest(data: bytes) -> bytes:
-    """The 8-byte hash of a string's bytes (stable: snapshots keep it)."""
-    return hashlib.blake2b(data, digest_size=8).digest()
+#: The hash of a string's bytes: 8 bytes of BLAKE2b (stable: snapshots keep it).
+HASH = functools.partial(hashlib.blake2b, digest_size=8)
+_DIGEST = operator.methodcaller("digest")
+
+
+def _key(data: bytes) -> np.uint64:
+    return np.uint64(int.from_bytes(HASH(data).digest(), "little"))
 
 
 def _keys(encoded: Sequence[bytes]) -> np.ndarray:
-    keys = np.frombuffer(b"".join(map(digest, encoded)), dtype="<u8")
+    """The hashes of many strings' bytes (C calls only: no Python frame per string)."""
+    keys = np.frombuffer(b"".join(map(_DIGEST, map(HASH, encoded))), dtype="<u8")
     return keys.astype(np.uint64, copy=False)
 
 
@@ -174,7 +182,7 @@ class Strings:
         if not len(self._keys):
             return None
         data = value.encode()
-        key = np.uint64(int.from_bytes(digest(data), "little"))
+        key = _key(data)
         found = self._scan(int(self._keys.searchsorted(key)), key, data, valid)
         return None if found < 0 else found
 
@@ -185,21 +193,43 @@ class Strings:
         pass; with the values' hashes and bytes (for :meth:`add`)."""
         encoded = [v.encode() for v in values]
         keys = _keys(encoded)
-        out = np.full(len(values), -1, dtype=np.int64)
-        recent, rest = self._recent, []
-        for i, value in enumerate(values):
-            num = recent.get(value)
-            if num is not None and (valid is None or valid[num]):
-                out[i] = num
-            else:
-                rest.append(i)
-        if rest and len(self._keys):
-            at = np.searchsorted(self._keys, keys[rest])
-            hit = self._keys[np.minimum(at, len(self._keys) - 1)] == keys[rest]
-            for j in np.flatnonzero(hit).tolist():
-                i = rest[j]
-                out[i] = self._scan(int(at[j]), keys[i], encoded[i], valid)
+        out = np.fromiter(
+            map(self._recent.get, values, repeat(-1)), dtype=np.int64, count=len(values)
+        )
+        if valid is not None:
+            dead = np.flatnonzero(out >= 0)
+            out[dead[~valid[out[dead]]]] = -1
+        rest = np.flatnonzero(out < 0)
+        if not len(rest) or not len(self._keys):
+            return out, keys, encoded
+        at = np.minimum(np.searchsorted(self._keys, keys[rest]), len(self._keys) - 1)
+        hit = np.flatnonzero(self._keys[at] == keys[rest])
+        # the first entry of each hash checked at once; the others (another string with
+        # that hash first, or a dead row's) one by one
+        found = self._nums[at[hit]].astype(np.int64)
+        same = self._same(found, [encoded[i] for i in rest[hit].tolist()])
+        if valid is not None:
+            same &= valid[found]
+        out[rest[hit[same]]] = found[same]
+        for j in hit[~same].tolist():
+            i = int(rest[j])
+            out[i] = self._scan(int(at[j]), keys[i], encoded[i], valid)
         return out, keys, encoded
+
+    def _same(self, nums: np.ndarray, encoded: list[bytes]) -> np.ndarray:
+        """Whether string ``nums[i]`` is ``encoded[i]``, for each i (vectorised)."""
+        starts = self._starts.data
+        lo, hi = starts[nums], starts[nums + 1]
+        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+        same = hi - lo == lengths
+        check = np.flatnonzero(same)
+        size = lengths[check]
+        ends = np.cumsum(size)
+        wanted = np.frombuffer(b"".join([encoded[i] for i in check.tolist()]), dtype=np.uint8)
+        at = np.repeat(lo[check] - (ends - size), size) + np.arange(len(wanted))
+        differs = np.concatenate(([0], np.cumsum(self._blob.data[at] != wanted)))
+        same[check] = differs[ends] == differs[ends - size]
+        return same
 
     def numbers(self, values: Sequence[str]) -> np.ndarray:
         """The number of each of these distinct values, new ones added after the others."""
