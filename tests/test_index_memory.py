@@ -1,4 +1,4 @@
-"""The index's compact forms: int8 vectors rescored exactly (in RAM or in the file beside a
+"""The index's compact forms: binary vector codes rescored exactly (in RAM or in the file beside a
 DuckDB store), numpy postings with a tail merged into CSR arrays, and what `health` reports
 about the process's memory and the index's size."""
 
@@ -14,9 +14,17 @@ import pytest
 from session_buddy.adapters._memory import release_free_memory, rss_bytes
 from session_buddy.adapters.storage._base import Access, ItemFilter, NewItem
 from session_buddy.adapters.storage.duckdb import Storage
-from session_buddy.search import IndexEntry, SearchIndex, keyword
-from session_buddy.search.vector import FileRows, quantise
-from tests.test_search_index import BASE, FILTERS, brute, entries, make_docs, reference_bm25
+from session_buddy.search import IndexEntry, SearchIndex, keyword, vector
+from session_buddy.search.vector import FileRows, VectorIndex, binary_codes
+from tests.test_search_index import (  # noqa: F401 (exhaustive_rescoring: a fixture)
+    BASE,
+    FILTERS,
+    brute,
+    entries,
+    exhaustive_rescoring,
+    make_docs,
+    reference_bm25,
+)
 
 TOPICS = [
     "the deploy pipeline failed on the staging cluster",
@@ -40,16 +48,17 @@ FIXES = [
 
 @pytest.fixture(scope="module")
 def model_texts() -> tuple[list[str], np.ndarray]:
-    """Realistic texts and their real ONNX vectors: every topic with every fix, twice
-    phrased, so many near neighbours differ by little."""
+    """Realistic texts and their real ONNX vectors: every topic with every fix, phrased
+    eight ways (384 texts), so many near neighbours differ by little."""
     from session_buddy.adapters.embeddings.onnx import Embeddings
     from session_buddy.settings import SessionBuddySettings
 
     texts = [
-        f"{form} {topic}; {fix}."
+        f"{form} {topic}; {fix}.{after}"
         for topic in TOPICS
         for fix in FIXES
-        for form in ("We looked at", "Session note:")
+        for form in ("We looked at", "Session note:", "Incident review of", "Follow-up on")
+        for after in ("", " It happened twice this week.")
     ]
     model = Embeddings.from_settings(SessionBuddySettings(), None, None)
     return texts, model.encode(texts)
@@ -70,48 +79,105 @@ def _items(texts: list[str], vectors: np.ndarray) -> list[IndexEntry]:
     ]
 
 
-@pytest.mark.parametrize("in_file", [False, True])
-def test_quantised_index_gives_the_exact_top_hits_on_model_vectors(
-    model_texts: tuple[list[str], np.ndarray], tmp_path: Path, in_file: bool
-) -> None:
-    texts, vectors = model_texts
-    index = SearchIndex(384, tmp_path if in_file else None)
-    items = _items(texts, vectors)
-    index.add(items)
+QUERIES = [
+    "why did the deploy pipeline fail on staging",
+    "memory growth in the worker",
+    "how did we fix the deadlock in the scheduler",
+    "backup job timeout",
+    "the billing API keeps rejecting our calls",
+    "tests fail now and then in payments",
+]
+
+
+@pytest.fixture(scope="module")
+def model_queries(model_texts: tuple[list[str], np.ndarray]) -> tuple[list[str], np.ndarray]:
     from session_buddy.adapters.embeddings.onnx import Embeddings
     from session_buddy.settings import SessionBuddySettings
 
-    queries = [
-        "why did the deploy pipeline fail on staging",
-        "memory growth in the worker",
-        "how did we fix the deadlock in the scheduler",
-        "backup job timeout",
-        *texts[:5],  # a stored text itself: its own row must come first
-    ]
+    texts = model_texts[0]
+    queries = [*QUERIES, *texts[:3], texts[100], texts[-1]]  # a stored text: its row first
     model = Embeddings.from_settings(SessionBuddySettings(), None, None)
-    for query, q in zip(queries, model.encode(queries), strict=True):
-        exact = vectors @ q
-        order = [f"t{i}" for i in np.lexsort((np.arange(len(texts)), -exact))[:10]]
+    return queries, model.encode(queries)
+
+
+def _exact_order(vectors: np.ndarray, q: np.ndarray, rows: np.ndarray, k: int) -> list[str]:
+    sims = vectors[rows] @ q
+    return [f"t{rows[i]}" for i in np.lexsort((rows, -sims))[:k]]
+
+
+@pytest.mark.parametrize("in_file", [False, True])
+def test_binary_codes_give_the_exact_top_hits_on_model_vectors(
+    model_texts: tuple[list[str], np.ndarray],
+    model_queries: tuple[list[str], np.ndarray],
+    tmp_path: Path,
+    in_file: bool,
+) -> None:
+    """Real model vectors of near-duplicate texts, more rows than the ranker rescores: the
+    binary first stage keeps every true top-10 hit, unfiltered and filtered (a filter is a
+    mask before the Hamming top-k: on the whole scan, or on the rows gathered)."""
+    texts, vectors = model_texts
+    assert len(texts) > 2 * vector.candidates(10, len(texts))  # the first stage drops rows
+    index = SearchIndex(384, tmp_path if in_file else None)
+    index.add(_items(texts, vectors))
+    everything = np.arange(len(texts))
+    in_p1 = everything[everything % 3 == 1]  # a third: the whole scan, then the mask
+    few = everything[everything % 7 < 2]  # 110 rows, under GATHER_FRACTION: gathered
+    assert len(few) > vector.candidates(10, len(few)) and len(few) < 0.3 * len(texts)
+    by_id = ItemFilter(ids={f"t{i}" for i in few})
+    for query, q in zip(*model_queries, strict=True):
         hits = index.vector_search(q, None, 10)
-        assert hits[0].id == order[0], query
-        assert [h.id for h in hits] == order, query
-        for h in hits:  # the similarities given are the exact ones, not the codes'
-            assert h.score == pytest.approx(float(exact[int(h.id[1:])]), abs=1e-6)
+        assert [h.id for h in hits] == _exact_order(vectors, q, everything, 10), query
+        for h in hits:  # the similarities given are the exact ones
+            assert h.score == pytest.approx(float(vectors[int(h.id[1:])] @ q), abs=1e-6)
+        got = [h.id for h in index.vector_search(q, ItemFilter(projects=["p1"]), 10)]
+        assert got == _exact_order(vectors, q, in_p1, 10), query
+        got = [h.id for h in index.vector_search(q, by_id, 10)]
+        assert got == _exact_order(vectors, q, few, 10), query
     index.close()
 
 
-def test_quantisation_error_is_small() -> None:
+def test_few_candidates_still_find_the_top_hit_on_model_vectors(
+    model_texts: tuple[list[str], np.ndarray],
+    model_queries: tuple[list[str], np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With only 20 candidates of 384 rows rescored, the Hamming order alone has to hold
+    the top hit: it does on these texts, and most of the top 10."""
+    monkeypatch.setattr(vector, "RESCORE_FACTOR", 2)
+    monkeypatch.setattr(vector, "RESCORE_MIN", 20)
+    texts, vectors = model_texts
+    index = SearchIndex(384)
+    index.add(_items(texts, vectors))
+    found = 0
+    for query, q in zip(*model_queries, strict=True):
+        order = _exact_order(vectors, q, np.arange(len(texts)), 10)
+        hits = [h.id for h in index.vector_search(q, None, 10)]
+        assert hits[0] == order[0], query
+        found += len(set(hits) & set(order))
+    assert found >= 0.8 * 10 * len(model_queries[0])
+    index.close()
+
+
+@pytest.mark.parametrize("dimension", [384, 100, 8])
+def test_binary_codes_count_the_signs_that_differ(dimension: int) -> None:
     rng = np.random.default_rng(1)
-    v = rng.standard_normal((1000, 384)).astype(np.float32)
-    v /= np.linalg.norm(v, axis=1, keepdims=True)
-    codes, scales = quantise(v)
-    assert codes.dtype == np.int8 and codes.nbytes == v.nbytes // 4
-    approx = codes.astype(np.float32) * scales[:, None]
-    q = v[0]
-    assert np.abs(approx @ q - v @ q).max() < 0.01
-    assert np.all(quantise(np.zeros((1, 384), np.float32))[0] == 0)  # no division by zero
+    v = rng.standard_normal((1000, dimension)).astype(np.float32)
+    codes = binary_codes(v)
+    assert codes.dtype == np.uint64 and codes.shape == (-(-dimension // 64), 1000)
+    index = VectorIndex(dimension)
+    index.ensure_capacity(1000)
+    index.set_many(np.arange(1000), v)
+    assert index.nbytes == 1000 * (8 * codes.shape[0] + 1) + v.nbytes  # codes, flags, RAM rows
+    q = rng.standard_normal(dimension).astype(np.float32)
+    differ = ((v > 0) != (q > 0)).sum(axis=1)
+    np.testing.assert_array_equal(index.hamming(q, None, 1000), differ)
+    rows = np.arange(3, 1000, 7)
+    np.testing.assert_array_equal(index.hamming(q, rows, 1000), differ[rows])
+    assert not binary_codes(np.zeros((1, dimension), np.float32)).any()
+    np.testing.assert_array_equal(vector.nearest(np.array([3, 1, 2, 1, 0, 1]), 3), [1, 3, 4])
 
 
+@pytest.mark.usefixtures("exhaustive_rescoring")
 @pytest.mark.parametrize("flt", FILTERS)
 def test_filters_and_access_apply_with_the_vector_file(flt: ItemFilter, tmp_path: Path) -> None:
     rng = np.random.default_rng(5)
@@ -134,6 +200,7 @@ def test_filters_and_access_apply_with_the_vector_file(flt: ItemFilter, tmp_path
     index.close()
 
 
+@pytest.mark.usefixtures("exhaustive_rescoring")
 def test_the_vector_file_is_unlinked_and_holds_the_exact_vectors(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     vectors = rng.standard_normal((3000, 8)).astype(np.float32)
@@ -251,7 +318,7 @@ async def test_health_reports_the_resident_memory_and_the_index_size(tmp_path: P
     index = found["storage"]["metadata"]["index"]
     assert index["items"] == 200 and index["vectors"] == 200
     assert index["exact_vector_file_bytes"] == 200 * 384 * 4
-    assert index["vector_bytes"] >= 200 * (384 + 4)  # int8 codes and a scale per row
+    assert 200 * 48 <= index["vector_bytes"] < 200 * 384  # 48 bytes of sign bits a row
     assert index["bytes"] >= index["vector_bytes"] + index["keyword_bytes"] + index["id_bytes"] > 0
     assert found["storage"]["metadata"]["size_bytes"] > 0
 

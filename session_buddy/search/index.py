@@ -4,9 +4,9 @@ One *row* per stored item. Per-row metadata lives in numpy arrays (kind, project
 session, time, alive) so a filter is a boolean mask computed in microseconds, and both
 rankers apply that mask *before* taking their top-k: a filtered search is exact, never a
 post-filtered top-N. The keyword ranker is incremental BM25 (:mod:`.keyword`), the vector
-ranker a dot product over int8-quantised vectors with the best candidates rescored on the
-exact float32 vectors (:mod:`.vector`; those are kept in a file beside the store when
-``vector_dir`` is given, else in RAM).
+ranker a Hamming distance over binary (sign-bit) vector codes with the nearest candidates
+rescored on the exact float32 vectors (:mod:`.vector`; those are kept in a file beside the
+store when ``vector_dir`` is given, else in RAM).
 
 The item ids are numpy arrays too (:mod:`.strings`: the UTF-8 bytes of each row's id, and
 a sorted array of their 64-bit hashes for id -> row), not a dict of Python strings: at 1M

@@ -2,7 +2,7 @@
 without re-reading and re-tokenising every row of its store.
 
 The snapshot is one file (a JSON header, then raw arrays): the index's numpy arrays as they are (row
-metadata, int8 codes and scales, the keyword postings merged into their CSR arrays, the ids
+metadata, the vectors' binary codes, the keyword postings merged into their CSR arrays, the ids
 and the vocabulary as :class:`~.strings.Strings` arrays: bytes, offsets, sorted hashes) and
 its few other strings (metadata values, tags) as JSON, plus a ``token`` the store
 keeps too (see ``adapters/storage/duckdb.py``: the store forgets its token as soon as it is
@@ -28,7 +28,7 @@ from session_buddy.search.index import SearchIndex, _Codes
 from session_buddy.search.tokens import tokenize
 from session_buddy.search.vector import FileRows
 
-FORMAT = 3
+FORMAT = 4  # 4: binary (sign-bit) vector codes instead of int8 codes and scales
 #: Terms of a probe text: a snapshot made by another tokeniser (different terms) is stale.
 PROBE = "ERR_CONN_4021 HttpServerError src/api/routes.py The tests were failing, a café 42"
 MAGIC = b"SBINDEX\x00"
@@ -48,10 +48,7 @@ def save(index: SearchIndex, path: Path, token: str) -> None:
         arrays["kw_row_tids"] = kw._row_tids.view
         for prefix, table in (("ids", index._ids), ("terms", kw._terms)):
             arrays.update({f"{prefix}_{name}": a for name, a in table.arrays().items()})
-        vectors = index.vectors
-        arrays["codes"] = vectors.codes[:size]
-        arrays["scales"] = vectors.scales[:size]
-        arrays["present"] = vectors.present[:size]
+        arrays.update(index.vectors.arrays(size))  # "codes", "present"
         strings = {
             "format": FORMAT,
             "token": token,
@@ -161,13 +158,5 @@ def _build(
     kw._row_tids.replace(arrays["kw_row_tids"])
     kw.live, kw.total_len = int(strings["live"]), float(strings["total_len"])
     kw.ensure_capacity(capacity)
-    vec = index.vectors
-    vec.present = np.zeros(capacity, dtype=bool)
-    vec.present[:size] = arrays["present"]
-    vec.count = int(vec.present.sum())
-    stored = len(arrays["codes"])  # 0 when no row ever had a vector
-    vec.codes = np.zeros((capacity if stored else 0, dimension), dtype=np.int8)
-    vec.codes[:stored] = arrays["codes"]
-    vec.scales = np.zeros(capacity if stored else 0, dtype=np.float32)
-    vec.scales[:stored] = arrays["scales"]
+    index.vectors.restore(arrays, capacity)
     return index

@@ -1,12 +1,15 @@
-"""Cosine search over int8-quantised vectors, rescored exactly (one row per index row).
+"""Cosine search over binary (sign-bit) vector codes, rescored exactly (one row per index row).
 
 Vectors are L2-normalised, so cosine similarity is a dot product. Each row is kept in RAM
-as int8 codes with one float32 scale (``code = round(v / max|v| * 127)``): 388 bytes a row
-instead of 1,536. A search scores every selected row on the codes (in blocks, so the
-float32 copy of a block stays small), takes the best ``limit * RESCORE_FACTOR`` (at least
-``RESCORE_MIN``) candidates and rescores those with the exact float32 vectors, so the
-returned similarities are exact and the order of the top hits is exact unless the
-quantisation error (about 0.003 in cosine) moves a true hit below all those candidates.
+as its sign bits only (bit set where the value is > 0), 64 to a ``uint64`` word: 48 bytes a
+row at 384 dimensions instead of 1,536 (int8 codes took 388). A search takes the Hamming
+distance of every selected row's bits to the query's (XOR and ``np.bitwise_count``, in
+blocks of words), keeps the :func:`candidates` nearest (``limit * RESCORE_FACTOR``, at
+least ``RESCORE_MIN`` and ``RESCORE_SQRT * sqrt(rows)``) and rescores those on the exact
+float32 vectors, so the returned similarities are exact and the order of the hits is that
+of exact search among the candidates. A true hit is lost only if its bits are farther
+from the query's than all those candidates: on real model vectors (``benchmarks/
+vector_recall.py``) recall@10 against exact search is 0.99+ at 10k, 100k and 1M rows.
 
 The exact vectors live in a :class:`FloatRows` store: in RAM (:class:`RamRows`, the memory
 backend and tests) or in a file read back with ``pread`` (:class:`FileRows`, DuckDB), which
@@ -29,11 +32,14 @@ from session_buddy.errors import DimensionMismatch
 
 #: Below this fraction of rows selected, gather the rows instead of scoring them all.
 GATHER_FRACTION = 0.3
-#: Candidates rescored exactly: ``limit * RESCORE_FACTOR``, at least ``RESCORE_MIN``.
+#: Candidates rescored exactly: ``limit * RESCORE_FACTOR``, at least ``RESCORE_MIN`` and
+#: at least ``RESCORE_SQRT * sqrt(rows selected)`` (more rows, more near neighbours at a
+#: similar Hamming distance: on real vectors recall@10 stays >= 0.99 at 10k, 100k and 1M).
 RESCORE_FACTOR = 4
-RESCORE_MIN = 64
-#: Rows scored per block on the codes (a float32 copy of 8,192 x 384 is 12 MB).
-BLOCK = 8192
+RESCORE_MIN = 100
+RESCORE_SQRT = 2.0
+#: Rows per block of the Hamming scan (a few small temporaries of 64k entries).
+BLOCK = 65536
 
 
 class FloatRows(Protocol):
@@ -128,12 +134,14 @@ class FileRows:
         return self._read(self.fd, rows)
 
     def _read(self, fd: int, rows: np.ndarray) -> np.ndarray:
-        out = np.zeros((len(rows), self.dimension), dtype=np.float32)
-        for i, row in enumerate(rows.tolist()):
-            data = os.pread(fd, self.row_bytes, row * self.row_bytes)
-            if len(data) == self.row_bytes:
-                out[i] = np.frombuffer(data, dtype=np.float32)
-        return out
+        """One ``pread`` a row, joined into one buffer (2-3x faster than filling an array
+        row by row: ~5 ms for 1,000 rows from the page cache); rows past the end are zero."""
+        size = self.row_bytes
+        parts = [os.pread(fd, size, row * size) for row in rows.tolist()]
+        if any(len(part) != size for part in parts):
+            parts = [part if len(part) == size else bytes(size) for part in parts]
+        data = bytearray(b"".join(parts))
+        return np.frombuffer(data, dtype=np.float32).reshape(len(rows), self.dimension)
 
     def remap(self, keep_rows: np.ndarray) -> None:
         """Compaction: row ``i`` of the new file is row ``keep_rows[i]`` of the old."""
@@ -160,20 +168,39 @@ class FileRows:
             self.fd = -1
 
 
-def quantise(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """int8 codes and per-row scales of float32 rows (``v ~= codes * scale``)."""
-    peak = np.abs(vectors).max(axis=1)
-    scales = (peak / 127.0).astype(np.float32)
-    safe = np.where(scales > 0, scales, 1.0).astype(np.float32)
-    codes = np.rint(vectors / safe[:, None]).clip(-127, 127).astype(np.int8)
-    return codes, scales
+def binary_codes(vectors: np.ndarray) -> np.ndarray:
+    """The sign bits of float32 rows, packed 64 to a word: shape (words, rows), uint64,
+    word-major so a scan reads each word of every row as one contiguous array."""
+    rows, dimension = vectors.shape
+    packed = np.zeros((rows, -(-dimension // 64) * 8), dtype=np.uint8)
+    packed[:, : -(-dimension // 8)] = np.packbits(vectors > 0, axis=1, bitorder="little")
+    return np.ascontiguousarray(packed.view("<u8").T)
+
+
+def candidates(limit: int, chosen: int) -> int:
+    """How many of ``chosen`` rows the first stage keeps for a top ``limit``."""
+    return max(limit * RESCORE_FACTOR, RESCORE_MIN, int(RESCORE_SQRT * chosen**0.5))
+
+
+def nearest(distances: np.ndarray, keep: int) -> np.ndarray:
+    """Positions of the ``keep`` smallest distances (small non-negative integers), in
+    ascending order; of the rows tied at the cut, the first ones. A histogram finds the cut
+    (a few ms at 1M rows, where ``argpartition`` took 40)."""
+    reached = np.cumsum(np.bincount(distances))
+    cut = int(np.searchsorted(reached, keep))
+    within = np.flatnonzero(distances <= cut)
+    extra = len(within) - keep
+    if extra > 0:  # too many tied at the cut: drop the last of them
+        tied = np.flatnonzero(distances[within] == cut)
+        within = np.delete(within, tied[len(tied) - extra :])
+    return within
 
 
 class VectorIndex:
     def __init__(self, dimension: int, exact: FloatRows | None = None) -> None:
         self.dimension = dimension
-        self.codes = np.zeros((0, dimension), dtype=np.int8)
-        self.scales = np.zeros(0, dtype=np.float32)
+        self.words = -(-dimension // 64)
+        self.codes = np.zeros((self.words, 0), dtype=np.uint64)
         self.present = np.zeros(0, dtype=bool)
         self.exact: FloatRows = exact if exact is not None else RamRows(dimension)
         self.count = 0
@@ -183,15 +210,13 @@ class VectorIndex:
             present = np.zeros(capacity, dtype=bool)
             present[: len(self.present)] = self.present
             self.present = present
-        if self.count and capacity > len(self.codes):
+        if self.count and capacity > self.codes.shape[1]:
             self._grow(capacity)
 
     def _grow(self, capacity: int) -> None:
-        codes = np.zeros((capacity, self.dimension), dtype=np.int8)
-        codes[: len(self.codes)] = self.codes
-        scales = np.zeros(capacity, dtype=np.float32)
-        scales[: len(self.scales)] = self.scales
-        self.codes, self.scales = codes, scales
+        codes = np.zeros((self.words, capacity), dtype=np.uint64)
+        codes[:, : self.codes.shape[1]] = self.codes
+        self.codes = codes
 
     def check(self, vector: np.ndarray) -> np.ndarray:
         vec = np.asarray(vector, dtype=np.float32).reshape(-1)
@@ -216,9 +241,9 @@ class VectorIndex:
             self.check(vectors[0])
         vectors = np.asarray(vectors, dtype=np.float32)
         need = int(rows.max()) + 1
-        if len(self.codes) < need:
+        if self.codes.shape[1] < need:
             self._grow(max(len(self.present), need))
-        self.codes[rows], self.scales[rows] = quantise(vectors)
+        self.codes[:, rows] = binary_codes(vectors)
         self.exact.write(rows, vectors)
         self.count += int((~self.present[rows]).sum())
         self.present[rows] = True
@@ -232,15 +257,27 @@ class VectorIndex:
         present = np.zeros(capacity, dtype=bool)
         present[: len(keep_rows)] = self.present[keep_rows]
         self.present = present
-        if len(self.codes):
-            have = keep_rows[keep_rows < len(self.codes)]
-            codes = np.zeros((capacity, self.dimension), dtype=np.int8)
-            codes[: len(have)] = self.codes[have]
-            scales = np.zeros(capacity, dtype=np.float32)
-            scales[: len(have)] = self.scales[have]
-            self.codes, self.scales = codes, scales
+        if self.codes.shape[1]:
+            have = keep_rows[keep_rows < self.codes.shape[1]]
+            codes = np.zeros((self.words, capacity), dtype=np.uint64)
+            codes[:, : len(have)] = self.codes[:, have]
+            self.codes = codes
             self.exact.remap(keep_rows)
         self.count = int(present.sum())
+
+    def arrays(self, size: int) -> dict[str, np.ndarray]:
+        """The arrays a snapshot keeps for the first ``size`` rows."""
+        return {"codes": self.codes[:, :size], "present": self.present[:size]}
+
+    def restore(self, arrays: dict[str, np.ndarray], capacity: int) -> None:
+        """Take back :meth:`arrays` (a snapshot's), with room for ``capacity`` rows."""
+        size = len(arrays["present"])
+        self.present = np.zeros(capacity, dtype=bool)
+        self.present[:size] = arrays["present"]
+        self.count = int(self.present.sum())
+        stored = arrays["codes"].shape[1]  # 0 when no row ever had a vector
+        self.codes = np.zeros((self.words, capacity if stored else 0), dtype=np.uint64)
+        self.codes[:, :stored] = arrays["codes"]
 
     def vector(self, row: int) -> np.ndarray | None:
         """The exact vector of a row (a copy), or None."""
@@ -250,27 +287,28 @@ class VectorIndex:
 
     @property
     def nbytes(self) -> int:
-        """Bytes the process holds for the vectors (codes, scales, flags, RAM rows)."""
-        own = self.codes.nbytes + self.scales.nbytes + self.present.nbytes
+        """Bytes the process holds for the vectors (codes, flags, RAM rows)."""
+        own = self.codes.nbytes + self.present.nbytes
         return int(own + (self.exact.nbytes if isinstance(self.exact, RamRows) else 0))
 
     @property
     def exact_file_bytes(self) -> int:
         return self.exact.nbytes if isinstance(self.exact, FileRows) else 0
 
-    def approximate(self, vector: np.ndarray, rows: np.ndarray | None, size: int) -> np.ndarray:
-        """Similarities on the codes: of ``rows``, or of every row below ``size``."""
-        vec = self.check(vector)
+    def hamming(self, vector: np.ndarray, rows: np.ndarray | None, size: int) -> np.ndarray:
+        """Hamming distances between the sign bits of ``vector`` and the codes of ``rows``
+        (or of every row below ``size``), in blocks."""
+        query = binary_codes(self.check(vector)[None, :])[:, 0]
         count = size if rows is None else len(rows)
-        out = np.empty(count, dtype=np.float32)
+        out = np.zeros(count, dtype=np.uint16)
         for start in range(0, count, BLOCK):
             stop = min(count, start + BLOCK)
-            if rows is None:
-                block, scale = self.codes[start:stop], self.scales[start:stop]
-            else:
-                chosen = rows[start:stop]
-                block, scale = self.codes[chosen], self.scales[chosen]
-            out[start:stop] = _dot(block.astype(np.float32), vec) * scale
+            part = out[start:stop]
+            chosen = None if rows is None else rows[start:stop]
+            for word in range(self.words):
+                codes = self.codes[word]
+                block = codes[start:stop] if chosen is None else codes[chosen]
+                np.add(part, np.bitwise_count(block ^ query[word]), out=part)
         return out
 
     def scores(
@@ -278,7 +316,7 @@ class VectorIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         """(rows, exact cosine) of the best candidates among the rows selected by ``mask``
         (length = rows in use) that have a vector: all of them when ``limit`` is None, else
-        the ``limit * RESCORE_FACTOR`` (at least ``RESCORE_MIN``) best on the codes."""
+        the :func:`candidates` nearest by Hamming distance."""
         vec = self.check(vector)
         size = len(mask)
         selected = mask & self.present[:size]
@@ -286,14 +324,14 @@ class VectorIndex:
         if chosen == 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         rows = np.flatnonzero(selected)
-        if chosen < GATHER_FRACTION * size:
-            approx = self.approximate(vec, rows, size)
-        else:
-            approx = self.approximate(vec, None, size)[rows]
-        keep = chosen if limit is None else max(limit * RESCORE_FACTOR, RESCORE_MIN)
+        keep = chosen if limit is None else candidates(limit, chosen)
         if keep < chosen:
-            part = np.argpartition(-approx, keep - 1)[:keep]
-            rows = rows[np.sort(part)]
+            if chosen < GATHER_FRACTION * size:
+                distances = self.hamming(vec, rows, size)
+            else:
+                distances = self.hamming(vec, None, size)
+                distances = distances if chosen == size else distances[rows]
+            rows = rows[nearest(distances, keep)]
         return rows, _dot(self.exact.read(rows), vec)
 
     def close(self) -> None:
