@@ -45,7 +45,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from scale import MB, measure, perturbed
+from scale import MB, measure, model_and_base, perturbed
 from search_latency import QUERIES, TEMPLATES, make_text, percentile
 
 COLUMNS = [
@@ -291,20 +291,9 @@ async def rankers(
 
 
 async def run(args: argparse.Namespace) -> None:
-    from session_buddy.adapters.embeddings.onnx import Embeddings
     from session_buddy.adapters.storage.postgres import Storage
-    from session_buddy.settings import SessionBuddySettings
 
-    model = Embeddings.from_settings(SessionBuddySettings(), None, None)
-    rng = random.Random(1)
-    sample = [make_text(rng, TEMPLATES) for _ in range(args.sample)]
-    t0 = time.perf_counter()
-    base = model.encode(sample)
-    print(
-        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; model: {args.sample} "
-        f"sample texts embedded at {args.sample / (time.perf_counter() - t0):.1f} texts/s",
-        flush=True,
-    )
+    model, base = model_and_base(args.sample)
     await fill(args.dsn, args.schema, args.size, base)
     rng = random.Random(args.size)
     queries = [f"{make_text(rng, QUERIES)} {n}" for n in range(args.queries)]

@@ -187,20 +187,27 @@ def report(row: dict[str, Any]) -> None:
     )
 
 
-async def run(args: argparse.Namespace, data: Path) -> None:
+def model_and_base(count: int) -> tuple[Any, Any]:
+    """The ONNX model and its vectors of ``count`` sample texts (the base of a fill),
+    printing the machine's load and the model's rate."""
     from session_buddy.adapters.embeddings.onnx import Embeddings
     from session_buddy.settings import SessionBuddySettings
 
     model = Embeddings.from_settings(SessionBuddySettings(), None, None)
     rng = random.Random(1)
-    sample = [make_text(rng, TEMPLATES) for _ in range(args.sample)]
+    sample = [make_text(rng, TEMPLATES) for _ in range(count)]
     t0 = time.perf_counter()
     base = model.encode(sample)
     print(
-        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; model: {args.sample} "
-        f"sample texts embedded at {args.sample / (time.perf_counter() - t0):.1f} texts/s",
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; model: {count} "
+        f"sample texts embedded at {count / (time.perf_counter() - t0):.1f} texts/s",
         flush=True,
     )
+    return model, base
+
+
+async def run(args: argparse.Namespace, data: Path) -> None:
+    model, base = model_and_base(args.sample)
     for size in args.sizes:
         added, seconds = await fill(data / "memory.duckdb", size, base, seed=7)
         if added:
