@@ -45,6 +45,17 @@ from search_latency import QUERIES, TEMPLATES, make_text, percentile
 MB = 1_048_576
 
 
+def perturbed(base: Any, start: int, count: int, noise: Any) -> Any:
+    """Vectors ``start`` .. ``start + count`` of a fill: the model's vectors of the sample
+    texts in turn, each with Gaussian noise (0.02 a component), renormalised."""
+    import numpy as np
+
+    vectors = base[np.arange(start, start + count) % len(base)]
+    vectors = vectors + noise.standard_normal(vectors.shape).astype(np.float32) * 0.02
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors
+
+
 async def fill(path: Path, target: int, base: Any, seed: int) -> tuple[int, float]:
     """Grow the DuckDB store at ``path`` to ``target`` items; (items added, seconds)."""
     import numpy as np
@@ -62,9 +73,7 @@ async def fill(path: Path, target: int, base: Any, seed: int) -> tuple[int, floa
     started = time.perf_counter()
     for start in range(have, target, 10_000):
         count = min(10_000, target - start)
-        vectors = base[np.arange(start, start + count) % len(base)]
-        vectors = vectors + noise.standard_normal(vectors.shape).astype(np.float32) * 0.02
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        vectors = perturbed(base, start, count, noise)
         await storage.add_items(
             [
                 NewItem(
@@ -85,12 +94,25 @@ def _components(result: Any) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in result.structured_content["components"]}
 
 
-async def measure(data: Path, size: int, queries: int, store: int, model: Any) -> dict[str, Any]:
+async def measure(
+    data: Path,
+    size: int,
+    queries: int,
+    store: int,
+    model: Any,
+    settings: dict[str, str] | None = None,
+    tool: str = "quick_search",
+    tool_args: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One fresh service over stdio on the store of ``data`` (or of the SESSION_BUDDY_*
+    ``settings``): start-up, RSS, ``tool`` latency (``tool_args`` besides the query), store
+    throughput (module doc)."""
     from fastmcp import Client
     from fastmcp.client.transports import StdioTransport
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("SESSION_BUDDY_")}
     env["SESSION_BUDDY_DATA_DIR"] = str(data)
+    env.update(settings or {})
     transport = StdioTransport(
         sys.executable,
         ["-m", "session_buddy.cli", "serve", "--standalone"],
@@ -106,7 +128,7 @@ async def measure(data: Path, size: int, queries: int, store: int, model: Any) -
         out["loaded_from"] = health["storage"]["metadata"].get("index_source")
         out["load_s"] = health["storage"]["metadata"].get("index_load_seconds")
         out["rss_start"] = health["python"]["metadata"]["rss_bytes"]
-        await client.call_tool("quick_search", {"query": "warm up the model"})
+        await client.call_tool(tool, {"query": "warm up the model", **(tool_args or {})})
         out["start_search_s"] = time.perf_counter() - started
         health = _components(await client.call_tool("health", {}))
         out["rss_loaded"] = health["python"]["metadata"]["rss_bytes"]
@@ -116,7 +138,7 @@ async def measure(data: Path, size: int, queries: int, store: int, model: Any) -
         times = []
         for query in asked:
             t0 = time.perf_counter()
-            await client.call_tool("quick_search", {"query": query})
+            await client.call_tool(tool, {"query": query, **(tool_args or {})})
             times.append(time.perf_counter() - t0)
         out["p50_ms"] = statistics.median(times) * 1000
         out["p95_ms"] = percentile(times, 0.95) * 1000
@@ -165,20 +187,27 @@ def report(row: dict[str, Any]) -> None:
     )
 
 
-async def run(args: argparse.Namespace, data: Path) -> None:
+def model_and_base(count: int) -> tuple[Any, Any]:
+    """The ONNX model and its vectors of ``count`` sample texts (the base of a fill),
+    printing the machine's load and the model's rate."""
     from session_buddy.adapters.embeddings.onnx import Embeddings
     from session_buddy.settings import SessionBuddySettings
 
     model = Embeddings.from_settings(SessionBuddySettings(), None, None)
     rng = random.Random(1)
-    sample = [make_text(rng, TEMPLATES) for _ in range(args.sample)]
+    sample = [make_text(rng, TEMPLATES) for _ in range(count)]
     t0 = time.perf_counter()
     base = model.encode(sample)
     print(
-        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; model: {args.sample} "
-        f"sample texts embedded at {args.sample / (time.perf_counter() - t0):.1f} texts/s",
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; model: {count} "
+        f"sample texts embedded at {count / (time.perf_counter() - t0):.1f} texts/s",
         flush=True,
     )
+    return model, base
+
+
+async def run(args: argparse.Namespace, data: Path) -> None:
+    model, base = model_and_base(args.sample)
     for size in args.sizes:
         added, seconds = await fill(data / "memory.duckdb", size, base, seed=7)
         if added:

@@ -14,7 +14,9 @@
 # to stdout; everything else to stderr. Test server settings: fsync off (speed), password
 # auth (scram) on 127.0.0.1, a free port picked at the first start.
 # Env: SESSION_BUDDY_PG_DIR (default <repo>/.pgdata), SESSION_BUDDY_PYTHON_VENV (default
-# <repo>/.venv), SESSION_BUDDY_PG_USER (system user when root; default sbpg).
+# <repo>/.venv), SESSION_BUDDY_PG_USER (system user when root; default sbpg),
+# SESSION_BUDDY_PG_OPTIONS (more server options, after the defaults so they win, e.g.
+# "-c shared_buffers=2GB" for a benchmark server).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PGSERVER_VERSION=0.1.5
@@ -144,7 +146,7 @@ start() {
     free_port > "$BASE/port"
     say "starting PostgreSQL on 127.0.0.1:$(cat "$BASE/port") ..."
     if ! as_owner "$BIN/pg_ctl" -D "$BASE/data" -l "$BASE/server.log" -w -t 60 start \
-      -o "-c listen_addresses=127.0.0.1 -p $(cat "$BASE/port") -c unix_socket_directories='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=128MB" >&2; then
+      -o "-c listen_addresses=127.0.0.1 -p $(cat "$BASE/port") -c unix_socket_directories='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=128MB ${SESSION_BUDDY_PG_OPTIONS:-}" >&2; then
       tail -n 30 "$BASE/server.log" >&2 || true
       exit 1
     fi

@@ -170,6 +170,14 @@ def _schema_1(dim: int) -> list[str]:
     ]
 
 
+#: the postings of the stored items, set-based: exactly the rows the trigger inserts per item
+#: (the migration's fill; a bulk load may append ``WHERE i.seq ...``)
+POSTINGS_OF_ITEMS = (
+    "INSERT INTO postings SELECT u.lexeme, i.seq, coalesce(cardinality(u.positions), 1), "
+    "i.doc_len FROM items i CROSS JOIN LATERAL unnest(i.terms) u"
+)
+
+
 def _schema_2(dim: int) -> list[str]:
     """The inverted index of keyword search: one posting per (term, item), kept by a trigger
     from ``items.terms`` so every write path (add, update, delete, import) maintains it in
@@ -199,8 +207,7 @@ def _schema_2(dim: int) -> list[str]:
         "FROM unnest(NEW.terms) u; END IF; RETURN NULL; END $body$",
         "CREATE TRIGGER items_postings AFTER INSERT OR DELETE OR UPDATE OF terms, doc_len "
         "ON items FOR EACH ROW EXECUTE FUNCTION items_postings()",
-        "INSERT INTO postings SELECT u.lexeme, i.seq, coalesce(cardinality(u.positions), 1), "
-        "i.doc_len FROM items i CROSS JOIN LATERAL unnest(i.terms) u",
+        POSTINGS_OF_ITEMS,
         "ANALYZE postings",
     ]
 
@@ -238,13 +245,13 @@ def _quote(lexeme: str) -> str:
     return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def terms_tsvector(text: str, term: Callable[[str], str] = str) -> tuple[str, int]:
-    """The tsvector literal of ``text``'s index terms (one position per occurrence, so the
-    term frequency survives) and the document length in terms; ``term`` is how a term is
-    stored (keyed in an encrypted store)."""
+def term_counts(text: str, term: Callable[[str], str] = str) -> tuple[list[tuple[str, int]], int]:
+    """``text``'s index terms as (stored term, occurrences) pairs, most frequent first, as many
+    as a tsvector holds (occurrences capped at its 255 positions), and the document length in
+    terms; ``term`` is how a term is stored (keyed in an encrypted store)."""
     terms = tokenize(text)
     counts = Counter(term(t) for t in terms if len(t.encode("utf-8")) <= _MAX_LEXEME_BYTES)
-    parts: list[str] = []
+    kept: list[tuple[str, int]] = []
     size = 0
     # most frequent first, so a huge document that overflows the tsvector limit keeps the
     # terms that matter most (the content itself is always stored whole)
@@ -255,12 +262,19 @@ def terms_tsvector(text: str, term: Callable[[str], str] = str) -> tuple[str, in
             log.warning(
                 "an item has more distinct terms than a tsvector holds; %d of %d terms are "
                 "not keyword-searchable",
-                len(counts) - len(parts),
+                len(counts) - len(kept),
                 len(counts),
             )
             break
-        parts.append(_quote(lexeme) + ":" + ",".join(map(str, range(1, n + 1))))
-    return " ".join(parts), len(terms)
+        kept.append((lexeme, n))
+    return kept, len(terms)
+
+
+def terms_tsvector(text: str, term: Callable[[str], str] = str) -> tuple[str, int]:
+    """The tsvector literal of ``text``'s index terms (one position per occurrence, so the
+    term frequency survives) and the document length in terms (:func:`term_counts`)."""
+    kept, doc_len = term_counts(text, term)
+    return " ".join(_quote(t) + ":" + ",".join(map(str, range(1, n + 1))) for t, n in kept), doc_len
 
 
 def terms_tsquery(query: str, term: Callable[[str], str] = str) -> tuple[str, list[str]] | None:
