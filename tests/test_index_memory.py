@@ -4,6 +4,7 @@ about the process's memory and the index's size."""
 
 from __future__ import annotations
 
+import mmap
 import os
 from pathlib import Path
 from typing import Any
@@ -395,6 +396,50 @@ async def test_a_snapshot_loads_the_same_index_as_a_rebuild(tmp_path: Path) -> N
     await cold.close()
     assert from_snapshot == rebuilt
     assert any(from_snapshot) and all(len(a) <= 20 for a in from_snapshot)
+
+
+def _mapped(array: np.ndarray) -> bool:
+    base = array
+    while isinstance(base, np.ndarray) and base.base is not None:
+        base = base.base
+    return isinstance(base.obj if isinstance(base, memoryview) else base, mmap.mmap)
+
+
+async def test_mapped_postings_take_writes_after_a_snapshot_load(tmp_path: Path) -> None:
+    """The postings and rows' term ids come mapped from the snapshot; deletes of rows it
+    brought and of rows added after it, and the next snapshot, give the same index as a
+    rebuild of the rows."""
+    path = tmp_path / "memory.duckdb"
+    storage = Storage(path)
+    await storage.initialize()
+    added = await storage.add_items(_random_items(1200, seed=4))
+    await storage.close()
+    queries = np.random.default_rng(5).standard_normal((3, 384)).astype(np.float32)
+
+    warm = Storage(path)
+    await warm.initialize()
+    kw = warm.index.keyword
+    assert warm.index_source == "snapshot"
+    assert _mapped(kw._rows) and _mapped(kw._tfs) and _mapped(kw._row_tids_frozen)
+    assert not _mapped(kw._df) and not _mapped(warm.index.alive)
+    more = await warm.add_items(_random_items(60, seed=6))
+    await warm.delete_items([added[i].id for i in range(0, 300, 10)] + [m.id for m in more[:10]])
+    live = await _answers(warm, queries)
+    await warm.close()
+
+    again = Storage(path)
+    await again.initialize()
+    assert again.index_source == "snapshot"
+    reloaded = await _answers(again, queries)
+    await again.close()
+    path.with_name("memory.duckdb.index").unlink()
+    cold = Storage(path)
+    await cold.initialize()
+    assert cold.index_source == "rows"
+    rebuilt = await _answers(cold, queries)
+    await cold.close()
+    assert live == reloaded == rebuilt
+    assert any(rebuilt)
 
 
 async def test_a_stale_snapshot_is_not_used(tmp_path: Path) -> None:

@@ -46,6 +46,9 @@ class KeywordIndex:
         self._tail_tf = Growable(np.float32)
         #: the distinct term ids of each row: ``_row_tids[_row_off[r]:_row_off[r] + _row_n[r]]``
         self._row_tids = Growable(np.int32)
+        #: the term ids of the rows a snapshot brought (mapped from it), before ``_row_tids``:
+        #: an offset ``o`` below its length is in it, else at ``o - len`` in ``_row_tids``
+        self._row_tids_frozen = np.zeros(0, dtype=np.int32)
         self._row_off = np.zeros(0, dtype=np.int64)
         self._row_n = np.zeros(0, dtype=np.int32)  # 0 once removed
         self.doc_len = np.zeros(0, dtype=np.float32)
@@ -124,7 +127,11 @@ class KeywordIndex:
             self._merge()
 
     def _set_rows(self, rows: np.ndarray, counts: np.ndarray, tids: np.ndarray) -> None:
-        offsets = self._row_tids.size + np.concatenate(([0], np.cumsum(counts)[:-1]))
+        offsets = (
+            len(self._row_tids_frozen)
+            + self._row_tids.size
+            + np.concatenate(([0], np.cumsum(counts)[:-1]))
+        )
         self._row_off[rows] = offsets
         self._row_n[rows] = counts
         self._row_tids.extend(tids)
@@ -157,8 +164,7 @@ class KeywordIndex:
     def remove(self, row: int) -> None:
         if row >= len(self._row_n) or self._row_n[row] == 0:
             return
-        start = int(self._row_off[row])
-        tids = self._row_tids.view[start : start + int(self._row_n[row])]
+        tids = self._tids_of(int(self._row_off[row]), int(self._row_n[row]))
         self._df[tids] -= 1
         self._row_n[row] = 0
         self.live -= 1
@@ -172,10 +178,11 @@ class KeywordIndex:
         live_rows = np.flatnonzero(keep[:size])
         counts = self._row_n[live_rows]
         parts = [
-            self._row_tids.view[o : o + n]
+            self._tids_of(o, n)
             for o, n in zip(self._row_off[live_rows].tolist(), counts.tolist(), strict=True)
         ]
         self._row_tids.replace(np.concatenate(parts) if parts else np.zeros(0, np.int32))
+        self._row_tids_frozen = np.zeros(0, dtype=np.int32)
         capacity = max(count, len(self.doc_len))
         old_len = self.doc_len
         self.doc_len = np.zeros(capacity, dtype=np.float32)
@@ -184,6 +191,25 @@ class KeywordIndex:
         self._row_n[: len(live_rows)] = counts
         self._row_off = np.zeros(capacity, dtype=np.int64)
         self._row_off[1 : len(live_rows)] = np.cumsum(counts)[:-1]
+
+    def _tids_of(self, start: int, count: int) -> np.ndarray:
+        """The distinct term ids a row's offset and count point at (a row's ids are added
+        at once, so they are all in the frozen part or all in the growable one)."""
+        frozen = len(self._row_tids_frozen)
+        if start < frozen:
+            return self._row_tids_frozen[start : start + count]
+        return self._row_tids.view[start - frozen : start - frozen + count]
+
+    def row_tids_all(self) -> np.ndarray:
+        """Every row's term ids, in offset order (for a snapshot)."""
+        if not len(self._row_tids_frozen):
+            return self._row_tids.view
+        return np.concatenate((self._row_tids_frozen, self._row_tids.view))
+
+    def adopt_row_tids(self, tids: np.ndarray) -> None:
+        """Take a snapshot's term ids as they are (mapped: nothing writes them)."""
+        self._row_tids_frozen = tids
+        self._row_tids.replace(tids[:0])
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -241,6 +267,7 @@ class KeywordIndex:
             self._tail_row.data,
             self._tail_tf.data,
             self._row_tids.data,
+            self._row_tids_frozen,
             self._row_off,
             self._row_n,
             self.doc_len,

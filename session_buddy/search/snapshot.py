@@ -10,7 +10,9 @@ opened, so a snapshot is used only if nothing wrote to the store since it was wr
 The exact float32 vectors are not in it: they are the persistent vector file beside it
 (:class:`~.vector.FileRows`), kept up to date by every write.
 
-Loading gives the same index as a rebuild from the rows (tests check searches agree). A
+The big read-mostly arrays (the postings and the rows' term ids, :data:`MAPPED`) are mapped
+from the file copy-on-write, not read: at 1M items that is ~250 MB the process holds only as
+far as searches touch it. Loading gives the same index as a rebuild from the rows (tests check searches agree). A
 snapshot also records the terms the tokeniser makes of a probe text: after a change of the
 tokeniser it no longer matches, and the index is rebuilt with the new terms.
 """
@@ -18,6 +20,7 @@ tokeniser it no longer matches, and the index is rebuilt with the new terms.
 from __future__ import annotations
 
 import json
+import mmap
 import os
 from pathlib import Path
 from typing import Any
@@ -45,7 +48,7 @@ def save(index: SearchIndex, path: Path, token: str) -> None:
             name: getattr(index, name)[:size] for name in index._COLUMNS
         }
         arrays.update({f"kw{name}": getattr(kw, name) for name in _KEYWORD_ARRAYS})
-        arrays["kw_row_tids"] = kw._row_tids.view
+        arrays["kw_row_tids"] = kw.row_tids_all()
         for prefix, table in (("ids", index._ids), ("terms", kw._terms)):
             arrays.update({f"{prefix}_{name}": a for name, a in table.arrays().items()})
         arrays.update(index.vectors.arrays(size))  # "codes", "present"
@@ -91,21 +94,44 @@ def _write(path: Path, arrays: dict[str, np.ndarray]) -> None:
     os.replace(temporary, path)
 
 
+#: Arrays mapped from the file (copy-on-write) instead of read: the keyword postings and the
+#: rows' term ids, the bulk of the index, which searches read only a term's slice of and
+#: writes never touch in place (new postings go to the tail, a merge makes new arrays).
+MAPPED = frozenset({"kw_rows", "kw_tfs", "kw_row_tids"})
+
+
 def _read(path: Path) -> dict[str, np.ndarray]:
     with path.open("rb") as handle:
         if handle.read(8) != MAGIC:
             raise ValueError("not an index snapshot")
         base = int(handle.read(8))
         layout = json.loads(handle.readline())
+        end = os.fstat(handle.fileno()).st_size
         out: dict[str, np.ndarray] = {}
         for name, (dtype, shape, offset) in layout.items():
             array = np.empty(shape, dtype=np.dtype(dtype))
+            start = base + offset
+            if start + array.nbytes > end:
+                raise ValueError("the index snapshot is truncated")
+            if name in MAPPED and array.nbytes:
+                out[name] = _mapped(handle.fileno(), start, array)
+                continue
             if array.nbytes:
-                handle.seek(base + offset)
+                handle.seek(start)
                 if handle.readinto(memoryview(array.reshape(-1)).cast("B")) != array.nbytes:
                     raise ValueError("the index snapshot is truncated")
             out[name] = array
         return out
+
+
+def _mapped(fd: int, start: int, like: np.ndarray) -> np.ndarray:
+    """``like``'s bytes at ``start`` of the file, mapped copy-on-write: pages are read when
+    first touched and count in the process only then; writing one copies that page. One
+    mapping per array, so the old postings are unmapped as soon as a merge replaces them."""
+    page = start - start % mmap.ALLOCATIONGRANULARITY
+    mapping = mmap.mmap(fd, start - page + like.nbytes, offset=page, access=mmap.ACCESS_COPY)
+    flat = np.frombuffer(mapping, dtype=like.dtype, count=like.size, offset=start - page)
+    return flat.reshape(like.shape)
 
 
 def load(path: Path, token: str, dimension: int, vectors: FileRows) -> SearchIndex | None:
@@ -155,7 +181,7 @@ def _build(
     kw = index.keyword
     for name in _KEYWORD_ARRAYS:
         setattr(kw, name, arrays[f"kw{name}"])
-    kw._row_tids.replace(arrays["kw_row_tids"])
+    kw.adopt_row_tids(arrays["kw_row_tids"])
     kw.live, kw.total_len = int(strings["live"]), float(strings["total_len"])
     kw.ensure_capacity(capacity)
     index.vectors.restore(arrays, capacity)
