@@ -19,7 +19,7 @@ each with a small random perturbation (renormalised): real texts, realistic vect
 model time. Only the stores measured through stdio are embedded by the model.
 
     .venv/bin/python benchmarks/scale.py [--sizes 10000,100000,1000000] [--queries 100]
-        [--store 500] [--sample 2000] [--data DIR]
+        [--store 500] [--sample 2000] [--data DIR] [--recall]
 
 ``--data DIR`` keeps the store (filling 1M items takes several minutes); without it a
 temporary folder is used.
@@ -214,6 +214,11 @@ async def run(args: argparse.Namespace, data: Path) -> None:
             print(f"  filled to {size:,} (+{added:,} in {seconds:.0f} s)", flush=True)
         report(await measure(data, size, args.queries, args.store, model))
         print(f"  load average {os.getloadavg()[0]:.1f}", flush=True)
+    if args.recall:  # issue 19's figures in one run: recall on the LoCoMo dev set too
+        import retrieval
+
+        print("LoCoMo dev recall, default hybrid search:", flush=True)
+        await retrieval.run(retrieval.DEFAULT_DATA, "duckdb", ["hybrid"], {})
 
 
 def main() -> None:
@@ -227,6 +232,9 @@ def main() -> None:
     parser.add_argument("--store", type=int, default=500)
     parser.add_argument("--sample", type=int, default=2000)
     parser.add_argument("--data", type=Path, default=None)
+    parser.add_argument(
+        "--recall", action="store_true", help="also run benchmarks/retrieval.py --modes hybrid"
+    )
     args = parser.parse_args()
     if args.data is not None:
         args.data.mkdir(parents=True, exist_ok=True)
