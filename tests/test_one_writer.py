@@ -165,3 +165,33 @@ def test_an_interrupted_import_stops_at_a_batch_and_resumes(
     stats = run_command(data, None, "tester", "health", {})
     storage = next(c for c in stats["components"] if c["name"] == "storage")
     assert "1200 items" in storage["message"], storage
+
+
+def test_a_starter_that_loses_the_race_waits_for_the_service_that_won(tmp_path: Path) -> None:
+    """Two starters at once (a hook and a bridge): the winner's service takes the service
+    lock first and writes its file only after its imports, so the service the loser spawned
+    exits at once with no file to find; the loser waits for the winner instead of failing
+    with "stopped while starting"."""
+    import time
+
+    from session_buddy.server.discovery import (
+        ensure_service,
+        read_service,
+        service_lock_held,
+        spawn_service,
+    )
+
+    data = tmp_path / "data"
+    (data / "logs").mkdir(parents=True)
+    winner = spawn_service(data, None)
+    try:
+        deadline = time.monotonic() + 60
+        while not service_lock_held(data) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert service_lock_held(data)
+        assert read_service(data) is None  # inside the window: locked, not yet announced
+        info = ensure_service(data, timeout=90)
+        assert int(info["pid"]) == winner
+        assert "another session-buddy service owns" in (data / "logs" / "service.log").read_text()
+    finally:
+        stop_service(data)

@@ -148,6 +148,21 @@ def spawn_service(data_dir: Path, config: str | None, delay_s: float = 0.0) -> i
     return int(out.stdout.decode().strip())
 
 
+def service_lock_held(data_dir: Path) -> bool:
+    """Whether a service process holds ``data_dir``'s service lock (it takes the lock first,
+    then binds and writes its file: a starter that lost the race waits for that one)."""
+    try:
+        with open(data_dir / SERVICE_LOCK, "a+") as lock:
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+            return False
+    except OSError:
+        return False
+
+
 def ensure_service(
     data_dir: Path, config: str | None = None, timeout: float = START_TIMEOUT_S
 ) -> dict[str, Any]:
@@ -168,7 +183,9 @@ def ensure_service(
             if not pid_alive(pid):
                 # it exits at once when another service holds the lock: wait for that one
                 other = read_service(data_dir)
-                if other is not None and pid_alive(int(other["pid"])):
+                if (other is not None and pid_alive(int(other["pid"]))) or service_lock_held(
+                    data_dir
+                ):  # (a service that holds the lock may not have written its file yet)
                     time.sleep(0.05)
                     continue
                 raise RuntimeError(
