@@ -550,6 +550,29 @@ async def test_access_applies_inside_both_rankers(storage: StorageBase) -> None:
         )
 
 
+async def test_access_as_a_filter_of_listing_and_counting(storage: StorageBase) -> None:
+    """``ItemFilter.access`` restricts list_items and count_items like any other condition
+    (pages stay full, counts agree with them), combined with the rest of the filter."""
+    ids = await _authored(storage)
+
+    async def listed(access: Access, **conditions: Any) -> tuple[set[str], int]:
+        flt = ItemFilter(access=access, **conditions)
+        return {i.id for i in await storage.list_items(flt, limit=50)}, await storage.count_items(
+            flt
+        )
+
+    alice = Access(frozenset({"alice"}), frozenset({ids["carol"]}))
+    assert await listed(alice) == ({ids["alice"], ids["carol"]}, 2)
+    assert await listed(Access(frozenset({"bob", None}))) == ({ids["bob"], ids["none"]}, 2)
+    assert await listed(Access(frozenset({"alice", "bob"})), projects=["p"]) == (
+        {ids["alice"], ids["bob"]},
+        2,
+    )
+    assert await listed(Access(frozenset())) == (set(), 0)
+    page = await storage.list_items(ItemFilter(access=alice), limit=1)
+    assert len(page) == 1 and page[0].id in {ids["alice"], ids["carol"]}
+
+
 async def test_access_finds_own_items_behind_many_of_others(storage: StorageBase) -> None:
     """The best keyword hits all belong to someone else: the rankers still return the best
     visible ones, in order (PostgreSQL: deeper rankings, then the rule as a filter)."""

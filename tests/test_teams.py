@@ -17,6 +17,7 @@ from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
 from session_buddy import di
+from session_buddy.adapters.storage._base import ItemFilter
 from session_buddy.core.memory import ItemInput, MemoryService
 from session_buddy.core.teams import TeamService, vote_factor
 from session_buddy.core.users import acting_as
@@ -300,3 +301,35 @@ async def test_leave_remove_and_unshare(alice: Client[Any]) -> None:
     # it is still in her own memory
     mine = await call(alice, "search", query="webhook backoff")
     assert [h["id"] for h in mine["hits"]][:1] == [item[:8]]  # a short id
+
+
+async def test_listings_and_the_session_brief_obey_the_access_rule(
+    mallory: Client[Any], tmp_path: Path
+) -> None:
+    """Listing (newest items of a project, the session brief at ``start``) shows only what
+    the acting user may see, as search does: on a shared store, not a teammate's private
+    reflections; an item shared with the user's team, yes."""
+    teams, memory = di.get(TeamService), di.get(MemoryService)
+    with acting_as("alice"):
+        await teams.create_team("payments", members=["bob"], projects=["payments"])
+        shared = await store_as("alice", SECRET_PLAN)
+        private = await store_as("alice", "Alice's private note about the Falcon ledger.")
+        await teams.share_reflection(shared, "payments")
+    mine = await store_as("mallory", "Mallory's own note about the payments webhooks.")
+
+    async def listed() -> set[str]:
+        return {i.id for i in await memory.list_recent(projects=["payments"])}
+
+    assert await listed() == {mine}
+    flt = ItemFilter(projects=["payments"], access=await memory.access())
+    assert await memory.storage.count_items(flt) == 1
+    with acting_as("bob"):
+        assert await listed() == {shared}
+    with acting_as("alice"):
+        assert await listed() == {shared, private}
+
+    folder = tmp_path / "payments"
+    folder.mkdir()
+    brief = await call(mallory, "start", working_directory=str(folder), detail=True)
+    assert brief["project"]["name"] == "payments"
+    assert [r["id"] for r in brief["reflections"]] == [mine]

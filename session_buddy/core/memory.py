@@ -531,8 +531,8 @@ class MemoryService:
         tags: list[str] | None = None,
         session_id: str | None = None,
     ) -> list[MemoryItem]:
-        """Items in a time span (``after <= created_at < before``), newest first; ``tags``:
-        items with every one of them; ``session_id``: one session's."""
+        """Items the acting user may see in a time span (``after <= created_at < before``),
+        newest first; ``tags``: with every one of them; ``session_id``: one session's."""
         if kinds is not None and any(k not in KINDS for k in kinds):
             raise ValidationError(f"kinds must be among {', '.join(KINDS)}, not {kinds!r}")
         flt = ItemFilter(
@@ -542,6 +542,7 @@ class MemoryService:
             session_id=session_id,
             after=after,
             before=before,
+            access=await self.access(),
         )
         return await self.storage.list_items(flt, limit=max(1, limit), offset=max(0, offset))
 

@@ -319,6 +319,8 @@ class SearchIndex:
             mask &= self._access_mask(access)
         if flt is None:
             return mask
+        if flt.access is not None:
+            mask &= self._access_mask(flt.access)
         if flt.ids is not None:
             mask &= self._rows(flt.ids)
         if flt.projects is not None:

@@ -383,6 +383,9 @@ class ItemFilter:
     after: datetime | None = None
     before: datetime | None = None
     ids: set[str] | None = None
+    # only what this rule lets the caller see (listing applies it like any other condition,
+    # so pages stay full and counts agree with them)
+    access: Access | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from session_buddy.adapters.storage._base import (
+    Access,
     ItemChange,
     ItemFilter,
     MemoryItem,
@@ -161,7 +162,22 @@ def where(flt: ItemFilter | None, params: Params) -> list[str]:
         parts.append(f"created_at < {params.add(aware(flt.before))}")
     if flt.tags:
         parts.append(d.all_tags.format(param=params.add(list(flt.tags))))
+    if flt.access is not None:
+        parts.append(access_condition(flt.access, params))
     return parts
+
+
+def access_condition(access: Access, params: Params) -> str:
+    """The access rule as one condition: the item's author is one of the rule's (an
+    author-less item when ``None`` is), or its id is shared with the caller."""
+    d = params.dialect
+    authors = sorted(a for a in access.authors if a is not None)
+    parts = [d.is_any("author", params.add(authors))]
+    if None in access.authors:
+        parts.append("author IS NULL")
+    if access.shared:
+        parts.append(d.is_any("id", params.add(sorted(access.shared))))
+    return f"({' OR '.join(parts)})"
 
 
 def where_clause(parts: Sequence[str]) -> str:

@@ -241,6 +241,11 @@ _RECORD_COLUMNS = POSTGRES.record_columns
 # -- keyword terms --------------------------------------------------------------------------
 
 
+def _access(access: Access | None, params: _sql.Params) -> list[str]:
+    """The access rule as a condition (none when everything is visible)."""
+    return [] if access is None else [_sql.access_condition(access, params)]
+
+
 def _quote(lexeme: str) -> str:
     return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
 
@@ -840,19 +845,6 @@ class Storage(_Server, _sql.SqlStorage):
         return len(rows)
 
     @staticmethod
-    def _access(access: Access | None, params: _sql.Params, table: str = "") -> list[str]:
-        """The access rule as a condition (none when everything is visible)."""
-        if access is None:
-            return []
-        authors = sorted(a for a in access.authors if a is not None)
-        parts = [f"{table}author = ANY({params.add(authors)}::text[])"]
-        if None in access.authors:
-            parts.append(f"{table}author IS NULL")
-        if access.shared:
-            parts.append(f"{table}id = ANY({params.add(sorted(access.shared))}::text[])")
-        return [f"({' OR '.join(parts)})"]
-
-    @staticmethod
     def _hit(row: Any) -> Hit:
         return Hit(
             id=row[0],
@@ -903,7 +895,7 @@ class Storage(_Server, _sql.SqlStorage):
     ) -> list[Hit]:
         tsquery, terms = built
         params = POSTGRES.params(list(dict.fromkeys(terms)), K1, B)
-        where = _sql.where(flt, params) + self._access(access, params)
+        where = _sql.where(flt, params) + _access(access, params)
         weights = (
             # document frequencies over the whole store, from the postings index
             "WITH q AS MATERIALIZED (SELECT u.lexeme, (SELECT count(*) FROM postings p"
@@ -960,7 +952,7 @@ class Storage(_Server, _sql.SqlStorage):
         if limit <= 0:
             return []
         params = POSTGRES.params(vec)
-        where = ["embedding IS NOT NULL", *_sql.where(flt, params), *self._access(access, params)]
+        where = ["embedding IS NOT NULL", *_sql.where(flt, params), *_access(access, params)]
         sql = (
             "SELECT id, 1 - (embedding <=> $1) AS score, created_at, author, kind, project"
             " FROM items WHERE "

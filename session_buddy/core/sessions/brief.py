@@ -14,7 +14,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from session_buddy.adapters.storage._base import ItemFilter
 from session_buddy.core.handoff import (
     HandoffLocationError,
     latest_handoff,
@@ -27,6 +26,7 @@ from session_buddy.core.sessions.state import CheckpointEntry, SessionState, Ses
 from session_buddy.errors import ConfigurationError, NotFound
 
 if TYPE_CHECKING:
+    from session_buddy.core.memory import MemoryService
     from session_buddy.core.project_records import ProjectRecords
 
 HANDOFF_READ_CHARS = 200_000  # of a handoff file, read for its summary
@@ -112,11 +112,13 @@ class HandoffDocs:
         handoff_dir: str | None,
         projects: ProjectRecords,
         store: SessionStore,
+        memory: MemoryService,
     ) -> None:
         self.data_dir = data_dir
         self.handoff_dir = handoff_dir
         self.projects = projects
         self.store = store
+        self.memory = memory
 
     def folder(self, project_path: str | None, project: str | None) -> Path:
         try:
@@ -147,10 +149,10 @@ class HandoffDocs:
 
     async def brief(self, state: SessionState, info: ProjectInfo, how: str) -> Brief:
         handoff = await asyncio.to_thread(self.latest_info, info.path, info.name)
-        reflections = await self.store.storage.list_items(
-            ItemFilter(projects=info.names, kinds=["reflection", "insight"]),
-            limit=5,
-            newest_first=True,
+        # the project's newest reflections and insights the caller may see (on a shared
+        # store, not a teammate's private ones)
+        reflections = await self.memory.list_recent(
+            projects=info.names, kinds=["reflection", "insight"], limit=5
         )
         history = await self.store.checkpoints(info.name, limit=1)
         return Brief(

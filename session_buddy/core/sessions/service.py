@@ -80,7 +80,7 @@ class SessionService:
         self.options = SessionOptions.from_settings(settings)
         self.store = SessionStore(storage)
         self.current = CurrentSessions()
-        self.docs = HandoffDocs(paths.data, self.options.handoff_dir, projects, self.store)
+        self.docs = HandoffDocs(paths.data, self.options.handoff_dir, projects, self.store, memory)
         self.lifecycle = Lifecycle(
             self.store,
             self.current,

@@ -180,6 +180,7 @@ async def memories_page(f: Filters) -> dict[str, Any]:
     projects = [f.project] if f.project else None
     kinds = [f.kind] if f.kind else None
     tags = f.tag_list() or None
+    access = await memory.access()
     items, total = await asyncio.gather(
         memory.list_recent(
             projects=projects,
@@ -188,13 +189,13 @@ async def memories_page(f: Filters) -> dict[str, Any]:
             limit=PAGE_SIZE,
             offset=(f.page - 1) * PAGE_SIZE,
         ),
-        memory.storage.count_items(ItemFilter(projects=projects, kinds=kinds, tags=tags)),
+        memory.storage.count_items(
+            ItemFilter(projects=projects, kinds=kinds, tags=tags, access=access)
+        ),
     )
-    access = await memory.access()
-    visible = [i for i in items if access is None or access.allows(i.author, i.id)]
     return {
         "filters": f,
-        "items": [item_view(i) for i in visible],
+        "items": [item_view(i) for i in items],
         "total": total,
         "pages": max(1, -(-total // PAGE_SIZE)),
         "projects": await project_names(),
