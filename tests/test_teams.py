@@ -17,8 +17,10 @@ from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
 from session_buddy import di
-from session_buddy.adapters.storage._base import ItemFilter
+from session_buddy.adapters.storage._base import ItemFilter, StorageBase
+from session_buddy.core.capture import CaptureService
 from session_buddy.core.memory import ItemInput, MemoryService
+from session_buddy.core.recurring import find_patterns
 from session_buddy.core.teams import TeamService, vote_factor
 from session_buddy.core.users import acting_as
 from session_buddy.errors import AuthError, NotFound, ValidationError
@@ -333,3 +335,30 @@ async def test_listings_and_the_session_brief_obey_the_access_rule(
     brief = await call(mallory, "start", working_directory=str(folder), detail=True)
     assert brief["project"]["name"] == "payments"
     assert [r["id"] for r in brief["reflections"]] == [mine]
+
+
+async def test_insights_and_patterns_obey_the_access_rule(mallory: Client[Any]) -> None:
+    """Listing all insights (``*``), their statistics and the recurring topics of
+    ``patterns`` count only the items the caller may see."""
+    memory = di.get(MemoryService)
+    texts = [
+        "Retry the payment webhook with exponential backoff and an idempotent handler.",
+        "Payment webhooks need exponential backoff retries and idempotent handling.",
+    ]
+    await memory.store(
+        [
+            ItemInput(content=t, kind="insight", project="payments", author="alice", session_id=s)
+            for t, s in zip(texts, ["s1", "s2"], strict=True)
+        ]
+    )
+    with acting_as("alice"):
+        seen = await find_patterns(
+            di.get(StorageBase), "payments", None, access=await memory.access()
+        )
+        assert seen["topics"] and seen["topics"][0]["items"] == 2
+        assert (await di.get(CaptureService).insight_statistics())["total"] == 2
+    listed = await call(mallory, "search_insights", query="*", project="payments")
+    assert listed["count"] == 0
+    assert (await call(mallory, "insights_statistics"))["total"] == 0
+    patterns = await call(mallory, "patterns", project="payments")
+    assert patterns["topics"] == [] and patterns["totals"]["items_clustered"] == 0

@@ -420,14 +420,15 @@ class CaptureService:
     ) -> list[Any]:
         """Insights matching ``query`` (hybrid search), or all newest first for ``*``."""
         if query.strip() in ("", "*"):
-            return await list_insights(self.storage, project=project, limit=limit)
+            access = await self.memory.access()
+            return await list_insights(self.storage, project=project, limit=limit, access=access)
         response = await self.memory.search(
             query, projects=[project] if project else None, kinds=["insight"], limit=limit
         )
         return list(response.hits)
 
     async def insight_statistics(self) -> dict[str, Any]:
-        return await insight_statistics(self.storage)
+        return await insight_statistics(self.storage, access=await self.memory.access())
 
 
 def find_session_transcripts(

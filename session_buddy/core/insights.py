@@ -29,7 +29,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from session_buddy.adapters.storage._base import ItemFilter, MemoryItem, Record, StorageBase
+from session_buddy.adapters.storage._base import (
+    Access,
+    ItemFilter,
+    MemoryItem,
+    Record,
+    StorageBase,
+)
 from session_buddy.core.events import INSIGHT_CAPTURED, EventBus
 from session_buddy.core.memory import ItemInput, MemoryService
 
@@ -337,16 +343,24 @@ def _with_session(record: Record, session_id: str | None) -> Record | None:
 
 
 async def list_insights(
-    storage: StorageBase, *, project: str | None = None, limit: int = 20, offset: int = 0
+    storage: StorageBase,
+    *,
+    project: str | None = None,
+    limit: int = 20,
+    offset: int = 0,
+    access: Access | None = None,
 ) -> list[MemoryItem]:
-    """Insights newest first."""
-    flt = ItemFilter(kinds=[KIND], projects=[project] if project else None)
+    """Insights newest first (those ``access`` lets through; None: all)."""
+    flt = ItemFilter(kinds=[KIND], projects=[project] if project else None, access=access)
     return await storage.list_items(flt, limit=limit, offset=offset, newest_first=True)
 
 
-async def insight_statistics(storage: StorageBase, *, page: int = 500) -> dict[str, Any]:
-    """Counts of stored insights by project, topic tag and day (UTC), plus the total."""
-    flt = ItemFilter(kinds=[KIND])
+async def insight_statistics(
+    storage: StorageBase, *, page: int = 500, access: Access | None = None
+) -> dict[str, Any]:
+    """Counts of the stored insights ``access`` lets through (None: all) by project, topic
+    tag and day (UTC), plus the total."""
+    flt = ItemFilter(kinds=[KIND], access=access)
     by_project: Counter[str] = Counter()
     by_topic: Counter[str] = Counter()
     by_day: Counter[str] = Counter()

@@ -21,7 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from session_buddy.adapters.storage._base import ItemFilter, MemoryItem, Record, StorageBase
+from session_buddy.adapters.storage._base import (
+    Access,
+    ItemFilter,
+    MemoryItem,
+    Record,
+    StorageBase,
+)
 from session_buddy.core.errorfix import ErrorMemory, fix_view
 from session_buddy.core.failures import file_of_test, one_line
 from session_buddy.core.testresults import COLLECTION as TEST_RESULTS
@@ -175,10 +181,14 @@ def topics(
 
 
 async def find_patterns(
-    storage: StorageBase, project: str | None, since: datetime | None, limit: int = 5
+    storage: StorageBase,
+    project: str | None,
+    since: datetime | None,
+    limit: int = 5,
+    access: Access | None = None,
 ) -> dict[str, Any]:
     """Recurring errors, files that keep breaking and topics that come back (``limit`` of
-    each, with the totals)."""
+    each, with the totals); the topics from the items ``access`` lets through (None: all)."""
     records = await ErrorMemory(storage).records(project, since)
     runs = [
         r
@@ -186,7 +196,10 @@ async def find_patterns(
         if since is None or r.created_at >= since
     ]
     flt = ItemFilter(
-        projects=[project] if project else None, kinds=["insight", "reflection"], after=since
+        projects=[project] if project else None,
+        kinds=["insight", "reflection"],
+        after=since,
+        access=access,
     )
     items = await storage.list_items(flt, limit=TOPIC_ITEMS, newest_first=True)
     vectors = await storage.get_vectors([i.id for i in items])

@@ -16,6 +16,7 @@ from session_buddy import di
 from session_buddy.adapters.storage._base import StorageBase
 from session_buddy.core.analytics import AnalyticsService, parse_since
 from session_buddy.core.errorfix import ErrorMemory
+from session_buddy.core.memory import MemoryService
 from session_buddy.core.recurring import find_patterns
 from session_buddy.core.sessions import SessionService
 from session_buddy.core.testresults import TestResultService
@@ -120,8 +121,10 @@ async def patterns(
     since: Since = None,
     limit: Annotated[int, Field(ge=1, le=50, description="Entries of each kind")] = 5,
 ) -> dict[str, Any]:
-    storage = di.get(StorageBase)
-    return await find_patterns(storage, default_project(project), parse_since(since), limit)
+    storage, access = di.get(StorageBase), await di.get(MemoryService).access()
+    return await find_patterns(
+        storage, default_project(project), parse_since(since), limit, access=access
+    )
 
 
 def register(mcp: FastMCP) -> None:
