@@ -585,16 +585,14 @@ class ProjectService:
         current = scope[0].project
         by_name = {r.project: r for r in scope}
         stored = await self._stored_names(scope)
-        access = await self.memory.access()
-        items = [
-            i
-            for i in await self.storage.list_items(
-                ItemFilter(projects=sorted(stored), kinds=["reflection", "insight"]),
-                limit=PATTERN_CANDIDATES,
-                newest_first=True,
-            )
-            if access is None or access.allows(i.author, i.id)
-        ]
+        # the newest the caller may see (the rule inside the listing: a teammate's many
+        # private items do not crowd out the caller's own)
+        flt = ItemFilter(
+            projects=sorted(stored),
+            kinds=["reflection", "insight"],
+            access=await self.memory.access(),
+        )
+        items = await self.storage.list_items(flt, limit=PATTERN_CANDIDATES, newest_first=True)
 
         def canonical(item: MemoryItem) -> str:
             return stored.get(item.project or "", item.project or "")
