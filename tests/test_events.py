@@ -314,3 +314,41 @@ async def test_another_connected_client_gets_the_events_in_the_background(
     assert [m.data["msg"] for m in mine] == [ev.SESSION_STARTED]
     assert [m.data["msg"] for m in theirs] == [ev.SESSION_STARTED]  # once, not twice
     assert theirs[0].data["extra"]["data"]["session_id"] == started["session"]["id"]
+
+
+async def test_events_undelivered_at_stop_are_sent_by_the_next_run(
+    tmp_path: Path, receiver: Receiver, logged: list[LogMessage], repo: Path
+) -> None:
+    """The service stops while the receiver hangs: the delivery under way and the queued
+    events become dead letters in the (durable) store, and the next run delivers them."""
+    from session_buddy.settings import load_settings
+
+    def durable() -> Any:
+        settings = settings_for(tmp_path, [receiver.url])
+        return load_settings(
+            mode="lite",
+            data_dir=tmp_path / "data",
+            adapters={"embeddings": "none", "storage": "duckdb"},
+            events=settings.events.model_dump(),
+        ).settings
+
+    receiver.hold.clear()
+    async with await open_client(durable(), logged) as client:
+        await call(client, "start", working_directory=str(repo))
+        for name in ("a", "b"):
+            await call(client, "checkpoint", name=name)
+    assert receiver.accepted == []  # stopped with all three undelivered
+    receiver.hold.set()
+    di.reset()  # the next run: a new container, as a new process would have
+    async with await open_client(durable(), logged) as client:
+        listed = await call(client, "events_webhooks", action="list")
+        assert listed["size"] == 3
+        assert {e["last_error"] for e in listed["entries"]} == {
+            "not delivered before the service stopped"
+        }
+        retried = await call(client, "events_webhooks", action="retry")
+        assert retried["left"] == 0
+    sent = {a["event_id"] for a in receiver.accepted}
+    assert {e["event_id"] for e in listed["entries"]} <= sent
+    types = sorted(a["type"] for a in receiver.accepted if a["event_id"] in sent)
+    assert types.count(ev.SESSION_CHECKPOINT) >= 2 and ev.SESSION_STARTED in types

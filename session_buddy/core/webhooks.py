@@ -2,7 +2,7 @@
 
 Delivery runs in one background task fed by a bounded queue (``events.queue_size``), so an
 event never blocks or fails the tool call it came from; a full queue drops the event (and
-counts it). Each POST carries
+counts it). At stop, what is still undelivered becomes dead letters for the next run. Each POST carries
 
 - ``X-SessionBuddy-Signature: sha256=<hex>``: HMAC-SHA256, keyed with the secret
   (``events.secret_env`` or ``events.secret_file``), of ``<timestamp>.<body>``;
@@ -45,6 +45,9 @@ EVENT_ID_HEADER = "X-SessionBuddy-Event-Id"
 EVENT_TYPE_HEADER = "X-SessionBuddy-Event"
 #: how often the worker looks for due dead letters while no event comes
 DRAIN_EVERY_S = 30.0
+#: how long a stop waits for the queue to be delivered before parking the rest as dead
+#: letters (short: the whole shutdown of an in-memory client's server gets 5 s)
+STOP_FLUSH_S = 1.5
 
 
 def sign(secret: bytes, timestamp: str, body: bytes) -> str:
@@ -117,6 +120,8 @@ class WebhookService:
         self._queue: asyncio.Queue[Event] | None = None
         self._task: asyncio.Task[None] | None = None
         self._client: Any = None
+        #: (url, event) of the delivery under way and the URLs after it
+        self._pending: list[tuple[str, Event]] = []
         if self.urls:
             if self.secret is None:
                 log.warning(
@@ -176,12 +181,15 @@ class WebhookService:
             except TimeoutError:
                 await self._drain_quietly()
                 continue
+            self._pending = [(url, event) for url in self.urls]
             try:
-                for url in self.urls:
-                    await self.deliver(url, event)
+                while self._pending:
+                    await self.deliver(*self._pending[0])
+                    self._pending.pop(0)
             except Exception as exc:  # the storage under the DLQ failed: log, go on
                 log.warning("webhook delivery of %s failed: %s", event.id, exc)
             finally:
+                self._pending = []
                 self._queue.task_done()
             if self._queue.empty():
                 await self._drain_quietly()
@@ -309,12 +317,24 @@ class WebhookService:
         }
 
     async def stop(self) -> None:
-        """Deliver what is queued (bounded), then stop the worker and close the client."""
-        await self.flush(5.0)
+        """Deliver what is queued (for STOP_FLUSH_S), then stop the worker and close the client.
+        What is still undelivered then (the delivery under way, the queue) becomes dead
+        letters, so the next run sends it: nothing is lost by stopping."""
+        await self.flush(STOP_FLUSH_S)
         task, self._task = self._task, None
+        left = list(self._pending)
         if task is not None and not task.done():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        while self._queue is not None and not self._queue.empty():
+            left.extend((url, self._queue.get_nowait()) for url in self.urls)
+        for url, event in left:
+            try:
+                await self.dead.add(_key(url, event.id), {"url": url, "event": event.to_dict()},
+                                    "not delivered before the service stopped")  # fmt: skip
+                self.counts["dead_lettered"] += 1
+            except Exception as exc:  # the storage is gone already: say what is lost
+                log.warning("webhook %s: %s %s lost at stop: %s", url, event.type, event.id, exc)
         if self._client is not None:
             client, self._client = self._client, None
             await client.aclose()
