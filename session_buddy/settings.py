@@ -461,6 +461,17 @@ class TelemetrySettings(_Section):
     )
 
 
+class GraphSettings(_Section):
+    """The knowledge graph."""
+
+    extract: bool = Field(
+        default=True,
+        description="Link every stored item to the entities it mentions (files, functions, "
+        "packages, errors, projects, people); off: stores skip the extraction and the graph "
+        "keeps only what is already in it and what the graph tools add.",
+    )
+
+
 class HooksSettings(_Section):
     recall: bool = Field(
         default=True,
@@ -541,6 +552,7 @@ class SessionBuddySettings(BaseSettings):
     sync: SyncSettings = Field(default_factory=SyncSettings)
     events: EventsSettings = Field(default_factory=EventsSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    graph: GraphSettings = Field(default_factory=GraphSettings)
     hooks: HooksSettings = Field(default_factory=HooksSettings)
     permissions: PermissionsSettings = Field(default_factory=PermissionsSettings)
 

@@ -225,6 +225,20 @@ async def test_stored_items_build_the_graph_and_search_expands_through_it(
     assert "verify_token" in resource[0].text  # type: ignore[union-attr]
 
 
+async def test_extraction_can_be_turned_off(tmp_path: Path) -> None:
+    """``graph.extract`` off: stored items link to no entity (the same texts give entities
+    with it on, above), and storing and search still work."""
+    from session_buddy.server.app import create_server
+
+    settings = settings_for("duckdb", tmp_path, vectors=False, graph={"extract": False})
+    async with Client(create_server(settings)) as client:
+        stored = await call(client, "store_reflection", content=FIX, project="auth")
+        opened = await call(client, "open_nodes", names=["verify_token", "auth/jwt.py"])
+        assert opened["entities"] == [] and opened["relations"] == []
+        found = await call(client, "search", query="expiry check", mode="keyword", fields=["id"])
+        assert [h["id"] for h in found["hits"]] == [stored["id"]]
+
+
 def test_extraction_is_conservative() -> None:
     found = extract(
         "See https://example.com/x/app.js and e.g. the `value`; ERR_CONN_4021 and E501 "

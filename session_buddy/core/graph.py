@@ -176,8 +176,9 @@ class GraphService:
         return self._known[1], self._known[2]
 
     async def index_items(self, items: Sequence[tuple[str, NewItem | MemoryItem]]) -> None:
-        """Link items to the entities they mention (module doc); never raises."""
-        if not items:
+        """Link items to the entities they mention (module doc; not with ``graph.extract``
+        off); never raises."""
+        if not items or not self.settings.graph.extract:
             return
         try:
             await self._index(items)
