@@ -225,3 +225,12 @@ def test_notes_and_the_short_form() -> None:
     short = summarize_handoff(markdown)
     assert len(short) <= 800 and short.count("\n") == 4
     assert "(+17 more)" in short
+
+
+def test_the_short_form_cuts_at_a_word() -> None:
+    """A long goal is cut at a word boundary, with an ellipsis, not in the middle of one."""
+    goal = " ".join(f"word{i:03d}" for i in range(200))
+    short = summarize_handoff(f"# Session handoff: p\n\n## Goal\n\n{goal}\n")
+    line = next(x for x in short.splitlines() if x.startswith("Goal: "))
+    kept = line.removeprefix("Goal: ").removesuffix("…")
+    assert line.endswith("…") and kept.split(" ")[-1] in goal.split(" ")

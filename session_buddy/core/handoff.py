@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from session_buddy.core.failures import one_line
+
 DEFAULT_HANDOFF_DIR = ".claude/handoff"
 MARKER = "<!-- session-buddy:handoff"
 _NAME = re.compile(r"^\d{8}-\d{6}-[\w-]+\.md$")
@@ -286,8 +288,8 @@ def _bullets(items: list[str], empty: str) -> list[str]:
 
 
 def _one_line(text: str, limit: int = 200) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    """On one line, cut at a word (a long word alone: within it) to at most ``limit``."""
+    return one_line(text, limit)
 
 
 def _cell(text: Any) -> str:
