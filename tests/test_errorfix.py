@@ -368,3 +368,61 @@ def test_clusters_are_those_of_plain_average_linkage() -> None:
         x /= np.linalg.norm(x, axis=1, keepdims=True)
         for threshold in (0.2, 0.4, 0.6):
             assert sorted(sorted(m) for m in cluster(x, threshold)) == reference(x, threshold)
+
+
+async def test_error_fixes_belong_to_whoever_recorded_them(tmp_path: Path) -> None:
+    """On a shared store an error and its fix are their recorder's, as items are: another
+    user's search, recall and patterns do not show them; the install's own user keeps the
+    records written before authors were kept (no author)."""
+    from session_buddy.adapters.storage._base import Access
+    from session_buddy.core.access import own_authors
+    from session_buddy.core.recurring import find_patterns
+    from session_buddy.core.users import acting_as
+    from session_buddy.settings import load_settings
+
+    settings = load_settings(mode="lite", data_dir=tmp_path / "data", user="alice").settings
+    storage = make_storage("duckdb", tmp_path)
+    await storage.initialize()
+    try:
+        at = "2026-11-30T10:00:00+00:00"
+
+        def fix(signature: str, session: str) -> list[FixEvent]:
+            sample = f"a.ts(1,2): error {signature}: x"
+            return [
+                FixEvent("seen", signature, "type", sample, session, "web", at),
+                FixEvent("seen", signature, "type", sample, "2" + session, "web", at),
+                FixEvent(
+                    "fixed",
+                    signature,
+                    "type",
+                    sample,
+                    session,
+                    "web",
+                    at,
+                    command="npx tsc",
+                    fixed_at=at,
+                    files=["src/a.ts"],
+                ),
+            ]
+
+        await ErrorMemory(storage).record(fix("TS1111", "s0"))  # before authors: none
+        with acting_as("bob"):
+            await ErrorMemory(storage, settings).record(fix("TS2345", "s1"))
+        mine = ErrorMemory(storage, settings)
+
+        async def seen(memory: ErrorMemory) -> tuple[set[str], ...]:
+            found = {f["error"] for f in await memory.search("error TS2345 TS1111", limit=5)}
+            recalled = await memory.recall("TS2345 and TS1111 again", None, limit=5)
+            records = {str(r.data["signature"]) for r in await memory.records("web", None)}
+            return found, {str(r.data["signature"]) for r in recalled}, records
+
+        assert await seen(mine) == ({"TS1111"},) * 3
+        with acting_as("bob"):
+            assert await seen(mine) == ({"TS2345"},) * 3
+        every = await storage.list_records(COLLECTION)
+        assert sorted(str(r.data.get("author")) for r in every) == ["None", "None", "bob", "bob"]
+        alice = Access(own_authors("alice", settings))
+        patterns = await find_patterns(storage, "web", None, access=alice)
+        assert patterns["totals"]["errors_recorded"] == 2  # TS1111's two sessions, not bob's
+    finally:
+        await storage.close()

@@ -145,7 +145,7 @@ class CaptureService:
         self.settings = settings
         self.batch_size = batch_size
         self.insights = InsightRecorder(memory, storage, events)
-        self.errors = ErrorMemory(storage)
+        self.errors = ErrorMemory(storage, settings)
         self._lock: asyncio.Lock | None = None
         self._batches_done = 0  # batches stored by this service (tests pause on it)
 

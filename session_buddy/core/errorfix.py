@@ -38,6 +38,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from session_buddy.adapters.storage._base import ItemFilter, Record, StorageBase
+from session_buddy.core.access import own_authors
 from session_buddy.core.correlation import changed_files
 from session_buddy.core.failures import (
     MAX_FILES,
@@ -49,6 +50,8 @@ from session_buddy.core.failures import (
 )
 from session_buddy.core.testresults import COLLECTION as TEST_RESULTS
 from session_buddy.core.testresults import MAX_FAILING
+from session_buddy.core.users import acting_user
+from session_buddy.settings import SessionBuddySettings
 
 COLLECTION = "error_fixes"
 #: fixed records looked at by one search (newest first)
@@ -80,8 +83,15 @@ def _time(value: str | None) -> datetime:
     return datetime.now(UTC)
 
 
-def merge(current: Record | None, event: FixEvent, origin: str, sb_session: str | None) -> Record:
-    """The record after ``event``: a new open one, one more occurrence, or now fixed."""
+def merge(
+    current: Record | None,
+    event: FixEvent,
+    origin: str,
+    sb_session: str | None,
+    author: str | None = None,
+) -> Record:
+    """The record after ``event``: a new open one, one more occurrence, or now fixed.
+    ``author``: who it belongs to (as an item's author; kept from the first event)."""
     now = datetime.now(UTC)
     data: dict[str, Any] = dict(current.data) if current else {}
     if current is None:
@@ -97,6 +107,8 @@ def merge(current: Record | None, event: FixEvent, origin: str, sb_session: str 
             "failed_command": event.command if event.event == "seen" else None,
             "origin": origin,
         }
+        if author is not None:
+            data["author"] = author
     if sb_session and not data.get("sb_session"):
         data["sb_session"] = sb_session
     times = list(data.get("times") or [])
@@ -192,12 +204,25 @@ def match_score(query: str, signatures: set[str], record: Record) -> float:
 class ErrorMemory:
     """Stores failures and their fixes; answers searches and the recall."""
 
-    def __init__(self, storage: StorageBase) -> None:
+    def __init__(self, storage: StorageBase, settings: SessionBuddySettings | None = None) -> None:
+        """``settings``: records carry their author (the acting user) and reads show only
+        the caller's own, as for items; None (a library without users): everything."""
         self.storage = storage
+        self.settings = settings
 
     @classmethod
     def from_container(cls, resolve: Callable[[type], Any]) -> ErrorMemory:
-        return cls(resolve(StorageBase))
+        return cls(resolve(StorageBase), resolve(SessionBuddySettings))
+
+    def _author(self) -> str | None:
+        return None if self.settings is None else acting_user(self.settings)
+
+    def visible(self, records: list[Record]) -> list[Record]:
+        """The records the acting user owns (an author-less one: the install's own user)."""
+        if self.settings is None:
+            return records
+        mine = own_authors(acting_user(self.settings), self.settings)
+        return [r for r in records if r.data.get("author") in mine]
 
     async def record(
         self,
@@ -207,13 +232,13 @@ class ErrorMemory:
         sb_session: str | None = None,
     ) -> int:
         """Store the events (each merged into its record); how many fixes they hold."""
-        fixed = 0
+        fixed, author = 0, self._author()
         for event in events:
             if event.event == "fixed":
                 fixed += 1
 
             def change(current: Record | None, event: FixEvent = event) -> Record:
-                return merge(current, event, origin, sb_session)
+                return merge(current, event, origin, sb_session, author)
 
             await self.storage.modify_record(
                 COLLECTION, record_id(event.session_id, event.signature), change
@@ -222,13 +247,15 @@ class ErrorMemory:
 
     async def _fixed(self, projects: Sequence[str] | None, limit: int = SCAN) -> list[Record]:
         if not projects:
-            return await self.storage.list_records(COLLECTION, status="fixed", limit=limit)
+            return self.visible(
+                await self.storage.list_records(COLLECTION, status="fixed", limit=limit)
+            )
         found: list[Record] = []
         for project in dict.fromkeys(projects):
             found += await self.storage.list_records(
                 COLLECTION, project=project, status="fixed", limit=limit
             )
-        return found
+        return self.visible(found)
 
     async def search(
         self, query: str, *, projects: Sequence[str] | None = None, limit: int = 5
@@ -340,7 +367,7 @@ class ErrorMemory:
     ) -> list[Record]:
         """Every record of a project (all projects: None) since ``since``, newest first."""
         rows = await self.storage.list_records(COLLECTION, project=project, limit=limit)
-        return [r for r in rows if since is None or r.created_at >= since]
+        return [r for r in self.visible(rows) if since is None or r.created_at >= since]
 
 
 def _comparable(run: dict[str, Any]) -> bool:

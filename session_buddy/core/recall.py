@@ -194,7 +194,7 @@ class RecallService:
         from session_buddy.core.errorfix import ErrorMemory
 
         try:
-            return await ErrorMemory(self.memory.storage).recall(prompt, scope)
+            return await ErrorMemory(self.memory.storage, self.settings).recall(prompt, scope)
         except Exception as exc:  # the recall goes on without them
             log.warning("looking up known errors failed: %s", exc)
             return []

@@ -188,8 +188,12 @@ async def find_patterns(
     access: Access | None = None,
 ) -> dict[str, Any]:
     """Recurring errors, files that keep breaking and topics that come back (``limit`` of
-    each, with the totals); the topics from the items ``access`` lets through (None: all)."""
-    records = await ErrorMemory(storage).records(project, since)
+    each, with the totals), from the errors and items ``access`` lets through (None: all)."""
+    records = [
+        r
+        for r in await ErrorMemory(storage).records(project, since)
+        if access is None or r.data.get("author") in access.authors
+    ]
     runs = [
         r
         for r in await storage.list_records(TEST_RESULTS, project=project, limit=2000)

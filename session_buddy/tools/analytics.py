@@ -87,7 +87,7 @@ async def store_test_result(
         failing=list(failing_tests),
     )
     if stored["created"]:  # its failures, and the earlier failures it shows fixed
-        await ErrorMemory(di.get(StorageBase)).learn_tests(
+        await ErrorMemory.from_container(di.get).learn_tests(
             session.id, session.project, session.project_path, session.claude_session_id
         )
     return stored

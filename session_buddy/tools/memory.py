@@ -17,7 +17,6 @@ from fastmcp import FastMCP
 from pydantic import BaseModel, Field
 
 from session_buddy import di
-from session_buddy.adapters.storage._base import StorageBase
 from session_buddy.core import searches
 from session_buddy.core.errorfix import ErrorMemory
 from session_buddy.core.memory import ItemInput, MemoryService, SearchHit, SearchResponse
@@ -516,7 +515,7 @@ async def search_errors(
 ) -> dict[str, Any]:
     if not query.strip():
         raise ValidationError("query must not be empty")
-    fixes = await ErrorMemory(di.get(StorageBase)).search(
+    fixes = await ErrorMemory.from_container(di.get).search(
         query, projects=[project] if project else None, limit=min(limit, 5)
     )
     found = await searches.search_favouring(memory(), query, "errors", project=project, limit=limit)

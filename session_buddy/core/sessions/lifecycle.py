@@ -408,7 +408,7 @@ class Lifecycle:
         storage = self.store.storage
         await TestResultService(storage).pickup_project(info, session_id=state.id, project=project)
         try:
-            await ErrorMemory(storage).learn_tests(
+            await ErrorMemory(storage, self.docs.memory.settings).learn_tests(
                 state.id, project, state.project_path, state.claude_session_id
             )
         except Exception as exc:  # the checkpoint goes on without it
