@@ -3,7 +3,8 @@ without re-reading and re-tokenising every row of its store.
 
 The snapshot is one file (a JSON header, then raw arrays): the index's numpy arrays as they are (row
 metadata, the vectors' binary codes, the keyword postings merged into their CSR arrays, the ids
-and the vocabulary as :class:`~.strings.Strings` arrays: bytes, offsets, sorted hashes) and
+as :class:`~.ids.Ids` arrays (16-byte UUIDs, their sorted order), the vocabulary as
+:class:`~.strings.Strings` arrays: bytes, offsets, sorted hashes) and
 its few other strings (metadata values, tags) as JSON, plus a ``token`` the store
 keeps too (see ``adapters/storage/duckdb.py``: the store forgets its token as soon as it is
 opened, so a snapshot is used only if nothing wrote to the store since it was written).
@@ -27,11 +28,15 @@ from typing import Any
 
 import numpy as np
 
+from session_buddy.search.ids import Ids
 from session_buddy.search.index import SearchIndex, _Codes
+from session_buddy.search.strings import Strings
 from session_buddy.search.tokens import tokenize
 from session_buddy.search.vector import FileRows
 
-FORMAT = 4  # 4: binary (sign-bit) vector codes instead of int8 codes and scales
+FORMAT = 5  # 5: ids as 16-byte UUIDs (search/ids.py); 4: binary (sign-bit) vector codes
+#: Older formats still read: 4 held the ids as strings (converted when loaded).
+READS = frozenset({4, FORMAT})
 #: Terms of a probe text: a snapshot made by another tokeniser (different terms) is stale.
 PROBE = "ERR_CONN_4021 HttpServerError src/api/routes.py The tests were failing, a café 42"
 MAGIC = b"SBINDEX\x00"
@@ -143,7 +148,7 @@ def load(path: Path, token: str, dimension: int, vectors: FileRows) -> SearchInd
     except (OSError, ValueError, KeyError):
         return None
     if (
-        strings.get("format") != FORMAT
+        strings.get("format") not in READS
         or strings.get("token") != token
         or strings.get("dimension") != dimension
         or strings.get("tokenizer") != tokenize(PROBE)
@@ -167,10 +172,17 @@ def _build(
         setattr(index, name, column)
     index._size, index._dead = size, int(strings["dead"])
     index._items = int(strings["items"])
-    for prefix, table in (("ids", index._ids), ("terms", index.keyword._terms)):
-        table.restore(
-            {k[len(prefix) + 1 :]: a for k, a in arrays.items() if k.startswith(prefix + "_")}
-        )
+
+    def part(prefix: str) -> dict[str, np.ndarray]:
+        return {k[len(prefix) + 1 :]: a for k, a in arrays.items() if k.startswith(prefix + "_")}
+
+    if strings["format"] == 4:  # the ids as strings
+        old = Strings()
+        old.restore(part("ids"))
+        index._ids = Ids.of_strings(old)
+    else:
+        index._ids.restore(part("ids"))
+    index.keyword._terms.restore(part("terms"))
     for name, values in strings["codes"].items():
         codes = _Codes()
         codes.values = [*values, None]
