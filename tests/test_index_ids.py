@@ -268,3 +268,26 @@ def test_the_index_holds_uuid_ids_in_about_20_bytes_a_row() -> None:
     # 16 bytes + 4 a row (and ~30 kB of empty tables); as text, offsets, hashes: 56 a row
     assert idx.memory()["id_bytes"] < 24 * len(ids) + 40_000
     assert idx.filter_ids(None)[1234][0] == ids[1234]
+
+
+def test_strings_restored_from_a_snapshot_take_new_strings_in_a_tail(hashing: str) -> None:
+    """A snapshot's arrays are the base (read-only: mapped from the file), new strings go to
+    a tail: lookups, values and compaction see both, and the base is never written."""
+    first = Strings()
+    values = [*ODD_IDS, *(f"v{i}" for i in range(40))]
+    first.add(values[:30])
+    saved = {k: a.copy() for k, a in first.arrays().items()}
+    for array in saved.values():
+        array.flags.writeable = False  # as a mapping: any write would raise
+    table = Strings()
+    table.restore(saved)
+    table.add(values[30:40])
+    table.fold()
+    table.add(values[40:])  # recent, not folded
+    assert [table.find(v) for v in values] == list(range(len(values)))
+    assert table.values(np.arange(len(values))) == values
+    assert table.find_many([*values, "nope"])[0].tolist() == [*range(len(values)), -1]
+    kept = np.array([0, 2, 29, 30, 41, len(values) - 1])
+    table.keep(kept)
+    assert table.values(np.arange(len(kept))) == [values[k] for k in kept]
+    assert [table.find(values[k]) for k in kept] == list(range(len(kept)))

@@ -422,7 +422,15 @@ async def test_mapped_postings_take_writes_after_a_snapshot_load(tmp_path: Path)
     assert warm.index_source == "snapshot"
     assert _mapped(kw._rows) and _mapped(kw._tfs) and _mapped(kw._row_tids_frozen)
     assert not _mapped(kw._df) and not _mapped(warm.index.alive)
+    terms = kw._terms  # the vocabulary too: its bytes, offsets and sorted hashes
+    assert _mapped(terms._blob.base) and _mapped(terms._starts.base)
+    assert _mapped(terms._keys) and _mapped(terms._nums)
     more = await warm.add_items(_random_items(60, seed=6))
+    (fresh,) = await warm.add_items([NewItem(kind="conversation", content="zanzibarite café")])
+    assert terms._blob.tail.size and _mapped(terms._blob.base)  # new terms in the tail
+    assert [h.id for h in await warm.keyword_search("zanzibarite", None, 5)] == [fresh.id]
+    assert len(await warm.keyword_search("café", None, 5)) == 1
+    await warm.delete_items([fresh.id])
     await warm.delete_items([added[i].id for i in range(0, 300, 10)] + [m.id for m in more[:10]])
     live = await _answers(warm, queries)
     await warm.close()

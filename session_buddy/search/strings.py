@@ -1,7 +1,7 @@
 """Strings numbered 0, 1, 2... held in numpy arrays, with a lookup string -> number.
 
-The item ids of :class:`~.index.SearchIndex` (number = row) and the vocabulary of
-:class:`~.keyword.KeywordIndex` (number = term id) are kept this way, not as a Python
+The vocabulary of :class:`~.keyword.KeywordIndex` (number = term id; and the item ids
+that are not UUIDs, :mod:`.ids`) are kept this way, not as a Python
 ``str`` and a dict entry each: at 1M items those were ~300 MB of Python objects (1M ids,
 1.2M terms) and most of a snapshot's load time (building the dicts again).
 
@@ -15,6 +15,9 @@ The item ids of :class:`~.index.SearchIndex` (number = row) and the vocabulary o
   merge, before a snapshot).
 
 A number's string never changes; the index marks removed rows dead itself (``valid``).
+The bytes and offsets a snapshot brought stay its arrays, mapped from the file (only the
+pages lookups touch count in the process); strings added since go to a tail
+(:class:`Appendable`), so a write does not copy the vocabulary into the process.
 """
 
 from __future__ import annotations
@@ -58,6 +61,63 @@ class Growable:
         self.size = len(values)
 
 
+class Appendable:
+    """A read-only ``base`` (a snapshot's array, mapped from its file: only the pages read
+    count in the process) followed by a :class:`Growable` tail of what was appended since;
+    indexed by position over both. Writes never touch the base, so its pages stay those of
+    the file."""
+
+    def __init__(self, dtype: type, base: np.ndarray | None = None) -> None:
+        self.base: np.ndarray = np.zeros(0, dtype=dtype) if base is None else base
+        self.tail = Growable(dtype)
+
+    @property
+    def size(self) -> int:
+        return len(self.base) + self.tail.size
+
+    def extend(self, values: np.ndarray) -> None:
+        self.tail.extend(values)
+
+    def at(self, index: int) -> int:
+        split = len(self.base)
+        return int(self.base[index] if index < split else self.tail.data[index - split])
+
+    def take(self, indices: np.ndarray) -> np.ndarray:
+        split = len(self.base)
+        if not self.tail.size:
+            return self.base[indices]
+        inside = indices < split
+        if inside.all():
+            return self.base[indices]
+        out = np.empty(len(indices), dtype=self.base.dtype)
+        out[inside] = self.base[indices[inside]]
+        out[~inside] = self.tail.data[indices[~inside] - split]
+        return out
+
+    def bytes_at(self, start: int, end: int) -> memoryview:
+        """Elements ``start``..``end`` (within the base or within the tail) as bytes."""
+        split = len(self.base)
+        if start >= split:
+            return memoryview(self.tail.data)[start - split : end - split]
+        return memoryview(self.base)[start:end]
+
+    @property
+    def view(self) -> np.ndarray:
+        if not self.tail.size:
+            return self.base
+        return np.concatenate((self.base, self.tail.view))
+
+    def replace(self, values: np.ndarray, copy: bool = True) -> None:
+        """Hold ``values`` as the base (a copy; or, with ``copy=False``, this array itself:
+        for arrays nothing else writes, as a snapshot's) and no tail."""
+        self.base = np.array(values, dtype=self.base.dtype, copy=copy or None)
+        self.tail = Growable(self.base.dtype.type)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.base.nbytes + self.tail.data.nbytes)
+
+
 #: The hash of a string's bytes: 8 bytes of BLAKE2b (stable: snapshots keep it).
 HASH = functools.partial(hashlib.blake2b, digest_size=8)
 _DIGEST = operator.methodcaller("digest")
@@ -75,8 +135,9 @@ def _keys(encoded: Sequence[bytes]) -> np.ndarray:
 
 class Strings:
     def __init__(self) -> None:
-        self._blob = Growable(np.uint8)
-        self._starts = Growable(np.int64, 1)  # starts[i]..starts[i + 1]: string i
+        self._blob = Appendable(np.uint8)
+        # starts[i]..starts[i + 1]: string i (a string is within the base or the tail)
+        self._starts = Appendable(np.int64, np.zeros(1, dtype=np.int64))
         self._keys = np.zeros(0, dtype=np.uint64)  # sorted hashes
         self._nums = np.zeros(0, dtype=np.int32)  # the number of each
         self._recent: dict[str, int] = {}  # value -> number, since the last fold
@@ -104,7 +165,7 @@ class Strings:
         self._new_keys.extend(_keys(encoded) if keys is None else keys)
         self._new_nums.extend(np.arange(first, first + len(values), dtype=np.int32))
         lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
-        end = int(self._starts.data[first])
+        end = self._starts.at(first)
         self._blob.extend(np.frombuffer(b"".join(encoded), dtype=np.uint8))
         self._starts.extend(end + np.cumsum(lengths))
         recent = self._recent
@@ -151,25 +212,23 @@ class Strings:
     # -- reads ----------------------------------------------------------------------------
 
     def value(self, num: int) -> str:
-        starts = self._starts.data
-        return str(memoryview(self._blob.data)[starts[num] : starts[num + 1]], "utf-8")
+        starts = self._starts
+        return str(self._blob.bytes_at(starts.at(num), starts.at(num + 1)), "utf-8")
 
     def values(self, nums: np.ndarray) -> list[str]:
-        starts = self._starts.data
-        blob = memoryview(self._blob.data)
+        nums = np.asarray(nums, dtype=np.int64)
+        starts, part = self._starts, self._blob.bytes_at
         return [
-            str(blob[s:e], "utf-8")
-            for s, e in zip(starts[nums].tolist(), starts[nums + 1].tolist(), strict=True)
+            str(part(s, e), "utf-8")
+            for s, e in zip(starts.take(nums).tolist(), starts.take(nums + 1).tolist(), strict=True)
         ]
 
     def _scan(self, at: int, key: np.uint64, data: bytes, valid: np.ndarray | None) -> int:
         """The number of ``data`` among the sorted entries from ``at`` with this key, or -1."""
-        keys, nums, starts, blob = self._keys, self._nums, self._starts.data, self._blob.data
+        keys, nums, starts, part = self._keys, self._nums, self._starts, self._blob.bytes_at
         while at < len(keys) and keys[at] == key:
             num = int(nums[at])
-            if (valid is None or valid[num]) and blob[
-                starts[num] : starts[num + 1]
-            ].tobytes() == data:
+            if (valid is None or valid[num]) and part(starts.at(num), starts.at(num + 1)) == data:
                 return num
             at += 1
         return -1
@@ -218,8 +277,7 @@ class Strings:
 
     def _same(self, nums: np.ndarray, encoded: list[bytes]) -> np.ndarray:
         """Whether string ``nums[i]`` is ``encoded[i]``, for each i (vectorised)."""
-        starts = self._starts.data
-        lo, hi = starts[nums], starts[nums + 1]
+        lo, hi = self._starts.take(nums), self._starts.take(nums + 1)
         lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
         same = hi - lo == lengths
         check = np.flatnonzero(same)
@@ -227,7 +285,7 @@ class Strings:
         ends = np.cumsum(size)
         wanted = np.frombuffer(b"".join([encoded[i] for i in check.tolist()]), dtype=np.uint8)
         at = np.repeat(lo[check] - (ends - size), size) + np.arange(len(wanted))
-        differs = np.concatenate(([0], np.cumsum(self._blob.data[at] != wanted)))
+        differs = np.concatenate(([0], np.cumsum(self._blob.take(at) != wanted)))
         same[check] = differs[ends] == differs[ends - size]
         return same
 
@@ -264,7 +322,6 @@ class Strings:
     @property
     def nbytes(self) -> int:
         """The arrays' bytes, plus an estimate for the recent strings' dict."""
-        arrays = (self._blob.data, self._starts.data, self._keys, self._nums)
-        pending = (self._new_keys.data, self._new_nums.data)
-        held = sum(a.nbytes for a in (*arrays, *pending))
+        arrays = (self._keys, self._nums, self._new_keys.data, self._new_nums.data)
+        held = sum(a.nbytes for a in arrays) + self._blob.nbytes + self._starts.nbytes
         return int(held) + len(self._recent) * 160
