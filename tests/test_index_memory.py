@@ -556,3 +556,63 @@ async def test_idle_trim_runs_once_after_a_burst_of_calls(client: Any) -> None:
         assert app.IDLE_TRIM.runs == before + 1
     finally:
         app.IDLE_TRIM.delay = 1.0
+
+
+async def test_the_snapshot_count_check_reads_no_table_blocks(tmp_path: Path) -> None:
+    """The snapshot's item-count check counts each table from its metadata: ``count(*)``
+    over the ``items`` view (a UNION ALL) scans a column of every row into DuckDB's buffer
+    pool (~21 MB at 1M items, held after the open)."""
+    import duckdb
+
+    from session_buddy.adapters.storage import _snapshot
+
+    path = tmp_path / "memory.duckdb"
+    storage = Storage(path)
+    await storage.initialize()
+    await storage.add_items(_random_items(3000, seed=8))
+    await storage.close()
+    con = duckdb.connect(str(path))
+    held = "SELECT sum(memory_usage_bytes) FROM duckdb_memory() WHERE tag = 'BASE_TABLE'"
+    before = con.execute(held).fetchone()
+    assert con.execute(_snapshot.COUNT).fetchone() == (3000,)
+    assert con.execute(held).fetchone() == before  # nothing read
+    assert con.execute("SELECT count(*) FROM items").fetchone() == (3000,)
+    assert con.execute(held).fetchone() > before  # the view's count scans
+    con.close()
+
+
+async def test_duckdb_stats_come_from_the_index_as_sql_counts_them(tmp_path: Path) -> None:
+    """``stats`` (every ``health``) counts from the index, not with ``GROUP BY`` over the
+    ``items`` view (which read the kind, project and embedding columns of every row into
+    DuckDB's buffer pool): the same counts, after deletes and replacements too."""
+    from session_buddy.adapters.storage import _sql
+
+    path = tmp_path / "memory.duckdb"
+    storage = Storage(path)
+    await storage.initialize()
+    added = await storage.add_items(_random_items(700, seed=9))
+    await storage.delete_items([added[i].id for i in range(0, 700, 6)])
+    await storage.add_items(
+        [NewItem(kind="insight", content="an insight", project=None)]
+        + [NewItem(kind="reflection", content=f"r {i}", project="") for i in range(3)]
+    )
+    await storage.close()
+    for round_ in ("snapshot", "rows"):
+        warm = Storage(path)
+        await warm.initialize()
+        assert warm.index_source == round_
+        con = warm.con
+        held = "SELECT sum(memory_usage_bytes) FROM duckdb_memory() WHERE tag = 'BASE_TABLE'"
+        before = con.execute(held).fetchone()
+        stats = await warm.stats()
+        assert con.execute(held).fetchone() == before  # no table block read
+        by_kind = dict(con.execute(_sql.BY_KIND).fetchall())
+        by_project: dict[str, int] = {}
+        for project, n in con.execute(_sql.BY_PROJECT).fetchall():
+            by_project[project or ""] = by_project.get(project or "", 0) + n
+        (embedded,) = con.execute(_sql.EMBEDDED).fetchone()
+        await warm.close()
+        assert stats.by_kind == by_kind and stats.by_project == by_project
+        assert stats.embedded == embedded and stats.items == 700 - 117 + 4
+        assert set(by_kind) == {"conversation", "reflection", "insight"}
+        path.with_name("memory.duckdb.index").unlink()  # the next round rebuilds

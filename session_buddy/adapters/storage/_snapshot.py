@@ -26,6 +26,10 @@ from session_buddy.search.vector import FileRows
 log = logging.getLogger(__name__)
 
 TOKEN_KEY = "index_snapshot"
+#: The store's item count, from each table's own count: DuckDB counts a table from its
+#: metadata, but ``count(*)`` over the ``items`` view (a UNION ALL) scans a column of every
+#: row, which left ~21 MB of table blocks in the buffer pool at 1M items.
+COUNT = "SELECT (SELECT count(*) FROM conversations) + (SELECT count(*) FROM reflections)"
 
 
 def paths(db: Path) -> tuple[Path, Path]:
@@ -48,7 +52,7 @@ def open_index(
         except (ValueError, TypeError, KeyError, IndexError) as exc:  # a damaged snapshot
             log.warning("The index snapshot of %s is unreadable (%s); rebuilding", db, exc)
             index = None
-        counted = con.execute("SELECT count(*) FROM items").fetchone()
+        counted = con.execute(COUNT).fetchone()
         if index is not None and counted is not None and int(counted[0]) == len(index):
             release_free_memory()  # the decoding's transient strings
             return index, "snapshot"
