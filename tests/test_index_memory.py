@@ -424,7 +424,8 @@ async def test_mapped_postings_take_writes_after_a_snapshot_load(tmp_path: Path)
     assert not _mapped(kw._df) and not _mapped(warm.index.alive)
     terms = kw._terms  # the vocabulary too: its bytes, offsets and sorted hashes
     assert _mapped(terms._blob.base) and _mapped(terms._starts.base)
-    assert _mapped(terms._keys) and _mapped(terms._nums)
+    assert _mapped(terms._keys) and _mapped(terms._nums) and _mapped(kw._starts)
+    assert _mapped(warm.index._ids._sorted)
     more = await warm.add_items(_random_items(60, seed=6))
     (fresh,) = await warm.add_items([NewItem(kind="conversation", content="zanzibarite café")])
     assert terms._blob.tail.size and _mapped(terms._blob.base)  # new terms in the tail

@@ -101,12 +101,16 @@ def _write(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 #: Arrays mapped from the file (copy-on-write) instead of read: the keyword postings and the
 #: rows' term ids, the bulk of the index, which searches read only a term's slice of and
-#: writes never touch in place (new postings go to the tail, a merge makes new arrays); and
-#: the vocabulary (its bytes, offsets, sorted hashes: ~32 MB at 1M items), of which a search
-#: reads the pages its terms' lookups touch (new terms go to a tail, a fold makes new
-#: hash arrays).
+#: writes never touch in place (new postings go to the tail, a merge makes new arrays, the
+#: term offsets too); the vocabulary (its bytes, offsets, sorted hashes: ~32 MB at 1M
+#: items), of which a search reads the pages its terms' lookups touch (new terms go to a
+#: tail, a fold makes new hash arrays); and the ids' sorted order (a fold makes a new one).
 MAPPED = frozenset(
-    {"kw_rows", "kw_tfs", "kw_row_tids", "terms_blob", "terms_starts", "terms_keys", "terms_nums"}
+    {
+        *("kw_rows", "kw_tfs", "kw_row_tids", "kw_starts"),
+        *("terms_blob", "terms_starts", "terms_keys", "terms_nums"),
+        "ids_sorted",
+    }
 )
 
 
