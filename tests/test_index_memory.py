@@ -548,3 +548,50 @@ async def test_idle_trim_runs_once_after_a_burst_of_calls(client: Any) -> None:
         assert app.IDLE_TRIM.runs == before + 1
     finally:
         app.IDLE_TRIM.delay = 1.0
+
+
+_FULL_DISK = """
+import os, resource, signal, sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from session_buddy.search import IndexEntry, SearchIndex, snapshot
+
+folder = Path(sys.argv[1])
+rng = np.random.default_rng(7)
+index = SearchIndex(384)
+index.add([
+    IndexEntry(f"i{i}", "note", f"note number {i} about topic {i % 17}", datetime.now(UTC),
+               vector=rng.standard_normal(384).astype(np.float32))
+    for i in range(600)
+])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, resource.RLIM_INFINITY))
+try:
+    snapshot.save(index, folder / "memory.duckdb.index", "token")
+except OSError as exc:
+    print("failed:", exc.strerror)
+print(sorted(p.name for p in folder.iterdir()))
+"""
+
+
+def test_a_snapshot_that_fails_mid_write_leaves_no_temporary_file(tmp_path: Path) -> None:
+    """A write that fails part way (here the file-size limit, as a full disk would) raises
+    and removes its ``.tmp`` file: nothing is left beside the store."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "store"
+    folder.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK, str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    lines = done.stdout.splitlines()
+    assert lines[0] == "failed: File too large", done.stdout + done.stderr
+    assert lines[1] == "[]", lines

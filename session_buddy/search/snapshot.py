@@ -84,14 +84,18 @@ def _write(path: Path, arrays: dict[str, np.ndarray]) -> None:
     base = -(-(len(header) + 16) // 64) * 64
     temporary = path.with_name(path.name + ".tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # private
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(MAGIC + f"{base:08d}".encode() + header)
-        for name, array in arrays.items():
-            handle.seek(base + layout[name][2])
-            handle.write(np.ascontiguousarray(array).data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(MAGIC + f"{base:08d}".encode() + header)
+            for name, array in arrays.items():
+                handle.seek(base + layout[name][2])
+                handle.write(np.ascontiguousarray(array).data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:  # a full disk, an error mid-write: leave no partial file behind
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 #: Arrays mapped from the file (copy-on-write) instead of read: the keyword postings and the
