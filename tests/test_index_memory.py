@@ -595,3 +595,82 @@ def test_a_snapshot_that_fails_mid_write_leaves_no_temporary_file(tmp_path: Path
     lines = done.stdout.splitlines()
     assert lines[0] == "failed: File too large", done.stdout + done.stderr
     assert lines[1] == "[]", lines
+
+
+_OPEN_DAMAGED = """
+import asyncio, json, sys
+from pathlib import Path
+
+from session_buddy.adapters._memory import rss_bytes
+from session_buddy.adapters.storage.duckdb import Storage
+
+path, damage = Path(sys.argv[1]), sys.argv[2]
+snap = path.with_name(path.name + ".index")
+raw = snap.read_bytes()
+end = raw.index(b"\\n", 16) + 1
+base, layout = int(raw[8:16]), json.loads(raw[16:end])
+data = raw[base:]
+if damage == "huge":  # a size no file holds: 8 TB of bools
+    layout["alive"][1] = [8 * 10**12]
+elif damage == "big":  # 4 GB: an allocation that would succeed, of bytes the file lacks
+    layout["created"][1] = [512 * 2**20]
+elif damage == "object":  # pickled objects' pointers, read from the file's bytes
+    layout["evil"] = ["|O", [64], layout["created"][2]]
+elif damage == "structured":
+    layout["evil"] = [[["a", "|O"]], [8], 0]
+elif damage == "negative":
+    layout["alive"][1] = [-5]
+elif damage == "not-a-layout":
+    layout = [1, 2, 3]
+elif damage == "truncated":
+    data = data[: len(data) // 2]
+elif damage == "strings":
+    layout["strings"][1] = [4]  # the strings array is now '{"fo': not JSON
+header = (json.dumps(layout) + "\\n").encode()
+base = -(-(len(header) + 16) // 64) * 64
+body = b"SBINDEX\\x00" + f"{base:08d}".encode() + header
+snap.write_bytes(body + bytes(base - len(body)) + data)
+
+async def main() -> None:
+    before = rss_bytes()
+    storage = Storage(path)
+    await storage.initialize()
+    grew = (rss_bytes() - before) >> 20
+    hits = await storage.keyword_search("item3", None, 5)
+    print(storage.index_source, len(storage.index), bool(hits), grew < 1024)
+    await storage.close()
+    again = Storage(path)
+    await again.initialize()
+    print(again.index_source, len(again.index))
+    await again.close()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["huge", "big", "object", "structured", "negative", "not-a-layout", "truncated", "strings"],
+)
+async def test_a_damaged_snapshot_is_rebuilt_from_the_rows(tmp_path: Path, damage: str) -> None:
+    """A snapshot whose header is damaged (sizes beyond the file, object or structured
+    dtypes, a header that is not a layout, a cut file) is checked before anything is
+    allocated or read into: the store opens with the index rebuilt from its rows, and the
+    next close writes a good snapshot again. A fresh process each time: the old reader
+    died of some of these (MemoryError, pointers read from the file)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "memory.duckdb"
+    storage = Storage(path)
+    await storage.initialize()
+    await storage.add_items(_random_items(300, seed=8))
+    await storage.close()
+    done = subprocess.run(
+        [sys.executable, "-c", _OPEN_DAMAGED, str(path), damage],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines() == ["rows 300 True True", "snapshot 300"], done.stdout
