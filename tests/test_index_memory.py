@@ -674,3 +674,67 @@ async def test_a_damaged_snapshot_is_rebuilt_from_the_rows(tmp_path: Path, damag
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.splitlines() == ["rows 300 True True", "snapshot 300"], done.stdout
+
+
+def test_bulk_writes_set_the_binary_codes_of_every_row(tmp_path: Path) -> None:
+    """Every row given to ``set_many`` gets its sign bits, whatever the path: bulk adds
+    (>= BULK entries) with rows without a vector among them, replacements, ``set_vector``,
+    a compaction and a snapshot load followed by more writes. The Hamming distances of the
+    present rows are those computed from the vectors the test gave."""
+    from session_buddy.search import snapshot
+
+    rng = np.random.default_rng(11)
+    dimension = 100  # not a multiple of 64: the last word is partly padding
+    given: dict[str, np.ndarray] = {}
+
+    def batch(ids: list[str], with_vector: float = 0.7) -> list[IndexEntry]:
+        out = []
+        for item_id in ids:
+            vec = rng.standard_normal(dimension).astype(np.float32)
+            keep = rng.random() < with_vector
+            given.pop(item_id, None)
+            if keep:
+                given[item_id] = vec
+            out.append(
+                IndexEntry(item_id, "note", f"text {item_id}", BASE, vector=vec if keep else None)
+            )
+        return out
+
+    def check(index: SearchIndex) -> None:
+        q = rng.standard_normal(dimension).astype(np.float32)
+        rows = np.asarray([index._row(i) for i in given])
+        assert index.vectors.count == len(given)
+        assert bool(index.vectors.present[rows].all())
+        want = np.stack([((v > 0) != (q > 0)).sum() for v in given.values()])
+        np.testing.assert_array_equal(index.vectors.hamming(q, rows, index._size), want)
+        np.testing.assert_array_equal(
+            index.vectors.codes[:, rows], binary_codes(np.stack(list(given.values())))
+        )
+
+    vectors = FileRows(dimension, tmp_path, tmp_path / "v", keep=True)
+    index = SearchIndex(dimension, exact=vectors)
+    index.add(batch([f"a{i}" for i in range(3000)]))  # bulk, 30% without a vector
+    index.add(batch([f"a{i}" for i in range(0, 3000, 3)]))  # replaced, in bulk
+    check(index)
+    for i in range(5, 3000, 97):
+        vec = rng.standard_normal(dimension).astype(np.float32)
+        index.set_vector(f"a{i}", vec)
+        given[f"a{i}"] = vec
+    check(index)
+    gone = [f"a{i}" for i in range(0, 3000, 2)]
+    index.remove(gone)  # half the rows dead: compacted
+    for item_id in gone:
+        given.pop(item_id, None)
+    assert index._dead == 0
+    check(index)
+    vectors.sync()
+    snapshot.save(index, tmp_path / "s", "t")
+    vectors.close()
+    vectors = FileRows(dimension, tmp_path, tmp_path / "v", keep=True)
+    loaded = snapshot.load(tmp_path / "s", "t", dimension, vectors)
+    assert loaded is not None
+    check(loaded)
+    loaded.add(batch([f"b{i}" for i in range(5000)], with_vector=0.5))  # grows every array
+    loaded.add(batch([f"a{i}" for i in range(1, 3000, 4)] + [f"b{i}" for i in range(0, 5000, 5)]))
+    check(loaded)
+    loaded.close()
