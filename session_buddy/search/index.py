@@ -147,7 +147,10 @@ class SearchIndex:
         return self._items
 
     def __contains__(self, item_id: object) -> bool:
-        return isinstance(item_id, str) and self._row(item_id) is not None
+        if not isinstance(item_id, str):
+            return False
+        with self.lock:  # a compaction replaces the rows and the ids: see one layout
+            return self._row(item_id) is not None
 
     def _row(self, item_id: str) -> int | None:
         """The live row of this id."""

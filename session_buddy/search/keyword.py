@@ -3,7 +3,7 @@
 Postings are numpy arrays, not Python objects per term: a *frozen* part in CSR form (the
 postings of term ``t`` are ``rows[starts[t]:starts[t + 1]]`` with their term frequencies)
 and a *tail* of recent postings as (term, row, tf) triples, merged into the frozen part once
-it holds ``MERGE_MIN`` postings or an eighth of the frozen ones. Adding a document appends to
+it holds ``MERGE_MIN`` postings or an eighth of the frozen ones, whichever is more. Adding a document appends to
 the tail: it is searchable at once, nothing is rebuilt on query. The distinct terms of each
 row are kept the same way (CSR over rows), to correct document frequencies on delete.
 The vocabulary (term -> term id) is a :class:`~.strings.Strings` too: the terms' bytes and
@@ -27,7 +27,8 @@ from session_buddy.search.strings import Growable, Strings
 
 K1 = 1.2
 B = 0.75
-#: Tail postings merged into the frozen CSR arrays at this size (or a quarter of the frozen).
+#: Tail postings merged into the frozen CSR arrays at this size (or an eighth of the frozen
+#: postings, when that is more).
 MERGE_MIN = 65_536
 
 
