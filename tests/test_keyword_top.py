@@ -263,3 +263,25 @@ def test_after_deletes_and_with_filters_through_the_search_index(tmp_path: Path)
     assert loaded is not None
     assert not loaded.keyword._rows.flags.owndata  # mapped from the file, not copied
     assert check(loaded) >= len(QUERIES)
+
+
+def test_writes_between_searches_renew_the_length_norms() -> None:
+    """The rows' length norms are kept between searches: a search after adds and removes
+    scores as an index that never searched before them (and as the exhaustive scoring)."""
+    texts = make_texts(3000, seed=8)
+    used, fresh = KeywordIndex(), KeywordIndex()
+    terms = query_terms("fixed timeouterror tests auth note")
+    for kw in (used, fresh):
+        kw.ensure_capacity(len(texts))
+        kw.add_many(0, [tokenize(t) for t in texts[:2500]])
+    assert used.top(terms, 3000, 10) is not None  # norms kept: rows 2,500.. still empty
+    for kw in (used, fresh):
+        for row in range(2500, 3000):
+            kw.add(row, tokenize(texts[row]))
+        for row in range(0, 3000, 5):
+            kw.remove(row)
+    alive = used._row_n[:3000] > 0
+    for k in KS:
+        got = used.top(terms, 3000, k, alive)
+        assert same(got, fresh.top(terms, 3000, k, alive))
+        assert same(got, exhaustive(fresh, terms, 3000, k, alive))

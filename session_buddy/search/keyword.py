@@ -64,6 +64,9 @@ class KeywordIndex:
         self.total_len = 0.0
         #: terms the last :meth:`top` added to its candidates only (pruned), for tests
         self.pruned = 0
+        self._writes = 0  # adds, removes and compactions: the length norms' key
+        self._norm = np.zeros(0, dtype=np.float32)
+        self._norm_key: tuple[int, int, float] | None = None
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -97,6 +100,7 @@ class KeywordIndex:
         self._append(np.full(len(tids), row, dtype=np.int32), tids, tfs)
         self._set_rows(np.asarray([row]), np.asarray([len(tids)]), tids)
         self.doc_len[row] = len(terms)
+        self._writes += 1
         self.live += 1
         self.total_len += len(terms)
 
@@ -121,6 +125,7 @@ class KeywordIndex:
         self._append(key_rows, key_tids, tf.astype(np.float32))
         self._set_rows(np.arange(first_row, first_row + len(docs)), per_row, key_tids)
         self.doc_len[first_row : first_row + len(docs)] = lengths
+        self._writes += 1
         self.live += len(docs)
         self.total_len += float(lengths.sum())
 
@@ -177,12 +182,14 @@ class KeywordIndex:
         tids = self._tids_of(int(self._row_off[row]), int(self._row_n[row]))
         self._df[tids] -= 1
         self._row_n[row] = 0
+        self._writes += 1
         self.live -= 1
         self.total_len -= float(self.doc_len[row])
 
     def remap(self, new_row: np.ndarray, alive: np.ndarray, count: int) -> None:
         """Compaction: keep postings of live rows only, renumbered by ``new_row``."""
         size = len(new_row)  # every posting's row is below it
+        self._writes += 1
         keep = alive[:size] & (self._row_n[:size] > 0)
         self._merge(keep, new_row)
         live_rows = np.flatnonzero(keep[:size])
@@ -244,23 +251,29 @@ class KeywordIndex:
         return rows, tfs
 
     def _weights(
-        self, rows: np.ndarray, tf: np.ndarray, idf: np.float32, avgdl: float
+        self, rows: np.ndarray, tf: np.ndarray, idf: np.float32, norm: np.ndarray
     ) -> np.ndarray:
         """The BM25 contributions of one term to these rows (float32; :meth:`scores` and
         :meth:`top` compute them alike, so their scores are the same to the bit)."""
-        k1, b = self.k1, self.b
-        norm = k1 * (1.0 - b + b * (self.doc_len[rows] / avgdl))
-        out: np.ndarray = idf * (tf * (k1 + 1.0)) / (tf + norm)
+        out: np.ndarray = idf * (tf * (self.k1 + 1.0)) / (tf + norm[rows])
         return out
 
-    def _stats(self, tids: list[int]) -> tuple[list[np.float32], float]:
-        """Each term's idf and the average document length."""
+    def _stats(self, tids: list[int], size: int) -> tuple[list[np.float32], np.ndarray]:
+        """Each term's idf, and every row's length norm ``k1 * (1 - b + b * len / avgdl)``
+        (below ``size``; kept until the next write: a search's two passes, and the searches
+        between writes, share it; 4 bytes a row)."""
         n_docs = float(self.live)
         idfs = [
             np.float32(np.log1p((n_docs - int(self._df[t]) + 0.5) / (int(self._df[t]) + 0.5)))
             for t in tids
         ]
-        return idfs, max(self.total_len / n_docs, 1e-9)
+        avgdl = max(self.total_len / n_docs, 1e-9)
+        key = (self._writes, size, avgdl)
+        if self._norm_key != key:
+            k1, b = self.k1, self.b
+            self._norm = k1 * (1.0 - b + b * (self.doc_len[:size] / avgdl))
+            self._norm_key = key
+        return idfs, self._norm
 
     def _query(self, terms: list[str]) -> list[int]:
         """The ids of the query's terms found in a live document, rarest first (then by
@@ -275,14 +288,14 @@ class KeywordIndex:
         tids = self._query(terms)
         if not tids or self.live <= 0:
             return None
-        idfs, avgdl = self._stats(tids)
+        idfs, norm = self._stats(tids, size)
         out = np.zeros(size, dtype=np.float32)
         for tid, idf in zip(tids, idfs, strict=True):
             rows, tf = self.postings(tid)
             inside = rows < size
             if not inside.all():
                 rows, tf = rows[inside], tf[inside]
-            out[rows] += self._weights(rows, tf, idf, avgdl)
+            out[rows] += self._weights(rows, tf, idf, norm)
         return out
 
     def _pieces(self, tids: list[int], size: int) -> list[list[tuple[np.ndarray, np.ndarray]]]:
@@ -330,7 +343,7 @@ class KeywordIndex:
         self.pruned = 0
         if not tids or self.live <= 0 or k <= 0:
             return None
-        idfs, avgdl = self._stats(tids)
+        idfs, norm = self._stats(tids, size)
         pieces = self._pieces(tids, size)
         counts = [sum(len(r) for r, _ in p) for p in pieces]
         rest = [0.0] * (len(tids) + 1)  # rest[i]: the bounds of terms i, i + 1, ... summed
@@ -355,7 +368,7 @@ class KeywordIndex:
                     cand = _rows_above(acc, floor - _SLACK * floor - rest[term], mask)
                     break
             for rows, tfs in pieces[term]:
-                acc[rows] += self._weights(rows, tfs, idfs[term], avgdl)
+                acc[rows] += self._weights(rows, tfs, idfs[term], norm)
             left -= counts[term]
             term += 1
         if cand is None:  # every term scanned: the rows they matched
@@ -373,9 +386,9 @@ class KeywordIndex:
                     if len(cand) * 4 < len(rows):  # a lookup costs ~4 postings' scoring
                         where, hit = _lookup(rows, cand)
                         found = cand[hit]
-                        acc[found] += self._weights(found, tfs[where[hit]], idfs[at], avgdl)
+                        acc[found] += self._weights(found, tfs[where[hit]], idfs[at], norm)
                     else:  # nearly as many candidates as postings: all of them
-                        acc[rows] += self._weights(rows, tfs, idfs[at], avgdl)
+                        acc[rows] += self._weights(rows, tfs, idfs[at], norm)
                 floor = max(floor, _kth(acc[cand], k))
                 cand = cand[acc[cand] + rest[at + 1] >= floor - _SLACK * floor]
         if len(cand) > k:  # every candidate has all its terms added: exact scores
@@ -408,6 +421,7 @@ class KeywordIndex:
             self._row_off,
             self._row_n,
             self.doc_len,
+            self._norm,
         )
         return int(sum(a.nbytes for a in arrays)) + self._terms.nbytes
 
