@@ -410,12 +410,10 @@ class SearchIndex:
         if not terms:
             return []
         with self.lock:
-            scores = self.keyword.scores(terms, self._size)
-            if scores is None:
+            found = self.keyword.top(terms, self._size, limit, self._mask(flt, access))
+            if found is None:
                 return []
-            scores *= self._mask(flt, access)
-            rows = np.flatnonzero(scores > 0)
-            return self._top(rows, scores[rows], limit)
+            return self._top(*found, limit)
 
     def vector_search(
         self, vector: np.ndarray, flt: ItemFilter | None, limit: int, access: Access | None = None
