@@ -1,9 +1,9 @@
 """MCP roots: what asking the client for its roots costs an in-process tool call.
 
 The ``--standalone`` server and an in-memory ``Client(server)`` ask the client for its roots
-before every tool call (``server/client_roots.py``); the stdio bridge asks once, after
-``initialized`` and after each ``roots/list_changed``, so a call through it pays nothing
-more. Reported: milliseconds per ``reflection_stats`` call (memory store, no model) from an
+before a session's first tool call and after each ``roots/list_changed``
+(``server/client_roots.py``); the stdio bridge asks after ``initialized`` and after each
+``roots/list_changed``, so a call through either pays nothing more once it is known. Reported: milliseconds per ``reflection_stats`` call (memory store, no model) from an
 in-memory client without roots and with one root, in alternating rounds.
 
     .venv/bin/python benchmarks/roots.py [--calls 1000] [--rounds 2]

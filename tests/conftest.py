@@ -29,12 +29,14 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
 
 @pytest.fixture(autouse=True)
 def no_service_left(tmp_path: Path) -> Iterator[None]:
-    """A test whose CLI commands started the shared service of its data dir (import, report,
-    migrate, sync go through it) leaves no service behind."""
+    """A test whose CLI commands started the shared service of a data dir of its own (import,
+    report, migrate, sync go through it) leaves no service behind, failed or not."""
     yield
+    from session_buddy.server.discovery import SERVICE_FILE
     from tests.mcp_peers import stop_service
 
-    stop_service(tmp_path / "data")
+    for found in tmp_path.glob(f"**/{SERVICE_FILE}"):
+        stop_service(found.parent)
 
 
 @pytest.fixture(autouse=True)

@@ -231,6 +231,47 @@ def test_the_dashboard_is_mounted_but_loads_on_first_use(tmp_path: Path) -> None
     )
 
 
+TWO_SERVICES = """
+import asyncio, sys
+from pathlib import Path
+from starlette.requests import Request
+from session_buddy import di
+from session_buddy.server import dashboard
+from session_buddy.server.app import create_server
+from session_buddy.server.auth import load_secret
+from session_buddy.server.dashboard import auth
+from session_buddy.settings import load_settings
+
+async def log_in(server):
+    login = next(r for r in server._additional_http_routes if r.path == "/dashboard/login")
+    link = await dashboard.login_job({}, None)
+    scope = {"type": "http", "method": "GET", "path": "/dashboard/login", "headers":
+             [(b"host", b"127.0.0.1")], "query_string": link["path"].split("?")[1].encode()}
+    response = await login.endpoint(Request(scope))
+    return response.headers["set-cookie"].split(";")[0].split("=", 1)[1]
+
+seen = []
+for name in ("a", "b"):  # one service, then another in the same process (as tests do)
+    data = Path(sys.argv[1]) / name
+    settings = load_settings(data_dir=data, adapters={"storage": "memory"}).settings
+    server = create_server(settings, http=True, dashboard=True)
+    cookie = asyncio.run(log_in(server))
+    signed = auth.cookie_claims(load_secret(data), cookie) is not None
+    seen.append((Path(dashboard.current().settings.data_dir).name, signed))
+    di.reset()
+print(seen)
+"""
+
+
+def test_each_service_of_a_process_gets_its_own_dashboard(tmp_path: Path) -> None:
+    """A second service made in the same process (after ``di.reset``, another data dir) has
+    a dashboard of its own: its settings, and login cookies signed with its own secret,
+    not the first service's."""
+    from tests.mcp_peers import python_last_line
+
+    assert python_last_line(tmp_path, TWO_SERVICES) == "[('a', True), ('b', True)]"
+
+
 @pytest.mark.parametrize("storage", ["memory", "duckdb"])
 async def test_delete_returns_what_restore_puts_back(tmp_path: Path, storage: str) -> None:
     """The core of the undo: delete answers the item and its vector; restore stores it back

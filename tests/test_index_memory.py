@@ -607,13 +607,205 @@ async def test_duckdb_stats_come_from_the_index_as_sql_counts_them(tmp_path: Pat
         before = con.execute(held).fetchone()
         stats = await warm.stats()
         assert con.execute(held).fetchone() == before  # no table block read
-        by_kind = dict(con.execute(_sql.BY_KIND).fetchall())
+        by_kind: dict[str, int] = {}
         by_project: dict[str, int] = {}
-        for project, n in con.execute(_sql.BY_PROJECT).fetchall():
+        embedded = 0
+        for kind, project, n, with_vector in con.execute(_sql.COUNTS).fetchall():
+            by_kind[kind] = by_kind.get(kind, 0) + n
             by_project[project or ""] = by_project.get(project or "", 0) + n
-        (embedded,) = con.execute(_sql.EMBEDDED).fetchone()
+            embedded += with_vector
         await warm.close()
         assert stats.by_kind == by_kind and stats.by_project == by_project
         assert stats.embedded == embedded and stats.items == 700 - 117 + 4
         assert set(by_kind) == {"conversation", "reflection", "insight"}
         path.with_name("memory.duckdb.index").unlink()  # the next round rebuilds
+
+
+_FULL_DISK = """
+import os, resource, signal, sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from session_buddy.search import IndexEntry, SearchIndex, snapshot
+
+folder = Path(sys.argv[1])
+rng = np.random.default_rng(7)
+index = SearchIndex(384)
+index.add([
+    IndexEntry(f"i{i}", "note", f"note number {i} about topic {i % 17}", datetime.now(UTC),
+               vector=rng.standard_normal(384).astype(np.float32))
+    for i in range(600)
+])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, resource.RLIM_INFINITY))
+try:
+    snapshot.save(index, folder / "memory.duckdb.index", "token")
+except OSError as exc:
+    print("failed:", exc.strerror)
+print(sorted(p.name for p in folder.iterdir()))
+"""
+
+
+def test_a_snapshot_that_fails_mid_write_leaves_no_temporary_file(tmp_path: Path) -> None:
+    """A write that fails part way (here the file-size limit, as a full disk would) raises
+    and removes its ``.tmp`` file: nothing is left beside the store."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "store"
+    folder.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK, str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    lines = done.stdout.splitlines()
+    assert lines[0] == "failed: File too large", done.stdout + done.stderr
+    assert lines[1] == "[]", lines
+
+
+_OPEN_DAMAGED = """
+import asyncio, json, sys
+from pathlib import Path
+
+from session_buddy.adapters._memory import rss_bytes
+from session_buddy.adapters.storage.duckdb import Storage
+
+path, damage = Path(sys.argv[1]), sys.argv[2]
+snap = path.with_name(path.name + ".index")
+raw = snap.read_bytes()
+end = raw.index(b"\\n", 16) + 1
+base, layout = int(raw[8:16]), json.loads(raw[16:end])
+data = raw[base:]
+if damage == "huge":  # a size no file holds: 8 TB of bools
+    layout["alive"][1] = [8 * 10**12]
+elif damage == "big":  # 4 GB: an allocation that would succeed, of bytes the file lacks
+    layout["created"][1] = [512 * 2**20]
+elif damage == "object":  # pickled objects' pointers, read from the file's bytes
+    layout["evil"] = ["|O", [64], layout["created"][2]]
+elif damage == "structured":
+    layout["evil"] = [[["a", "|O"]], [8], 0]
+elif damage == "negative":
+    layout["alive"][1] = [-5]
+elif damage == "not-a-layout":
+    layout = [1, 2, 3]
+elif damage == "truncated":
+    data = data[: len(data) // 2]
+elif damage == "strings":
+    layout["strings"][1] = [4]  # the strings array is now '{"fo': not JSON
+header = (json.dumps(layout) + "\\n").encode()
+base = -(-(len(header) + 16) // 64) * 64
+body = b"SBINDEX\\x00" + f"{base:08d}".encode() + header
+snap.write_bytes(body + bytes(base - len(body)) + data)
+
+async def main() -> None:
+    before = rss_bytes()
+    storage = Storage(path)
+    await storage.initialize()
+    grew = (rss_bytes() - before) >> 20
+    hits = await storage.keyword_search("item3", None, 5)
+    print(storage.index_source, len(storage.index), bool(hits), grew < 1024)
+    await storage.close()
+    again = Storage(path)
+    await again.initialize()
+    print(again.index_source, len(again.index))
+    await again.close()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["huge", "big", "object", "structured", "negative", "not-a-layout", "truncated", "strings"],
+)
+async def test_a_damaged_snapshot_is_rebuilt_from_the_rows(tmp_path: Path, damage: str) -> None:
+    """A snapshot whose header is damaged (sizes beyond the file, object or structured
+    dtypes, a header that is not a layout, a cut file) is checked before anything is
+    allocated or read into: the store opens with the index rebuilt from its rows, and the
+    next close writes a good snapshot again. A fresh process each time: the old reader
+    died of some of these (MemoryError, pointers read from the file)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "memory.duckdb"
+    storage = Storage(path)
+    await storage.initialize()
+    await storage.add_items(_random_items(300, seed=8))
+    await storage.close()
+    done = subprocess.run(
+        [sys.executable, "-c", _OPEN_DAMAGED, str(path), damage],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines() == ["rows 300 True True", "snapshot 300"], done.stdout
+
+
+def test_bulk_writes_set_the_binary_codes_of_every_row(tmp_path: Path) -> None:
+    """Every row given to ``set_many`` gets its sign bits, whatever the path: bulk adds
+    (>= BULK entries) with rows without a vector among them, replacements, ``set_vector``,
+    a compaction and a snapshot load followed by more writes. The Hamming distances of the
+    present rows are those computed from the vectors the test gave."""
+    from session_buddy.search import snapshot
+
+    rng = np.random.default_rng(11)
+    dimension = 100  # not a multiple of 64: the last word is partly padding
+    given: dict[str, np.ndarray] = {}
+
+    def batch(ids: list[str], with_vector: float = 0.7) -> list[IndexEntry]:
+        out = []
+        for item_id in ids:
+            vec = rng.standard_normal(dimension).astype(np.float32)
+            keep = rng.random() < with_vector
+            given.pop(item_id, None)
+            if keep:
+                given[item_id] = vec
+            out.append(
+                IndexEntry(item_id, "note", f"text {item_id}", BASE, vector=vec if keep else None)
+            )
+        return out
+
+    def check(index: SearchIndex) -> None:
+        q = rng.standard_normal(dimension).astype(np.float32)
+        rows = np.asarray([index._row(i) for i in given])
+        assert index.vectors.count == len(given)
+        assert bool(index.vectors.present[rows].all())
+        want = np.stack([((v > 0) != (q > 0)).sum() for v in given.values()])
+        np.testing.assert_array_equal(index.vectors.hamming(q, rows, index._size), want)
+        np.testing.assert_array_equal(
+            index.vectors.codes[:, rows], binary_codes(np.stack(list(given.values())))
+        )
+
+    vectors = FileRows(dimension, tmp_path, tmp_path / "v", keep=True)
+    index = SearchIndex(dimension, exact=vectors)
+    index.add(batch([f"a{i}" for i in range(3000)]))  # bulk, 30% without a vector
+    index.add(batch([f"a{i}" for i in range(0, 3000, 3)]))  # replaced, in bulk
+    check(index)
+    for i in range(5, 3000, 97):
+        vec = rng.standard_normal(dimension).astype(np.float32)
+        index.set_vector(f"a{i}", vec)
+        given[f"a{i}"] = vec
+    check(index)
+    gone = [f"a{i}" for i in range(0, 3000, 2)]
+    index.remove(gone)  # half the rows dead: compacted
+    for item_id in gone:
+        given.pop(item_id, None)
+    assert index._dead == 0
+    check(index)
+    vectors.sync()
+    snapshot.save(index, tmp_path / "s", "t")
+    vectors.close()
+    vectors = FileRows(dimension, tmp_path, tmp_path / "v", keep=True)
+    loaded = snapshot.load(tmp_path / "s", "t", dimension, vectors)
+    assert loaded is not None
+    check(loaded)
+    loaded.add(batch([f"b{i}" for i in range(5000)], with_vector=0.5))  # grows every array
+    loaded.add(batch([f"a{i}" for i in range(1, 3000, 4)] + [f"b{i}" for i in range(0, 5000, 5)]))
+    check(loaded)
+    loaded.close()

@@ -195,3 +195,44 @@ def test_a_starter_that_loses_the_race_waits_for_the_service_that_won(tmp_path: 
         assert "another session-buddy service owns" in (data / "logs" / "service.log").read_text()
     finally:
         stop_service(data)
+
+
+def test_a_service_started_while_the_old_one_stops_takes_over(tmp_path: Path) -> None:
+    """A service that is stopping still holds the service lock for a moment after it removed
+    its file: a service spawned in that moment waits for the lock (``take_service_lock``)
+    and starts, instead of exiting at once (its bridge then failed with "stopped while
+    starting" or started yet another one). Here this test process holds the lock, as the
+    stopping service would, and lets it go 0.1 s after the new service opened the lock file."""
+    import contextlib
+    import fcntl
+    import os
+    import time
+
+    from session_buddy.server.discovery import SERVICE_LOCK, live_service, pid_alive, spawn_service
+
+    data = tmp_path / "data"
+    (data / "logs").mkdir(parents=True)
+    lock_path = data / SERVICE_LOCK
+    with open(lock_path, "a+") as old:
+        fcntl.flock(old.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        pid = spawn_service(data, None)
+        try:
+            deadline = time.monotonic() + 60
+            opened = False
+            while not opened and pid_alive(pid) and time.monotonic() < deadline:
+                fds = Path(f"/proc/{pid}/fd")
+                with contextlib.suppress(OSError):  # a descriptor closed while listing
+                    opened = any(os.readlink(fd) == str(lock_path) for fd in fds.iterdir())
+                time.sleep(0.005)
+            time.sleep(0.1)
+        finally:
+            fcntl.flock(old.fileno(), fcntl.LOCK_UN)
+    try:
+        deadline = time.monotonic() + 90
+        while (info := live_service(data)) is None and pid_alive(pid):
+            assert time.monotonic() < deadline, "the service did not start"
+            time.sleep(0.02)
+        assert info is not None, (data / "logs" / "service.log").read_text()
+        assert int(info["pid"]) == pid
+    finally:
+        stop_service(data)

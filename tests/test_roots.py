@@ -155,10 +155,16 @@ async def test_in_memory_client_roots(
     roots = RootsOf(beta)
     async with Client(server, roots=roots_handler(roots)) as client:
         assert await _project(client) == str(beta)
+        assert await _project(client) == str(beta)
+        assert roots.asked == 1  # the answer is kept until the client says it changed
         roots.folder = gamma
         await client.send_roots_list_changed()
         assert await _project(client) == str(gamma)
+        assert roots.asked == 2
         roots.folder = None  # the client now fails: back to the working directory
+        await client.send_roots_list_changed()
         assert await _project(client) == str(alpha)
+        assert await _project(client) == str(alpha)
+        assert roots.asked == 4  # an error is not kept: asked again on the next call
     async with Client(server) as plain:
         assert await _project(plain) == str(alpha)

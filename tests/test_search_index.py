@@ -326,3 +326,54 @@ def test_keyword_plus_vector_at_scale_agree_with_exact_search() -> None:
     assert Counter(h.id for h in index.keyword_search("w1", ItemFilter(ids={"new"}), 5)) == {
         "new": 1
     }
+
+
+def test_membership_is_answered_under_the_lock_during_compactions() -> None:
+    """``id in index`` takes the index's lock like every other read: a thread asking about
+    ids that are always there, while another thread writes them again (a replacement moves
+    an id to a new row) and adds and removes enough rows to compact the index again and
+    again, always gets True (without the lock it could see an id between its old row and
+    its new one, or the ids of one layout against the rows of the next)."""
+    import sys
+    import threading
+
+    index = SearchIndex(4)
+    rng = np.random.default_rng(0)
+    keep = [f"keep{i}" for i in range(50)]
+    index.add([IndexEntry(i, "note", f"kept {i}", BASE) for i in keep])
+    stop = threading.Event()
+    wrong: list[str] = []
+
+    def ask() -> None:
+        while not stop.is_set():
+            try:
+                absent = [i for i in keep if i not in index]
+                if absent:
+                    wrong.append(f"absent: {absent[:3]}")
+            except Exception as exc:  # any failure is the answer
+                wrong.append(repr(exc))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often: the race shows within the rounds
+    asker = threading.Thread(target=ask)
+    asker.start()
+    try:
+        for round_ in range(20):
+            batch = [f"r{round_}-{i}" for i in range(2000)]
+            vectors = rng.standard_normal((len(batch), 4)).astype(np.float32)
+            index.add(
+                [
+                    IndexEntry(i, "note", f"row {i}", BASE, vector=v)
+                    for i, v in zip(batch, vectors, strict=True)
+                ]
+                + [IndexEntry(i, "note", f"kept {i} again", BASE) for i in keep]  # new rows
+            )
+            index.remove(batch)  # dead rows past the threshold: compacted
+            assert index._dead == 0 and len(index) == len(keep)
+            if len(wrong) > 20:
+                break
+    finally:
+        stop.set()
+        asker.join()
+        sys.setswitchinterval(interval)
+    assert wrong == [], wrong[:5]

@@ -765,6 +765,72 @@ async def test_meta_and_stats(storage: StorageBase) -> None:
     assert stats.embedding_model == "m2"
 
 
+async def test_stats_count_in_one_scan_and_ping_reads_one_row(
+    backend_path: tuple[str, Path],
+) -> None:
+    """The stats of a store of several kinds and projects (some items without a project or
+    a vector, some deleted) are those of the three counting queries they replace and of the
+    memory backend holding the same items; they take one statement over ``items`` (none on
+    DuckDB: its index counts), and the health check's ping one that reads a row at most."""
+    from session_buddy.adapters.storage._base import KINDS
+
+    backend, tmp_path = backend_path
+    store = make_storage(backend, tmp_path)
+    memory = make_storage("memory", tmp_path)
+    rng = np.random.default_rng(3)
+    items = [
+        item(
+            f"note {i} about topic {i % 13}",
+            kind=KINDS[i % len(KINDS)],
+            project=None if i % 5 == 0 else f"p{i % 4}",
+            embedding=vec(*rng.standard_normal(DIM)) if i % 3 else None,
+        )
+        for i in range(240)
+    ]
+    try:
+        for target in (store, memory):
+            await target.initialize()
+            added = await target.add_items(items)
+            await target.delete_items([a.id for a in added[::11]])
+        statements: list[str] = []
+        fetch = store._fetch  # type: ignore[attr-defined]
+
+        async def recording(sql: str, params: Any = ()) -> Any:
+            statements.append(sql)
+            return await fetch(sql, params)
+
+        store._fetch = recording  # type: ignore[attr-defined]  # the real query still runs
+        stats = await store.stats()
+        scans = [sql for sql in statements if "FROM items" in sql]
+        statements.clear()
+        assert await store.ping() >= 0
+        pings = list(statements)
+        del store._fetch  # type: ignore[attr-defined]
+        old = {
+            "kind": await fetch("SELECT kind, count(*) FROM items GROUP BY kind"),
+            "project": await fetch("SELECT project, count(*) FROM items GROUP BY project"),
+            "embedded": await fetch("SELECT count(*) FROM items WHERE embedding IS NOT NULL"),
+        }
+        assert stats.by_kind == {str(k): int(n) for k, n in old["kind"]}
+        assert stats.by_project == {(p or ""): int(n) for p, n in old["project"]}
+        assert stats.embedded == int(old["embedded"][0][0])
+        assert len({stats.items, sum(stats.by_project.values()), 240 - 22}) == 1
+        assert len(stats.by_kind) == len(KINDS) and "" in stats.by_project
+        reference = await memory.stats()
+        assert (stats.items, stats.by_kind, stats.by_project, stats.embedded) == (
+            reference.items,
+            reference.by_kind,
+            reference.by_project,
+            reference.embedded,
+        )
+        # DuckDB counts from its index (no scan of the table); PostgreSQL in one statement
+        assert len(scans) == (0 if backend == "duckdb" else 1), scans
+        assert pings == ["SELECT 1 FROM items LIMIT 1"], pings
+    finally:
+        await store.close()
+        await memory.close()
+
+
 async def test_modify_record_loses_no_update(storage: StorageBase) -> None:
     """Concurrent read-change-writes of one record (a counter and a list), the first of
     them creating it: every change lands."""

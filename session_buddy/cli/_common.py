@@ -20,7 +20,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-err = Console(stderr=True)
+# soft_wrap: an error line is not folded at 80 columns when stderr is not a terminal (a
+# path in it stays whole for whoever reads or greps it)
+err = Console(stderr=True, soft_wrap=True)
 out = Console()
 ConfigOpt = Annotated[
     Path | None,

@@ -147,7 +147,10 @@ class SearchIndex:
         return self._items
 
     def __contains__(self, item_id: object) -> bool:
-        return isinstance(item_id, str) and self._row(item_id) is not None
+        if not isinstance(item_id, str):
+            return False
+        with self.lock:  # a compaction replaces the rows and the ids: see one layout
+            return self._row(item_id) is not None
 
     def _row(self, item_id: str) -> int | None:
         """The live row of this id."""
@@ -423,12 +426,10 @@ class SearchIndex:
         if not terms:
             return []
         with self.lock:
-            scores = self.keyword.scores(terms, self._size)
-            if scores is None:
+            found = self.keyword.top(terms, self._size, limit, self._mask(flt, access))
+            if found is None:
                 return []
-            scores *= self._mask(flt, access)
-            rows = np.flatnonzero(scores > 0)
-            return self._top(rows, scores[rows], limit)
+            return self._top(*found, limit)
 
     def vector_search(
         self, vector: np.ndarray, flt: ItemFilter | None, limit: int, access: Access | None = None

@@ -3,7 +3,7 @@
 Postings are numpy arrays, not Python objects per term: a *frozen* part in CSR form (the
 postings of term ``t`` are ``rows[starts[t]:starts[t + 1]]`` with their term frequencies)
 and a *tail* of recent postings as (term, row, tf) triples, merged into the frozen part once
-it holds ``MERGE_MIN`` postings or an eighth of the frozen ones. Adding a document appends to
+it holds ``MERGE_MIN`` postings or an eighth of the frozen ones, whichever is more. Adding a document appends to
 the tail: it is searchable at once, nothing is rebuilt on query. The distinct terms of each
 row are kept the same way (CSR over rows), to correct document frequencies on delete.
 The vocabulary (term -> term id) is a :class:`~.strings.Strings` too: the terms' bytes and
@@ -13,6 +13,11 @@ items: ~30 MB of arrays instead of ~150 MB of Python strings and dict entries).
 A deleted row is only marked dead (its postings stay until the index compacts) but the
 collection statistics (document frequency, live count, total length) are corrected at once,
 so scores stay exact. Scores use Lucene's BM25 (``idf = ln(1 + (N - df + .5)/(df + .5))``).
+
+Searches want the best ``k`` rows only: :meth:`KeywordIndex.top` gives exactly the top-k of
+the exhaustive :meth:`KeywordIndex.scores` (same rows, order and float32 scores) while
+skipping most postings of the common terms (MaxScore: their upper bounds against the k-th
+best score so far), ~2x faster on the feedback passes at 1M rows (docs/performance.md).
 
 Not thread-safe by itself: :class:`~.index.SearchIndex` holds the lock.
 """
@@ -27,8 +32,12 @@ from session_buddy.search.strings import Growable, Strings
 
 K1 = 1.2
 B = 0.75
-#: Tail postings merged into the frozen CSR arrays at this size (or a quarter of the frozen).
+#: Tail postings merged into the frozen CSR arrays at this size (or an eighth of the frozen
+#: postings, when that is more).
 MERGE_MIN = 65_536
+#: Top-k pruning drops a row only when its bound is below the floor by this share of it
+#: (float32 sums in another order differ in the last bits; the bounds are not that tight).
+_SLACK = 1e-4
 
 
 class KeywordIndex:
@@ -54,6 +63,11 @@ class KeywordIndex:
         self.doc_len = np.zeros(0, dtype=np.float32)
         self.live = 0
         self.total_len = 0.0
+        #: terms the last :meth:`top` added to its candidates only (pruned), for tests
+        self.pruned = 0
+        self._writes = 0  # adds, removes and compactions: the length norms' key
+        self._norm = np.zeros(0, dtype=np.float32)
+        self._norm_key: tuple[int, int, float] | None = None
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -87,6 +101,7 @@ class KeywordIndex:
         self._append(np.full(len(tids), row, dtype=np.int32), tids, tfs)
         self._set_rows(np.asarray([row]), np.asarray([len(tids)]), tids)
         self.doc_len[row] = len(terms)
+        self._writes += 1
         self.live += 1
         self.total_len += len(terms)
 
@@ -111,6 +126,7 @@ class KeywordIndex:
         self._append(key_rows, key_tids, tf.astype(np.float32))
         self._set_rows(np.arange(first_row, first_row + len(docs)), per_row, key_tids)
         self.doc_len[first_row : first_row + len(docs)] = lengths
+        self._writes += 1
         self.live += len(docs)
         self.total_len += float(lengths.sum())
 
@@ -167,12 +183,14 @@ class KeywordIndex:
         tids = self._tids_of(int(self._row_off[row]), int(self._row_n[row]))
         self._df[tids] -= 1
         self._row_n[row] = 0
+        self._writes += 1
         self.live -= 1
         self.total_len -= float(self.doc_len[row])
 
     def remap(self, new_row: np.ndarray, alive: np.ndarray, count: int) -> None:
         """Compaction: keep postings of live rows only, renumbered by ``new_row``."""
         size = len(new_row)  # every posting's row is below it
+        self._writes += 1
         keep = alive[:size] & (self._row_n[:size] > 0)
         self._merge(keep, new_row)
         live_rows = np.flatnonzero(keep[:size])
@@ -233,26 +251,159 @@ class KeywordIndex:
                 tfs = np.concatenate((tfs, self._tail_tf.view[hit]))
         return rows, tfs
 
+    def _weights(
+        self, rows: np.ndarray, tf: np.ndarray, idf: np.float32, norm: np.ndarray
+    ) -> np.ndarray:
+        """The BM25 contributions of one term to these rows (float32; :meth:`scores` and
+        :meth:`top` compute them alike, so their scores are the same to the bit)."""
+        out: np.ndarray = idf * (tf * (self.k1 + 1.0)) / (tf + norm[rows])
+        return out
+
+    def _stats(self, tids: list[int], size: int) -> tuple[list[np.float32], np.ndarray]:
+        """Each term's idf, and every row's length norm ``k1 * (1 - b + b * len / avgdl)``
+        (below ``size``; kept until the next write: a search's two passes, and the searches
+        between writes, share it; 4 bytes a row)."""
+        n_docs = float(self.live)
+        idfs = [
+            np.float32(np.log1p((n_docs - int(self._df[t]) + 0.5) / (int(self._df[t]) + 0.5)))
+            for t in tids
+        ]
+        avgdl = max(self.total_len / n_docs, 1e-9)
+        key = (self._writes, size, avgdl)
+        if self._norm_key != key:
+            k1, b = self.k1, self.b
+            self._norm = k1 * (1.0 - b + b * (self.doc_len[:size] / avgdl))
+            self._norm_key = key
+        return idfs, self._norm
+
+    def _query(self, terms: list[str]) -> list[int]:
+        """The ids of the query's terms found in a live document, rarest first (then by
+        id): the order both :meth:`scores` and :meth:`top` add their scores in, so the
+        float32 sums are the same to the bit."""
+        tids = [t for t in self._ids(terms) if self._df[t] > 0]
+        return sorted(tids, key=lambda t: (int(self._df[t]), t))
+
     def scores(self, terms: list[str], size: int) -> np.ndarray | None:
         """BM25 score of every row below ``size`` (0 where no term matches); None when no
-        query term occurs in any live document."""
-        tids = [t for t in self._ids(terms) if self._df[t] > 0]
+        query term occurs in any live document. Exhaustive: every posting of every term."""
+        tids = self._query(terms)
         if not tids or self.live <= 0:
             return None
-        n_docs = float(self.live)
-        avgdl = max(self.total_len / n_docs, 1e-9)
-        k1, b = self.k1, self.b
+        idfs, norm = self._stats(tids, size)
         out = np.zeros(size, dtype=np.float32)
-        for tid in tids:
+        for tid, idf in zip(tids, idfs, strict=True):
             rows, tf = self.postings(tid)
             inside = rows < size
             if not inside.all():
                 rows, tf = rows[inside], tf[inside]
-            df = int(self._df[tid])
-            idf = np.float32(np.log1p((n_docs - df + 0.5) / (df + 0.5)))
-            norm = k1 * (1.0 - b + b * (self.doc_len[rows] / avgdl))
-            out[rows] += idf * (tf * (k1 + 1.0)) / (tf + norm)
+            out[rows] += self._weights(rows, tf, idf, norm)
         return out
+
+    def _pieces(self, tids: list[int], size: int) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+        """Each term's postings below ``size`` as (rows, tfs) pieces with ascending rows:
+        its frozen slice (a view: nothing copied, mapped pages stay mapped) and its tail
+        postings, if any."""
+        pieces: list[list[tuple[np.ndarray, np.ndarray]]] = []
+        for tid in tids:
+            if tid + 1 < len(self._starts):
+                lo, hi = int(self._starts[tid]), int(self._starts[tid + 1])
+                rows = self._rows[lo:hi]
+                # rows ascend within a term (a needle of their dtype: no copy of them)
+                hi = lo + int(np.searchsorted(rows, rows.dtype.type(min(size, 2**31 - 1))))
+                pieces.append([(self._rows[lo:hi], self._tfs[lo:hi])])
+            else:
+                pieces.append([])
+        if self._tail_tid.size:  # one compare a term (np.isin is several times slower)
+            tail = self._tail_tid.view
+            for term, tid in enumerate(tids):
+                hit = np.flatnonzero(tail == tid)
+                if len(hit):
+                    rows, tfs = self._tail_row.view[hit], self._tail_tf.view[hit]
+                    inside = rows < size
+                    pieces[term].append((rows[inside], tfs[inside]))
+        return pieces
+
+    def top(
+        self, terms: list[str], size: int, k: int, mask: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The ``k`` best rows below ``size`` (among those ``mask`` keeps, if given) with a
+        score above 0, and their scores: score descending, then row ascending. The same rows
+        and scores (to the bit) as sorting :meth:`scores` gives, without reading every
+        posting of the common terms (MaxScore pruning):
+
+        Terms are scored rarest first, each over all its postings, until the *bounds* of the
+        terms left (a term's bound: its idf times BM25's saturation at its largest tf in the
+        shortest possible document) sum below the *floor*, the ``k``-th best score so far:
+        a lower bound of the final ``k``-th best, as scores only grow. A row no scored term
+        matched can then not reach the best ``k``. The terms left are added to the other
+        rows, the *candidates*, only (looked up in their sorted postings), and a candidate
+        whose score plus the bounds left is below the floor is dropped. Terms are added in
+        the same order as :meth:`scores` adds them, so a candidate's score is the same float.
+        None when no term occurs in a live document."""
+        tids = self._query(terms)
+        self.pruned = 0
+        if not tids or self.live <= 0 or k <= 0:
+            return None
+        idfs, norm = self._stats(tids, size)
+        pieces = self._pieces(tids, size)
+        counts = [sum(len(r) for r, _ in p) for p in pieces]
+        rest = [0.0] * (len(tids) + 1)  # rest[i]: the bounds of terms i, i + 1, ... summed
+        for i in range(len(tids) - 1, -1, -1):
+            rest[i] = rest[i + 1] + _bound(
+                float(idfs[i]), self._max_tf(pieces[i], counts[i], size), self.k1, self.b
+            )
+        acc = np.zeros(size, dtype=np.float32)
+        cand: np.ndarray | None = None
+        floor, term, left = 0.0, 0, sum(counts)  # left: postings of the terms not scanned
+        while term < len(tids):
+            # Can the floor be above the bounds left? Not while they are above the bounds
+            # scanned (the best score so far). A check is a pass over the rows (~0.5 ms at
+            # 1M): tried only with enough postings left to skip.
+            if term and rest[term] < rest[0] - rest[term] and left * 32 >= size:
+                # a floor above this leaves out every row no term scanned so far matched
+                above = acc > rest[term] * (1.0 + 2.0 * _SLACK)
+                if mask is not None:
+                    above &= mask[:size]
+                if np.count_nonzero(above) >= k:
+                    floor = _kth(acc[np.flatnonzero(above)], k)
+                    cand = _rows_above(acc, floor - _SLACK * floor - rest[term], mask)
+                    break
+            for rows, tfs in pieces[term]:
+                acc[rows] += self._weights(rows, tfs, idfs[term], norm)
+            left -= counts[term]
+            term += 1
+        if cand is None:  # every term scanned: the rows they matched
+            if sum(counts) * 16 < size:
+                parts = [rows for p in pieces for rows, _ in p]
+                cand = np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int32)
+                if mask is not None and len(cand):
+                    cand = cand[mask[cand]]
+            else:
+                cand = _rows_above(acc, 0.0, mask)
+        else:  # the terms left only on the candidates
+            self.pruned = len(tids) - term
+            for at in range(term, len(tids)):
+                for rows, tfs in pieces[at]:
+                    if len(cand) * 4 < len(rows):  # a lookup costs ~4 postings' scoring
+                        where, hit = _lookup(rows, cand)
+                        found = cand[hit]
+                        acc[found] += self._weights(found, tfs[where[hit]], idfs[at], norm)
+                    else:  # nearly as many candidates as postings: all of them
+                        acc[rows] += self._weights(rows, tfs, idfs[at], norm)
+                floor = max(floor, _kth(acc[cand], k))
+                cand = cand[acc[cand] + rest[at + 1] >= floor - _SLACK * floor]
+        if len(cand) > k:  # every candidate has all its terms added: exact scores
+            cand = cand[acc[cand] >= _kth(acc[cand], k)]
+        best = np.lexsort((cand, -acc[cand]))[:k]
+        return cand[best], acc[cand[best]]
+
+    @staticmethod
+    def _max_tf(pieces: list[tuple[np.ndarray, np.ndarray]], count: int, size: int) -> float:
+        """A term's largest tf, for its bound (inf for a term in over half the rows: not
+        read, BM25's saturation bounds it and its idf is below ln 2 anyway)."""
+        if count * 2 > size:
+            return float("inf")
+        return max((float(tfs.max()) for _, tfs in pieces if len(tfs)), default=0.0)
 
     @property
     def nbytes(self) -> int:
@@ -271,9 +422,41 @@ class KeywordIndex:
             self._row_off,
             self._row_n,
             self.doc_len,
+            self._norm,
         )
         return int(sum(a.nbytes for a in arrays)) + self._terms.nbytes
 
     @property
     def vocabulary(self) -> int:
         return len(self._terms)
+
+
+def _bound(idf: float, max_tf: float, k1: float, b: float) -> float:
+    """The largest BM25 contribution a term can make: its idf times the saturation at its
+    largest tf in the shortest document (length 0: the norm's floor ``k1 * (1 - b)``)."""
+    if max_tf == float("inf"):
+        return idf * (k1 + 1.0)
+    return idf * (k1 + 1.0) * max_tf / (max_tf + k1 * (1.0 - b))
+
+
+def _rows_above(acc: np.ndarray, low: float, mask: np.ndarray | None) -> np.ndarray:
+    """The rows (ascending, int32 as the postings) whose score is at least ``low`` (above
+    0 if ``low`` is 0), among those ``mask`` keeps."""
+    chosen = acc >= low if low > 0 else acc > 0
+    if mask is not None:
+        chosen &= mask[: len(acc)]
+    return np.flatnonzero(chosen).astype(np.int32)
+
+
+def _kth(values: np.ndarray, k: int) -> float:
+    """The ``k``-th largest of ``values`` (at least ``k`` of them)."""
+    return float(np.partition(values, len(values) - k)[len(values) - k])
+
+
+def _lookup(rows: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of ``wanted`` is in the ascending ``rows`` and whether it is there."""
+    if not len(rows):
+        return np.zeros(len(wanted), dtype=np.intp), np.zeros(len(wanted), dtype=bool)
+    wanted = wanted.astype(rows.dtype, copy=False)  # else searchsorted copies ``rows``
+    where = np.minimum(np.searchsorted(rows, wanted), len(rows) - 1)
+    return where, rows[where] == wanted

@@ -21,6 +21,7 @@ tokeniser it no longer matches, and the index is rebuilt with the new terms.
 from __future__ import annotations
 
 import json
+import math
 import mmap
 import os
 from pathlib import Path
@@ -89,14 +90,18 @@ def _write(path: Path, arrays: dict[str, np.ndarray]) -> None:
     base = -(-(len(header) + 16) // 64) * 64
     temporary = path.with_name(path.name + ".tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # private
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(MAGIC + f"{base:08d}".encode() + header)
-        for name, array in arrays.items():
-            handle.seek(base + layout[name][2])
-            handle.write(np.ascontiguousarray(array).data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(MAGIC + f"{base:08d}".encode() + header)
+            for name, array in arrays.items():
+                handle.seek(base + layout[name][2])
+                handle.write(np.ascontiguousarray(array).data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:  # a full disk, an error mid-write: leave no partial file behind
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 #: Arrays mapped from the file (copy-on-write) instead of read: the keyword postings and the
@@ -114,22 +119,55 @@ MAPPED = frozenset(
 )
 
 
+#: The kinds of dtype a snapshot holds (bool, signed and unsigned ints, floats): never an
+#: object (pickled) or structured dtype, whose bytes would be taken as pointers.
+_KINDS = frozenset("biuf")
+
+
+def _declared(entry: object, base: int, end: int) -> tuple[np.dtype[Any], list[int], int]:
+    """An array's (dtype, shape, start) from its header entry, checked before anything is
+    allocated: a plain numeric dtype, whole non-negative sizes, and bytes that lie inside
+    the file (a damaged header must not ask for gigabytes). ValueError otherwise."""
+    if not (isinstance(entry, list) and len(entry) == 3):
+        raise ValueError("the index snapshot's header is damaged")
+    dtype, shape, offset = entry
+    try:
+        kind = np.dtype(dtype) if isinstance(dtype, str) else None
+    except TypeError:
+        kind = None
+    if kind is None or kind.kind not in _KINDS or kind.hasobject or kind.fields is not None:
+        raise ValueError(f"the index snapshot declares an unsupported dtype {dtype!r}")
+    if not (
+        isinstance(shape, list)
+        and all(type(n) is int and n >= 0 for n in shape)
+        and type(offset) is int
+        and offset >= 0
+    ):
+        raise ValueError("the index snapshot's header is damaged")
+    nbytes = kind.itemsize * math.prod(shape)  # Python ints: no overflow
+    if base + offset + nbytes > end:
+        raise ValueError("the index snapshot is truncated")
+    return kind, shape, base + offset
+
+
 def _read(path: Path) -> dict[str, np.ndarray]:
     with path.open("rb") as handle:
         if handle.read(8) != MAGIC:
             raise ValueError("not an index snapshot")
         base = int(handle.read(8))
         layout = json.loads(handle.readline())
+        if not isinstance(layout, dict):
+            raise ValueError("the index snapshot's header is damaged")
         end = os.fstat(handle.fileno()).st_size
+        if base < handle.tell():
+            raise ValueError("the index snapshot's header is damaged")
+        declared = {name: _declared(entry, base, end) for name, entry in layout.items()}
         out: dict[str, np.ndarray] = {}
-        for name, (dtype, shape, offset) in layout.items():
-            array = np.empty(shape, dtype=np.dtype(dtype))
-            start = base + offset
-            if start + array.nbytes > end:
-                raise ValueError("the index snapshot is truncated")
-            if name in MAPPED and array.nbytes:
-                out[name] = _mapped(handle.fileno(), start, array)
+        for name, (dtype, shape, start) in declared.items():
+            if name in MAPPED and math.prod(shape) > 0:
+                out[name] = _mapped(handle.fileno(), start, dtype, shape)
                 continue
+            array = np.empty(shape, dtype=dtype)
             if array.nbytes:
                 handle.seek(start)
                 if handle.readinto(memoryview(array.reshape(-1)).cast("B")) != array.nbytes:
@@ -138,14 +176,18 @@ def _read(path: Path) -> dict[str, np.ndarray]:
         return out
 
 
-def _mapped(fd: int, start: int, like: np.ndarray) -> np.ndarray:
-    """``like``'s bytes at ``start`` of the file, mapped copy-on-write: pages are read when
-    first touched and count in the process only then; writing one copies that page. One
-    mapping per array, so the old postings are unmapped as soon as a merge replaces them."""
+def _mapped(fd: int, start: int, dtype: np.dtype[Any], shape: list[int]) -> np.ndarray:
+    """The array of this dtype and shape at ``start`` of the file, mapped copy-on-write:
+    pages are read when first touched and count in the process only then; writing one
+    copies that page. One mapping per array, so the old postings are unmapped as soon as a
+    merge replaces them."""
+    count = math.prod(shape)
     page = start - start % mmap.ALLOCATIONGRANULARITY
-    mapping = mmap.mmap(fd, start - page + like.nbytes, offset=page, access=mmap.ACCESS_COPY)
-    flat = np.frombuffer(mapping, dtype=like.dtype, count=like.size, offset=start - page)
-    return flat.reshape(like.shape)
+    mapping = mmap.mmap(
+        fd, start - page + count * dtype.itemsize, offset=page, access=mmap.ACCESS_COPY
+    )
+    flat = np.frombuffer(mapping, dtype=dtype, count=count, offset=start - page)
+    return flat.reshape(shape)
 
 
 def load(path: Path, token: str, dimension: int, vectors: FileRows) -> SearchIndex | None:
@@ -157,7 +199,8 @@ def load(path: Path, token: str, dimension: int, vectors: FileRows) -> SearchInd
     except (OSError, ValueError, KeyError):
         return None
     if (
-        strings.get("format") not in READS
+        not isinstance(strings, dict)
+        or strings.get("format") not in READS
         or strings.get("token") != token
         or strings.get("dimension") != dimension
         or strings.get("tokenizer") != tokenize(PROBE)

@@ -174,9 +174,10 @@ def create_server(
     from session_buddy.server.answers import AnswerBound
     from session_buddy.server.client_roots import ClientRootsMiddleware
 
+    client_roots = ClientRootsMiddleware()
     middleware: list[Middleware] = [
         ErrorMiddleware(),
-        ClientRootsMiddleware(),
+        client_roots,
         AnswerBound(settings.responses.max_chars),
     ]
     if settings.events.mcp_notifications:
@@ -191,6 +192,7 @@ def create_server(
         middleware=middleware,
         mask_error_details=False,
     )
+    client_roots.listen(mcp._mcp_server)
     from session_buddy.server import cli_routes  # the CLI's commands run here (one writer)
 
     cli_routes.register(mcp)

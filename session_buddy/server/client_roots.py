@@ -8,9 +8,12 @@ a request whose client is bound from headers is left as it is. For a call with n
 bound, this middleware asks the session's client for its roots (when its ``initialize``
 declared the capability) before the tool runs, and binds this process's client context with
 that root (:func:`~session_buddy.core.sessions.current.root_folder`, the same resolution the
-bridge uses). It asks on every call, so ``notifications/roots/list_changed`` needs no
-bookkeeping; a client that errors keeps the working directory, and one that does not answer
-within :data:`~session_buddy.server.roots.ROOTS_WAIT_S` is not asked again.
+bridge uses). The answer is kept per session until the client sends
+``notifications/roots/list_changed`` (:meth:`ClientRootsMiddleware.listen` registers the
+handler), as the bridge does: a ``roots/list`` round trip on every call cost a standalone
+``quick_search`` several milliseconds. A client that errors keeps the working directory and is
+asked again on its next call; one that does not answer within
+:data:`~session_buddy.server.roots.ROOTS_WAIT_S` is not asked again.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 
 import anyio
 from fastmcp.server.middleware import Middleware, MiddlewareContext
+from mcp.types import RootsListChangedNotification
 
 from session_buddy.core.sessions.current import (
     ClientContext,
@@ -37,6 +41,20 @@ class ClientRootsMiddleware(Middleware):
     def __init__(self, wait_s: float = ROOTS_WAIT_S) -> None:
         self.wait_s = wait_s
         self._silent: weakref.WeakSet[Any] = weakref.WeakSet()  # sessions that never answered
+        # the folder each session's client last listed (None: no file root), until it changes
+        self._known: weakref.WeakKeyDictionary[Any, str | None] = weakref.WeakKeyDictionary()
+        self._changes = 0  # list_changed notifications seen: an answer asked before one is stale
+
+    def listen(self, server: Any) -> None:
+        """Forget the kept roots when a client says they changed. ``server``: the low-level MCP
+        server (``FastMCP._mcp_server``); client notifications do not pass through middleware.
+        The notification does not say whose session sent it, so every session's answer is
+        forgotten: the others are asked once more, never answered with a stale root."""
+        server.notification_handlers[RootsListChangedNotification] = self._changed
+
+    async def _changed(self, _notification: Any) -> None:
+        self._changes += 1
+        self._known.clear()
 
     async def on_call_tool(self, context: MiddlewareContext[Any], call_next: Any) -> Any:
         ctx = context.fastmcp_context
@@ -56,12 +74,19 @@ class ClientRootsMiddleware(Middleware):
             return None
         if params is None or params.capabilities.roots is None or session in self._silent:
             return None
+        if session in self._known:
+            return self._known[session]
+        changes = self._changes
         try:
             with anyio.fail_after(self.wait_s):
-                return root_folder(await ctx.list_roots())
+                root = root_folder(await ctx.list_roots())
         except TimeoutError:
             self._silent.add(session)
             log.info("the client declared roots but did not list them in %.1f s", self.wait_s)
         except Exception as exc:  # an error answer: the working directory stays "this project"
             log.info("the client did not list its roots: %s", exc)
+        else:
+            if changes == self._changes:
+                self._known[session] = root
+            return root
         return None

@@ -2,7 +2,7 @@
 
 The service writes ``<data>/service.json`` (pid, address, version) once it listens, and holds
 an exclusive lock on ``<data>/service.lock`` for its whole life: a second service for the
-same data directory sees the lock and exits, and a stale ``service.json`` left by a killed
+same data directory sees the lock and exits (after retrying for :data:`LOCK_WAIT_S`), and a stale ``service.json`` left by a killed
 service is recognised because its process is gone or its port refuses connections.
 
 Bridges that find no live service start one under ``<data>/service.start.lock``, so when two
@@ -20,12 +20,16 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 SERVICE_FILE = "service.json"
 SERVICE_LOCK = "service.lock"
 START_LOCK = "service.start.lock"
 START_TIMEOUT_S = 60.0
+#: How long a starting service waits for the service lock: a service that is stopping (idle,
+#: signalled) still holds it for a moment after it removed its file, and a starter spawned in
+#: that moment takes over instead of exiting (its bridge would report "stopped while starting").
+LOCK_WAIT_S = 0.5
 
 
 def read_service(data_dir: Path) -> dict[str, Any] | None:
@@ -146,6 +150,22 @@ def spawn_service(data_dir: Path, config: str | None, delay_s: float = 0.0) -> i
         timeout=30,
     )
     return int(out.stdout.decode().strip())
+
+
+def take_service_lock(data_dir: Path, wait_s: float = LOCK_WAIT_S) -> IO[str] | None:
+    """``data_dir``'s service lock, held as long as the returned file stays open; None when
+    another process still holds it after ``wait_s`` seconds of retrying."""
+    lock = open(data_dir / SERVICE_LOCK, "a+")  # noqa: SIM115 - held by the caller
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return lock
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                lock.close()
+                return None
+            time.sleep(0.02)
 
 
 def service_lock_held(data_dir: Path) -> bool:

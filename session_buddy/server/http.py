@@ -17,7 +17,6 @@ The same ASGI guard protects ``session-buddy serve --http``.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -36,7 +35,7 @@ from session_buddy.errors import AuthError
 from session_buddy.logs import reclaim_logging, route_logging_to_stderr
 from session_buddy.paths import SessionPaths
 from session_buddy.server.auth import load_secret, verify_token
-from session_buddy.server.discovery import SERVICE_LOCK, remove_service, write_service
+from session_buddy.server.discovery import remove_service, take_service_lock, write_service
 from session_buddy.server.limits import MAX_JSON_DEPTH, rpc_error, too_deep
 from session_buddy.settings import SessionBuddySettings
 
@@ -261,10 +260,8 @@ def _service_logging(settings: SessionBuddySettings, paths: SessionPaths) -> Non
 def run_service(settings: SessionBuddySettings) -> int:
     """Run the shared service of the settings' data directory until idle or signalled."""
     paths = SessionPaths.from_settings(settings.data_dir).ensure()
-    lock = open(paths.data / SERVICE_LOCK, "a+")  # noqa: SIM115 - held for the process's life
-    try:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    lock = take_service_lock(paths.data)  # held for the process's life
+    if lock is None:
         print(f"another session-buddy service owns {paths.data}; exiting", file=sys.stderr)
         return 0
     _service_logging(settings, paths)

@@ -49,8 +49,13 @@ def open_index(
         vectors = FileRows(dimension, db.parent, vector_path, keep=True)
         try:
             index = snapshot.load(snap, str(row[0]), dimension, vectors)
-        except (ValueError, TypeError, KeyError, IndexError) as exc:  # a damaged snapshot
-            log.warning("The index snapshot of %s is unreadable (%s); rebuilding", db, exc)
+        except Exception as exc:  # a damaged snapshot: the rows are the truth, rebuild
+            log.warning(
+                "The index snapshot of %s is unreadable (%s: %s); rebuilding",
+                db,
+                type(exc).__name__,
+                exc,
+            )
             index = None
         counted = con.execute(COUNT).fetchone()
         if index is not None and counted is not None and int(counted[0]) == len(index):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -252,9 +253,13 @@ def update_sets(
 
 
 ALL_META = "SELECT key, value FROM meta"
-BY_KIND = "SELECT kind, count(*) FROM items GROUP BY kind"
-BY_PROJECT = "SELECT project, count(*) FROM items GROUP BY project"
-EMBEDDED = "SELECT count(*) FROM items WHERE embedding IS NOT NULL"
+#: The stats' counts in one scan of the items: per (kind, project), the items and how many
+#: have a vector (three queries, by kind, by project and embedded, scanned the table thrice;
+#: at 1M items on DuckDB 34 ms, this one 10 ms, where ``count(*) FILTER (WHERE embedding IS
+#: NOT NULL)`` took 190: it reads the vectors, ``count(embedding)`` only their validity).
+COUNTS = "SELECT kind, project, count(*), count(embedding) FROM items GROUP BY kind, project"
+#: The health check's round trip: one row at most, not a count of the table.
+PING = "SELECT 1 FROM items LIMIT 1"
 VECTOR_DIMENSION = "SELECT value FROM meta WHERE key = 'vector_dimension'"
 
 
@@ -401,14 +406,26 @@ class SqlStorage(SealedRows, StorageBase):
         return int(rows[0][0])
 
     async def stats(self) -> StorageStats:
+        by_kind: dict[str, int] = {}
+        by_project: dict[str, int] = {}
+        embedded = 0
+        for kind, project, count, with_vector in await self._fetch(COUNTS):
+            by_kind[kind] = by_kind.get(kind, 0) + int(count)
+            by_project[project or ""] = by_project.get(project or "", 0) + int(count)
+            embedded += int(with_vector)
         return stats_of(
-            by_kind={k: int(n) for k, n in await self._fetch(BY_KIND)},
-            by_project={(p or ""): int(n) for p, n in await self._fetch(BY_PROJECT)},
-            embedded=int((await self._fetch(EMBEDDED))[0][0]),
+            by_kind=by_kind,
+            by_project=by_project,
+            embedded=embedded,
             meta=await self.all_meta(),
             size_bytes=await self._size_bytes(),
             vector_search=self.vector_plan,
         )
+
+    async def ping(self) -> float:
+        start = time.perf_counter()
+        await self._fetch(PING)
+        return (time.perf_counter() - start) * 1000
 
     async def get_meta(self, key: str) -> str | None:
         p = self.dialect.params()

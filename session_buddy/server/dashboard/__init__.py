@@ -26,7 +26,8 @@ DASHBOARD_PREFIX = "/dashboard"
 #: when this process started (the health page's uptime)
 STARTED = time.time()
 
-_dashboard: Dashboard | None = None
+#: the dashboard of the configured service and its route handlers by group and name
+_loaded: tuple[Dashboard, dict[str, dict[str, Any]]] | None = None
 
 
 def dashboard_allowed(settings: SessionBuddySettings) -> bool:
@@ -42,7 +43,7 @@ def dashboard_allowed(settings: SessionBuddySettings) -> bool:
 
 def current() -> Dashboard | None:
     """The dashboard of this process, once a page or a login link has needed it."""
-    return _dashboard
+    return None if _loaded is None else _loaded[0]
 
 
 #: the route's group in :mod:`.routes` (``login_routes``, ``read_routes``, ``write_routes``)
@@ -67,41 +68,44 @@ _ROUTES: list[tuple[str, str, str, list[str], bool]] = [
     ("/health", "read", "health", ["GET"], False),
     ("/live", "read", "live", ["GET"], False),
 ]
-_handlers: dict[str, dict[str, Any]] = {}
 _lock = threading.Lock()
 _mounted = False
 
 
-def _load() -> Dashboard:
+def _load() -> tuple[Dashboard, dict[str, dict[str, Any]]]:
     """The dashboard's state and handlers, made on first use: the pages, views and jinja2
-    (~5 MB resident) are imported by the first page or login link, not by every service."""
-    global _dashboard
+    (~5 MB resident) are imported by the first page or login link, not by every service.
+    Made again when the process's configuration changes (another service's settings after
+    ``di.reset``): a dashboard keeps the settings and the secret of its data directory."""
+    global _loaded
+    from session_buddy import di
+    from session_buddy.settings import SessionBuddySettings
+
+    settings = di.get(SessionBuddySettings)
     with _lock:
-        if _dashboard is None:
-            from session_buddy import di
+        if _loaded is None or _loaded[0].settings is not settings:
             from session_buddy.server.dashboard.routes import (
                 Dashboard,
                 login_routes,
                 read_routes,
                 write_routes,
             )
-            from session_buddy.settings import SessionBuddySettings
 
-            d = Dashboard(di.get(SessionBuddySettings))
-            _handlers.update(public=login_routes(d), read=read_routes(d), write=write_routes(d))
-            _dashboard = d
-        return _dashboard
+            d = Dashboard(settings)
+            handlers = {"public": login_routes(d), "read": read_routes(d), "write": write_routes(d)}
+            _loaded = (d, handlers)
+        return _loaded
 
 
 def _lazy(group: str, name: str, public: bool) -> Any:
-    guarded: Any = None
+    guarded: tuple[Dashboard, Any] | None = None
 
     async def handle(request: Any) -> Any:
         nonlocal guarded
-        if guarded is None:
-            dashboard = _load()
-            guarded = dashboard.guard(_handlers[group][name], public=public)
-        return await guarded(request)
+        dashboard, handlers = _load()
+        if guarded is None or guarded[0] is not dashboard:
+            guarded = (dashboard, dashboard.guard(handlers[group][name], public=public))
+        return await guarded[1](request)
 
     return handle
 
@@ -122,6 +126,6 @@ async def login_job(payload: dict[str, Any], emit: Any) -> dict[str, Any]:
         raise ConfigurationError(
             "this service has no dashboard (it is served on a loopback address only)"
         )
-    dashboard = _load()
+    dashboard = _load()[0]
     code = dashboard.codes.issue()
     return {"path": f"{DASHBOARD_PREFIX}/login?code={code}", "ttl_s": dashboard.codes.ttl_s}
