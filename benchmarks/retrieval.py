@@ -6,7 +6,11 @@ project, in keyword, semantic and hybrid mode. Reported per category and overall
 (fraction of a question's evidence turns among the top k) and MRR (first evidence hit).
 
     .venv/bin/python benchmarks/retrieval.py [--data PATH] [--storage duckdb|memory]
-        [--modes keyword,semantic,hybrid] [--set SECTION.KEY=VALUE ...]
+        [--modes keyword,semantic,hybrid] [--set SECTION.KEY=VALUE ...] [--held-out]
+
+``--held-out`` leaves out the dev set's conversations (conv-26, conv-30): with ``--data`` the
+whole LoCoMo file (``data/locomo10.json`` of snap-research/LoCoMo), it measures the
+conversations the settings were not tuned on.
 
 The data is CC BY-NC 4.0 (see ../shared/data/README.md); it is read in place, never copied.
 """
@@ -78,13 +82,27 @@ def turns_of(sample: dict[str, Any]) -> list[dict[str, Any]]:
     return turns
 
 
-async def run(data_path: Path, storage: str, modes: list[str], sets: dict[str, str]) -> None:
+#: the conversations of ../shared/data/locomo-dev.json, which the settings were tuned on
+DEV_SAMPLES = ("conv-26", "conv-30")
+
+
+async def run(
+    data_path: Path,
+    storage: str,
+    modes: list[str],
+    sets: dict[str, str],
+    skip: tuple[str, ...] = (),
+) -> None:
     from fastmcp import Client
 
     from session_buddy.server.app import create_server
     from session_buddy.settings import load_settings
 
-    data = json.loads(data_path.read_text(encoding="utf-8"))
+    data = [
+        s for s in json.loads(data_path.read_text(encoding="utf-8")) if s["sample_id"] not in skip
+    ]
+    if not data:
+        sys.exit(f"no conversations left in {data_path} (--held-out leaves out {DEV_SAMPLES})")
     with tempfile.TemporaryDirectory() as tmp:
         # an answer for 500 stored items is longer than the default responses.max_chars
         overrides: dict[str, dict[str, Any]] = {"responses": {"max_chars": 1_000_000}}
@@ -189,6 +207,11 @@ def main() -> None:
         metavar="SECTION.KEY=VALUE",
         help="a setting for this run, e.g. --set search.session_smoothing=0",
     )
+    parser.add_argument(
+        "--held-out",
+        action="store_true",
+        help=f"leave out the dev set's conversations ({', '.join(DEV_SAMPLES)})",
+    )
     args = parser.parse_args()
     sets = dict(item.split("=", 1) for item in args.set)
     if not args.data.exists():
@@ -196,7 +219,8 @@ def main() -> None:
     from session_buddy.logs import route_logging_to_stderr
 
     route_logging_to_stderr("WARNING")
-    asyncio.run(run(args.data, args.storage, args.modes.split(","), sets))
+    skip = DEV_SAMPLES if args.held_out else ()
+    asyncio.run(run(args.data, args.storage, args.modes.split(","), sets, skip))
 
 
 if __name__ == "__main__":
