@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import sys
 from collections import defaultdict
@@ -23,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rss_phases import child_pid
+from rss_phases import child_pid, standalone
 from search_latency import QUERIES, make_text
 
 MB = 1_048_576
@@ -69,18 +68,8 @@ def show(pid: int, tag: str, rss: int) -> None:
 
 async def main(args: argparse.Namespace) -> None:
     from fastmcp import Client
-    from fastmcp.client.transports import StdioTransport
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSION_BUDDY_")}
-    env["SESSION_BUDDY_DATA_DIR"] = str(args.data)
-    env.update(dict(pair.split("=", 1) for pair in args.env))
-    transport = StdioTransport(
-        sys.executable,
-        ["-m", "session_buddy.cli", "serve", "--standalone"],
-        env=env,
-        log_file=args.data / "serve.stderr.log",
-        keep_alive=False,
-    )
+    transport = standalone(args.data, args.env)
 
     async def rss(client: Client) -> int:  # type: ignore[type-arg]
         result = await client.call_tool("health", {})

@@ -21,6 +21,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -60,20 +61,26 @@ async def searches(client: object, rng: random.Random, count: int, tag: str) -> 
     return times
 
 
-async def main(args: argparse.Namespace) -> None:
-    from fastmcp import Client
+def standalone(data: Path, env_pairs: list[str]) -> Any:
+    """A stdio transport to ``serve --standalone`` on ``data``, with ``KEY=VALUE`` settings."""
     from fastmcp.client.transports import StdioTransport
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("SESSION_BUDDY_")}
-    env["SESSION_BUDDY_DATA_DIR"] = str(args.data)
-    env.update(dict(pair.split("=", 1) for pair in args.env))
-    transport = StdioTransport(
+    env["SESSION_BUDDY_DATA_DIR"] = str(data)
+    env.update(dict(pair.split("=", 1) for pair in env_pairs))
+    return StdioTransport(
         sys.executable,
         ["-m", "session_buddy.cli", "serve", "--standalone"],
         env=env,
-        log_file=args.data / "serve.stderr.log",
+        log_file=data / "serve.stderr.log",
         keep_alive=False,
     )
+
+
+async def main(args: argparse.Namespace) -> None:
+    from fastmcp import Client
+
+    transport = standalone(args.data, args.env)
     async with Client(transport) as client:
         pid = child_pid()
         await client.call_tool("health", {})
