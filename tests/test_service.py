@@ -276,6 +276,30 @@ def _message(response: httpx.Response) -> dict:  # type: ignore[type-arg]
 HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
+def test_minted_tokens_are_what_pyjwt_makes_and_checks() -> None:
+    """mint_token is the standard library's HS256 (no PyJWT import in the front): PyJWT
+    verifies it, with the claims PyJWT would have written, and refuses it with another
+    secret or once expired."""
+    import jwt
+
+    from session_buddy.errors import AuthError
+    from session_buddy.server.auth import ALGORITHM, AUDIENCE, verify_token
+
+    secret = b"s" * 48
+    token = mint_token(secret, "dana", ttl_s=120)
+    claims = verify_token(secret, token)
+    assert claims["sub"] == "dana" and claims["aud"] == AUDIENCE
+    assert claims["exp"] - claims["iat"] == 120 and claims["iat"] - claims["nbf"] == 5
+    assert jwt.get_unverified_header(token) == {"alg": ALGORITHM, "typ": "JWT"}
+    same = jwt.encode(claims, secret, algorithm=ALGORITHM)
+    assert jwt.decode(same, secret, algorithms=[ALGORITHM], audience=AUDIENCE) == claims
+    assert token.split(".")[1] == same.split(".")[1]  # the same claims, byte for byte
+    with pytest.raises(AuthError):
+        verify_token(b"t" * 48, token)
+    with pytest.raises(AuthError):
+        verify_token(secret, mint_token(secret, "dana", ttl_s=-30))
+
+
 def test_auth_on_the_real_service(tmp_path: Path, data_dir: Path) -> None:
     url = _service_url(tmp_path, data_dir)
     secret = load_secret(data_dir, create=False)

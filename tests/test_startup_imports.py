@@ -38,6 +38,8 @@ FRONT_NEVER = (
     "rich",
     "prometheus_client",
     "opentelemetry",
+    "jwt",  # the front mints its tokens with the standard library (server/auth.py)
+    "cryptography",
     "session_buddy.server.app",
     "session_buddy.di",
     "session_buddy.adapters.storage.duckdb",
