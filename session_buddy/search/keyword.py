@@ -204,11 +204,14 @@ class KeywordIndex:
         capacity = max(count, len(self.doc_len))
         old_len = self.doc_len
         self.doc_len = np.zeros(capacity, dtype=np.float32)
-        self.doc_len[new_row[live_rows]] = old_len[live_rows]
+        # at the rows' new numbers: live rows without terms (not in ``live_rows``) keep
+        # theirs, so ``live_rows`` are not 0, 1, 2... in the new numbering
+        moved = new_row[live_rows]
+        self.doc_len[moved] = old_len[live_rows]
         self._row_n = np.zeros(capacity, dtype=np.int32)
-        self._row_n[: len(live_rows)] = counts
+        self._row_n[moved] = counts
         self._row_off = np.zeros(capacity, dtype=np.int64)
-        self._row_off[1 : len(live_rows)] = np.cumsum(counts)[:-1]
+        self._row_off[moved[1:]] = np.cumsum(counts)[:-1]
 
     def _tids_of(self, start: int, count: int) -> np.ndarray:
         """The distinct term ids a row's offset and count point at (a row's ids are added
