@@ -275,6 +275,26 @@ def test_compaction_with_items_without_terms_keeps_each_rows_terms(
             assert e.id in [i for i, _ in want]
 
 
+def test_removing_items_without_terms_scores_as_a_fresh_index() -> None:
+    """An item whose content gives no terms counts in BM25's document count while it lives
+    (as in a rebuild from the rows) and leaves it when removed."""
+    docs = make_docs(60, seed=5)
+    for k in range(0, 60, 4):
+        docs[f"d{k}"] = "!!! ..."
+    index = SearchIndex(4)
+    index.add(entries(docs))
+    gone = [f"d{k}" for k in range(0, 60, 8)]  # half of those without terms
+    index.remove(gone)
+    live = {i: t for i, t in docs.items() if i not in gone}
+    fresh = SearchIndex(4)
+    fresh.add(entries(live))
+    assert index.keyword.live == fresh.keyword.live == len(live)
+    for query in ("error cache", "ERR_X_1", "redis deploy alpha"):
+        want = [(h.id, h.score) for h in fresh.keyword_search(query, None, 100)]
+        assert [(h.id, h.score) for h in index.keyword_search(query, None, 100)] == want
+        assert {i for i, _ in want} == set(reference_bm25(live, query))
+
+
 # -- fusion and confidence -------------------------------------------------------------------
 
 

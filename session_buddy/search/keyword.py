@@ -59,7 +59,7 @@ class KeywordIndex:
         #: an offset ``o`` below its length is in it, else at ``o - len`` in ``_row_tids``
         self._row_tids_frozen = np.zeros(0, dtype=np.int32)
         self._row_off = np.zeros(0, dtype=np.int64)
-        self._row_n = np.zeros(0, dtype=np.int32)  # 0 once removed
+        self._row_n = np.zeros(0, dtype=np.int32)  # -1 once removed
         self.doc_len = np.zeros(0, dtype=np.float32)
         self.live = 0
         self.total_len = 0.0
@@ -178,11 +178,13 @@ class KeywordIndex:
             tail.replace(tail.view[:0])
 
     def remove(self, row: int) -> None:
-        if row >= len(self._row_n) or self._row_n[row] == 0:
+        """Take a live row out of the statistics (one without terms too: it counts in
+        ``live``); a row removed already is marked -1 and left alone."""
+        if row >= len(self._row_n) or self._row_n[row] < 0:
             return
         tids = self._tids_of(int(self._row_off[row]), int(self._row_n[row]))
         self._df[tids] -= 1
-        self._row_n[row] = 0
+        self._row_n[row] = -1
         self._writes += 1
         self.live -= 1
         self.total_len -= float(self.doc_len[row])
