@@ -270,6 +270,18 @@ def test_the_index_holds_uuid_ids_in_about_20_bytes_a_row() -> None:
     assert idx.filter_ids(None)[1234][0] == ids[1234]
 
 
+def test_ids_that_are_not_uuids_are_folded_as_they_come(hashing: str) -> None:
+    """A store of other ids (an import's) keeps them in arrays too: the recent ones are
+    folded at FOLD_MIN (or an eighth), not held in a dict until the next snapshot."""
+    idx = SearchIndex(4)
+    ids = [f"import-{n}" for n in range(400)]
+    for start in range(0, len(ids), 20):
+        idx.add([_entry(i, _word(n), n) for n, i in enumerate(ids[start : start + 20], start)])
+    assert len(idx._ids._other._recent) <= 2 * strings.FOLD_MIN
+    assert [i for i, _ in idx.filter_ids(ItemFilter(ids=set(ids[::37])))] == ids[::37]
+    assert all(i in idx for i in ids) and "import-400" not in idx
+
+
 def test_strings_restored_from_a_snapshot_take_new_strings_in_a_tail(hashing: str) -> None:
     """A snapshot's arrays are the base (read-only: mapped from the file), new strings go to
     a tail: lookups, values and compaction see both, and the base is never written."""

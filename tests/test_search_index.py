@@ -13,6 +13,7 @@ import pytest
 from session_buddy.adapters.storage._base import Hit, ItemFilter
 from session_buddy.errors import DimensionMismatch
 from session_buddy.search import IndexEntry, SearchIndex, hybrid, query_terms, tokenize, vector
+from session_buddy.search import index as index_module
 from session_buddy.search.keyword import K1, B
 
 BASE = datetime(2024, 1, 1, tzinfo=UTC)
@@ -236,6 +237,62 @@ def test_compaction_keeps_results_identical() -> None:
     index.add([IndexEntry(id="new", kind="insight", content="zanzibar", created_at=BASE, vector=q)])
     assert [h.id for h in index.keyword_search("zanzibar", None, 5)] == ["new"]
     assert index.vector_search(q, ItemFilter(kinds=["insight"]), 1)[0].id == "new"
+
+
+def test_compaction_with_items_without_terms_keeps_each_rows_terms(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Items whose content gives no terms ("!!!") stay live rows without postings: after a
+    compaction every other row's term count and offset are at its new row, so removing or
+    replacing an item takes back its own terms' document frequencies, not a neighbour's."""
+    monkeypatch.setattr(index_module, "COMPACT_MIN", 8)
+
+    def entry(item_id: str, content: str, k: int) -> IndexEntry:
+        return IndexEntry(
+            id=item_id, kind="conversation", content=content, created_at=BASE + timedelta(k)
+        )
+
+    items = [
+        entry(f"i{k}", "!!!" if k % 3 == 0 else f"common {'q' + 'abcdefghij'[k % 10] * (k + 1)}", k)
+        for k in range(30)
+    ]
+    index = SearchIndex(4)
+    index.add(items)
+    index.add([entry(f"f{k}", "filler", 100 + k) for k in range(12)])
+    index.remove([f"f{k}" for k in range(12)])
+    assert index._dead == 0  # compacted: the rows without terms are among the kept ones
+    gone = {"i1", "i5", "i13", "i20"}
+    index.remove(sorted(gone))
+    replaced = entry("i8", "common zanzibar", 200)
+    index.add([replaced])
+    live = [e for e in items if e.id not in gone and e.id != "i8"] + [replaced]
+    fresh = SearchIndex(4)
+    fresh.add(live)
+    for e in live:
+        for word in tokenize(e.content):
+            want = [(h.id, h.score) for h in fresh.keyword_search(word, None, 50)]
+            assert [(h.id, h.score) for h in index.keyword_search(word, None, 50)] == want
+            assert e.id in [i for i, _ in want]
+
+
+def test_removing_items_without_terms_scores_as_a_fresh_index() -> None:
+    """An item whose content gives no terms counts in BM25's document count while it lives
+    (as in a rebuild from the rows) and leaves it when removed."""
+    docs = make_docs(60, seed=5)
+    for k in range(0, 60, 4):
+        docs[f"d{k}"] = "!!! ..."
+    index = SearchIndex(4)
+    index.add(entries(docs))
+    gone = [f"d{k}" for k in range(0, 60, 8)]  # half of those without terms
+    index.remove(gone)
+    live = {i: t for i, t in docs.items() if i not in gone}
+    fresh = SearchIndex(4)
+    fresh.add(entries(live))
+    assert index.keyword.live == fresh.keyword.live == len(live)
+    for query in ("error cache", "ERR_X_1", "redis deploy alpha"):
+        want = [(h.id, h.score) for h in fresh.keyword_search(query, None, 100)]
+        assert [(h.id, h.score) for h in index.keyword_search(query, None, 100)] == want
+        assert {i for i, _ in want} == set(reference_bm25(live, query))
 
 
 # -- fusion and confidence -------------------------------------------------------------------

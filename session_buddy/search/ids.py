@@ -117,6 +117,7 @@ class Ids:
         self._other.forget(value)
 
     def maybe_fold(self) -> None:
+        self._other.maybe_fold()  # the other ids' recent dict, as the UUIDs'
         if self._new_rows.size >= max(_strings.FOLD_MIN, len(self._sorted) // 8):
             self.fold()
 

@@ -59,7 +59,7 @@ class KeywordIndex:
         #: an offset ``o`` below its length is in it, else at ``o - len`` in ``_row_tids``
         self._row_tids_frozen = np.zeros(0, dtype=np.int32)
         self._row_off = np.zeros(0, dtype=np.int64)
-        self._row_n = np.zeros(0, dtype=np.int32)  # 0 once removed
+        self._row_n = np.zeros(0, dtype=np.int32)  # -1 once removed
         self.doc_len = np.zeros(0, dtype=np.float32)
         self.live = 0
         self.total_len = 0.0
@@ -178,11 +178,13 @@ class KeywordIndex:
             tail.replace(tail.view[:0])
 
     def remove(self, row: int) -> None:
-        if row >= len(self._row_n) or self._row_n[row] == 0:
+        """Take a live row out of the statistics (one without terms too: it counts in
+        ``live``); a row removed already is marked -1 and left alone."""
+        if row >= len(self._row_n) or self._row_n[row] < 0:
             return
         tids = self._tids_of(int(self._row_off[row]), int(self._row_n[row]))
         self._df[tids] -= 1
-        self._row_n[row] = 0
+        self._row_n[row] = -1
         self._writes += 1
         self.live -= 1
         self.total_len -= float(self.doc_len[row])
@@ -204,11 +206,14 @@ class KeywordIndex:
         capacity = max(count, len(self.doc_len))
         old_len = self.doc_len
         self.doc_len = np.zeros(capacity, dtype=np.float32)
-        self.doc_len[new_row[live_rows]] = old_len[live_rows]
+        # at the rows' new numbers: live rows without terms (not in ``live_rows``) keep
+        # theirs, so ``live_rows`` are not 0, 1, 2... in the new numbering
+        moved = new_row[live_rows]
+        self.doc_len[moved] = old_len[live_rows]
         self._row_n = np.zeros(capacity, dtype=np.int32)
-        self._row_n[: len(live_rows)] = counts
+        self._row_n[moved] = counts
         self._row_off = np.zeros(capacity, dtype=np.int64)
-        self._row_off[1 : len(live_rows)] = np.cumsum(counts)[:-1]
+        self._row_off[moved[1:]] = np.cumsum(counts)[:-1]
 
     def _tids_of(self, start: int, count: int) -> np.ndarray:
         """The distinct term ids a row's offset and count point at (a row's ids are added
