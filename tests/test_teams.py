@@ -362,3 +362,25 @@ async def test_insights_and_patterns_obey_the_access_rule(mallory: Client[Any]) 
     assert (await call(mallory, "insights_statistics"))["total"] == 0
     patterns = await call(mallory, "patterns", project="payments")
     assert patterns["topics"] == [] and patterns["totals"]["items_clustered"] == 0
+
+
+async def test_the_handoff_and_export_of_a_session_obey_the_access_rule(
+    mallory: Client[Any], tmp_path: Path
+) -> None:
+    """A session's handoff and its export list the reflections of its project stored while
+    it ran: on a shared store, only those the caller may see, not a teammate's private
+    reflection written into the project meanwhile (it was copied into the handoff file)."""
+    folder = tmp_path / "payments"
+    folder.mkdir()
+    started = await call(mallory, "start", working_directory=str(folder), detail=True)
+    assert started["project"]["name"] == "payments"
+    session_id = started["session"]["id"]
+    await store_as("alice", "Alice's private note: the Falcon ledger goes live in March.")
+    await store_as("mallory", "Mallory's own note about the payments webhooks.")
+    exported = await call(mallory, "export_session", session_id=session_id)
+    assert "Mallory's own note" in exported["content"]
+    assert "Falcon" not in exported["content"]
+    ended = await call(mallory, "end", session_id=session_id)
+    handoff = Path(ended["handoff_path"]).read_text()
+    assert "Mallory's own note" in handoff
+    assert "Falcon" not in handoff

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from session_buddy.adapters.storage._base import ItemFilter, MemoryItem, StorageBase
+from session_buddy.adapters.storage._base import Access, ItemFilter, MemoryItem, StorageBase
 from session_buddy.core.quality import SessionActivity
 from session_buddy.core.sessions.state import SessionState
 
@@ -42,15 +42,19 @@ async def reflection_count(storage: StorageBase, state: SessionState) -> int:
 
 
 async def session_reflections(
-    storage: StorageBase, state: SessionState, limit: int = 50
+    storage: StorageBase, state: SessionState, limit: int = 50, access: Access | None = None
 ) -> list[MemoryItem]:
-    """Reflections and insights stored in the session, or in its project since it began."""
+    """Reflections and insights stored in the session, or in its project since it began;
+    those ``access`` lets through (None: all; on a shared store the project's include a
+    teammate's)."""
     seen: dict[str, MemoryItem] = {}
-    flt = ItemFilter(session_id=state.id, kinds=REFLECTION_KINDS)
+    flt = ItemFilter(session_id=state.id, kinds=REFLECTION_KINDS, access=access)
     for item in await storage.list_items(flt, limit=limit):
         seen[item.id] = item
     if state.project:
-        flt = ItemFilter(projects=[state.project], kinds=REFLECTION_KINDS, after=state.started_at)
+        flt = ItemFilter(
+            projects=[state.project], kinds=REFLECTION_KINDS, after=state.started_at, access=access
+        )
         for item in await storage.list_items(flt, limit=limit):
             seen.setdefault(item.id, item)
     return sorted(seen.values(), key=lambda i: i.created_at)

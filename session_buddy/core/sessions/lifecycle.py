@@ -514,7 +514,9 @@ class Lifecycle:
         messages = await storage.list_items(
             messages_filter(state), limit=HANDOFF_MESSAGES, newest_first=False
         )
-        reflections = await session_reflections(storage, state)
+        reflections = await session_reflections(
+            storage, state, access=await self.docs.memory.access()
+        )
         git, transcript, runs = await evidence.gather(
             storage, state, final.info, transcripts=self.capture is not None
         )
