@@ -384,3 +384,34 @@ async def test_the_handoff_and_export_of_a_session_obey_the_access_rule(
     handoff = Path(ended["handoff_path"]).read_text()
     assert "Mallory's own note" in handoff
     assert "Falcon" not in handoff
+
+
+async def test_the_report_obeys_the_access_rule(mallory: Client[Any]) -> None:
+    """``session-buddy report`` (the service's report job) shows the recurring topics of
+    what the caller may see, as ``patterns`` does: not a teammate's private insights, whose
+    text a topic quotes."""
+    import json
+
+    from session_buddy.server.cli_routes import report_job
+
+    memory = di.get(MemoryService)
+    texts = [
+        "Falcon ledger: retry the payment webhook with exponential backoff.",
+        "Falcon ledger: payment webhooks need exponential backoff retries.",
+    ]
+    await memory.store(
+        [
+            ItemInput(content=t, kind="insight", project="payments", author="alice", session_id=s)
+            for t, s in zip(texts, ["s1", "s2"], strict=True)
+        ]
+    )
+
+    async def report() -> dict[str, Any]:
+        done = await report_job({"format": "json", "project": "payments"}, lambda _: None)
+        return dict(json.loads(done["text"]))
+
+    with acting_as("alice"):
+        assert (await report())["patterns"]["topics"]
+    shown = await report()
+    assert shown["patterns"]["topics"] == [], shown["patterns"]
+    assert "Falcon" not in json.dumps(shown)
