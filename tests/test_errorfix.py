@@ -461,3 +461,40 @@ async def test_a_teammates_many_fixes_do_not_hide_the_callers_own(tmp_path: Path
         ]
     finally:
         await storage.close()
+
+
+async def test_a_teammates_many_records_do_not_hide_the_callers_own_patterns(
+    tmp_path: Path,
+) -> None:
+    """``patterns`` read the newest 5000 error records of everyone and then kept the
+    caller's: a teammate's 5000 newer records left none of alice's recurring error. Memory
+    backend (the rule is ErrorMemory's; 5000 DuckDB record writes take a minute)."""
+    from session_buddy.adapters.storage._base import Access
+    from session_buddy.core.access import own_authors
+    from session_buddy.core.errorfix import merge
+    from session_buddy.core.recurring import find_patterns
+    from session_buddy.settings import load_settings
+
+    settings = load_settings(mode="lite", data_dir=tmp_path / "data", user="alice").settings
+    storage = make_storage("memory", tmp_path)
+    await storage.initialize()
+    try:
+
+        def seen(signature: str, session: str, at: str) -> FixEvent:
+            return FixEvent("seen", signature, "type", f"a.ts(1,2): error {signature}: x",
+                            session, "web", at)  # fmt: skip
+
+        old = "2026-11-29T10:00:00+00:00"
+        for session in ("s1", "s2"):  # alice's error, in two sessions: recurring
+            await storage.put_record(merge(None, seen("TS1111", session, old), "t", None, "alice"))
+        new = "2026-11-30T10:00:00+00:00"
+        for n in range(5000):
+            await storage.put_record(
+                merge(None, seen(f"TS{20000 + n}", f"b{n}", new), "t", None, "bob")
+            )
+        alice = Access(own_authors("alice", settings))
+        patterns = await find_patterns(storage, "web", None, access=alice)
+        assert patterns["totals"]["errors_recorded"] == 2
+        assert [e["error"] for e in patterns["recurring_errors"]][:1] == ["TS1111"]
+    finally:
+        await storage.close()

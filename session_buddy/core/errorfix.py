@@ -204,11 +204,18 @@ def match_score(query: str, signatures: set[str], record: Record) -> float:
 class ErrorMemory:
     """Stores failures and their fixes; answers searches and the recall."""
 
-    def __init__(self, storage: StorageBase, settings: SessionBuddySettings | None = None) -> None:
+    def __init__(
+        self,
+        storage: StorageBase,
+        settings: SessionBuddySettings | None = None,
+        authors: frozenset[str | None] | None = None,
+    ) -> None:
         """``settings``: records carry their author (the acting user) and reads show only
-        the caller's own, as for items; None (a library without users): everything."""
+        the caller's own, as for items; None (a library without users): everything.
+        ``authors``: reads show the records of these authors instead (an access rule's)."""
         self.storage = storage
         self.settings = settings
+        self.authors = authors
 
     @classmethod
     def from_container(cls, resolve: Callable[[type], Any]) -> ErrorMemory:
@@ -219,6 +226,8 @@ class ErrorMemory:
 
     def visible(self, records: list[Record]) -> list[Record]:
         """The records the acting user owns (an author-less one: the install's own user)."""
+        if self.authors is not None:
+            return [r for r in records if r.data.get("author") in self.authors]
         if self.settings is None:
             return records
         mine = own_authors(acting_user(self.settings), self.settings)
