@@ -415,3 +415,20 @@ async def test_the_report_obeys_the_access_rule(mallory: Client[Any]) -> None:
     shown = await report()
     assert shown["patterns"]["topics"] == [], shown["patterns"]
     assert "Falcon" not in json.dumps(shown)
+
+
+async def test_a_sessions_reflection_count_obeys_the_access_rule(
+    mallory: Client[Any], tmp_path: Path
+) -> None:
+    """The reflections a session counts (``status``, the quality score's reflections
+    component) are those of its project the caller may see: a teammate's private ones
+    stored meanwhile do not count for the caller's session."""
+    folder = tmp_path / "payments"
+    folder.mkdir()
+    started = await call(mallory, "start", working_directory=str(folder), detail=True)
+    assert started["project"]["name"] == "payments"
+    for n in range(3):
+        await store_as("alice", f"Alice's private note {n} about the Falcon ledger.")
+    await store_as("mallory", "Mallory's own note about the payments webhooks.")
+    status = await call(mallory, "status")
+    assert status["counts"]["reflections"] == 1, status["counts"]

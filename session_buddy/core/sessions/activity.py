@@ -30,13 +30,20 @@ async def all_messages(storage: StorageBase, state: SessionState) -> list[Memory
         offset += PAGE
 
 
-async def reflection_count(storage: StorageBase, state: SessionState) -> int:
-    """Reflections and insights of the session (or of its project since it began)."""
-    by_session = await storage.count_items(ItemFilter(session_id=state.id, kinds=REFLECTION_KINDS))
+async def reflection_count(
+    storage: StorageBase, state: SessionState, access: Access | None = None
+) -> int:
+    """Reflections and insights of the session (or of its project since it began) that
+    ``access`` lets through (None: all)."""
+    by_session = await storage.count_items(
+        ItemFilter(session_id=state.id, kinds=REFLECTION_KINDS, access=access)
+    )
     if not state.project:
         return by_session
     by_project = await storage.count_items(
-        ItemFilter(projects=[state.project], kinds=REFLECTION_KINDS, after=state.started_at)
+        ItemFilter(
+            projects=[state.project], kinds=REFLECTION_KINDS, after=state.started_at, access=access
+        )
     )
     return max(by_session, by_project)
 
@@ -61,12 +68,12 @@ async def session_reflections(
 
 
 async def session_activity(
-    storage: StorageBase, state: SessionState, at: datetime
+    storage: StorageBase, state: SessionState, at: datetime, access: Access | None = None
 ) -> SessionActivity:
     last = state.last_checkpoint_at or state.started_at
     return SessionActivity(
         messages=await storage.count_items(messages_filter(state)),
-        reflections=await reflection_count(storage, state),
+        reflections=await reflection_count(storage, state, access),
         seconds_since_checkpoint=max(0.0, (at - last).total_seconds()),
         checkpoints=state.checkpoints,
     )
