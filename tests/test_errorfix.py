@@ -426,3 +426,75 @@ async def test_error_fixes_belong_to_whoever_recorded_them(tmp_path: Path) -> No
         assert patterns["totals"]["errors_recorded"] == 2  # TS1111's two sessions, not bob's
     finally:
         await storage.close()
+
+
+async def test_a_teammates_many_fixes_do_not_hide_the_callers_own(tmp_path: Path) -> None:
+    """Searches read the newest SCAN fixed records and then kept the caller's: on a shared
+    store a teammate's SCAN newer fixes left none of alice's own, so search_errors, the
+    prompt hook's recall and patterns lost it. They read on until they have the caller's."""
+    from session_buddy.core.errorfix import SCAN
+    from session_buddy.core.users import acting_as
+    from session_buddy.settings import load_settings
+
+    settings = load_settings(mode="lite", data_dir=tmp_path / "data", user="alice").settings
+    storage = make_storage("duckdb", tmp_path)
+    await storage.initialize()
+    try:
+
+        def fixed(signature: str, session: str, at: str = "2026-11-30T10:00:00+00:00") -> FixEvent:
+            sample = f"a.ts(1,2): error {signature}: x"
+            return FixEvent(
+                "fixed", signature, "type", sample, session, "web", at,
+                command="npx tsc", fixed_at=at, files=["src/a.ts"],
+            )  # fmt: skip
+
+        memory = ErrorMemory(storage, settings)
+        await memory.record([fixed("TS1111", "mine", "2026-11-29T10:00:00+00:00")])  # older
+        with acting_as("bob"):
+            await memory.record([fixed(f"TS{20000 + n}", f"b{n}") for n in range(SCAN)])
+        found = await memory.search("error TS1111", limit=5)
+        assert [f["error"] for f in found] == ["TS1111"]
+        recalled = await memory.recall("TS1111 is back", None)
+        assert [r.data["signature"] for r in recalled] == ["TS1111"]
+        assert [r.data["signature"] for r in await memory.records("web", None, limit=SCAN)] == [
+            "TS1111"
+        ]
+    finally:
+        await storage.close()
+
+
+async def test_a_teammates_many_records_do_not_hide_the_callers_own_patterns(
+    tmp_path: Path,
+) -> None:
+    """``patterns`` read the newest 5000 error records of everyone and then kept the
+    caller's: a teammate's 5000 newer records left none of alice's recurring error. Memory
+    backend (the rule is ErrorMemory's; 5000 DuckDB record writes take a minute)."""
+    from session_buddy.adapters.storage._base import Access
+    from session_buddy.core.access import own_authors
+    from session_buddy.core.errorfix import merge
+    from session_buddy.core.recurring import find_patterns
+    from session_buddy.settings import load_settings
+
+    settings = load_settings(mode="lite", data_dir=tmp_path / "data", user="alice").settings
+    storage = make_storage("memory", tmp_path)
+    await storage.initialize()
+    try:
+
+        def seen(signature: str, session: str, at: str) -> FixEvent:
+            return FixEvent("seen", signature, "type", f"a.ts(1,2): error {signature}: x",
+                            session, "web", at)  # fmt: skip
+
+        old = "2026-11-29T10:00:00+00:00"
+        for session in ("s1", "s2"):  # alice's error, in two sessions: recurring
+            await storage.put_record(merge(None, seen("TS1111", session, old), "t", None, "alice"))
+        new = "2026-11-30T10:00:00+00:00"
+        for n in range(5000):
+            await storage.put_record(
+                merge(None, seen(f"TS{20000 + n}", f"b{n}", new), "t", None, "bob")
+            )
+        alice = Access(own_authors("alice", settings))
+        patterns = await find_patterns(storage, "web", None, access=alice)
+        assert patterns["totals"]["errors_recorded"] == 2
+        assert [e["error"] for e in patterns["recurring_errors"]][:1] == ["TS1111"]
+    finally:
+        await storage.close()

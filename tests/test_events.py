@@ -352,3 +352,37 @@ async def test_events_undelivered_at_stop_are_sent_by_the_next_run(
     assert {e["event_id"] for e in listed["entries"]} <= sent
     types = sorted(a["type"] for a in receiver.accepted if a["event_id"] in sent)
     assert types.count(ev.SESSION_CHECKPOINT) >= 2 and ev.SESSION_STARTED in types
+
+
+async def test_events_of_the_hooks_applied_at_stop_are_not_lost(
+    tmp_path: Path, receiver: Receiver, logged: list[LogMessage], repo: Path
+) -> None:
+    """A SessionEnd that Claude Code's hook spooled as it closed is applied at shutdown,
+    after the webhooks stopped: its events (the final checkpoint, the session's end) started
+    a new worker that nothing stopped, whose delivery hung until storage closed and the loop
+    ended, and they were lost. They become dead letters the next run sends, as the queue's."""
+    from session_buddy.core.sessions import spool_files
+    from session_buddy.settings import load_settings
+
+    def durable() -> Any:
+        settings = settings_for(tmp_path, [receiver.url])
+        return load_settings(
+            mode="lite",
+            data_dir=tmp_path / "data",
+            adapters={"embeddings": "none", "storage": "duckdb"},
+            events=settings.events.model_dump(),
+        ).settings
+
+    receiver.hold.clear()
+    async with await open_client(durable(), logged) as client:
+        await call(client, "events_webhooks", action="list")  # the service is up
+        payload = {"session_id": "cc-closing", "cwd": str(repo)}
+        spool_files.spool_event(tmp_path / "data", "SessionStart", payload)
+        spool_files.spool_event(tmp_path / "data", "SessionEnd", {**payload, "reason": "exit"})
+    assert receiver.accepted == []
+    receiver.hold.set()
+    di.reset()
+    async with await open_client(durable(), logged) as client:
+        listed = await call(client, "events_webhooks", action="list")
+    types = [e["type"] for e in listed["entries"]]
+    assert ev.SESSION_ENDED in types, listed

@@ -236,3 +236,29 @@ def test_a_service_started_while_the_old_one_stops_takes_over(tmp_path: Path) ->
         assert int(info["pid"]) == pid
     finally:
         stop_service(data)
+
+
+def test_a_starter_whose_service_outwaited_a_slow_stop_starts_another(tmp_path: Path) -> None:
+    """A service that stops slowly (its storage closing, a snapshot written) holds the lock
+    for longer than a new service retries it (LOCK_WAIT_S), then exits without a service
+    file: the starter waited while the lock was held and then failed with "stopped while
+    starting" although nothing ran any more. It starts the service again instead. Here this
+    test process holds the lock, as the stopping service would, for 2 s."""
+    import fcntl
+    import threading
+
+    from session_buddy.server.discovery import SERVICE_LOCK, ensure_service, pid_alive
+
+    data = tmp_path / "data"
+    (data / "logs").mkdir(parents=True)
+    old = open(data / SERVICE_LOCK, "a+")  # noqa: SIM115 - released by the timer below
+    fcntl.flock(old.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    timer = threading.Timer(2.0, old.close)  # the old service exits, its file long gone
+    timer.start()
+    try:
+        info = ensure_service(data, timeout=90)
+        assert pid_alive(int(info["pid"]))
+        assert "another session-buddy service owns" in (data / "logs" / "service.log").read_text()
+    finally:
+        timer.join()
+        stop_service(data)

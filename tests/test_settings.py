@@ -69,6 +69,26 @@ def test_missing_config_path_is_a_clear_error(tmp_path: Path) -> None:
         load_settings(tmp_path / "nope.yaml")
 
 
+def test_the_cli_prints_a_settings_error_with_brackets_as_it_is(tmp_path: Path) -> None:
+    """The CLI's error line is printed as text, not as rich markup: a config path with a
+    bracketed part (``[/x]``) died with a MarkupError traceback, and ``[b]`` vanished."""
+    import subprocess
+
+    from tests.conftest import session_buddy_cmd
+
+    for folder in ("with-[/x]", "with-[b]"):
+        missing = tmp_path / folder / "nope.yaml"
+        done = subprocess.run(
+            [*session_buddy_cmd(), "health", "--config", str(missing)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 2, done.stderr
+        assert "MarkupError" not in done.stderr
+        assert str(missing) in done.stderr and "does not exist" in done.stderr
+
+
 def test_explain_masks_secrets(tmp_path: Path) -> None:
     loaded = load_settings(embeddings={"url": "http://user:hunter2@127.0.0.1:1"})
     rows = {r["key"]: r for r in explain(loaded)}

@@ -362,3 +362,73 @@ async def test_insights_and_patterns_obey_the_access_rule(mallory: Client[Any]) 
     assert (await call(mallory, "insights_statistics"))["total"] == 0
     patterns = await call(mallory, "patterns", project="payments")
     assert patterns["topics"] == [] and patterns["totals"]["items_clustered"] == 0
+
+
+async def test_the_handoff_and_export_of_a_session_obey_the_access_rule(
+    mallory: Client[Any], tmp_path: Path
+) -> None:
+    """A session's handoff and its export list the reflections of its project stored while
+    it ran: on a shared store, only those the caller may see, not a teammate's private
+    reflection written into the project meanwhile (it was copied into the handoff file)."""
+    folder = tmp_path / "payments"
+    folder.mkdir()
+    started = await call(mallory, "start", working_directory=str(folder), detail=True)
+    assert started["project"]["name"] == "payments"
+    session_id = started["session"]["id"]
+    await store_as("alice", "Alice's private note: the Falcon ledger goes live in March.")
+    await store_as("mallory", "Mallory's own note about the payments webhooks.")
+    exported = await call(mallory, "export_session", session_id=session_id)
+    assert "Mallory's own note" in exported["content"]
+    assert "Falcon" not in exported["content"]
+    ended = await call(mallory, "end", session_id=session_id)
+    handoff = Path(ended["handoff_path"]).read_text()
+    assert "Mallory's own note" in handoff
+    assert "Falcon" not in handoff
+
+
+async def test_the_report_obeys_the_access_rule(mallory: Client[Any]) -> None:
+    """``session-buddy report`` (the service's report job) shows the recurring topics of
+    what the caller may see, as ``patterns`` does: not a teammate's private insights, whose
+    text a topic quotes."""
+    import json
+
+    from session_buddy.server.cli_routes import report_job
+
+    memory = di.get(MemoryService)
+    texts = [
+        "Falcon ledger: retry the payment webhook with exponential backoff.",
+        "Falcon ledger: payment webhooks need exponential backoff retries.",
+    ]
+    await memory.store(
+        [
+            ItemInput(content=t, kind="insight", project="payments", author="alice", session_id=s)
+            for t, s in zip(texts, ["s1", "s2"], strict=True)
+        ]
+    )
+
+    async def report() -> dict[str, Any]:
+        done = await report_job({"format": "json", "project": "payments"}, lambda _: None)
+        return dict(json.loads(done["text"]))
+
+    with acting_as("alice"):
+        assert (await report())["patterns"]["topics"]
+    shown = await report()
+    assert shown["patterns"]["topics"] == [], shown["patterns"]
+    assert "Falcon" not in json.dumps(shown)
+
+
+async def test_a_sessions_reflection_count_obeys_the_access_rule(
+    mallory: Client[Any], tmp_path: Path
+) -> None:
+    """The reflections a session counts (``status``, the quality score's reflections
+    component) are those of its project the caller may see: a teammate's private ones
+    stored meanwhile do not count for the caller's session."""
+    folder = tmp_path / "payments"
+    folder.mkdir()
+    started = await call(mallory, "start", working_directory=str(folder), detail=True)
+    assert started["project"]["name"] == "payments"
+    for n in range(3):
+        await store_as("alice", f"Alice's private note {n} about the Falcon ledger.")
+    await store_as("mallory", "Mallory's own note about the payments webhooks.")
+    status = await call(mallory, "status")
+    assert status["counts"]["reflections"] == 1, status["counts"]

@@ -37,7 +37,7 @@ def load(config: Path | None) -> LoadedSettings:
     try:
         return load_settings(config)
     except SessionBuddyError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
 
 

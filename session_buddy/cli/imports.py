@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -81,7 +82,7 @@ def claude_code(
     try:
         loaded = load_settings(config)
     except SessionBuddyError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
     route_logging_to_stderr(loaded.settings.log_level, loaded.settings.log_file)
     stamp = _since(since)
@@ -144,7 +145,7 @@ def _print_summary(report: dict[str, Any]) -> None:
     rate = report["turns"] / seconds if seconds else 0.0
     out.print(f"{report['bytes_read']:,} bytes in {seconds:.1f} s ({rate:,.0f} turns/s)")
     for line in report["errors"]:
-        err.print(f"[yellow]warning:[/yellow] {line}")
+        err.print(f"[yellow]warning:[/yellow] {escape(str(line))}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
 from session_buddy.cli._common import err, out, through_service
@@ -75,7 +76,7 @@ def migrate_command(
 
             report = _migrate(config, settings, source, target, batch, progress)
     except SessionBuddyError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         err.print("interrupted: run the same command again to resume the copy")

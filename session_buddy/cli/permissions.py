@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from session_buddy.cli._common import ConfigOpt, err, load, out
@@ -30,7 +31,7 @@ def _call(config: Path | None, arguments: dict[str, Any]) -> dict[str, Any]:
     try:
         return call_tool(data_dir, str(config) if config else None, "permissions", arguments)
     except RuntimeError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
 
 

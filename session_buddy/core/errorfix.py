@@ -204,11 +204,18 @@ def match_score(query: str, signatures: set[str], record: Record) -> float:
 class ErrorMemory:
     """Stores failures and their fixes; answers searches and the recall."""
 
-    def __init__(self, storage: StorageBase, settings: SessionBuddySettings | None = None) -> None:
+    def __init__(
+        self,
+        storage: StorageBase,
+        settings: SessionBuddySettings | None = None,
+        authors: frozenset[str | None] | None = None,
+    ) -> None:
         """``settings``: records carry their author (the acting user) and reads show only
-        the caller's own, as for items; None (a library without users): everything."""
+        the caller's own, as for items; None (a library without users): everything.
+        ``authors``: reads show the records of these authors instead (an access rule's)."""
         self.storage = storage
         self.settings = settings
+        self.authors = authors
 
     @classmethod
     def from_container(cls, resolve: Callable[[type], Any]) -> ErrorMemory:
@@ -219,6 +226,8 @@ class ErrorMemory:
 
     def visible(self, records: list[Record]) -> list[Record]:
         """The records the acting user owns (an author-less one: the install's own user)."""
+        if self.authors is not None:
+            return [r for r in records if r.data.get("author") in self.authors]
         if self.settings is None:
             return records
         mine = own_authors(acting_user(self.settings), self.settings)
@@ -245,17 +254,28 @@ class ErrorMemory:
             )
         return fixed
 
+    async def _visible(self, project: str | None, status: str | None, limit: int) -> list[Record]:
+        """The newest ``limit`` records the acting user owns, read page by page: a teammate's
+        newer records on a shared store do not take the places of the caller's own."""
+        found: list[Record] = []
+        offset = 0
+        while len(found) < limit:
+            page = await self.storage.list_records(
+                COLLECTION, project=project, status=status, limit=limit, offset=offset
+            )
+            found += self.visible(page)
+            if len(page) < limit:
+                break
+            offset += len(page)
+        return found[:limit]
+
     async def _fixed(self, projects: Sequence[str] | None, limit: int = SCAN) -> list[Record]:
         if not projects:
-            return self.visible(
-                await self.storage.list_records(COLLECTION, status="fixed", limit=limit)
-            )
+            return await self._visible(None, "fixed", limit)
         found: list[Record] = []
         for project in dict.fromkeys(projects):
-            found += await self.storage.list_records(
-                COLLECTION, project=project, status="fixed", limit=limit
-            )
-        return self.visible(found)
+            found += await self._visible(project, "fixed", limit)
+        return found
 
     async def search(
         self, query: str, *, projects: Sequence[str] | None = None, limit: int = 5
@@ -366,8 +386,8 @@ class ErrorMemory:
         self, project: str | None, since: datetime | None, limit: int = 5000
     ) -> list[Record]:
         """Every record of a project (all projects: None) since ``since``, newest first."""
-        rows = await self.storage.list_records(COLLECTION, project=project, limit=limit)
-        return [r for r in self.visible(rows) if since is None or r.created_at >= since]
+        rows = await self._visible(project, None, limit)
+        return [r for r in rows if since is None or r.created_at >= since]
 
 
 def _comparable(run: dict[str, Any]) -> bool:

@@ -189,11 +189,8 @@ async def find_patterns(
 ) -> dict[str, Any]:
     """Recurring errors, files that keep breaking and topics that come back (``limit`` of
     each, with the totals), from the errors and items ``access`` lets through (None: all)."""
-    records = [
-        r
-        for r in await ErrorMemory(storage).records(project, since)
-        if access is None or r.data.get("author") in access.authors
-    ]
+    authors = None if access is None else access.authors
+    records = await ErrorMemory(storage, authors=authors).records(project, since)
     runs = [
         r
         for r in await storage.list_records(TEST_RESULTS, project=project, limit=2000)

@@ -138,8 +138,9 @@ class WebhookService:
         try:
             from session_buddy.adapters.shutdown._base import ShutdownBase
 
-            # deliver what is queued, before storage (the dead letters) closes
-            resolve(ShutdownBase).register("webhooks", service.stop, priority=85, timeout_s=10.0)
+            # deliver what is queued, before storage (the dead letters) closes (50) and after
+            # the spooled hook events (60), whose session ends and checkpoints emit events
+            resolve(ShutdownBase).register("webhooks", service.stop, priority=55, timeout_s=10.0)
         except Exception:
             pass
         return service

@@ -118,6 +118,7 @@ async def report_job(payload: dict[str, Any], emit: Emit) -> dict[str, Any]:
     the chart's SVG for the client to write where ``chart_link`` points."""
     from session_buddy.adapters.storage._base import StorageBase
     from session_buddy.core.analytics import AnalyticsService, parse_since
+    from session_buddy.core.memory import MemoryService
     from session_buddy.core.recurring import find_patterns
     from session_buddy.core.report import FORMATS, render_html, render_json, render_markdown
 
@@ -126,7 +127,8 @@ async def report_job(payload: dict[str, Any], emit: Emit) -> dict[str, Any]:
         raise ValidationError(f"`format` must be one of {', '.join(FORMATS)} [invalid_argument]")
     project, start = _text(payload, "project"), parse_since(_text(payload, "since"))
     history = await di.get(AnalyticsService).history(project, start)
-    history.patterns = await find_patterns(di.get(StorageBase), project, start)
+    access = await di.get(MemoryService).access()  # what the caller may see, as `patterns`
+    history.patterns = await find_patterns(di.get(StorageBase), project, start, access=access)
     if fmt == "html":
         return {"text": render_html(history), "chart": None}
     if fmt == "json":

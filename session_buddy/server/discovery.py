@@ -196,6 +196,7 @@ def ensure_service(
             return info
         pid = spawn_service(data_dir, config)
         deadline = time.monotonic() + timeout
+        waited = False  # for another service that held the lock when ours gave up
         while time.monotonic() < deadline:
             info = live_service(data_dir)
             if info is not None:
@@ -206,7 +207,12 @@ def ensure_service(
                 if (other is not None and pid_alive(int(other["pid"]))) or service_lock_held(
                     data_dir
                 ):  # (a service that holds the lock may not have written its file yet)
+                    waited = True
                     time.sleep(0.05)
+                    continue
+                if waited:  # that one was stopping (slower than LOCK_WAIT_S): start ours again
+                    waited = False
+                    pid = spawn_service(data_dir, config)
                     continue
                 raise RuntimeError(
                     f"the session-buddy service stopped while starting; "

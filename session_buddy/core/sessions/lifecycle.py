@@ -358,7 +358,11 @@ class Lifecycle:
         at = now()
         info = await asyncio.to_thread(_project_info, state)
         quality = compute_quality(
-            info, await session_activity(self.store.storage, state, at), now=at.timestamp()
+            info,
+            await session_activity(
+                self.store.storage, state, at, access=await self.docs.memory.access()
+            ),
+            now=at.timestamp(),
         )
         project = state.project or (info.name if info else None)
         await self._record_tests(state, info, project)
@@ -457,7 +461,9 @@ class Lifecycle:
             state = await self.resolve(None)
         except NotFound:
             return StatusResult(None)
-        activity = await session_activity(self.store.storage, state, now())
+        activity = await session_activity(
+            self.store.storage, state, now(), access=await self.docs.memory.access()
+        )
         last = await self.store.last_checkpoint(state) if state.project else None
         return StatusResult(state, activity, last)
 
@@ -514,7 +520,9 @@ class Lifecycle:
         messages = await storage.list_items(
             messages_filter(state), limit=HANDOFF_MESSAGES, newest_first=False
         )
-        reflections = await session_reflections(storage, state)
+        reflections = await session_reflections(
+            storage, state, access=await self.docs.memory.access()
+        )
         git, transcript, runs = await evidence.gather(
             storage, state, final.info, transcripts=self.capture is not None
         )

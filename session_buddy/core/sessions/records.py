@@ -291,7 +291,9 @@ class SessionRecords:
             )
         state = await self.store.get(session_id)
         messages = await all_messages(self.store.storage, state)
-        reflections = await session_reflections(self.store.storage, state, limit=500)
+        reflections = await session_reflections(
+            self.store.storage, state, limit=500, access=await self.memory.access()
+        )
         checkpoints = [
             {"id": c.id, "at": iso(c.at), "name": c.name, "score": c.score, "delta": c.delta}
             for c in await self.store.checkpoints(state.project, limit=500, newest_first=False)
