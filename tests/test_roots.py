@@ -168,3 +168,32 @@ async def test_in_memory_client_roots(
         assert roots.asked == 4  # an error is not kept: asked again on the next call
     async with Client(server) as plain:
         assert await _project(plain) == str(alpha)
+
+
+def test_standalone_asks_again_a_client_that_does_not_say_when_roots_change(
+    tmp_path: Path, folders: tuple[Path, Path, Path]
+) -> None:
+    """A client that declares roots without ``listChanged`` may change them unannounced: the
+    in-process server asks it before every call instead of keeping the first answer."""
+    alpha, beta, gamma = folders
+    env = shared_env(tmp_path)
+    env.pop("CLAUDE_PROJECT_DIR", None)
+    peer = StdioPeer(env, alpha, "--standalone")
+
+    def start_answering(folder: Path) -> str:
+        rid = peer.request("tools/call", {"name": "start", "arguments": {}})
+        asked = peer.read_message(60)
+        assert asked.get("method") == "roots/list", asked
+        peer.send(
+            {"jsonrpc": "2.0", "id": asked["id"], "result": {"roots": [{"uri": folder.as_uri()}]}}
+        )
+        answer = peer.wait_for(rid)
+        return str(answer["result"]["structuredContent"]["project"]["path"])
+
+    try:
+        peer.initialize({"roots": {}})
+        assert start_answering(beta) == str(beta)
+        assert start_answering(gamma) == str(gamma)  # asked again, the new root counts
+    finally:
+        peer.proc.terminate()
+        peer.proc.wait(30)

@@ -8,11 +8,12 @@ a request whose client is bound from headers is left as it is. For a call with n
 bound, this middleware asks the session's client for its roots (when its ``initialize``
 declared the capability) before the tool runs, and binds this process's client context with
 that root (:func:`~session_buddy.core.sessions.current.root_folder`, the same resolution the
-bridge uses). The answer is kept per session until the client sends
-``notifications/roots/list_changed`` (:meth:`ClientRootsMiddleware.listen` registers the
+bridge uses). The answer of a client that declares ``roots.listChanged`` is kept per
+session until it sends ``notifications/roots/list_changed`` (:meth:`listen` registers the
 handler), as the bridge does: a ``roots/list`` round trip on every call cost a standalone
-``quick_search`` several milliseconds. A client that errors keeps the working directory and is
-asked again on its next call; one that does not answer within
+``quick_search`` several milliseconds. A client that does not declare it is asked on every
+call, since its roots may change unannounced. A client that errors keeps the working
+directory and is asked again on its next call; one that does not answer within
 :data:`~session_buddy.server.roots.ROOTS_WAIT_S` is not asked again.
 """
 
@@ -74,7 +75,10 @@ class ClientRootsMiddleware(Middleware):
             return None
         if params is None or params.capabilities.roots is None or session in self._silent:
             return None
-        if session in self._known:
+        # kept only for a client that says it will tell (roots.listChanged); one that does
+        # not may change its roots silently, so it is asked on every call
+        keep = bool(getattr(params.capabilities.roots, "listChanged", False))
+        if keep and session in self._known:
             return self._known[session]
         changes = self._changes
         try:
@@ -86,7 +90,7 @@ class ClientRootsMiddleware(Middleware):
         except Exception as exc:  # an error answer: the working directory stays "this project"
             log.info("the client did not list its roots: %s", exc)
         else:
-            if changes == self._changes:
+            if keep and changes == self._changes:
                 self._known[session] = root
             return root
         return None
