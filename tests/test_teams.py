@@ -335,6 +335,9 @@ async def test_listings_and_the_session_brief_obey_the_access_rule(
     brief = await call(mallory, "start", working_directory=str(folder), detail=True)
     assert brief["project"]["name"] == "payments"
     assert [r["id"] for r in brief["reflections"]] == [mine]
+    # a project's counts too: mallory's one reflection, not alice's
+    counted = await call(mallory, "reflection_stats", project="payments")
+    assert counted["total"] == 1 and counted["by_kind"] == {"reflection": 1}, counted
 
 
 async def test_insights_and_patterns_obey_the_access_rule(mallory: Client[Any]) -> None:

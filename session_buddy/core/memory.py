@@ -552,16 +552,21 @@ class MemoryService:
         return await _reembed(self, batch_size)
 
     async def stats(self, project: str | None = None) -> dict[str, Any]:
-        """Counts by kind and project, embedded count, model, and any vector-space problem."""
+        """Counts by kind and project, embedded count, model, and any vector-space problem.
+        The whole store's counts are the store's (health); one project's count only what the
+        acting user may see."""
         if project is None:
             s = await self.storage.stats()
             total, by_kind, by_project, embedded = s.items, s.by_kind, s.by_project, s.embedded
             stored_model, stored_dim = s.embedding_model, s.embedding_dimension
-        else:
-            flt = ItemFilter(projects=[project])
+        else:  # one project's counts: of what the caller may see, as its listings
+            access = await self.access()
+            flt = ItemFilter(projects=[project], access=access)
             by_kind = {}
             for kind in KINDS:
-                n = await self.storage.count_items(ItemFilter(projects=[project], kinds=[kind]))
+                n = await self.storage.count_items(
+                    ItemFilter(projects=[project], kinds=[kind], access=access)
+                )
                 if n:
                     by_kind[kind] = n
             total = await self.storage.count_items(flt)
