@@ -552,24 +552,15 @@ class MemoryService:
         return await _reembed(self, batch_size)
 
     async def stats(self, project: str | None = None) -> dict[str, Any]:
-        """Counts by kind and project, embedded count, model, and any vector-space problem.
-        The whole store's counts are the store's (health); one project's count only what the
-        acting user may see."""
+        """Counts by kind and project, embedded count, model, and any vector-space problem
+        (the whole store's; one project's: what the acting user may see)."""
         if project is None:
             s = await self.storage.stats()
             total, by_kind, by_project, embedded = s.items, s.by_kind, s.by_project, s.embedded
             stored_model, stored_dim = s.embedding_model, s.embedding_dimension
-        else:  # one project's counts: of what the caller may see, as its listings
-            access = await self.access()
-            flt = ItemFilter(projects=[project], access=access)
-            by_kind = {}
-            for kind in KINDS:
-                n = await self.storage.count_items(
-                    ItemFilter(projects=[project], kinds=[kind], access=access)
-                )
-                if n:
-                    by_kind[kind] = n
-            total = await self.storage.count_items(flt)
+        else:
+            by_kind = await _project_counts(self.storage, project, await self.access())
+            total = sum(by_kind.values())
             by_project = {project: total} if total else {}
             embedded = None
             stored_model = await self.storage.get_meta(META_MODEL)
@@ -593,6 +584,18 @@ class MemoryService:
             "semantic_search": problem is None,
             "degraded": problem,
         }
+
+
+async def _project_counts(
+    storage: StorageBase, project: str, access: Access | None
+) -> dict[str, int]:
+    """One project's item counts by kind, of what ``access`` lets through (as listings)."""
+    by_kind: dict[str, int] = {}
+    for kind in KINDS:
+        flt = ItemFilter(projects=[project], kinds=[kind], access=access)
+        if n := await storage.count_items(flt):
+            by_kind[kind] = n
+    return by_kind
 
 
 async def _reembed(svc: MemoryService, batch_size: int) -> int:
