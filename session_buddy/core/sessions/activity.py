@@ -12,17 +12,20 @@ REFLECTION_KINDS = ["reflection", "insight"]
 PAGE = 500
 
 
-def messages_filter(state: SessionState) -> ItemFilter:
-    return ItemFilter(session_id=state.id, kinds=["conversation"])
+def messages_filter(state: SessionState, access: Access | None = None) -> ItemFilter:
+    """The session's messages that ``access`` lets through (None: all)."""
+    return ItemFilter(session_id=state.id, kinds=["conversation"], access=access)
 
 
-async def all_messages(storage: StorageBase, state: SessionState) -> list[MemoryItem]:
-    """Every message of the session, oldest first."""
+async def all_messages(
+    storage: StorageBase, state: SessionState, access: Access | None = None
+) -> list[MemoryItem]:
+    """Every message of the session ``access`` lets through (None: all), oldest first."""
     messages: list[MemoryItem] = []
     offset = 0
     while True:
         page = await storage.list_items(
-            messages_filter(state), limit=PAGE, offset=offset, newest_first=False
+            messages_filter(state, access), limit=PAGE, offset=offset, newest_first=False
         )
         messages += page
         if len(page) < PAGE:
@@ -72,7 +75,7 @@ async def session_activity(
 ) -> SessionActivity:
     last = state.last_checkpoint_at or state.started_at
     return SessionActivity(
-        messages=await storage.count_items(messages_filter(state)),
+        messages=await storage.count_items(messages_filter(state, access)),
         reflections=await reflection_count(storage, state, access),
         seconds_since_checkpoint=max(0.0, (at - last).total_seconds()),
         checkpoints=state.checkpoints,

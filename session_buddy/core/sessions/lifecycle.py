@@ -39,6 +39,7 @@ from session_buddy.core.sessions.activity import (
 )
 from session_buddy.core.sessions.brief import Brief, HandoffDocs, handoff_uri_for_session
 from session_buddy.core.sessions.current import ClientContext, CurrentSessions, client_context
+from session_buddy.core.sessions.owners import SessionOwners
 from session_buddy.core.sessions.state import (
     CheckpointEntry,
     SessionState,
@@ -224,6 +225,7 @@ class Lifecycle:
         self.projects = projects
         self.capture = capture
         self.git_commit_always = git_commit_always
+        self.owners = SessionOwners(docs.memory)
 
     # -- whose session ----------------------------------------------------------------------
 
@@ -232,13 +234,14 @@ class Lifecycle:
 
     async def resolve(self, session_id: str | None) -> SessionState:
         """An explicit id, else the calling client's current session (see the module doc)."""
-        if session_id:
-            return await self.store.get(session_id)
+        mine = await self.owners.mine()
+        if session_id:  # another user's session answers like an unknown id
+            return await self.store.get(session_id, mine)
         client = client_context()
         current = self.current.get(client.key)
         if current is not None:
             found = await self.store.find(current.session_id)
-            if found is not None:
+            if found is not None and (mine is None or found.owner in mine):
                 return found
             self.current.clear(client.key)
         found = await self._active_in_folder(client)
@@ -251,9 +254,8 @@ class Lifecycle:
         if not client.directory:
             return None
         root = str(await asyncio.to_thread(project_root_of, client.directory))
-        here = [
-            s for s in await self.store.page(status="active", limit=50) if s.project_path == root
-        ]
+        active, _ = await self.store.owned_page(await self.owners.mine(), status="active", limit=50)
+        here = [s for s in active if s.project_path == root]
         mine = [s for s in here if s.client == client.key]
         unowned = [s for s in here if s.client is None]
         found = mine or unowned
@@ -292,10 +294,14 @@ class Lifecycle:
         """The client's active session in this project: its current one, or (after a
         service restart, the bridge keeps its id) the one it opened here."""
         current = self.current.get(client.key)
+        mine = await self.owners.mine()
         if current is not None:
             found = await self.store.find(current.session_id)
-            return found if found and found.active and found.project_path == info.path else None
-        for state in await self.store.page(project=info.name, status="active", limit=50):
+            if found is None or (mine is not None and found.owner not in mine):
+                return None  # (another user's: one client key, another acting user)
+            return found if found.active and found.project_path == info.path else None
+        active, _ = await self.store.owned_page(mine, project=info.name, status="active", limit=50)
+        for state in active:
             if state.client == client.key and state.project_path == info.path:
                 return state
         return None
@@ -303,7 +309,9 @@ class Lifecycle:
     async def _adopt(self, client: ClientContext, info: ProjectInfo) -> SessionState | None:
         """An active, unclaimed session opened by a SessionStart hook in this project."""
         at = now()
-        for state in await self.store.page(project=info.name, status="active", limit=20):
+        mine = await self.owners.mine()
+        active, _ = await self.store.owned_page(mine, project=info.name, status="active", limit=20)
+        for state in active:
             if (
                 state.origin == "hook"
                 and not state.claimed
@@ -330,6 +338,7 @@ class Lifecycle:
                 working_directory=folder,
                 origin="start",
                 client=client.key,
+                owner=self.owners.creator(),
                 start_head=info.git.head if info.git is not None else None,
             )
         )
@@ -360,7 +369,7 @@ class Lifecycle:
         quality = compute_quality(
             info,
             await session_activity(
-                self.store.storage, state, at, access=await self.docs.memory.access()
+                self.store.storage, state, at, access=await self.owners.access_of(state)
             ),
             now=at.timestamp(),
         )
@@ -462,7 +471,7 @@ class Lifecycle:
         except NotFound:
             return StatusResult(None)
         activity = await session_activity(
-            self.store.storage, state, now(), access=await self.docs.memory.access()
+            self.store.storage, state, now(), access=await self.owners.access_of(state)
         )
         last = await self.store.last_checkpoint(state) if state.project else None
         return StatusResult(state, activity, last)
@@ -517,12 +526,13 @@ class Lifecycle:
         self, state: SessionState, final: _Checkpointed, ended: datetime
     ) -> HandoffInputs:
         storage = self.store.storage
+        access = await self.owners.access_of(
+            state
+        )  # the owner's (a hook event: whoever applies it)
         messages = await storage.list_items(
-            messages_filter(state), limit=HANDOFF_MESSAGES, newest_first=False
+            messages_filter(state, access), limit=HANDOFF_MESSAGES, newest_first=False
         )
-        reflections = await session_reflections(
-            storage, state, access=await self.docs.memory.access()
-        )
+        reflections = await session_reflections(storage, state, access=access)
         git, transcript, runs = await evidence.gather(
             storage, state, final.info, transcripts=self.capture is not None
         )

@@ -19,6 +19,7 @@ from session_buddy.core.sessions.activity import (
     session_reflections,
 )
 from session_buddy.core.sessions.current import CurrentSessions
+from session_buddy.core.sessions.owners import SessionOwners, own_access
 from session_buddy.core.sessions.state import STATUSES, SessionState, SessionStore, iso
 from session_buddy.errors import ValidationError
 
@@ -170,6 +171,11 @@ class SessionRecords:
         self.store = store
         self.memory = memory
         self.current = current
+        self.owners = SessionOwners(memory)
+
+    async def _mine(self, session_id: str) -> SessionState:
+        """The session, if the caller may see it: another user's answers like an unknown id."""
+        return await self.store.get(session_id, await self.owners.mine())
 
     async def create_session(
         self,
@@ -193,13 +199,16 @@ class SessionRecords:
             working_directory=folder if project else None,
             metadata=metadata,
             origin="api",
+            owner=self.owners.creator(),
         )
         return await self.store.add(state)
 
     async def get_session(self, session_id: str) -> SessionState:
-        """The session, with its message count counted from the stored messages."""
-        state = await self.store.get(session_id)
-        count = await self.store.storage.count_items(messages_filter(state))
+        """The session, with its message count counted from the stored messages (those the
+        caller may see)."""
+        state = await self._mine(session_id)
+        access = await self.memory.access()
+        count = await self.store.storage.count_items(messages_filter(state, access))
         return replace(state, message_count=count)
 
     async def update_session(
@@ -207,7 +216,7 @@ class SessionRecords:
     ) -> SessionState:
         if name is not None and not name.strip():
             raise ValidationError("name must not be empty")
-        state = await self.store.get(session_id)
+        state = await self._mine(session_id)
 
         def change(s: SessionState) -> SessionState:
             merged = dict(s.metadata)
@@ -231,15 +240,20 @@ class SessionRecords:
             raise ValidationError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
         limit = page_limit(limit)
         offset = page_offset(cursor)
-        page = await self.store.page(project=project, status=status, limit=limit + 1, offset=offset)
-        return SessionPage(page[:limit], str(offset + limit) if len(page) > limit else None)
+        page, more = await self.store.owned_page(
+            await self.owners.mine(), project=project, status=status, limit=limit, offset=offset
+        )
+        return SessionPage(page, str(more) if more is not None else None)
 
     async def delete_session(self, session_id: str) -> DeletedSession:
-        state = await self.store.get(session_id)
+        """Delete the session and its messages the caller owns (with access control, a
+        teammate's message, even one shared with the caller's team, stays theirs)."""
+        state = await self._mine(session_id)
         storage = self.store.storage
+        owned = messages_filter(state, own_access(await self.memory.access()))
         deleted = 0
         while True:
-            batch = await storage.list_items(messages_filter(state), limit=500)
+            batch = await storage.list_items(owned, limit=500)
             if not batch:
                 break
             count = await storage.delete_items([i.id for i in batch])
@@ -255,7 +269,7 @@ class SessionRecords:
             raise ValidationError(f"role must be one of {', '.join(MESSAGE_ROLES)}, not {role!r}")
         if not isinstance(content, str) or not content.strip():
             raise ValidationError("content must be non-empty text")
-        state = await self.store.get(session_id)
+        state = await self._mine(session_id)
         item = ItemInput(
             content=content,
             kind="conversation",
@@ -275,11 +289,14 @@ class SessionRecords:
     async def get_messages(
         self, session_id: str, limit: int = 50, cursor: str | None = None
     ) -> MessagePage:
-        state = await self.store.get(session_id)
+        state = await self._mine(session_id)
         limit = page_limit(limit)
         offset = page_offset(cursor)
         items = await self.store.storage.list_items(
-            messages_filter(state), limit=limit + 1, offset=offset, newest_first=False
+            messages_filter(state, await self.memory.access()),
+            limit=limit + 1,
+            offset=offset,
+            newest_first=False,
         )
         more = len(items) > limit
         return MessagePage(state.id, items[:limit], str(offset + limit) if more else None)
@@ -289,11 +306,10 @@ class SessionRecords:
             raise ValidationError(
                 f"format must be one of {', '.join(EXPORT_FORMATS)}, not {format!r}"
             )
-        state = await self.store.get(session_id)
-        messages = await all_messages(self.store.storage, state)
-        reflections = await session_reflections(
-            self.store.storage, state, limit=500, access=await self.memory.access()
-        )
+        state = await self._mine(session_id)
+        access = await self.memory.access()
+        messages = await all_messages(self.store.storage, state, access)
+        reflections = await session_reflections(self.store.storage, state, limit=500, access=access)
         checkpoints = [
             {"id": c.id, "at": iso(c.at), "name": c.name, "score": c.score, "delta": c.delta}
             for c in await self.store.checkpoints(state.project, limit=500, newest_first=False)

@@ -83,6 +83,7 @@ class SpoolApplier:
             transcript_path=transcript if isinstance(transcript, str) else None,
             started_at=at,
             start_head=info.git.head if info.git is not None else None,
+            owner=self.lifecycle.owners.local(),  # the hooks are the install's own user's
         )
         return await self.store.add(state)
 

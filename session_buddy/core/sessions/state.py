@@ -89,6 +89,7 @@ class SessionState:
     handoff_path: str | None = None
     client: str | None = None  # the key of the client that opened or adopted it
     start_head: str | None = None  # the commit checked out when it began (git only)
+    owner: str | None = None  # who opened it (None: stored before owners, the install's user)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -127,6 +128,7 @@ class SessionState:
             handoff_path=_str(d.pop("handoff_path", None)),
             client=_str(d.pop("client", None)),
             start_head=_str(d.pop("start_head", None)),
+            owner=_str(d.pop("owner", None)) or None,
             extra=d,
         )
 
@@ -237,11 +239,13 @@ class SessionStore:
         record = await self.storage.get_record(SESSIONS, session_id)
         return SessionState.from_record(record) if record is not None else None
 
-    async def get(self, session_id: str) -> SessionState:
+    async def get(self, session_id: str, mine: frozenset[str | None] | None = None) -> SessionState:
+        """The session; ``mine``: only one with one of these owners (None: any). Another
+        owner's session answers exactly like an unknown id (it does not reveal it exists)."""
         if not isinstance(session_id, str) or not session_id.strip():
             raise ValidationError("session_id must be a non-empty string")
         found = await self.find(session_id.strip())
-        if found is None:
+        if found is None or (mine is not None and found.owner not in mine):
             raise NotFound(
                 f"No session with id {session_id!r} (list_sessions shows the existing ones)"
             )
@@ -285,6 +289,34 @@ class SessionStore:
             SESSIONS, project=project, status=status, limit=limit, offset=offset
         )
         return [SessionState.from_record(r) for r in records]
+
+    async def owned_page(
+        self,
+        mine: frozenset[str | None] | None,
+        *,
+        project: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[SessionState], int | None]:
+        """Up to ``limit`` sessions with one of the owners ``mine`` (None: any), newest first
+        from position ``offset`` of all of them, and the position to go on from (None: no
+        more). Read page by page: another user's newer sessions do not take their places."""
+        if mine is None:
+            states = await self.page(project=project, status=status, limit=limit + 1, offset=offset)
+            return states[:limit], offset + limit if len(states) > limit else None
+        found: list[SessionState] = []
+        batch = max(limit + 1, 200)
+        while True:
+            states = await self.page(project=project, status=status, limit=batch, offset=offset)
+            for n, state in enumerate(states):
+                if state.owner in mine:
+                    if len(found) == limit:
+                        return found, offset + n
+                    found.append(state)
+            if len(states) < batch:
+                return found, None
+            offset += len(states)
 
     async def by_claude_id(self, claude_id: str) -> SessionState | None:
         offset = 0

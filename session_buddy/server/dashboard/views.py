@@ -56,15 +56,16 @@ def session_row(state: SessionState) -> dict[str, Any]:
 
 
 async def sessions_page(project: str, page: int) -> dict[str, Any]:
-    store = di.get(SessionService).store
-    states = await store.page(
-        project=project or None, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE
+    service = di.get(SessionService)
+    # the dashboard's user's own sessions (on a shared store, not a teammate's)
+    states, more = await service.store.owned_page(
+        await service.records.owners.mine(), project=project or None, limit=page * PAGE_SIZE
     )
     return {
-        "sessions": [session_row(s) for s in states[:PAGE_SIZE]],
+        "sessions": [session_row(s) for s in states[(page - 1) * PAGE_SIZE :]],
         "project": project,
         "page": page,
-        "has_more": len(states) > PAGE_SIZE,
+        "has_more": more is not None,
         "projects": await project_names(),
     }
 
@@ -75,7 +76,8 @@ async def find_session(session_id: str) -> SessionState:
     found = await service.store.find(session_id)
     if found is None:
         found = await service.store.by_claude_id(session_id)
-    if found is None:
+    mine = await service.records.owners.mine()
+    if found is None or (mine is not None and found.owner not in mine):  # another user's
         raise NotFound(f"no session with id {session_id!r}")
     return found
 
