@@ -4,6 +4,7 @@ receiver on loopback, and MCP logging notifications to a real client."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -316,21 +317,26 @@ async def test_another_connected_client_gets_the_events_in_the_background(
     assert theirs[0].data["extra"]["data"]["session_id"] == started["session"]["id"]
 
 
+def durable_settings(tmp_path: Path, url: str) -> Any:
+    """The webhook settings of ``settings_for`` on a DuckDB store (which keeps dead letters
+    across runs), embeddings off."""
+    from session_buddy.settings import load_settings
+
+    settings = settings_for(tmp_path, [url])
+    return load_settings(
+        mode="lite",
+        data_dir=tmp_path / "data",
+        adapters={"embeddings": "none", "storage": "duckdb"},
+        events=settings.events.model_dump(),
+    ).settings
+
+
 async def test_events_undelivered_at_stop_are_sent_by_the_next_run(
     tmp_path: Path, receiver: Receiver, logged: list[LogMessage], repo: Path
 ) -> None:
     """The service stops while the receiver hangs: the delivery under way and the queued
     events become dead letters in the (durable) store, and the next run delivers them."""
-    from session_buddy.settings import load_settings
-
-    def durable() -> Any:
-        settings = settings_for(tmp_path, [receiver.url])
-        return load_settings(
-            mode="lite",
-            data_dir=tmp_path / "data",
-            adapters={"embeddings": "none", "storage": "duckdb"},
-            events=settings.events.model_dump(),
-        ).settings
+    durable = functools.partial(durable_settings, tmp_path, receiver.url)
 
     receiver.hold.clear()
     async with await open_client(durable(), logged) as client:
@@ -362,16 +368,8 @@ async def test_events_of_the_hooks_applied_at_stop_are_not_lost(
     a new worker that nothing stopped, whose delivery hung until storage closed and the loop
     ended, and they were lost. They become dead letters the next run sends, as the queue's."""
     from session_buddy.core.sessions import spool_files
-    from session_buddy.settings import load_settings
 
-    def durable() -> Any:
-        settings = settings_for(tmp_path, [receiver.url])
-        return load_settings(
-            mode="lite",
-            data_dir=tmp_path / "data",
-            adapters={"embeddings": "none", "storage": "duckdb"},
-            events=settings.events.model_dump(),
-        ).settings
+    durable = functools.partial(durable_settings, tmp_path, receiver.url)
 
     receiver.hold.clear()
     async with await open_client(durable(), logged) as client:

@@ -340,6 +340,16 @@ async def test_listings_and_the_session_brief_obey_the_access_rule(
     assert counted["total"] == 1 and counted["by_kind"] == {"reflection": 1}, counted
 
 
+async def alices_insights(memory: MemoryService, texts: list[str]) -> None:
+    """Alice's private insights in the payments project, one per session."""
+    await memory.store(
+        [
+            ItemInput(content=t, kind="insight", project="payments", author="alice", session_id=s)
+            for t, s in zip(texts, ["s1", "s2"], strict=True)
+        ]
+    )
+
+
 async def test_insights_and_patterns_obey_the_access_rule(mallory: Client[Any]) -> None:
     """Listing all insights (``*``), their statistics and the recurring topics of
     ``patterns`` count only the items the caller may see."""
@@ -348,12 +358,7 @@ async def test_insights_and_patterns_obey_the_access_rule(mallory: Client[Any]) 
         "Retry the payment webhook with exponential backoff and an idempotent handler.",
         "Payment webhooks need exponential backoff retries and idempotent handling.",
     ]
-    await memory.store(
-        [
-            ItemInput(content=t, kind="insight", project="payments", author="alice", session_id=s)
-            for t, s in zip(texts, ["s1", "s2"], strict=True)
-        ]
-    )
+    await alices_insights(memory, texts)
     with acting_as("alice"):
         seen = await find_patterns(
             di.get(StorageBase), "payments", None, access=await memory.access()
@@ -402,12 +407,7 @@ async def test_the_report_obeys_the_access_rule(mallory: Client[Any]) -> None:
         "Falcon ledger: retry the payment webhook with exponential backoff.",
         "Falcon ledger: payment webhooks need exponential backoff retries.",
     ]
-    await memory.store(
-        [
-            ItemInput(content=t, kind="insight", project="payments", author="alice", session_id=s)
-            for t, s in zip(texts, ["s1", "s2"], strict=True)
-        ]
-    )
+    await alices_insights(memory, texts)
 
     async def report() -> dict[str, Any]:
         done = await report_job({"format": "json", "project": "payments"}, lambda _: None)
