@@ -241,7 +241,7 @@ class Lifecycle:
         current = self.current.get(client.key)
         if current is not None:
             found = await self.store.find(current.session_id)
-            if found is not None and (mine is None or found.owner in mine):
+            if found is not None and found.owned_by(mine):
                 return found
             self.current.clear(client.key)
         found = await self._active_in_folder(client)
@@ -297,7 +297,7 @@ class Lifecycle:
         mine = await self.owners.mine()
         if current is not None:
             found = await self.store.find(current.session_id)
-            if found is None or (mine is not None and found.owner not in mine):
+            if found is None or not found.owned_by(mine):
                 return None  # (another user's: one client key, another acting user)
             return found if found.active and found.project_path == info.path else None
         active, _ = await self.store.owned_page(mine, project=info.name, status="active", limit=50)

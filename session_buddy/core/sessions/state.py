@@ -92,6 +92,10 @@ class SessionState:
     owner: str | None = None  # who opened it (None: stored before owners, the install's user)
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def owned_by(self, mine: frozenset[str | None] | None) -> bool:
+        """Whether one of the owners ``mine`` owns it (None: anyone may see it)."""
+        return mine is None or self.owner in mine
+
     @property
     def active(self) -> bool:
         return self.status == "active"
@@ -245,7 +249,7 @@ class SessionStore:
         if not isinstance(session_id, str) or not session_id.strip():
             raise ValidationError("session_id must be a non-empty string")
         found = await self.find(session_id.strip())
-        if found is None or (mine is not None and found.owner not in mine):
+        if found is None or not found.owned_by(mine):
             raise NotFound(
                 f"No session with id {session_id!r} (list_sessions shows the existing ones)"
             )
@@ -310,7 +314,7 @@ class SessionStore:
         while True:
             states = await self.page(project=project, status=status, limit=batch, offset=offset)
             for n, state in enumerate(states):
-                if state.owner in mine:
+                if state.owned_by(mine):
                     if len(found) == limit:
                         return found, offset + n
                     found.append(state)

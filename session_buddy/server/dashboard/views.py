@@ -77,7 +77,7 @@ async def find_session(session_id: str) -> SessionState:
     if found is None:
         found = await service.store.by_claude_id(session_id)
     mine = await service.records.owners.mine()
-    if found is None or (mine is not None and found.owner not in mine):  # another user's
+    if found is None or not found.owned_by(mine):  # another user's: like an unknown id
         raise NotFound(f"no session with id {session_id!r}")
     return found
 
