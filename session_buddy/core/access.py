@@ -63,10 +63,14 @@ class Visibility:
         self._shared_cache[user] = (now, frozen)
         return frozen
 
+    def authors(self, user: str | None = None) -> frozenset[str | None]:
+        """The ``author`` values of what ``user`` (default the acting user) owns."""
+        return own_authors(user or acting_user(self.settings), self.settings)
+
     async def access(self, user: str | None = None) -> Access:
         """What ``user`` (default the acting user) may see."""
         who = user or acting_user(self.settings)
-        return Access(own_authors(who, self.settings), await self.shared_ids(who))
+        return Access(self.authors(who), await self.shared_ids(who))
 
     async def allows(self, item: MemoryItem, user: str | None = None) -> bool:
         return (await self.access(user)).allows(item.author, item.id)

@@ -234,7 +234,7 @@ class Lifecycle:
 
     async def resolve(self, session_id: str | None) -> SessionState:
         """An explicit id, else the calling client's current session (see the module doc)."""
-        mine = await self.owners.mine()
+        mine = self.owners.mine()
         if session_id:  # another user's session answers like an unknown id
             return await self.store.get(session_id, mine)
         client = client_context()
@@ -254,7 +254,7 @@ class Lifecycle:
         if not client.directory:
             return None
         root = str(await asyncio.to_thread(project_root_of, client.directory))
-        active, _ = await self.store.owned_page(await self.owners.mine(), status="active", limit=50)
+        active, _ = await self.store.owned_page(self.owners.mine(), status="active", limit=50)
         here = [s for s in active if s.project_path == root]
         mine = [s for s in here if s.client == client.key]
         unowned = [s for s in here if s.client is None]
@@ -294,7 +294,7 @@ class Lifecycle:
         """The client's active session in this project: its current one, or (after a
         service restart, the bridge keeps its id) the one it opened here."""
         current = self.current.get(client.key)
-        mine = await self.owners.mine()
+        mine = self.owners.mine()
         if current is not None:
             found = await self.store.find(current.session_id)
             if found is None or not found.owned_by(mine):
@@ -309,7 +309,7 @@ class Lifecycle:
     async def _adopt(self, client: ClientContext, info: ProjectInfo) -> SessionState | None:
         """An active, unclaimed session opened by a SessionStart hook in this project."""
         at = now()
-        mine = await self.owners.mine()
+        mine = self.owners.mine()
         active, _ = await self.store.owned_page(mine, project=info.name, status="active", limit=20)
         for state in active:
             if (

@@ -34,10 +34,11 @@ class SessionOwners:
         """The install's own user (the owner of hook-opened sessions)."""
         return local_user(self.memory.settings)
 
-    async def mine(self) -> Mine:
-        """The ``owner`` values of the sessions the acting user may see (None: all)."""
-        access = await self.memory.access()
-        return None if access is None else access.authors
+    def mine(self) -> Mine:
+        """The ``owner`` values of the sessions the acting user may see (None: all): their
+        own authors; sessions are not shared, so the teams' shares are not read."""
+        visibility = self.memory.visibility
+        return None if visibility is None else visibility.authors()
 
     async def access_of(self, state: SessionState) -> Access | None:
         """What the session's owner may see (None: everything): the messages and reflections

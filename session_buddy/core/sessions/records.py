@@ -175,7 +175,7 @@ class SessionRecords:
 
     async def _mine(self, session_id: str) -> SessionState:
         """The session, if the caller may see it: another user's answers like an unknown id."""
-        return await self.store.get(session_id, await self.owners.mine())
+        return await self.store.get(session_id, self.owners.mine())
 
     async def create_session(
         self,
@@ -241,7 +241,7 @@ class SessionRecords:
         limit = page_limit(limit)
         offset = page_offset(cursor)
         page, more = await self.store.owned_page(
-            await self.owners.mine(), project=project, status=status, limit=limit, offset=offset
+            self.owners.mine(), project=project, status=status, limit=limit, offset=offset
         )
         return SessionPage(page, str(more) if more is not None else None)
 

@@ -216,7 +216,7 @@ class SessionService:
     # -- handoff documents (resources) ------------------------------------------------------
 
     async def read_handoff_for_session(self, session_id: str) -> str:
-        mine = await self.records.owners.mine()  # another user's: like an unknown id
+        mine = self.records.owners.mine()  # another user's: like an unknown id
         return await self.docs.read_for_session(await self.store.get(session_id, mine))
 
     async def read_latest_handoff(self, project: str) -> str:

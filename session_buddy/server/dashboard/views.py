@@ -59,7 +59,7 @@ async def sessions_page(project: str, page: int) -> dict[str, Any]:
     service = di.get(SessionService)
     # the dashboard's user's own sessions (on a shared store, not a teammate's)
     states, more = await service.store.owned_page(
-        await service.records.owners.mine(), project=project or None, limit=page * PAGE_SIZE
+        service.records.owners.mine(), project=project or None, limit=page * PAGE_SIZE
     )
     return {
         "sessions": [session_row(s) for s in states[(page - 1) * PAGE_SIZE :]],
@@ -76,7 +76,7 @@ async def find_session(session_id: str) -> SessionState:
     found = await service.store.find(session_id)
     if found is None:
         found = await service.store.by_claude_id(session_id)
-    mine = await service.records.owners.mine()
+    mine = service.records.owners.mine()
     if found is None or not found.owned_by(mine):  # another user's: like an unknown id
         raise NotFound(f"no session with id {session_id!r}")
     return found
