@@ -405,7 +405,8 @@ class SqlStorage(SealedRows, StorageBase):
         )
         return int(rows[0][0])
 
-    async def stats(self) -> StorageStats:
+    async def _counts(self) -> tuple[dict[str, int], dict[str, int], int]:
+        """Items by kind and by project (None as ""), and how many have a vector."""
         by_kind: dict[str, int] = {}
         by_project: dict[str, int] = {}
         embedded = 0
@@ -413,6 +414,10 @@ class SqlStorage(SealedRows, StorageBase):
             by_kind[kind] = by_kind.get(kind, 0) + int(count)
             by_project[project or ""] = by_project.get(project or "", 0) + int(count)
             embedded += int(with_vector)
+        return by_kind, by_project, embedded
+
+    async def stats(self) -> StorageStats:
+        by_kind, by_project, embedded = await self._counts()
         return stats_of(
             by_kind=by_kind,
             by_project=by_project,

@@ -50,12 +50,10 @@ from session_buddy.adapters.storage._base import (
     MemoryItem,
     NewItem,
     Record,
-    StorageStats,
     check_vector,
     duplicate_item,
     in_order,
     no_item,
-    stats_of,
     utcnow,
     validate_items,
     validate_stored_item,
@@ -631,21 +629,13 @@ class Storage(_sql.SqlStorage):
 
         return await asyncio.to_thread(run)
 
-    async def stats(self) -> StorageStats:
-        """The counts from the index (which holds every item's kind, project and whether it
-        has a vector): ``GROUP BY`` over the ``items`` view scanned the kind, project and
-        embedding columns of every row, ~21 MB of blocks kept in DuckDB's buffer pool at 1M
-        items, on each ``health``."""
+    async def _counts(self) -> tuple[dict[str, int], dict[str, int], int]:
+        """The stats' counts from the index (which holds every item's kind, project and
+        whether it has a vector): ``GROUP BY`` over the ``items`` view scanned the kind,
+        project and embedding columns of every row, ~21 MB of blocks kept in DuckDB's
+        buffer pool at 1M items, on each ``health``."""
         self.con  # noqa: B018 - raises when not open
-        by_kind, by_project, embedded = await asyncio.to_thread(self.index.counts)
-        return stats_of(
-            by_kind=by_kind,
-            by_project=by_project,
-            embedded=embedded,
-            meta=await self.all_meta(),
-            size_bytes=await self._size_bytes(),
-            vector_search=self.vector_plan,
-        )
+        return await asyncio.to_thread(self.index.counts)
 
     async def get_items(self, ids: Sequence[str]) -> list[MemoryItem]:
         if not ids:
