@@ -24,6 +24,15 @@ app = typer.Typer(
 # path in it stays whole for whoever reads or greps it)
 err = Console(stderr=True, soft_wrap=True)
 out = Console()
+
+
+def print_error(message: object) -> None:
+    """One ``error:`` line on stderr, ``message`` as plain text: a path or an exception's
+    words may hold [brackets], which rich would take for markup (a MarkupError, or a part
+    that vanishes)."""
+    err.print(f"[red]error:[/red] {escape(str(message))}")
+
+
 ConfigOpt = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="Settings file or folder (also SESSION_BUDDY_CONFIG)"),
@@ -37,7 +46,7 @@ def load(config: Path | None) -> LoadedSettings:
     try:
         return load_settings(config)
     except SessionBuddyError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        print_error(exc)
         raise typer.Exit(2) from None
 
 
@@ -66,10 +75,10 @@ def through_service(
             on_progress,
         )
     except CommandFailed as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        print_error(exc)
         raise typer.Exit(2 if exc.invalid else 1) from None
     except ServiceUnavailable as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        print_error(exc)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         err.print("interrupted: what was stored is kept; run the same command again to resume")
@@ -101,7 +110,7 @@ def tool_through_service(
             timeouts=Timeouts(call_s=CLI_CALL_TIMEOUT_S),
         )
     except (RuntimeError, OSError) as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        print_error(exc)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         err.print("interrupted: run the same command again")

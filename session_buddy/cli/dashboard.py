@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from session_buddy.cli._common import ConfigOpt, app, err, load, out, through_service
+from session_buddy.cli._common import ConfigOpt, app, err, load, out, print_error, through_service
 
 
 def login_url(host: str, port: int, path: str) -> str:
@@ -35,7 +35,7 @@ def dashboard(
     result = through_service(config, settings, "dashboard", {})
     info = read_service(SessionPaths.from_settings(settings.data_dir).data) or {}
     if not info.get("port"):
-        err.print("[red]error:[/red] the service did not publish its address")
+        print_error("the service did not publish its address")
         raise typer.Exit(1)
     url = login_url(str(info.get("host", "127.0.0.1")), int(info["port"]), str(result["path"]))
     out.print(url, soft_wrap=True, highlight=False)

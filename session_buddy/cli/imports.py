@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from session_buddy.cli._common import err, out, through_service
+from session_buddy.cli._common import err, out, print_error, through_service
 from session_buddy.errors import SessionBuddyError
 
 import_app = typer.Typer(
@@ -82,7 +82,7 @@ def claude_code(
     try:
         loaded = load_settings(config)
     except SessionBuddyError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        print_error(exc)
         raise typer.Exit(2) from None
     route_logging_to_stderr(loaded.settings.log_level, loaded.settings.log_file)
     stamp = _since(since)

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from session_buddy.cli._common import ConfigOpt, app, err, load, out, through_service
+from session_buddy.cli._common import ConfigOpt, app, err, load, out, print_error, through_service
 from session_buddy.logs import route_logging_to_stderr
 from session_buddy.settings import SessionBuddySettings
 
@@ -118,7 +118,7 @@ def docs(
         return
     folder = Path(__file__).resolve().parents[2] / "docs"
     if not folder.is_dir():
-        err.print(f"[red]error:[/red] {folder} is not a docs folder (run from a checkout)")
+        print_error(f"{folder} is not a docs folder (run from a checkout)")
         raise typer.Exit(2)
     for name, text in pages.items():
         (folder / name).write_text(text, encoding="utf-8")

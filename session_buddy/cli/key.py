@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from session_buddy.cli._common import err, out
+from session_buddy.cli._common import out, print_error
 from session_buddy.errors import SessionBuddyError
 
 key_app = typer.Typer(no_args_is_help=True, add_completion=False)
@@ -37,7 +37,7 @@ def generate(
     try:
         written = generate_key_file(path or (user_config_dir() / "storage.key"))
     except (SessionBuddyError, OSError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        print_error(exc)
         raise typer.Exit(1) from None
     out.print(
         f"wrote a new key to {written} (mode 0600). Use it with\n"

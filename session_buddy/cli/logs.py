@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from session_buddy.cli._common import ConfigOpt, app, err, load
+from session_buddy.cli._common import ConfigOpt, app, err, load, print_error
 from session_buddy.logs import follow_lines, log_files, read_lines
 
 
@@ -40,7 +40,7 @@ def logs(
     try:
         pattern = re.compile(grep) if grep else None
     except re.error as exc:
-        err.print(f"[red]error:[/red] --grep: not a regular expression: {exc}")
+        print_error(f"--grep: not a regular expression: {exc}")
         raise typer.Exit(2) from None
 
     def match(line: str) -> bool:

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
-from session_buddy.cli._common import err, out, through_service
+from session_buddy.cli._common import err, out, print_error, through_service
 from session_buddy.errors import SessionBuddyError
 from session_buddy.settings import SessionBuddySettings
 
@@ -76,7 +75,7 @@ def migrate_command(
 
             report = _migrate(config, settings, source, target, batch, progress)
     except SessionBuddyError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        print_error(exc)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         err.print("interrupted: run the same command again to resume the copy")

@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
-from session_buddy.cli._common import ConfigOpt, err, load, out
+from session_buddy.cli._common import ConfigOpt, load, out, print_error
 
 permissions_app = typer.Typer(
     name="permissions",
@@ -31,7 +30,7 @@ def _call(config: Path | None, arguments: dict[str, Any]) -> dict[str, Any]:
     try:
         return call_tool(data_dir, str(config) if config else None, "permissions", arguments)
     except RuntimeError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        print_error(exc)
         raise typer.Exit(2) from None
 
 

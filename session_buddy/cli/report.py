@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from session_buddy.cli._common import err, through_service
+from session_buddy.cli._common import err, print_error, through_service
 from session_buddy.errors import SessionBuddyError
 from session_buddy.settings import SessionBuddySettings
 
@@ -97,7 +96,7 @@ def report_command(
         chosen = None if all_projects else (project or _default_project())
         text = build_report(config, settings, chosen, since, fmt, output)
     except SessionBuddyError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        print_error(exc)
         raise typer.Exit(2) from None
     if output is None:
         typer.echo(text, nl=False)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from session_buddy.cli._common import ConfigOpt, app, err, load
+from session_buddy.cli._common import ConfigOpt, app, load, print_error
 from session_buddy.errors import SessionBuddyError
 from session_buddy.logs import route_logging_to_stderr
 
@@ -43,13 +43,13 @@ def serve(
     bind = host or settings.server.host
     loopback = bind in ("127.0.0.1", "localhost", "::1")
     if not loopback and not settings.server.allow_remote:
-        err.print(
-            f"[red]error:[/red] refusing to listen on {bind}: only loopback is allowed unless "
+        print_error(
+            f"refusing to listen on {bind}: only loopback is allowed unless "
             "server.allow_remote is true (SESSION_BUDDY_SERVER__ALLOW_REMOTE=1)"
         )
         raise typer.Exit(2)
     if not loopback and not settings.server.auth:
-        err.print(f"[red]error:[/red] refusing to listen on {bind} without auth (server.auth)")
+        print_error(f"refusing to listen on {bind} without auth (server.auth)")
         raise typer.Exit(2)
     from session_buddy.server.app import create_server, private_data_dir
     from session_buddy.server.http import Activity, guard_middleware
@@ -58,12 +58,12 @@ def serve(
     try:
         middleware = guard_middleware(settings, paths, Activity())
     except SessionBuddyError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        print_error(exc)
         raise typer.Exit(2) from None
     try:
         server = create_server(settings, http=True)
     except SessionBuddyError as exc:  # settings that cannot work, e.g. an exposed key file
-        err.print(f"[red]error:[/red] {exc}")
+        print_error(exc)
         raise typer.Exit(2) from None
     # uvicorn handles SIGTERM/SIGINT (graceful shutdown, lifespan exit, ShutdownManager),
     # then re-raises the signal with the previous handler: make that a clean exit.
@@ -98,7 +98,7 @@ def token(
     try:
         secret = load_secret(paths.data)
     except SessionBuddyError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        print_error(exc)
         raise typer.Exit(2) from None
     print(mint_token(secret, user or local_user(settings), ttl))
 
@@ -111,6 +111,6 @@ def service(config: ConfigOpt = None) -> None:
     try:
         code = run_service(load(config).settings)
     except SessionBuddyError as exc:  # one clear line in the service log, no traceback
-        err.print(f"[red]error:[/red] {exc}")
+        print_error(exc)
         raise typer.Exit(2) from None
     raise typer.Exit(code)
