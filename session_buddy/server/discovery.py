@@ -2,8 +2,9 @@
 
 The service writes ``<data>/service.json`` (pid, address, version) once it listens, and holds
 an exclusive lock on ``<data>/service.lock`` for its whole life: a second service for the
-same data directory sees the lock and exits (after retrying for :data:`LOCK_WAIT_S`), and a stale ``service.json`` left by a killed
-service is recognised because its process is gone or its port refuses connections.
+same data directory sees the lock and exits (after retrying for :data:`LOCK_WAIT_S`), and a
+stale ``service.json`` left by a killed service is recognised because its process is gone or
+its port refuses connections.
 
 Bridges that find no live service start one under ``<data>/service.start.lock``, so when two
 bridges start at once exactly one service is spawned. Light imports only.
@@ -172,15 +173,13 @@ def service_lock_held(data_dir: Path) -> bool:
     """Whether a service process holds ``data_dir``'s service lock (it takes the lock first,
     then binds and writes its file: a starter that lost the race waits for that one)."""
     try:
-        with open(data_dir / SERVICE_LOCK, "a+") as lock:
-            try:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
-            return False
+        lock = take_service_lock(data_dir, wait_s=0.0)
     except OSError:
         return False
+    if lock is None:
+        return True
+    lock.close()  # (closing the file releases the lock)
+    return False
 
 
 def ensure_service(
