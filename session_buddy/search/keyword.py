@@ -3,9 +3,10 @@
 Postings are numpy arrays, not Python objects per term: a *frozen* part in CSR form (the
 postings of term ``t`` are ``rows[starts[t]:starts[t + 1]]`` with their term frequencies)
 and a *tail* of recent postings as (term, row, tf) triples, merged into the frozen part once
-it holds ``MERGE_MIN`` postings or an eighth of the frozen ones, whichever is more. Adding a document appends to
-the tail: it is searchable at once, nothing is rebuilt on query. The distinct terms of each
-row are kept the same way (CSR over rows), to correct document frequencies on delete.
+it holds ``MERGE_MIN`` postings or an eighth of the frozen ones, whichever is more. Adding a
+document appends to the tail: it is searchable at once, nothing is rebuilt on query. The
+distinct terms of each row are kept the same way (CSR over rows), to correct document
+frequencies on delete.
 The vocabulary (term -> term id) is a :class:`~.strings.Strings` too: the terms' bytes and
 a sorted hash array, its recent terms folded in when the postings merge (1.2M terms at 1M
 items: ~30 MB of arrays instead of ~150 MB of Python strings and dict entries).

@@ -526,9 +526,8 @@ class Lifecycle:
         self, state: SessionState, final: _Checkpointed, ended: datetime
     ) -> HandoffInputs:
         storage = self.store.storage
-        access = await self.owners.access_of(
-            state
-        )  # the owner's (a hook event: whoever applies it)
+        # what the session's owner may see (a hook event is applied by whoever calls next)
+        access = await self.owners.access_of(state)
         messages = await storage.list_items(
             messages_filter(state, access), limit=HANDOFF_MESSAGES, newest_first=False
         )
