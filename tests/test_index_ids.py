@@ -8,6 +8,7 @@ import hashlib
 import json
 import random
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -82,20 +83,31 @@ def _word(n: int) -> str:
     return "q" + "".join("abcdefghij"[int(d)] for d in str(n))
 
 
-def test_id_lookup_through_add_remove_replace_and_compaction(hashing: str) -> None:
-    rng = random.Random(3)
-    idx = SearchIndex(4)
+def _churn(
+    idx: SearchIndex, pool: list[str], seed: int, steps: int, adds: int, removes: int
+) -> Iterator[dict[str, str]]:
+    """Random steps of adding up to ``adds`` ids of ``pool`` (some present already:
+    replaced), each with a word of its own, and removing up to ``removes``; after each step,
+    the live ids and their words (the same dict each time)."""
+    rng = random.Random(seed)
     live: dict[str, str] = {}  # id -> its one word
-    pool = [*ODD_IDS, *(f"id-{i}" * (1 + i % 3) for i in range(120))]
-    for step in range(60):
-        batch = rng.sample(pool, rng.randint(1, 30))  # some present already: replaced
+    for step in range(steps):
+        batch = rng.sample(pool, rng.randint(1, adds))
         words = {i: _word(step * 100 + n) for n, i in enumerate(batch)}
         idx.add([_entry(i, words[i], k) for k, i in enumerate(batch)])
         live.update(words)
-        gone = rng.sample(pool, rng.randint(0, 25))
+        gone = rng.sample(pool, rng.randint(0, removes))
         assert idx.remove(gone) == sum(1 for g in gone if g in live)
         for g in gone:
             live.pop(g, None)
+        yield live
+
+
+def test_id_lookup_through_add_remove_replace_and_compaction(hashing: str) -> None:
+    idx = SearchIndex(4)
+    pool = [*ODD_IDS, *(f"id-{i}" * (1 + i % 3) for i in range(120))]
+    live: dict[str, str] = {}
+    for live in _churn(idx, pool, seed=3, steps=60, adds=30, removes=25):
         assert len(idx) == len(live) == idx.count()
         assert {i for i, _ in idx.filter_ids(None)} == set(live)
     assert idx.memory()["rows"] < 60 * 30  # compacted on the way
@@ -203,19 +215,10 @@ def test_a_replaced_uuid_is_found_at_its_live_row(hashing: str) -> None:
 
 
 def test_id_lookup_of_uuids_through_replace_and_compaction(hashing: str) -> None:
-    rng = random.Random(4)
     idx = SearchIndex(4)
-    live: dict[str, str] = {}
     pool = [*_uuids(150, 5), *ODD_IDS[:3]]
-    for step in range(50):
-        batch = rng.sample(pool, rng.randint(1, 40))
-        words = {i: _word(step * 100 + n) for n, i in enumerate(batch)}
-        idx.add([_entry(i, words[i], k) for k, i in enumerate(batch)])
-        live.update(words)
-        gone = rng.sample(pool, rng.randint(0, 30))
-        assert idx.remove(gone) == sum(1 for g in gone if g in live)
-        for g in gone:
-            live.pop(g, None)
+    live: dict[str, str] = {}
+    for live in _churn(idx, pool, seed=4, steps=50, adds=40, removes=30):
         assert {i for i, _ in idx.filter_ids(None)} == set(live)
     for item_id in pool:
         assert (item_id in idx) == (item_id in live)
