@@ -76,30 +76,25 @@ def test_the_cli_prints_a_settings_error_with_brackets_as_it_is(tmp_path: Path) 
 
     from tests.conftest import session_buddy_cmd
 
+    def error_of(*args: str, code: int) -> str:
+        """The command's stderr; it exits with ``code``, no MarkupError traceback."""
+        done = subprocess.run(
+            [*session_buddy_cmd(), *args], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == code, done.stderr
+        assert "MarkupError" not in done.stderr
+        return done.stderr
+
     for folder in ("with-[/x]", "with-[b]"):
         missing = tmp_path / folder / "nope.yaml"
         missing.parent.mkdir(parents=True)
-        done = subprocess.run(
-            [*session_buddy_cmd(), "health", "--config", str(missing)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 2, done.stderr
-        assert "MarkupError" not in done.stderr
-        assert str(missing) in done.stderr and "does not exist" in done.stderr
+        said = error_of("health", "--config", str(missing), code=2)
+        assert str(missing) in said and "does not exist" in said
         # and every other command's error line (one printer): here `key generate`'s
         taken = tmp_path / folder / "storage.key"
         taken.write_text("already here", encoding="utf-8")
-        done = subprocess.run(
-            [*session_buddy_cmd(), "key", "generate", "--file", str(taken)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 1, done.stderr
-        assert "MarkupError" not in done.stderr
-        assert str(taken) in done.stderr and "never overwritten" in done.stderr
+        said = error_of("key", "generate", "--file", str(taken), code=1)
+        assert str(taken) in said and "never overwritten" in said
 
 
 def test_explain_masks_secrets(tmp_path: Path) -> None:
